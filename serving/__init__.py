@@ -1,0 +1,1 @@
+"""The ReturnLens service: API, policy engine, storage, web pages and dock station."""

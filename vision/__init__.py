@@ -1,0 +1,1 @@
+"""Torch-free computer-vision core shared by serving, the dock station and evaluation."""
