@@ -1,0 +1,135 @@
+"""ONNX Runtime wrapper that enforces the model contract.
+
+One session per process; ``run`` is thread-safe in ONNX Runtime, so request handlers
+share it. The card inside the file decides input size and labels; nothing is restated
+here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from vision.card import CARD_KEY, ModelCard
+from vision.errors import ModelError
+from vision.preprocess import preprocess_batch
+from vision.types import PhotoScores
+
+OUTPUT_NAMES = ("grade_probs", "damage_probs", "embedding", "damage_cam")
+INPUT_NAME = "image"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelOutputs:
+    """Batched outputs, one row per input image."""
+
+    grade_probs: np.ndarray  # [N,G]
+    damage_probs: np.ndarray  # [N,D]
+    embedding: np.ndarray  # [N,E]
+    damage_cam: np.ndarray  # [N,D,h,w]
+
+    def __len__(self) -> int:
+        return int(self.grade_probs.shape[0])
+
+    def photo(self, i: int) -> PhotoScores:
+        return PhotoScores(
+            grade_probs=self.grade_probs[i],
+            damage_probs=self.damage_probs[i],
+            embedding=self.embedding[i],
+            damage_cam=self.damage_cam[i],
+        )
+
+
+def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """Session options sized for small CPU boxes.
+
+    With several worker processes each session must use only its share of the cores,
+    or the workers oversubscribe the CPU; ``RETURNLENS_ORT_THREADS`` overrides.
+    """
+    opts = ort.SessionOptions()
+    env = os.environ.get("RETURNLENS_ORT_THREADS")
+    threads = intra_op_threads or (int(env) if env else (os.cpu_count() or 1))
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+def read_card(session: ort.InferenceSession) -> ModelCard:
+    meta = session.get_modelmeta().custom_metadata_map
+    if CARD_KEY not in meta:
+        raise ModelError(f"the ONNX file has no {CARD_KEY!r} entry in metadata_props",
+                         code="invalid_model")
+    return ModelCard.from_json(meta[CARD_KEY])
+
+
+class OnnxModel:
+    """A loaded grading model: the ONNX session plus its card."""
+
+    def __init__(self, path: Path | str, *, intra_op_threads: int | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} does not exist", code="model_not_found")
+        data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            self.session = ort.InferenceSession(
+                data, sess_options=session_options(intra_op_threads),
+                providers=list(providers or ["CPUExecutionProvider"]),
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"ONNX Runtime cannot load {self.path.name}: {exc}",
+                             code="invalid_model") from exc
+        self.card = read_card(self.session)
+        self._check_contract()
+
+    @property
+    def version(self) -> str:
+        return self.card.model_version
+
+    def _check_contract(self) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+            raise ModelError("the model must take one uint8 input named 'image' [N,H,W,3]",
+                             code="invalid_model")
+        shape = inputs[0].shape
+        size = self.card.preprocess.input_size
+        if len(shape) != 4 or shape[1:] != [size, size, 3]:
+            raise ModelError(f"input shape {shape} does not match the card's {size}x{size}x3",
+                             code="invalid_model")
+        names = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in OUTPUT_NAMES if n not in names]
+        if missing:
+            raise ModelError(f"the model lacks the outputs {missing}", code="invalid_model")
+
+    def predict(self, batch: np.ndarray) -> ModelOutputs:
+        """Run a uint8 ``[N,H,W,3]`` batch already preprocessed with the card's spec."""
+        if batch.dtype != np.uint8 or batch.ndim != 4:
+            raise ValueError(f"expected uint8 NHWC batch, got {batch.dtype} {batch.shape}")
+        if batch.shape[0] == 0:
+            raise ValueError("empty batch")
+        out = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+        result = ModelOutputs(*(np.asarray(o, dtype=np.float32) for o in out))
+        g, d = len(self.card.grade_labels), len(self.card.damage_labels)
+        if result.grade_probs.shape[1] != g or result.damage_probs.shape[1] != d:
+            raise ModelError("output sizes do not match the card's label lists",
+                             code="invalid_model")
+        return result
+
+    def predict_images(self, images: Sequence[np.ndarray]) -> ModelOutputs:
+        """Preprocess RGB images with the card's spec and run them as one batch."""
+        return self.predict(preprocess_batch(list(images), self.card.preprocess))
+
+    def warmup(self, batch_sizes: Sequence[int] = (1, 4)) -> None:
+        """Run dummy batches so the first real request does not pay for graph set-up."""
+        size = self.card.preprocess.input_size
+        for n in batch_sizes:
+            self.predict(np.zeros((n, size, size, 3), dtype=np.uint8))
