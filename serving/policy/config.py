@@ -1,0 +1,630 @@
+"""The policy YAML: schema, loading with clear errors, the content-hash version.
+
+One file holds the whole policy. ``defaults`` is a complete category policy; each entry of
+``categories`` overrides it by deep merge (mappings merge key by key, lists and scalars
+replace). A ``default`` category is used for categories the file does not name; when the
+file has none it equals ``defaults``.
+
+Every error names its YAML path (``categories.mug.return_window_days: must be > 0``). An
+error inside a merged category is reported where the offending value was written: under
+``categories.<name>`` when the override sets it, else under ``defaults``.
+
+The version is ``pol-`` + 12 hex of the sha256 of the canonical JSON of the *resolved*
+policy (every category merged, every default filled in), so comments, formatting, key
+order and spelling out a default leave it unchanged, while any effective change moves it.
+
+Grade and damage names are data: the file names them and ``check_compatible`` checks them
+against a model's label lists (the service calls it at start-up; the engine calls it
+again, cached, on every decision).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from serving.policy.types import REASON_CODES, ReasonCode
+from vision.errors import ConfigError
+
+DEFAULT_CATEGORY = "default"
+POLICY_FORMAT = 1
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Name = Annotated[str, Field(min_length=1)]
+CategoryKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class ConditionRule(_Model):
+    """Non-returnable condition: for these reasons, this grade mass or damage is refused.
+
+    It matches when P(grade in ``grades``) >= ``min_prob`` or any ``damage`` label reaches
+    the upper edge of the uncertain band. ``reject`` is downgraded to review when the model
+    is not confident (the engine never refuses a shopper on a guess).
+    """
+
+    reasons: list[ReasonCode] | None = None  # None: every reason
+    grades: list[Name] = []
+    min_prob: Fraction = 0.5
+    damage: list[Name] = []
+    action: Literal["reject", "review"] = "review"
+    note: str | None = None  # the shopper sentence when it rejects
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> ConditionRule:
+        if not self.grades and not self.damage:
+            raise ValueError("a condition needs 'grades' or 'damage' (or both)")
+        return self
+
+
+class Channel(_Model):
+    """A secondary sales channel: fixed handling cost and the markdown it sells at."""
+
+    cost: Annotated[float, Field(ge=0.0)]
+    markdown: float | Literal["tier"]  # "tier": the grade's tier markdown (expected value)
+    grades: list[Name] | None = None  # grades it accepts; None: all; []: channel disabled
+
+    @field_validator("markdown", mode="before")
+    @classmethod
+    def _markdown(cls, value: object) -> object:
+        if value == "tier":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError("must be a fraction between 0 and 1, or 'tier'")
+        return float(value)
+
+
+class Dock(_Model):
+    tiers: Annotated[dict[Name, Fraction], Field(min_length=1)]  # tier -> markdown fraction
+    grade_tiers: Annotated[dict[Name, Name], Field(min_length=1)]  # grade -> tier
+    channels: Annotated[dict[Name, Channel], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> Dock:
+        bad = [f"{g} -> {t}" for g, t in self.grade_tiers.items() if t not in self.tiers]
+        if bad:
+            raise ValueError(
+                f"grade_tiers names unknown tiers ({', '.join(bad)}); tiers are: "
+                f"{', '.join(self.tiers)}"
+            )
+        return self
+
+
+class CategoryPolicy(_Model):
+    return_window_days: Annotated[int, Field(gt=0)]
+    returnable: bool = True
+    non_returnable_reasons: list[ReasonCode] = []
+    high_value: Annotated[float, Field(gt=0)] | None = None  # None: no high-value review
+    non_returnable: list[ConditionRule] = []
+    dock: Dock
+
+
+class DamageBand(_Model):
+    low: Fraction
+    high: Fraction
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DamageBand:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Confidence(_Model):
+    min_grade_confidence: Fraction
+    dock_min_grade_confidence: Fraction | None = None  # None: same as min_grade_confidence
+    damage_uncertain: DamageBand
+
+
+class Condition(_Model):
+    damaged_from_grade: Name  # this grade and worse count as visible damage
+    pristine_grades: Annotated[list[Name], Field(min_length=1)]
+    min_prob: Fraction = 0.5
+    ignore_damage: list[Name] = []  # damage labels that do not count (opened packaging)
+
+
+class ReasonRule(_Model):
+    expects: Literal["intact", "damaged", "different_item", "any"] = "any"
+    on_mismatch: Literal["review", "note"] = "review"
+
+
+class WrongItem(_Model):
+    min_similarity: Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
+class ReusedPhotoRule(_Model):
+    max_hamming: Annotated[int, Field(ge=0, le=64)]
+
+
+class RepeatReturner(_Model):
+    window_days: Annotated[int, Field(gt=0)]
+    min_returns: Annotated[int, Field(ge=1)]  # counting this return
+    min_rejected: Annotated[int, Field(ge=1)] | None = None
+
+
+class Quality(_Model):
+    min_usable_photos: Annotated[int, Field(ge=1, le=6)] = 1
+    max_retakes: Annotated[int, Field(ge=0)] = 3  # after this many, review instead
+
+
+class Discrepancy(_Model):
+    min_grade_gap: Annotated[int, Field(ge=1)]
+    action: Literal["review", "note"] = "review"
+
+
+class PolicyFile(_Model):
+    policy_format: Literal[1]
+    name: Name
+    description: str = ""
+    confidence: Confidence
+    condition: Condition
+    reasons: dict[ReasonCode, ReasonRule] = {}
+    wrong_item: WrongItem
+    reused_photo: ReusedPhotoRule
+    repeat_returner: RepeatReturner
+    quality: Quality = Quality()
+    discrepancy: Discrepancy
+    defaults: CategoryPolicy
+    categories: dict[CategoryKey, dict[str, Any]] = {}
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _empty_overrides(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated, resolved policy and its content-hash version."""
+
+    spec: PolicyFile
+    categories: Mapping[str, CategoryPolicy]  # resolved; always holds "default"
+    reasons: Mapping[str, ReasonRule]  # every reason code
+    version: str
+    source: str
+    overrides: Mapping[str, Mapping[str, Any]] = field(repr=False, compare=False)
+    raw_defaults: Mapping[str, Any] = field(repr=False, compare=False)
+    _compatible: set[tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=set, repr=False, compare=False
+    )
+
+    def category(self, name: str) -> tuple[str, CategoryPolicy]:
+        """The policy for a category (case-insensitive); unknown ones get ``default``."""
+        key = name.strip().lower()
+        key = key if key in self.categories else DEFAULT_CATEGORY
+        return key, self.categories[key]
+
+    def resolved(self) -> dict[str, Any]:
+        """The canonical content the version hashes."""
+        return _resolved(self.spec, self.categories, self.reasons)
+
+    def require_compatible(self, grade_labels: Sequence[str], damage_labels: Sequence[str]) -> None:
+        key = (tuple(grade_labels), tuple(damage_labels))
+        if key not in self._compatible:
+            check_compatible(self, key[0], key[1])
+            self._compatible.add(key)
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"policy {self.spec.name!r} (format {self.spec.policy_format}), version {self.version}",
+            f"source: {self.source}",
+            f"categories: {', '.join(sorted(self.categories))} "
+            f"(unknown categories use {DEFAULT_CATEGORY!r})",
+            f"grades named: {', '.join(sorted(grade_names(self)))}",
+            f"damage labels named: {', '.join(sorted(damage_names(self))) or '-'}",
+        ]
+        for name in sorted(self.categories):
+            cat = self.categories[name]
+            usable = [c for c, ch in cat.dock.channels.items() if ch.grades != []]
+            lines.append(
+                f"  {name}: {'returnable' if cat.returnable else 'NOT returnable'}, "
+                f"window {cat.return_window_days} d, high value "
+                f"{cat.high_value if cat.high_value is not None else '-'}, "
+                f"{len(cat.non_returnable)} condition rule(s), channels {', '.join(usable)}"
+            )
+        return lines
+
+
+def _resolved(
+    spec: PolicyFile, categories: Mapping[str, CategoryPolicy], reasons: Mapping[str, ReasonRule]
+) -> dict[str, Any]:
+    data = spec.model_dump(mode="json", exclude={"defaults", "categories", "reasons"})
+    data["reasons"] = {k: r.model_dump(mode="json") for k, r in reasons.items()}
+    data["categories"] = {k: c.model_dump(mode="json") for k, c in categories.items()}
+    return data
+
+
+def policy_version(resolved: Mapping[str, Any]) -> str:
+    canonical = json.dumps(
+        resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return "pol-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, str | int | float | bool):
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def default_policy_path() -> Path:
+    return Path(str(resources.files("serving.policy").joinpath("default.yaml")))
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file (the shipped ``default.yaml`` when None)."""
+    path = Path(path) if path is not None else default_policy_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"policy file {path} does not exist", details={"file": str(path)}
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"policy file {path} cannot be read: {exc}", details={"file": str(path)}
+        ) from exc
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, source: str = "<string>") -> Policy:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise ConfigError(
+            f"policy file {source} is not valid YAML at line {line}, column {column}: "
+            f"{exc.problem or exc.context}",
+            details={"file": source, "line": line, "column": column},
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"policy file {source} is not valid YAML: {exc}", details={"file": source}
+        ) from exc
+    if data is None:
+        raise ConfigError(f"policy file {source} is empty", details={"file": source})
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"policy file {source} must be a YAML mapping with policy_format, name, ...; "
+            f"it holds {type(data).__name__}",
+            details={"file": source},
+        )
+    return policy_from_dict(data, source=source)
+
+
+def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
+    issues: list[Issue] = []
+    spec: PolicyFile | None = None
+    try:
+        spec = PolicyFile.model_validate(dict(data))
+    except ValidationError as exc:
+        issues += _issues(exc, PolicyFile, lambda loc: _path(loc))
+    raw_defaults: Any = data.get("defaults")
+    raw_categories = data.get("categories") or {}
+    categories: dict[str, CategoryPolicy] = {}
+    overrides: dict[str, Mapping[str, Any]] = {}
+    if isinstance(raw_defaults, dict) and isinstance(raw_categories, dict):
+        names = [str(k) for k in raw_categories]
+        names += [DEFAULT_CATEGORY] if DEFAULT_CATEGORY not in names else []
+        for name in names:
+            override = raw_categories.get(name) or {}
+            if not isinstance(override, dict):
+                continue  # reported by PolicyFile
+            overrides[name] = override
+            try:
+                categories[name] = CategoryPolicy.model_validate(_merge(raw_defaults, override))
+            except ValidationError as exc:
+                issues += _issues(exc, CategoryPolicy, _origin_fn(name, override, raw_defaults))
+    if issues or spec is None:
+        _raise(source, issues)
+    assert spec is not None
+    given = {str(k): v for k, v in spec.reasons.items()}
+    reasons = {code: given.get(code, ReasonRule()) for code in REASON_CODES}
+    version = policy_version(_resolved(spec, categories, reasons))
+    return Policy(spec, categories, reasons, version, source, overrides, dict(raw_defaults))
+
+
+def _raise(source: str, issues: Iterable[Issue]) -> None:
+    unique = list(dict.fromkeys(issues))
+    lines = "\n".join(f"  {i}" for i in unique)
+    raise ConfigError(
+        f"policy file {source} has {len(unique)} error(s):\n{lines}",
+        details={
+            "file": source,
+            "errors": [{"path": i.path, "message": i.message} for i in unique],
+        },
+    )
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _prefix_len(data: Any, keys: Sequence[Any]) -> int:
+    depth = 0
+    for part in keys:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_dict or in_list):
+            break
+        data = data[part]
+        depth += 1
+    return depth
+
+
+def _origin_fn(name: str, override: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
+    """Map an error location inside a merged category to the YAML path that wrote it.
+
+    Whichever of the override and ``defaults`` reaches deeper along the location wrote the
+    value (the override wins ties); a key missing from both is reported under defaults.
+    """
+
+    def origin(loc: Sequence[Any]) -> str:
+        keys = [p for p in loc if p != "[key]"]
+        mine, base = _prefix_len(override, keys), _prefix_len(defaults, keys)
+        if mine and mine >= base:
+            return _path(("categories", name, *loc))
+        return _path(("defaults", *loc))
+
+    return origin
+
+
+def _path(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+# --- error sentences -----------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "float_type": "a number",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "int_from_float": "a whole number",
+}
+
+
+def _issues(exc: ValidationError, root: type[BaseModel], where: Any) -> list[Issue]:
+    return [Issue(where(err["loc"]), _describe(err, root)) for err in exc.errors()]
+
+
+def _describe(err: Any, root: type[BaseModel]) -> str:
+    kind, loc, ctx = err["type"], err["loc"], err.get("ctx") or {}
+    got = err.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return _unknown_key(root, loc)
+    if loc == ("policy_format",) and kind == "literal_error":
+        return f"unsupported policy_format {got!r}; this ReturnLens reads format {POLICY_FORMAT}"
+    bounds = {
+        "greater_than": ">",
+        "greater_than_equal": ">=",
+        "less_than": "<",
+        "less_than_equal": "<=",
+    }
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit:g}, got {got!r}"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, got {_show(got)}"
+    if kind == "literal_error":
+        what = f"unknown key {got!r}" if loc and loc[-1] == "[key]" else f"got {got!r}"
+        return f"must be one of {ctx.get('expected')} ({what})"
+    if kind == "string_pattern_mismatch":
+        return f"category name {got!r} must use lowercase letters, digits, '_' or '-'"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    names = {
+        str: "text",
+        bool: "a boolean",
+        int: "a whole number",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+    }
+    return f"{names.get(type(value), type(value).__name__)} {value!r}"[:80]
+
+
+def _unknown_key(root: type[BaseModel], loc: Sequence[Any]) -> str:
+    key = str(loc[-1])
+    model = _model_at(root, loc[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    allowed = list(model.model_fields)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+    return f"unknown key {key!r} ({hint})"
+
+
+def _unwrap(ann: Any) -> Any:
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            ann = get_args(ann)[0]
+        elif origin in (Union, types.UnionType):
+            rest = [a for a in get_args(ann) if a is not type(None)]
+            if len(rest) != 1:
+                return ann
+            ann = rest[0]
+        else:
+            return ann
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    ann: Any = root
+    for part in loc:
+        ann = _unwrap(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            fld = ann.model_fields.get(part) if isinstance(part, str) else None
+            if fld is None:
+                return None
+            ann = fld.annotation
+        elif get_origin(ann) in (dict, list):
+            ann = get_args(ann)[-1]
+        else:
+            return None
+    ann = _unwrap(ann)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+# --- label compatibility -------------------------------------------------------------
+
+
+def grade_names(policy: Policy) -> set[str]:
+    """Every grade name the policy refers to."""
+    names = {policy.spec.condition.damaged_from_grade, *policy.spec.condition.pristine_grades}
+    for cat in policy.categories.values():
+        names |= set(cat.dock.grade_tiers)
+        names |= {g for rule in cat.non_returnable for g in rule.grades}
+        names |= {g for ch in cat.dock.channels.values() for g in ch.grades or ()}
+    return names
+
+
+def damage_names(policy: Policy) -> set[str]:
+    names = set(policy.spec.condition.ignore_damage)
+    for cat in policy.categories.values():
+        names |= {d for rule in cat.non_returnable for d in rule.damage}
+    return names
+
+
+def check_compatible(
+    policy: Policy, grade_labels: Sequence[str], damage_labels: Sequence[str]
+) -> None:
+    """Raise ConfigError (every problem, with paths) unless the policy fits these labels.
+
+    Every grade or damage name in the file must be one of the model's labels, and every
+    model grade needs a markdown tier and at least one channel in every category.
+    """
+    grades, damage = list(grade_labels), list(damage_labels)
+    issues: list[Issue] = []
+
+    def unknown(path: str, names: Iterable[str], known: list[str], what: str) -> None:
+        for n in names:
+            if n not in known:
+                issues.append(
+                    Issue(
+                        path, f"{what} {n!r} is not one of the model's {what}s ({', '.join(known)})"
+                    )
+                )
+
+    cond = policy.spec.condition
+    unknown("condition.damaged_from_grade", [cond.damaged_from_grade], grades, "grade")
+    unknown("condition.pristine_grades", cond.pristine_grades, grades, "grade")
+    unknown("condition.ignore_damage", cond.ignore_damage, damage, "damage label")
+    for name, cat in policy.categories.items():
+        where = _origin_fn(name, policy.overrides.get(name, {}), policy.raw_defaults)
+        for i, rule in enumerate(cat.non_returnable):
+            unknown(where(("non_returnable", i, "grades")), rule.grades, grades, "grade")
+            unknown(where(("non_returnable", i, "damage")), rule.damage, damage, "damage label")
+        unknown(where(("dock", "grade_tiers")), cat.dock.grade_tiers, grades, "grade")
+        for ch_name, ch in cat.dock.channels.items():
+            unknown(
+                where(("dock", "channels", ch_name, "grades")), ch.grades or (), grades, "grade"
+            )
+        for g in grades:
+            if g not in cat.dock.grade_tiers:
+                issues.append(
+                    Issue(
+                        where(("dock", "grade_tiers")),
+                        f"the model's grade {g!r} has no markdown tier",
+                    )
+                )
+            if not any(ch.grades is None or g in ch.grades for ch in cat.dock.channels.values()):
+                issues.append(
+                    Issue(
+                        where(("dock", "channels")), f"no channel accepts the model's grade {g!r}"
+                    )
+                )
+    if issues:
+        unique = list(dict.fromkeys(issues))
+        raise ConfigError(
+            f"policy {policy.version} ({policy.source}) does not fit the model's labels:\n"
+            + "\n".join(f"  {i}" for i in unique),
+            code="policy_model_mismatch",
+            details={
+                "errors": [{"path": i.path, "message": i.message} for i in unique],
+                "grade_labels": grades,
+                "damage_labels": damage,
+            },
+        )
