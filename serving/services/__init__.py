@@ -1,0 +1,5 @@
+"""The domain layer between the HTTP API and storage/vision/policy.
+
+Import the service from ``serving.services.service``; this package init stays light so
+``serving.storage`` can import ``serving.services.errors`` without a cycle.
+"""

@@ -1,0 +1,95 @@
+"""The one place where the service calls the pure policy engine (``serving.policy``).
+
+The service gathers facts from storage and vision; this module turns them into the
+engine's frozen inputs and returns its frozen outputs. Nothing here reads a clock, a
+database or a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from serving.policy import (
+    CustomerHistory,
+    DockContext,
+    DockDisposition,
+    Flag,
+    PhotoQuality,
+    Policy,
+    ReturnContext,
+    ReusedPhoto,
+    Scores,
+    ShopperDecision,
+    decide_disposition,
+    decide_return,
+)
+from vision.card import ModelCard
+from vision.types import ItemScores
+
+# Flags that refuse a return before any photo exists (create_return answers with them).
+PRECHECK_CODES = ("outside_return_window", "non_returnable_category")
+
+
+def check_policy_fits(policy: Policy, card: ModelCard) -> None:
+    """Raise ConfigError unless every grade/damage name in the policy is the model's."""
+    policy.require_compatible(card.grade_labels, card.damage_labels)
+
+
+def history_window(policy: Policy) -> timedelta:
+    """How far back the repeat-returner rule looks."""
+    return timedelta(days=policy.spec.repeat_returner.window_days)
+
+
+def scores_of(item: ItemScores | None) -> Scores | None:
+    return Scores.from_item_scores(item) if item is not None else None
+
+
+def precheck(policy: Policy, *, category: str, sku: str, price: float, reason: str,
+             delivered_at: datetime, now: datetime) -> list[Flag]:
+    """Reject flags knowable before any photo: the return window and the category.
+
+    Runs the real engine with no photos and keeps only these flags, so the rule lives in
+    the policy alone.
+    """
+    ctx = ReturnContext(category=category, sku=sku, price=price, reason=reason,
+                        delivered_at=delivered_at, now=now, photos=())
+    decision = decide_return(policy, ctx)
+    return [f for f in decision.flags if f.code in PRECHECK_CODES and f.effect == "reject"]
+
+
+def shopper_decision(
+    policy: Policy, *, category: str, sku: str, price: float, reason: str,
+    delivered_at: datetime, now: datetime,
+    photos: Sequence[PhotoQuality], item: ItemScores | None,
+    history_times: Sequence[datetime], rejected_returns: int,
+    similarity: float | None, reused: tuple[int, str, str] | None, previous_retakes: int,
+) -> ShopperDecision:
+    """``photos``: the quality verdict of every photo the decision considers;
+    ``reused``: (Hamming distance, other return id, other photo id) of the nearest hash."""
+    ctx = ReturnContext(
+        category=category, sku=sku, price=price, reason=reason, delivered_at=delivered_at,
+        now=now,
+        photos=tuple(photos),
+        scores=scores_of(item),
+        history=CustomerHistory(return_times=tuple(history_times),
+                                rejected_returns=rejected_returns),
+        similarity=similarity,
+        reused_photo=ReusedPhoto(reused[0], reused[1], reused[2]) if reused else None,
+        previous_retakes=previous_retakes,
+    )
+    return decide_return(policy, ctx)
+
+
+def dock_disposition(policy: Policy, *, category: str, price: float, item: ItemScores,
+                     shopper_grade: str | None, quality_passed: bool) -> DockDisposition:
+    ctx = DockContext(category=category, price=price, scores=Scores.from_item_scores(item),
+                      shopper_grade=shopper_grade, quality_passed=quality_passed)
+    return decide_disposition(policy, ctx)
+
+
+def tier_for(policy: Policy, category: str, grade: str) -> tuple[str, float]:
+    """(tier, markdown) of a grade in a category, without pricing (unmatched items)."""
+    _, cat = policy.category(category)
+    tier = cat.dock.grade_tiers[grade]
+    return tier, float(cat.dock.tiers[tier])

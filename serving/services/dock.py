@@ -1,0 +1,196 @@
+"""Dock inspections: grade the parcel's item, then tier, channel and recovery.
+
+Idempotent on the station's idempotency key. The request fingerprint (the return id the
+label named plus the sha256 of every photo, in order) is stored with the key: the same
+key with the same fingerprint answers the stored inspection (``replayed=True``); the same
+key with anything else is a Conflict. Two identical requests racing each other are
+settled by the UNIQUE constraint on the key: the loser's insert fails, it reads the
+winner's row and answers it as a replay.
+
+An item whose label names no known return (or has no label) is stored as ``unmatched``
+with a review flag, not refused: the parcel is on the dock either way and a person must
+find its return. Without an order line there is no price, so no channel is priced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from serving.policy import DEFAULT_CATEGORY
+from serving.services import decide
+from serving.services.context import MAX_PHOTOS_PER_INSPECTION, Deps
+from serving.services.convert import inspection_view, probs_dict
+from serving.services.errors import Conflict, Invalid, NotFound
+from serving.services.facts import photo_row
+from serving.services.views import InspectionRequest, InspectionView
+from serving.storage import repo
+from serving.storage.tables import Grading, Inspection
+from vision.aggregate import aggregate
+from vision.pipeline import GradeResult
+from vision.types import ItemScores
+
+MAX_KEY = 200
+MAX_STATION = 100
+
+
+def fingerprint(return_id: str | None, photo_sha256: list[str]) -> str:
+    text = "\n".join([return_id or "", *photo_sha256])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _validate(req: InspectionRequest) -> None:
+    if not req.idempotency_key or len(req.idempotency_key) > MAX_KEY:
+        raise Invalid(f"An idempotency key of 1 to {MAX_KEY} characters is required.",
+                      code="invalid_field", details={"field": "idempotency_key"})
+    if not req.station_id or len(req.station_id) > MAX_STATION:
+        raise Invalid(f"A station id of 1 to {MAX_STATION} characters is required.",
+                      code="invalid_field", details={"field": "station_id"})
+    if not req.photos:
+        raise Invalid("Add at least one photo.", code="no_photos")
+    if len(req.photos) > MAX_PHOTOS_PER_INSPECTION:
+        raise Invalid(f"An inspection takes at most {MAX_PHOTOS_PER_INSPECTION} photos.",
+                      code="too_many_photos",
+                      details={"uploaded": len(req.photos),
+                               "max_photos": MAX_PHOTOS_PER_INSPECTION})
+
+
+def _replay(row: Inspection, fp: str) -> InspectionView:
+    if row.request_fingerprint != fp:
+        raise Conflict("This idempotency key was already used for a different inspection "
+                       "(other photos or another return).", code="idempotency_conflict",
+                       details={"inspection_id": row.id})
+    return inspection_view(row, replayed=True)
+
+
+def inspect(deps: Deps, req: InspectionRequest) -> InspectionView:
+    _validate(req)
+    claimed = (req.return_id or "").strip() or None
+    fp = fingerprint(claimed, [hashlib.sha256(p).hexdigest() for p in req.photos])
+    with deps.db.read() as s:
+        existing = repo.inspection_by_key(s, req.idempotency_key)
+        if existing is not None:
+            return _replay(existing, fp)
+    grader = deps.dock_grader
+    decoded = [grader.decode(data) for data in req.photos]  # any DecodeError: refuse all
+    result = grader.grade_decoded(decoded)
+    now = deps.now()
+    row = _build(deps, req, claimed, fp, result, now)
+    digests = [deps.photos.put(p.rgb) for p in decoded]
+    try:
+        with deps.db.write() as s:
+            _store(s, deps, row, result, digests, now)
+            view = inspection_view(row)
+    except IntegrityError:
+        with deps.db.read() as s:
+            winner = repo.inspection_by_key(s, req.idempotency_key)
+            if winner is None:
+                raise
+            return _replay(winner, fp)
+    return view
+
+
+def get_inspection(deps: Deps, inspection_id: str) -> InspectionView:
+    with deps.db.read() as s:
+        row = s.get(Inspection, inspection_id)
+    if row is None:
+        raise NotFound(f"There is no inspection {inspection_id!r}.", code="unknown_inspection")
+    return inspection_view(row)
+
+
+def _item(deps: Deps, result: GradeResult) -> tuple[ItemScores, bool]:
+    """Scores over the usable photos, or over all photos (flagged) when none passed."""
+    if result.item is not None:
+        return result.item, True
+    card = deps.dock_grader.card
+    return aggregate([g.scores for g in result.photos], card.grade_labels,
+                     card.damage_labels), False
+
+
+def _build(deps: Deps, req: InspectionRequest, claimed: str | None, fp: str,
+           result: GradeResult, now: datetime) -> Inspection:
+    item, quality_passed = _item(deps, result)
+    card = deps.dock_grader.card
+    with deps.db.read() as s:
+        ret = repo.get_return(s, claimed) if claimed else None
+        line = repo.order_line(s, ret.order_id, ret.sku) if ret else None
+        cat = repo.get_catalog_item(s, ret.sku) if ret else None
+        latest = repo.latest_decision(s, ret.id) if ret else None
+    fields: dict[str, Any] = {}
+    if ret is not None and line is not None and cat is not None:
+        shopper_grade = latest.grade if latest else None
+        disp = decide.dock_disposition(deps.policy, category=cat.category,
+                                       price=float(line.price), item=item,
+                                       shopper_grade=shopper_grade,
+                                       quality_passed=quality_passed)
+        fields = dict(status="matched", return_id=ret.id,
+                      shopper_decision_id=latest.id if latest else None,
+                      shopper_grade=shopper_grade, tier=disp.tier, markdown=disp.markdown,
+                      channel=disp.channel,
+                      expected_recovery=round(float(disp.expected_recovery), 2),
+                      alternatives=[a.to_dict() for a in disp.alternatives],
+                      flags=[f.to_dict() for f in disp.flags], needs_review=disp.needs_review,
+                      policy_version=disp.policy_version)
+    else:
+        tier, markdown = decide.tier_for(deps.policy, DEFAULT_CATEGORY, item.grade)
+        fields = dict(status="unmatched", return_id=None, shopper_decision_id=None,
+                      shopper_grade=None, tier=tier, markdown=markdown, channel=None,
+                      expected_recovery=None, alternatives=[], flags=[_unmatched_flag(claimed)],
+                      needs_review=True, policy_version=deps.policy.version)
+    return Inspection(
+        id=repo.new_id("ins"), idempotency_key=req.idempotency_key, request_fingerprint=fp,
+        station_id=req.station_id, claimed_return_id=claimed, grading_id=repo.new_id("grd"),
+        grade=item.grade, confidence=round(item.confidence, 6),
+        grade_probs=probs_dict(card.grade_labels, item.grade_probs),
+        damage_probs=probs_dict(card.damage_labels, item.damage_probs),
+        review_status="pending" if fields["needs_review"] else "none",
+        model_version=result.model_version, created_at=now, photo_ids=[], **fields)
+
+
+def _unmatched_flag(claimed: str | None) -> dict[str, Any]:
+    if claimed is None:
+        message = "The parcel has no readable return label; match it to a return by hand."
+        code = "no_return_label"
+    else:
+        message = (f"The label names return {claimed!r}, which does not exist; "
+                   "match the parcel to a return by hand.")
+        code = "unknown_return"
+    return {"code": code, "message": message, "effect": "review",
+            "evidence": {"claimed_return_id": claimed}}
+
+
+def _store(s: Any, deps: Deps, row: Inspection, result: GradeResult, digests: list[str],
+           now: datetime) -> None:
+    card = deps.dock_grader.card
+    ids = [repo.new_id("pho") for _ in result.photos]
+    usable = [pid for pid, g in zip(ids, result.photos, strict=True) if g.quality.passed]
+    row.photo_ids = ids
+    s.add(Grading(id=row.grading_id, subject_type="inspection", subject_id=row.id,
+                  profile=deps.dock_grader.profile, model_version=row.model_version,
+                  grade=row.grade, confidence=row.confidence, grade_probs=row.grade_probs,
+                  damage_probs=row.damage_probs,
+                  embedding=None if result.item is None
+                  else [round(float(v), 6) for v in result.item.embedding],
+                  photo_ids=ids, usable_photo_ids=usable, created_at=now))
+    s.flush()
+    s.add(row)
+    s.flush()  # the key's UNIQUE constraint fires here for a racing duplicate
+    s.add_all([
+        photo_row(pid, g.photo, g.quality.to_dict(), g.phash, g.scores, digest, i,
+                  card.grade_labels, card.damage_labels, row.model_version, now,
+                  role="dock", inspection_id=row.id)
+        for i, (pid, g, digest) in enumerate(zip(ids, result.photos, digests, strict=True))
+    ])
+    payload = {"inspection_id": row.id, "status": row.status, "return_id": row.return_id,
+               "claimed_return_id": row.claimed_return_id, "grade": row.grade,
+               "channel": row.channel, "flags": [f["code"] for f in row.flags],
+               "model_version": row.model_version, "policy_version": row.policy_version}
+    actor = f"station:{row.station_id}"
+    repo.append_audit(s, at=now, actor=actor, action="dock_inspected",
+                      subject_type="inspection", subject_id=row.id, payload=payload)
+    if row.return_id is not None:
+        repo.append_audit(s, at=now, actor=actor, action="dock_inspected",
+                          subject_type="return", subject_id=row.return_id, payload=payload)

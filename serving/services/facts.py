@@ -1,0 +1,233 @@
+"""Facts the shopper decision needs, read from storage, and the one write of an upload.
+
+A decision covers every usable photo of the return graded by the current model (earlier
+uploads' stored scores plus this upload's), so a retake replaces the blurry photo
+without losing the good views already sent, and damage seen in any view still counts
+(worst-view aggregation). The quality verdicts passed to the policy are this upload's
+plus the earlier usable photos, so an earlier blurry photo does not keep asking for
+retakes once a good one arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from serving.policy import PhotoQuality, ShopperDecision
+from serving.services import decide
+from serving.services.context import OPEN_STATUSES, Deps
+from serving.services.convert import (
+    photo_scores_from_json,
+    photo_scores_json,
+    probs_dict,
+)
+from serving.services.errors import Conflict, Invalid, NotFound
+from serving.storage import repo
+from serving.storage.photostore import MEDIA_TYPE
+from serving.storage.tables import CatalogItem, Decision, Grading, Photo
+from vision.aggregate import aggregate, cosine_similarity
+from vision.phash import phash_hex
+from vision.pipeline import GradeResult
+from vision.types import DecodedPhoto, ItemScores, PhotoScores
+
+
+@dataclass(frozen=True)
+class UploadFacts:
+    return_id: str
+    customer_id: str
+    sku: str
+    category: str
+    price: float
+    reason: str
+    delivered_at: datetime
+    existing_count: int
+    max_sequence: int
+    previous_retakes: int
+    new_photo_ids: tuple[str, ...]
+    earlier_usable_ids: tuple[str, ...]
+    photo_qualities: tuple[PhotoQuality, ...]  # earlier usable + this upload
+    item: ItemScores | None  # over earlier usable + this upload's usable photos
+    history_times: tuple[datetime, ...]
+    rejected_returns: int
+    similarity: float | None
+    reused: tuple[int, str, str] | None  # distance, other return id, other photo id
+
+
+def gather_upload_facts(deps: Deps, return_id: str, result: GradeResult,
+                        now: datetime) -> UploadFacts:
+    card = deps.grader.card
+    new_ids = tuple(repo.new_id("pho") for _ in result.photos)
+    with deps.db.read() as s:
+        ret = repo.get_return(s, return_id)
+        if ret is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        order = repo.get_order(s, ret.order_id)
+        line = repo.order_line(s, ret.order_id, ret.sku)
+        item = repo.get_catalog_item(s, ret.sku)
+        if order is None or line is None or item is None:
+            raise NotFound("The order line of this return no longer exists.",
+                           code="unknown_order")
+        if order.delivered_at is None:
+            raise Invalid(f"Order {ret.order_id!r} has not been delivered yet.",
+                          code="not_delivered")
+        existing = list(repo.return_photos(s, return_id))
+        decisions = repo.return_decisions(s, return_id)
+        since = now - decide.history_window(deps.policy)
+        history = repo.customer_returns_since(s, ret.customer_id, since, return_id)
+        rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
+        others = repo.shopper_phashes_except(s, return_id)
+        earlier = [p for p in existing if p.quality.get("passed")
+                   and p.scores.get("model_version") == card.model_version]
+        category, price, delivered_at = item.category, float(line.price), order.delivered_at
+        customer_id, sku, reason = ret.customer_id, ret.sku, ret.reason
+    reference = _reference_embedding(deps, item)  # outside the session: may run the model
+    earlier_scores = [photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels)
+                      for p in earlier]
+    new_usable = [g.scores for g in result.photos if g.quality.passed]
+    usable = earlier_scores + new_usable
+    combined = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
+    qualities = tuple(PhotoQuality(passed=True, photo_id=p.id) for p in earlier) + tuple(
+        PhotoQuality.from_report(g.quality, photo_id=pid)
+        for pid, g in zip(new_ids, result.photos, strict=True))
+    similarity = (cosine_similarity(combined.embedding, reference)
+                  if combined is not None and reference is not None else None)
+    return UploadFacts(
+        return_id=return_id, customer_id=customer_id, sku=sku, category=category,
+        price=price, reason=reason, delivered_at=delivered_at, existing_count=len(existing),
+        max_sequence=max((d.sequence for d in decisions), default=0),
+        previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
+        new_photo_ids=new_ids, earlier_usable_ids=tuple(p.id for p in earlier),
+        photo_qualities=qualities, item=combined,
+        history_times=tuple(r.created_at for r in history), rejected_returns=rejected,
+        similarity=similarity,
+        reused=nearest_hash([g.phash for g in result.photos], others),
+    )
+
+
+def nearest_hash(hashes: Sequence[int], others: Sequence[tuple[str, str | None, str]]
+                 ) -> tuple[int, str, str] | None:
+    """(distance, other return id, other photo id) of the closest stored hash, if any."""
+    best: tuple[int, str, str] | None = None
+    for photo_id, other_return, hex_hash in others:
+        value = int(hex_hash, 16)
+        for h in hashes:
+            d = (h ^ value).bit_count()
+            if best is None or d < best[0]:
+                best = (d, other_return or "", photo_id)
+    return best
+
+
+def _reference_embedding(deps: Deps, item: CatalogItem) -> np.ndarray | None:
+    """The SKU's reference embedding for the CURRENT model (recomputed if stale)."""
+    version = deps.model_version
+    if item.reference_embedding is not None and item.reference_model_version == version:
+        return np.asarray(item.reference_embedding, dtype=np.float32)
+    if item.reference_digest is None:
+        return None
+    key = (item.reference_digest, version)
+    with deps.lock:
+        cached = deps.reference_cache.get(key)
+    if cached is None:
+        photo = deps.grader.decode(deps.photos.get(item.reference_digest))
+        cached = deps.grader.embed(photo)
+        with deps.lock:
+            deps.reference_cache[key] = cached
+    return cached
+
+
+def store_upload(s: Session, deps: Deps, f: UploadFacts, result: GradeResult,
+                 decision: ShopperDecision, digests: list[str],
+                 now: datetime) -> tuple[list[Photo], Decision]:
+    """Re-check under the return's row lock, then insert everything of one upload."""
+    ret = repo.get_return(s, f.return_id, lock=True)
+    if ret is None:
+        raise NotFound(f"There is no return {f.return_id!r}.", code="unknown_return")
+    if ret.status not in OPEN_STATUSES:
+        raise Conflict(f"Return {ret.id} is already {ret.status}.", code="already_decided")
+    existing = repo.return_photos(s, f.return_id)
+    if (len(existing) != f.existing_count
+            or repo.max_decision_sequence(s, f.return_id) != f.max_sequence):
+        raise Conflict("Another upload to this return was saved at the same moment; "
+                       "reload the return and try again.", code="concurrent_upload")
+    card, version = deps.grader.card, deps.model_version
+    item = f.item
+    grading = Grading(
+        id=repo.new_id("grd"), subject_type="return", subject_id=f.return_id,
+        profile=deps.grader.profile, model_version=version,
+        grade=item.grade if item else None, confidence=item.confidence if item else None,
+        grade_probs=probs_dict(card.grade_labels, item.grade_probs) if item else {},
+        damage_probs=probs_dict(card.damage_labels, item.damage_probs) if item else {},
+        embedding=[round(float(v), 6) for v in item.embedding] if item else None,
+        photo_ids=list(f.new_photo_ids),
+        usable_photo_ids=[*f.earlier_usable_ids, *(
+            pid for pid, g in zip(f.new_photo_ids, result.photos, strict=True)
+            if g.quality.passed)],
+        created_at=now)
+    s.add(grading)
+    photos = [
+        photo_row(pid, g.photo, g.quality.to_dict(), g.phash, g.scores, digest,
+                   f.existing_count + i, card.grade_labels, card.damage_labels, version, now,
+                   return_id=f.return_id, role="shopper")
+        for i, (pid, g, digest) in enumerate(zip(f.new_photo_ids, result.photos, digests,
+                                                strict=True))
+    ]
+    s.add_all(photos)
+    s.flush()  # parents before the decision row (no ORM relationships to order them)
+    row = Decision(
+        id=repo.new_id("dec"), return_id=f.return_id, sequence=f.max_sequence + 1,
+        grading_id=grading.id, outcome=decision.outcome,
+        flags=[fl.to_dict() for fl in decision.flags], grade=decision.grade,
+        confidence=decision.confidence, grade_probs=grading.grade_probs,
+        damage_probs=grading.damage_probs, shopper_message=decision.shopper_message,
+        model_version=version, policy_version=decision.policy_version,
+        inputs=_decision_inputs(f), photo_ids=[*f.earlier_usable_ids, *f.new_photo_ids],
+        created_at=now)
+    s.add(row)
+    ret.status = decision.outcome
+    ret.updated_at = now
+    repo.append_audit(s, at=now, actor=f"shopper:{f.return_id}", action="photos_uploaded",
+                      subject_type="return", subject_id=f.return_id,
+                      payload={"decision_id": row.id, "sequence": row.sequence,
+                               "outcome": row.outcome,
+                               "flags": [fl.code for fl in decision.flags],
+                               "photo_ids": list(f.new_photo_ids), "model_version": version,
+                               "policy_version": decision.policy_version})
+    s.flush()
+    return photos, row
+
+
+def _decision_inputs(f: UploadFacts) -> dict[str, object]:
+    """The non-model facts the policy read, stored so the decision can be replayed."""
+    return {
+        "category": f.category, "sku": f.sku, "price": f.price, "reason": f.reason,
+        "delivered_at": f.delivered_at.isoformat(),
+        "history_times": [t.isoformat() for t in f.history_times],
+        "rejected_returns": f.rejected_returns,
+        "similarity": None if f.similarity is None else round(f.similarity, 6),
+        "reused_photo": None if f.reused is None else {
+            "distance": f.reused[0], "other_return_id": f.reused[1],
+            "other_photo_id": f.reused[2]},
+        "previous_retakes": f.previous_retakes,
+        "photos": [{"photo_id": q.photo_id, "passed": q.passed} for q in f.photo_qualities],
+    }
+
+
+def photo_row(pid: str, photo: DecodedPhoto, quality: dict[str, object], phash_value: int,
+               scores: PhotoScores, digest: str, position: int, grade_labels: tuple[str, ...],
+               damage_labels: tuple[str, ...], model_version: str, now: datetime, *,
+               role: str, return_id: str | None = None,
+               inspection_id: str | None = None) -> Photo:
+    return Photo(
+        id=pid, role=role, return_id=return_id, inspection_id=inspection_id,
+        position=position, digest=digest, upload_sha256=photo.sha256,
+        upload_format=photo.format, media_type=MEDIA_TYPE, width=photo.width,
+        height=photo.height, original_width=photo.original_width,
+        original_height=photo.original_height, phash=phash_hex(phash_value),
+        quality=quality,
+        scores=photo_scores_json(scores, grade_labels, damage_labels, model_version),
+        created_at=now)
+

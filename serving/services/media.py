@@ -1,0 +1,67 @@
+"""Stored photos and their damage heatmaps.
+
+A heatmap is drawn from the class-activation map stored with the photo's scores, mapped
+back through the same preprocess geometry onto the stored upright photo, and scaled by
+the label's probability, so an unlikely label stays faint instead of being stretched to
+full heat. ``grade`` draws the strongest label at each pixel.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from serving.services.context import Deps
+from serving.services.errors import NotFound
+from serving.storage.tables import Photo
+from vision.heatmap import cam_to_photo, encode_png, render_overlay
+
+
+def _photo(deps: Deps, photo_id: str) -> Photo:
+    with deps.db.read() as s:
+        row = s.get(Photo, photo_id)
+    if row is None:
+        raise NotFound(f"There is no photo {photo_id!r}.", code="unknown_photo")
+    return row
+
+
+def photo_bytes(deps: Deps, photo_id: str) -> tuple[bytes, str]:
+    row = _photo(deps, photo_id)
+    return deps.photos.get(row.digest), row.media_type
+
+
+def photo_subject(deps: Deps, photo_id: str) -> tuple[str, str]:
+    """("return", return id) or ("inspection", inspection id): who may see the photo."""
+    row = _photo(deps, photo_id)
+    if row.return_id is not None:
+        return "return", row.return_id
+    if row.inspection_id is not None:
+        return "inspection", row.inspection_id
+    raise NotFound(f"There is no photo {photo_id!r}.", code="unknown_photo")
+
+
+def heatmap_png(deps: Deps, photo_id: str, label: str) -> bytes:
+    row = _photo(deps, photo_id)
+    damage: dict[str, float] = row.scores.get("damage_probs", {})
+    cam = np.asarray(row.scores.get("damage_cam") or [], dtype=np.float32)
+    labels = list(damage)
+    if cam.ndim != 3 or cam.shape[0] != len(labels):
+        raise NotFound("This photo has no heatmap.", code="not_found")
+    if label != "grade" and label not in damage:
+        raise NotFound(f"No heatmap named {label!r}; choose grade or one of "
+                       f"{', '.join(labels)}.", code="not_found",
+                       details={"labels": ["grade", *labels]})
+    data = deps.photos.get(row.digest)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise NotFound("The stored photo cannot be read.", code="not_found")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    spec = (deps.dock_grader if row.role == "dock" else deps.grader).card.preprocess
+    indices = range(len(labels)) if label == "grade" else [labels.index(label)]
+    heat = np.zeros((h, w), np.float32)
+    for i in indices:
+        peak = float(cam[i].max())
+        norm = cam[i] / peak if peak > 0 else cam[i]
+        heat = np.maximum(heat, cam_to_photo(norm, h, w, spec) * float(damage[labels[i]]))
+    return encode_png(render_overlay(rgb, heat))

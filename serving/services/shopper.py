@@ -1,0 +1,186 @@
+"""The shopper flow: create a return, upload photos, read the return.
+
+``upload_photos`` works in a fixed order so a refusal never leaves half a record:
+
+1. cheap checks (return exists and is open, photo count) from one read;
+2. decode EVERY upload; one bad file refuses the whole request before any work;
+3. grade all photos in one ONNX batch;
+4. gather the policy's facts (history, reused-photo hashes, reference embedding);
+5. run the pure policy;
+6. write the photo files (content-addressed, atomic). A failure after this step leaves
+   orphan files only, which are harmless: nothing references them and an identical
+   later upload reuses the same names;
+7. ONE transaction: photos + grading + decision + return status + audit row, committed
+   before the method returns, so the answer a shopper sees is always on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy.exc import IntegrityError
+
+from serving.policy import REASON_CODES
+from serving.services import decide, facts
+from serving.services.context import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, Deps
+from serving.services.convert import decision_view, photo_view
+from serving.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from serving.services.views import (
+    CreatedReturn,
+    CreateReturnRequest,
+    ReturnView,
+    UploadResult,
+)
+from serving.storage import repo
+from serving.storage.tables import Return
+
+MAX_NOTE = 2000
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
+    if req.reason not in REASON_CODES:
+        raise Invalid(f"Unknown return reason {req.reason!r}; choose one of "
+                      f"{', '.join(REASON_CODES)}.", code="invalid_reason",
+                      details={"field": "reason", "allowed": list(REASON_CODES)})
+    note = (req.note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE:
+        raise Invalid(f"The note is longer than {MAX_NOTE} characters.", code="invalid_field",
+                      details={"field": "note", "max_length": MAX_NOTE})
+    now = deps.now()
+    with deps.db.read() as s:
+        order = repo.get_order(s, req.order_id)
+        customer = repo.get_customer(s, order.customer_id) if order is not None else None
+        if order is None or (req.email is not None
+                             and not _same_email(req.email, customer.email if customer else None)):
+            raise NotFound(f"There is no order {req.order_id!r}.", code="unknown_order",
+                           details={"order_id": req.order_id})
+        line = repo.order_line(s, req.order_id, req.sku)
+        item = repo.get_catalog_item(s, req.sku)
+        if line is None or item is None:
+            raise NotFound(f"SKU {req.sku!r} is not on order {req.order_id!r}.",
+                           code="unknown_sku", details={"order_id": req.order_id,
+                                                        "sku": req.sku})
+        if order.delivered_at is None:
+            raise Invalid(f"Order {req.order_id!r} has not been delivered yet.",
+                          code="not_delivered", details={"order_id": req.order_id})
+        blockers = decide.precheck(deps.policy, category=item.category, sku=item.sku,
+                                   price=float(line.price), reason=req.reason,
+                                   delivered_at=order.delivered_at, now=now)
+        customer_id = order.customer_id
+    if blockers:
+        flag = blockers[0]
+        raise Invalid(flag.message, code=flag.code, details=dict(flag.evidence))
+    token = secrets.token_urlsafe(32)
+    return_id = repo.new_id("ret")
+    with deps.db.write() as s:
+        s.add(Return(id=return_id, order_id=req.order_id, sku=req.sku, customer_id=customer_id,
+                     reason=req.reason, note=note, status="awaiting_photos",
+                     shopper_token_hash=hash_token(token), created_at=now, updated_at=now))
+        repo.append_audit(s, at=now, actor=f"shopper:{return_id}", action="return_created",
+                          subject_type="return", subject_id=return_id,
+                          payload={"order_id": req.order_id, "sku": req.sku,
+                                   "reason": req.reason, "note": note is not None})
+    return CreatedReturn(return_id=return_id, token=token)
+
+
+def _same_email(given: str, stored: str | None) -> bool:
+    if stored is None:
+        return False
+    a, b = given.strip().casefold(), stored.strip().casefold()
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def check_shopper_token(deps: Deps, return_id: str, token: str) -> None:
+    """Unauthorized without a token; Forbidden when it is not this return's token. An
+    unknown return id is Forbidden too, so a token holder cannot probe for other ids."""
+    if not token:
+        raise Unauthorized("A shopper token is required for this return.", code="unauthorized")
+    with deps.db.read() as s:
+        ret = repo.get_return(s, return_id)
+        stored = ret.shopper_token_hash if ret is not None else hash_token(secrets.token_hex(8))
+    if ret is None or not hmac.compare_digest(stored, hash_token(token)):
+        raise Forbidden("This token does not give access to this return.", code="forbidden")
+
+
+def _load_open_return(deps: Deps, return_id: str, n_new: int) -> list[str]:
+    """The sha256 of the uploads already on this open return (refusals before decoding)."""
+    with deps.db.read() as s:
+        ret = repo.get_return(s, return_id)
+        if ret is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        existing = [p.upload_sha256 for p in repo.return_photos(s, return_id)]
+    _check_open(ret)
+    _check_count(len(existing), n_new)
+    return existing
+
+
+def _check_open(ret: Return) -> None:
+    if ret.status not in OPEN_STATUSES:
+        raise Conflict(f"Return {ret.id} is already {ret.status}; no more photos are needed.",
+                       code="already_decided", details={"status": ret.status})
+
+
+def _check_count(existing: int, n_new: int) -> None:
+    if n_new == 0:
+        raise Invalid("Add at least one photo.", code="no_photos")
+    if existing + n_new > MAX_PHOTOS_PER_RETURN:
+        raise Invalid(f"A return takes at most {MAX_PHOTOS_PER_RETURN} photos; it has "
+                      f"{existing} and this upload adds {n_new}.", code="too_many_photos",
+                      details={"existing": existing, "uploaded": n_new,
+                               "max_photos": MAX_PHOTOS_PER_RETURN})
+
+
+def _check_duplicates(known: Sequence[str], new: Sequence[str]) -> None:
+    seen = set(known)
+    for i, digest in enumerate(new):
+        if digest in seen:
+            raise Conflict(f"Photo {i + 1} was already uploaded to this return.",
+                           code="duplicate_upload", details={"index": i})
+        seen.add(digest)
+
+
+def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadResult:
+    _check_count(0, len(uploads))  # the request alone, before touching the database
+    known = _load_open_return(deps, return_id, len(uploads))
+    decoded = [deps.grader.decode(data) for data in uploads]  # any DecodeError: refuse all
+    _check_duplicates(known, [p.sha256 for p in decoded])
+    result = deps.grader.grade_decoded(decoded)
+    now = deps.now()
+    f = facts.gather_upload_facts(deps, return_id, result, now)
+    decision = decide.shopper_decision(
+        deps.policy, category=f.category, sku=f.sku, price=f.price, reason=f.reason,
+        delivered_at=f.delivered_at, now=now, photos=f.photo_qualities, item=f.item,
+        history_times=f.history_times, rejected_returns=f.rejected_returns,
+        similarity=f.similarity, reused=f.reused, previous_retakes=f.previous_retakes)
+    digests = [deps.photos.put(p.rgb) for p in decoded]  # files first, then the rows
+    try:
+        with deps.db.write() as s:
+            photo_rows, decision_row = facts.store_upload(s, deps, f, result, decision,
+                                                          digests, now)
+            views = tuple(photo_view(p) for p in photo_rows)
+            dview = decision_view(decision_row)
+    except IntegrityError as exc:  # a concurrent upload to the same return won the race
+        raise Conflict("Another upload to this return was saved at the same moment; "
+                       "reload the return and try again.", code="concurrent_upload") from exc
+    return UploadResult(return_id=return_id, photos=views, decision=dview)
+
+
+def get_return(deps: Deps, return_id: str) -> ReturnView:
+    with deps.db.read() as s:
+        ret = repo.get_return(s, return_id)
+        if ret is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        item = repo.get_catalog_item(s, ret.sku)
+        decisions = tuple(decision_view(d) for d in repo.return_decisions(s, return_id))
+        photos = tuple(photo_view(p) for p in repo.return_photos(s, return_id))
+        return ReturnView(return_id=ret.id, order_id=ret.order_id, sku=ret.sku,
+                          category=item.category if item else "", reason=ret.reason,
+                          note=ret.note, status=ret.status, created_at=ret.created_at,
+                          decisions=decisions, photos=photos)

@@ -1,0 +1,107 @@
+"""Content-addressed photo files.
+
+We never keep the bytes a shopper uploaded: they may carry EXIF GPS, a camera serial, an
+ICC profile or a crafted payload. We keep a re-encoded copy of the decoded, upright
+pixels (OpenCV writes no metadata), named by the sha256 of the stored bytes:
+``root/ab/cdef....jpg``. The same pixels always give the same file, so a retried upload
+or a second replica writes the same name and nothing is duplicated.
+
+Files are written atomically (temp file in the same folder, fsync, rename, fsync of the
+folder) *before* the database row that points at them commits. A crash in between leaves
+at most an orphan file, which is harmless (it is referenced by nothing and a later
+identical upload reuses it); a committed row never points at a missing file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from serving.services.errors import NotFound
+
+JPEG_QUALITY = 92
+MEDIA_TYPE = "image/jpeg"
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def encode_clean_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """RGB uint8 -> baseline JPEG with no EXIF/ICC/XMP segments."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class PhotoStore:
+    """Photos on a local or shared file system, keyed by the sha256 of the stored bytes."""
+
+    media_type = MEDIA_TYPE
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        if not _DIGEST.match(digest):
+            raise NotFound(f"{digest!r} is not a photo digest", code="not_found")
+        return self.root / digest[:2] / f"{digest[2:]}.jpg"
+
+    def put(self, rgb: np.ndarray) -> str:
+        """Store a clean copy of ``rgb``; returns its digest (idempotent)."""
+        return self.put_bytes(encode_clean_jpeg(rgb))
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store already-clean JPEG bytes (callers must have stripped metadata)."""
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.path(digest)
+        if target.is_file() and target.stat().st_size == len(data):
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        target = self.path(digest)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"photo {digest[:12]}... is not in the photo store",
+                           code="not_found") from exc
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,137 @@
+"""Queries and inserts the services share, over one SQLAlchemy ``Session``.
+
+Functions here never commit: the caller's ``Database.write()`` block is the transaction,
+so photos, grading, decision and audit row land together or not at all. The audit log has
+an append function and nothing else; UPDATE/DELETE are refused by the database anyway.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from serving.storage.tables import (
+    AuditLog,
+    CatalogItem,
+    Customer,
+    Decision,
+    Inspection,
+    Order,
+    OrderLine,
+    Photo,
+    Return,
+)
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_<24 hex>``: 96 random bits, URL- and QR-safe, not guessable."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def append_audit(session: Session, *, at: datetime, actor: str, action: str,
+                 subject_type: str, subject_id: str, payload: dict[str, Any]) -> None:
+    session.add(AuditLog(at=at, actor=actor[:120], action=action, subject_type=subject_type,
+                         subject_id=subject_id, payload=payload))
+
+
+def audit_rows(session: Session, subject_type: str, subject_id: str) -> Sequence[AuditLog]:
+    stmt = (select(AuditLog).where(AuditLog.subject_type == subject_type,
+                                   AuditLog.subject_id == subject_id).order_by(AuditLog.id))
+    return session.scalars(stmt).all()
+
+
+def get_return(session: Session, return_id: str, *, lock: bool = False) -> Return | None:
+    """The return row; ``lock`` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE) so
+    two uploads to one return serialise (SQLite's BEGIN IMMEDIATE already does)."""
+    stmt = select(Return).where(Return.id == return_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def order_line(session: Session, order_id: str, sku: str) -> OrderLine | None:
+    return session.get(OrderLine, (order_id, sku))
+
+
+def get_order(session: Session, order_id: str) -> Order | None:
+    return session.get(Order, order_id)
+
+
+def get_customer(session: Session, customer_id: str) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def get_catalog_item(session: Session, sku: str) -> CatalogItem | None:
+    return session.get(CatalogItem, sku)
+
+
+def return_photos(session: Session, return_id: str) -> Sequence[Photo]:
+    stmt = (select(Photo).where(Photo.return_id == return_id, Photo.role == "shopper")
+            .order_by(Photo.position))
+    return session.scalars(stmt).all()
+
+
+def inspection_photos(session: Session, inspection_id: str) -> Sequence[Photo]:
+    stmt = (select(Photo).where(Photo.inspection_id == inspection_id)
+            .order_by(Photo.position))
+    return session.scalars(stmt).all()
+
+
+def photos_by_ids(session: Session, ids: Sequence[str]) -> dict[str, Photo]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(Photo).where(Photo.id.in_(list(ids)))).all()
+    return {p.id: p for p in rows}
+
+
+def return_decisions(session: Session, return_id: str) -> Sequence[Decision]:
+    stmt = select(Decision).where(Decision.return_id == return_id).order_by(Decision.sequence)
+    return session.scalars(stmt).all()
+
+
+def latest_decision(session: Session, return_id: str) -> Decision | None:
+    stmt = (select(Decision).where(Decision.return_id == return_id)
+            .order_by(Decision.sequence.desc()).limit(1))
+    return session.scalars(stmt).first()
+
+
+def max_decision_sequence(session: Session, return_id: str) -> int:
+    value = session.scalar(select(func.max(Decision.sequence))
+                           .where(Decision.return_id == return_id))
+    return int(value or 0)
+
+
+def customer_returns_since(session: Session, customer_id: str, since: datetime,
+                           exclude_return_id: str) -> Sequence[Return]:
+    stmt = select(Return).where(Return.customer_id == customer_id, Return.created_at >= since,
+                                Return.id != exclude_return_id)
+    return session.scalars(stmt).all()
+
+
+def customer_rejected_count(session: Session, customer_id: str, exclude_return_id: str) -> int:
+    value = session.scalar(select(func.count()).select_from(Return).where(
+        Return.customer_id == customer_id, Return.status == "rejected",
+        Return.id != exclude_return_id))
+    return int(value or 0)
+
+
+def shopper_phashes_except(session: Session,
+                           return_id: str) -> Sequence[tuple[str, str | None, str]]:
+    """(photo id, return id, phash hex) of every shopper photo of OTHER returns.
+
+    A full scan, fine for one shop's volume (64-bit ints compared in Python, ~10^5/ms
+    order). At larger scale split the hash into bands stored in indexed columns
+    (multi-index hashing) and query only candidates sharing a band.
+    """
+    stmt = select(Photo.id, Photo.return_id, Photo.phash).where(
+        Photo.role == "shopper", Photo.return_id != return_id)
+    return [(r[0], r[1], r[2]) for r in session.execute(stmt).all()]
+
+
+def inspection_by_key(session: Session, key: str) -> Inspection | None:
+    return session.scalars(select(Inspection).where(Inspection.idempotency_key == key)).first()

@@ -1,0 +1,241 @@
+"""The relational schema (SQLAlchemy 2 declarative models).
+
+The Alembic revisions under ``migrations/versions`` are the source of truth for what a
+database contains; these models mirror them for queries. Scores and flags are JSON so
+every decision can be explained and replayed with the model and policy versions stored
+next to them. ``audit_log`` is append-only: the repository has no update/delete path and
+a trigger refuses UPDATE/DELETE (and TRUNCATE on PostgreSQL) at the database level.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from serving.storage.types import BigIntPK, JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(40)  # prefixed random ids, e.g. "ret_3f9c..."
+DIGEST = String(64)  # sha256 hex
+MONEY = Numeric(12, 2, asdecimal=False)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CatalogItem(Base):
+    __tablename__ = "catalog_items"
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[float] = mapped_column(MONEY)
+    reference_digest: Mapped[str | None] = mapped_column(DIGEST)  # PhotoStore digest
+    # Embeddings are model-specific: the version says which model produced it.
+    reference_embedding: Mapped[list[float] | None] = mapped_column(JSONType)
+    reference_model_version: Mapped[str | None] = mapped_column(String(100))
+    reference_phash: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("catalog_items.sku"), primary_key=True)
+    price: Mapped[float] = mapped_column(MONEY)  # paid price, may differ from list price
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Return(Base):
+    __tablename__ = "returns"
+    __table_args__ = (
+        ForeignKeyConstraint(["order_id", "sku"], ["order_lines.order_id", "order_lines.sku"],
+                             name="fk_returns_order_line"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(Text)
+    # awaiting_photos | approved | retake | needs_review | rejected | reviewed
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    shopper_token_hash: Mapped[str] = mapped_column(DIGEST)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(DIGEST)  # photos (+ return id) hash
+    station_id: Mapped[str] = mapped_column(String(100))
+    return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
+    claimed_return_id: Mapped[str | None] = mapped_column(String(200))  # as the label said
+    status: Mapped[str] = mapped_column(String(20))  # matched | unmatched
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"))
+    shopper_decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"))
+    shopper_grade: Mapped[str | None] = mapped_column(String(40))
+    grade: Mapped[str | None] = mapped_column(String(40))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    tier: Mapped[str | None] = mapped_column(String(40))
+    markdown: Mapped[float | None] = mapped_column(Float)
+    channel: Mapped[str | None] = mapped_column(String(40))
+    expected_recovery: Mapped[float | None] = mapped_column(Float)
+    alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    needs_review: Mapped[bool] = mapped_column(Boolean)
+    review_status: Mapped[str] = mapped_column(String(20), index=True)  # none|pending|reviewed
+    model_version: Mapped[str] = mapped_column(String(100))
+    policy_version: Mapped[str] = mapped_column(String(100))
+    photo_ids: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    __table_args__ = (UniqueConstraint("return_id", "upload_sha256"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), index=True)  # shopper | dock | reference
+    return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
+    inspection_id: Mapped[str | None] = mapped_column(ForeignKey("inspections.id"), index=True)
+    sku: Mapped[str | None] = mapped_column(ForeignKey("catalog_items.sku"))  # reference
+    position: Mapped[int] = mapped_column(Integer)  # 0-based index within its subject
+    digest: Mapped[str] = mapped_column(DIGEST, index=True)  # of the stored, clean bytes
+    upload_sha256: Mapped[str] = mapped_column(DIGEST)  # of the bytes as received
+    upload_format: Mapped[str] = mapped_column(String(8))
+    media_type: Mapped[str] = mapped_column(String(40))  # of the stored copy
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    original_width: Mapped[int] = mapped_column(Integer)
+    original_height: Mapped[int] = mapped_column(Integer)
+    phash: Mapped[str] = mapped_column(String(16))
+    quality: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # grade_probs, damage_probs (label -> p), embedding, damage_cam [D][h][w]
+    scores: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Grading(Base):
+    """One model run over the photos of one request (shopper upload or dock inspection)."""
+
+    __tablename__ = "gradings"
+    __table_args__ = (Index("ix_gradings_subject", "subject_type", "subject_id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(20))  # return | inspection
+    subject_id: Mapped[str] = mapped_column(ID)
+    profile: Mapped[str] = mapped_column(String(20))  # quality profile: shopper | dock
+    model_version: Mapped[str] = mapped_column(String(100))
+    grade: Mapped[str | None] = mapped_column(String(40))  # None: no photo passed quality
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    embedding: Mapped[list[float] | None] = mapped_column(JSONType)
+    photo_ids: Mapped[list[str]] = mapped_column(JSONType)
+    usable_photo_ids: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    # The unique sequence also serialises two concurrent uploads to one return.
+    __table_args__ = (UniqueConstraint("return_id", "sequence"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per return
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"))
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
+    flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    grade: Mapped[str | None] = mapped_column(String(40))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    shopper_message: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(String(100))
+    policy_version: Mapped[str] = mapped_column(String(100))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)  # policy facts, for replay
+    photo_ids: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Review(Base):
+    """A reviewer's verdict; with a grade or damage labels it is a training label."""
+
+    __tablename__ = "reviews"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(20))  # return | inspection
+    subject_id: Mapped[str] = mapped_column(ID)
+    return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
+    inspection_id: Mapped[str | None] = mapped_column(ForeignKey("inspections.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    verdict: Mapped[str] = mapped_column(String(20))  # approve | reject | correct
+    grade: Mapped[str | None] = mapped_column(String(40))
+    damage: Mapped[list[str] | None] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
+    model_version: Mapped[str | None] = mapped_column(String(100))  # of the graded subject
+    photo_ids: Mapped[list[str]] = mapped_column(JSONType)  # the photos the label covers
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # dock | reviewer | admin
+    key_hash: Mapped[str] = mapped_column(DIGEST, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings, never the key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(120))  # shopper:<return>, key:<name>, system
+    action: Mapped[str] = mapped_column(String(60))
+    subject_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
