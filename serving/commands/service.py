@@ -1,10 +1,125 @@
-"""Subcommands (filled in by the issue that owns them)."""
+"""``returnlens serve``: start the API with uvicorn.
+
+Flags override ``RETURNLENS_*`` environment variables. Before uvicorn starts, the
+parent process builds the whole runtime once (resolve and load the model, check the
+policy against its labels, migrate the database) so that a missing model or a bad policy
+is one sentence on stderr, not a traceback from a worker. With ``--seed-demo`` it then
+loads the demo data and prints the demo keys and orders. The workers get the resolved
+settings through the environment (uvicorn starts them from an import string), with
+ONNX Runtime threads split so that N workers do not oversubscribe the cores.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+from vision.errors import ConfigError
+
+FLAG_FIELDS = ("host", "port", "workers", "database_url", "model_version", "model_path",
+               "models_dir", "seed_demo", "log_level")
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
-    del sub
+    p = sub.add_parser(
+        "serve", help="run the grading API (shopper, dock, review, admin)",
+        description="Run the ReturnLens API with uvicorn. Every flag can also be set with "
+                    "a RETURNLENS_* environment variable (e.g. RETURNLENS_DATABASE_URL).")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
+    p.add_argument("--database-url", dest="database_url",
+                   help="sqlite:///./var/returnlens.db (default) or postgresql+psycopg://...")
+    p.add_argument("--model-version", dest="model_version",
+                   help="serve this version from the models directory instead of the "
+                        "promoted or shipped default model")
+    p.add_argument("--model-path", dest="model_path", help="serve this .onnx file")
+    p.add_argument("--models-dir", dest="models_dir",
+                   help="model registry folder (default ./models)")
+    p.add_argument("--seed-demo", dest="seed_demo", action=argparse.BooleanOptionalAction,
+                   default=None, help="load the demo catalog, orders and API keys first")
+    p.add_argument("--log-level", dest="log_level",
+                   choices=("debug", "info", "warning", "error", "critical"))
+    p.set_defaults(handler=serve)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Settings from the environment, overridden by the flags that were given."""
+    from pydantic import ValidationError
+
+    from serving.settings import Settings
+
+    given: dict[str, Any] = {f: getattr(args, f, None) for f in FLAG_FIELDS}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {field}: {first['msg']}",
+                          code="invalid_setting") from exc
+
+
+def export_env(settings: Any, model_path: str) -> None:
+    """Hand the resolved settings to uvicorn's worker processes."""
+    os.environ["RETURNLENS_DATABASE_URL"] = settings.database_url
+    os.environ["RETURNLENS_MODEL_PATH"] = model_path
+    os.environ["RETURNLENS_ORT_THREADS"] = str(settings.threads_per_worker())
+    os.environ["RETURNLENS_SEED_DEMO"] = "false"  # seeded once, here
+    os.environ["RETURNLENS_MIGRATE_ON_START"] = "false"  # migrated once, here
+    os.environ["RETURNLENS_LOG_LEVEL"] = settings.log_level
+    os.environ["RETURNLENS_WORKERS"] = str(settings.workers)
+
+
+def banner(settings: Any, model_version: str, policy_version: str) -> list[str]:
+    base = f"http://{settings.host}:{settings.port}"
+    return [
+        f"ReturnLens on {base}  (model {model_version}, policy {policy_version}, "
+        f"{settings.workers} worker(s), database {settings.database_url})",
+        f"  API docs       {base}/docs",
+        f"  shopper page   {base}/",
+        f"  reviewer page  {base}/review",
+        f"  metrics        {base}/metrics",
+        f"  health         {base}/healthz  {base}/readyz",
+    ]
+
+
+def _build(build: Any, settings: Any) -> Any:
+    """Build the runtime; database and file-system failures become one sentence."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return build(settings)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"cannot open the database {settings.database_url}: {reason}",
+                          code="database_unavailable") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot prepare {settings.data_dir}: {exc}",
+                          code="storage_unavailable") from exc
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import build_runtime
+
+    settings = settings_from_args(args)
+    model_path = settings.resolve_model_path()
+    runtime = _build(build_runtime, settings)
+    try:
+        lines = banner(settings, runtime.model_version, runtime.policy_version)
+        if settings.seed_demo:
+            from serving.demo import seed_demo
+
+            result = seed_demo(runtime.service, settings.data_dir, seed=settings.demo_seed)
+            lines += result.lines()
+    finally:
+        if runtime.close is not None:
+            runtime.close()
+    export_env(settings, str(model_path.resolve()))
+    print("\n".join(lines), flush=True)
+    uvicorn.run("serving.app:create_app", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers, log_level=settings.log_level)
+    return 0

@@ -1,0 +1,109 @@
+"""FastAPI dependencies: the service, the settings, metrics and the caller's principal.
+
+Everything the routers need comes through ``Annotated[..., Depends(...)]`` aliases, so a
+route's signature says what it needs (``svc: ServiceDep, who: ReviewerDep``). The
+credential schemes are declared with FastAPI's security classes so ``/docs`` offers an
+"Authorize" button for both header forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.auth import Authenticator, Principal
+from serving.errors import ServiceUnavailable
+from serving.metrics import Metrics
+from serving.services.service import ReturnLensService
+from serving.settings import Settings
+
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearer",
+    description="A staff API key (dock, reviewer, admin) or a shopper's return token.")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                              description="A staff API key (alternative header).")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_service(request: Request) -> ReturnLensService:
+    service: ReturnLensService | None = getattr(request.app.state, "service", None)
+    if service is None or not request.app.state.ready:
+        raise ServiceUnavailable("the service is starting up (model or database not ready); "
+                                 "retry shortly", code="not_ready")
+    return service
+
+
+def get_authenticator(request: Request,
+                      _svc: Annotated[ReturnLensService, Depends(get_service)]) -> Authenticator:
+    auth: Authenticator = request.app.state.authenticator
+    return auth
+
+
+def get_inference_limiter(request: Request) -> anyio.CapacityLimiter:
+    limiter: anyio.CapacityLimiter = request.app.state.inference_limiter
+    return limiter
+
+
+def get_credential(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> str | None:
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ServiceDep = Annotated[ReturnLensService, Depends(get_service)]
+AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
+CredentialDep = Annotated[str | None, Depends(get_credential)]
+LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_inference_limiter)]
+
+
+def _role_dependency(*roles: str) -> Callable[[Authenticator, str | None], Principal]:
+    def require(auth: AuthDep, credential: CredentialDep) -> Principal:
+        return auth.require_staff(credential, roles)
+
+    require.__name__ = f"require_{'_'.join(roles)}"
+    return require
+
+
+DockDep = Annotated[Principal, Depends(_role_dependency("dock"))]
+ReviewerDep = Annotated[Principal, Depends(_role_dependency("reviewer"))]
+AdminDep = Annotated[Principal, Depends(_role_dependency("admin"))]
+StaffDep = Annotated[Principal, Depends(_role_dependency("reviewer", "dock"))]
+
+
+def return_principal(return_id: str, auth: AuthDep, credential: CredentialDep) -> Principal:
+    """The return's shopper, or a reviewer/admin (read access to any return)."""
+    return auth.for_return(credential, return_id, staff_roles=("reviewer",))
+
+
+def return_owner(return_id: str, auth: AuthDep, credential: CredentialDep) -> Principal:
+    """Only the return's shopper (uploads are the shopper's act; admin may too)."""
+    return auth.for_return(credential, return_id, staff_roles=())
+
+
+ReturnReaderDep = Annotated[Principal, Depends(return_principal)]
+ReturnOwnerDep = Annotated[Principal, Depends(return_owner)]
+
+
+def photo_reader(photo_id: str, auth: AuthDep, credential: CredentialDep) -> Principal:
+    return auth.for_photo(credential, photo_id)
+
+
+PhotoReaderDep = Annotated[Principal, Depends(photo_reader)]

@@ -1,0 +1,49 @@
+"""Process and model endpoints: liveness, readiness, Prometheus metrics, model card.
+
+``/healthz`` answers while the process runs. ``/readyz`` is 503 until the model is
+loaded and warmed up and the database migrated, and again while shutting down, so a
+load balancer only routes to replicas that can grade.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from serving.api.deps import MetricsDep, ServiceDep
+from serving.api.schemas import ModelInfoOut
+from serving.errors import error_response, error_responses
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses=error_responses(503),
+            summary="Readiness: model loaded and warmed up, database migrated")
+def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    if not getattr(state, "ready", False):
+        return error_response(503, "not_ready", "the model or the database is not ready yet",
+                              {"ready": False})
+    if not state.service.db.ping():
+        return error_response(503, "not_ready", "the database does not answer",
+                              {"ready": False, "database": False})
+    return JSONResponse({"status": "ready", "ready": True,
+                         "model_version": getattr(state, "model_version", None),
+                         "policy_version": getattr(state, "policy_version", None)})
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {}}}})
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=metrics.content_type)
+
+
+@router.get("/v1/model", response_model=ModelInfoOut, responses=error_responses(503),
+            summary="The served model's card summary and the policy version")
+def model_info(svc: ServiceDep) -> ModelInfoOut:
+    return ModelInfoOut.model_validate(svc.model_info())

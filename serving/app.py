@@ -1,0 +1,165 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` wires the routers, the JSON error handlers and three pure ASGI
+middlewares (outermost first): request metrics, the rate limiter, the body-size cap.
+Its lifespan builds the runtime once per process in a worker thread: migrate the
+database, load the ONNX model (one session, shared by the shopper and dock graders),
+warm it up, load and check the policy. Only then does ``/readyz`` turn 200.
+
+``uvicorn serving.app:create_app --factory`` works too; settings then come from the
+``RETURNLENS_*`` environment (that is how ``returnlens serve --workers N`` starts them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+from fastapi import FastAPI
+
+from serving.api import admin, dock, meta, returns, review
+from serving.api.bodylimit import BodyLimitMiddleware
+from serving.auth import Authenticator
+from serving.errors import install_error_handlers
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
+from serving.services.service import ReturnLensService
+from serving.settings import Settings
+
+log = logging.getLogger("returnlens.app")
+
+DESCRIPTION = """\
+Grade returned items from photos.
+
+* **Shoppers** open a return (order id + email), upload 1-6 photos with the return's
+  token and get an instant decision: approved, retake (with the reason), needs_review
+  or rejected, each with flags, grade probabilities and heatmap links.
+* **Dock stations** (dock key) grade the item on arrival and get tier, channel and
+  expected recovery; **reviewers** work the queue; **admins** load catalog and orders.
+
+Credentials: `Authorization: Bearer <key or token>` or `X-API-Key: <key>`.
+Every error is JSON `{code, message, details}`.
+"""
+
+
+@dataclass
+class Runtime:
+    """What the lifespan built; closed on shutdown."""
+
+    service: ReturnLensService
+    model_version: str
+    model_sha256: str
+    policy_version: str
+    close: Callable[[], None] | None = None
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Migrate the DB, load + warm the model, load the policy, build the service.
+
+    Blocking (seconds); the lifespan runs it in a worker thread.
+    """
+    from serving.policy import load_policy
+    from serving.storage.db import Database
+    from serving.storage.photostore import PhotoStore
+    from vision.decode import DecodeLimits
+    from vision.model import OnnxModel
+    from vision.pipeline import Grader
+
+    model_path = settings.resolve_model_path()
+    policy = load_policy(settings.policy_path)
+    model = OnnxModel(model_path, intra_op_threads=settings.threads_per_worker())
+    policy.require_compatible(model.card.grade_labels, model.card.damage_labels)
+    model.warmup()
+    limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+    grader = Grader(model, profile="shopper", limits=limits)
+    dock_grader = Grader(model, profile="dock", limits=limits)
+    db = Database(settings.database_url)
+    if settings.migrate_on_start:
+        db.upgrade()
+    settings.photo_dir.mkdir(parents=True, exist_ok=True)
+    service = ReturnLensService(db, PhotoStore(settings.photo_dir), grader, dock_grader, policy,
+                                clock=lambda: datetime.now(UTC))
+    return Runtime(service=service, model_version=model.version, model_sha256=model.sha256,
+                   policy_version=policy.version, close=db.dispose)
+
+
+def _body_limits(settings: Settings) -> Callable[[str, str], int]:
+    uploads, admin_cap, json_cap = (settings.max_request_bytes(), settings.max_admin_bytes,
+                                    settings.max_json_bytes)
+
+    def limit_for(method: str, path: str) -> int:
+        if path.startswith("/v1/admin/"):
+            return admin_cap
+        if method == "POST" and (path == "/v1/dock/inspections" or path.endswith("/photos")):
+            return uploads
+        return json_cap
+
+    return limit_for
+
+
+def create_app(settings: Settings | None = None, *,
+               service: ReturnLensService | None = None) -> FastAPI:
+    """The app. With ``service`` given (tests), the lifespan uses it as is."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime: Runtime | None = None
+        if app.state.service is None:
+            runtime = await anyio.to_thread.run_sync(build_runtime, settings)
+            app.state.service = runtime.service
+            app.state.model_version = runtime.model_version
+            app.state.policy_version = runtime.policy_version
+            metrics.set_model(runtime.model_version, runtime.model_sha256)
+        else:
+            info = app.state.service.model_info()
+            app.state.model_version = str(info.get("model_version", ""))
+            app.state.policy_version = str(info.get("policy_version", ""))
+            metrics.set_model(app.state.model_version, str(info.get("model_sha256", "")))
+        if settings.seed_demo:  # `returnlens serve` seeds in its parent and turns this off
+            from serving.demo import seed_demo
+
+            result = await anyio.to_thread.run_sync(
+                lambda: seed_demo(app.state.service, settings.data_dir, seed=settings.demo_seed))
+            for line in result.lines():
+                log.warning("%s", line)
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_concurrency)
+        app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
+        app.state.ready = True
+        metrics.ready.set(1)
+        log.info("ready: model %s, policy %s", app.state.model_version,
+                 app.state.policy_version)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            metrics.ready.set(0)
+            if runtime is not None and runtime.close is not None:
+                runtime.close()
+
+    app = FastAPI(title="ReturnLens", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = service
+    app.state.ready = False
+    install_error_handlers(app)
+    for module in (returns, review, dock, admin, meta):
+        app.include_router(module.router)
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
+    per_ip = TokenBucketLimiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst,
+                                max_buckets=settings.rate_limit_max_buckets)
+    per_key = TokenBucketLimiter(settings.rate_limit_per_key,
+                                 settings.rate_limit_per_key_burst,
+                                 max_buckets=settings.rate_limit_max_buckets)
+    app.add_middleware(RateLimitMiddleware, per_ip=per_ip, per_key=per_key,
+                       on_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc())
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

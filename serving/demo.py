@@ -1,0 +1,178 @@
+"""Demo data: a generated catalog, customers with delivered orders, and staff API keys.
+
+``returnlens serve --seed-demo`` calls :func:`seed_demo` before starting the workers.
+The catalog comes from the synthetic generator (``training.synth``, torch-free): a few
+SKUs per category, each with a rendered reference photo, so the wrong-item check has
+something to compare with. The orders cover the interesting cases: recent deliveries,
+one delivered outside the return window, a high-value phone and a repeat returner.
+
+Seeding is idempotent. Catalog and orders are upserts; the staff keys and the repeat
+returner's earlier returns are created once and remembered in ``DATA_DIR/demo.json``
+(mode 0600), so a restart prints the same keys instead of minting new ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from serving.services.errors import Conflict
+from serving.services.service import ReturnLensService
+from serving.services.views import CreateReturnRequest
+
+STATE_FILE = "demo.json"
+STATE_VERSION = 1
+ROLES = ("admin", "dock", "reviewer")
+
+
+@dataclass(frozen=True)
+class DemoOrder:
+    order_id: str
+    customer_id: str
+    email: str
+    category: str  # the SKU is the first (or given) SKU of this category
+    days_ago: int
+    note: str
+    sku_index: int = 1
+
+
+# (order id, customer, email, category, delivered days ago, what it demonstrates)
+DEMO_ORDERS: tuple[DemoOrder, ...] = (
+    DemoOrder("ORD-1001", "C-ada", "ada@example.com", "mug", 3, "recent: clean photo -> approved"),
+    DemoOrder("ORD-1002", "C-ada", "ada@example.com", "shoe", 5, "recent"),
+    DemoOrder("ORD-1003", "C-ben", "ben@example.com", "phone", 2, "high value -> review"),
+    DemoOrder("ORD-1004", "C-ben", "ben@example.com", "garment", 75,
+              "delivered 75 days ago: outside the return window"),
+    DemoOrder("ORD-1005", "C-cleo", "cleo@example.com", "book", 4,
+              "repeat returner (3 earlier returns)"),
+    DemoOrder("ORD-1006", "C-cleo", "cleo@example.com", "mug", 25, "earlier return", 2),
+    DemoOrder("ORD-1007", "C-cleo", "cleo@example.com", "shoe", 18, "earlier return", 2),
+    DemoOrder("ORD-1008", "C-cleo", "cleo@example.com", "garment", 10, "earlier return", 2),
+    DemoOrder("ORD-1009", "C-dan", "dan@example.com", "box", 6, "recent"),
+)
+HISTORY_ORDERS = ("ORD-1006", "ORD-1007", "ORD-1008")
+
+
+@dataclass(frozen=True)
+class SeededOrder:
+    order_id: str
+    email: str
+    sku: str
+    name: str
+    price: float
+    delivered_at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    keys: dict[str, str]  # role -> plaintext key
+    orders: tuple[SeededOrder, ...]
+    skus: int
+    new_keys: bool
+    state_file: Path
+    history_returns: tuple[str, ...] = field(default=())
+
+    def lines(self) -> list[str]:
+        """Human-readable summary printed by ``returnlens serve --seed-demo``."""
+        out = [f"demo data: {self.skus} catalog SKUs, {len(self.orders)} delivered orders"]
+        for role in ROLES:
+            out.append(f"  {role:<8} key: {self.keys[role]}")
+        out.append("  orders (order id, customer email, SKU):")
+        for o in self.orders:
+            if o.order_id in HISTORY_ORDERS:
+                continue
+            out.append(f"    {o.order_id}  {o.email:<18} {o.sku:<11} {o.price:>8.2f}  {o.note}")
+        return out
+
+
+def _jpeg(rgb: Any) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def demo_catalog(seed: int, skus_per_category: int = 2,
+                 reference_size: int = 384) -> list[dict[str, Any]]:
+    """Catalog rows with a generated reference photo (JPEG bytes) for each SKU."""
+    from training.synth import catalog_skus, render_reference
+
+    return [{"sku": s.sku, "category": s.category, "name": s.name, "price": s.price,
+             "reference_photo": _jpeg(render_reference(s, reference_size))}
+            for s in catalog_skus(seed, skus_per_category)]
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("version") == STATE_VERSION else {}
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def _keys(service: ReturnLensService, state: dict[str, Any]) -> tuple[dict[str, str], bool]:
+    """Reuse remembered keys while they still authenticate; otherwise mint new ones."""
+    known = state.get("keys", {})
+    if isinstance(known, dict) and all(
+            isinstance(known.get(r), str) and service.authenticate_key(known[r]) is not None
+            for r in ROLES):
+        return {r: str(known[r]) for r in ROLES}, False
+    suffix = secrets.token_hex(3)
+    return {r: service.create_api_key(f"demo-{r}-{suffix}", r) for r in ROLES}, True
+
+
+def seed_demo(service: ReturnLensService, data_dir: Path, *, seed: int = 7,
+              skus_per_category: int = 2,
+              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> DemoResult:
+    """Load the demo catalog, customers, orders and keys (idempotent)."""
+    catalog = demo_catalog(seed, skus_per_category)
+    service.upsert_catalog(catalog)
+    by_key = {(c["category"], int(c["sku"].rsplit("-", 1)[1])): c for c in catalog}
+    today = now().replace(microsecond=0)
+    seeded: list[SeededOrder] = []
+    for o in DEMO_ORDERS:
+        item = by_key.get((o.category, o.sku_index)) or by_key[(o.category, 1)]
+        seeded.append(SeededOrder(o.order_id, o.email, item["sku"], item["name"],
+                                  float(item["price"]), today - timedelta(days=o.days_ago),
+                                  o.note))
+    service.upsert_orders([{"order_id": s.order_id, "customer_id": o.customer_id,
+                            "customer_email": s.email, "sku": s.sku, "price": s.price,
+                            "delivered_at": s.delivered_at}
+                           for s, o in zip(seeded, DEMO_ORDERS, strict=True)])
+    state_path = data_dir / STATE_FILE
+    state = _read_state(state_path)
+    keys, new_keys = _keys(service, state)
+    history = list(state.get("history_returns", [])) if not new_keys else []
+    if not history:
+        for s in seeded:
+            if s.order_id not in HISTORY_ORDERS:
+                continue
+            try:
+                created = service.create_return(CreateReturnRequest(
+                    order_id=s.order_id, sku=s.sku, reason="changed_mind",
+                    note="demo history", email=s.email))
+                history.append(created.return_id)
+            except Conflict:
+                pass  # already there from an earlier seeding whose state file was lost
+    _write_state(state_path, {"version": STATE_VERSION, "keys": keys,
+                              "history_returns": history})
+    return DemoResult(keys=keys, orders=tuple(seeded), skus=len(catalog), new_keys=new_keys,
+                      state_file=state_path, history_returns=tuple(history))

@@ -1,0 +1,106 @@
+"""Service settings: flags and ``RETURNLENS_*`` environment variables, one typed object.
+
+``returnlens serve`` builds a :class:`Settings` from the environment and overrides the
+fields its flags name, so ``RETURNLENS_DATABASE_URL=postgresql+psycopg://...`` and
+``--database-url`` mean the same thing. Worker processes started by uvicorn read the
+same environment (the serve command exports its overrides before starting them).
+
+The model to serve is resolved in this order: an explicit ``model_path``; the
+``model_version`` in the registry at ``models_dir`` (``training.registry``, torch-free);
+the version promoted there; the default model shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vision.errors import ModelError
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the API process. Defaults give a working single-box install."""
+
+    model_config = SettingsConfigDict(env_prefix="RETURNLENS_", extra="ignore",
+                                      validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    database_url: str = "sqlite:///./var/returnlens.db"
+    data_dir: Path = Path("./var")
+    photo_dir: Path = Path("./var/photos")
+    model_path: Path | None = None  # an explicit .onnx file wins over everything else
+    model_version: str | None = None
+    models_dir: Path = Path("./models")
+    policy_path: Path | None = None  # None: the policy shipped in serving/policy/default.yaml
+
+    # Limits. A request body may hold max_photos files of max_upload_bytes plus overhead.
+    max_upload_bytes: int = Field(default=12 * MiB, ge=1024)
+    max_photos: int = Field(default=6, ge=1, le=32)
+    max_pixels: int = Field(default=64_000_000, ge=10_000)
+    max_json_bytes: int = Field(default=1 * MiB, ge=1024)  # JSON bodies of shopper/review calls
+    max_admin_bytes: int = Field(default=64 * MiB, ge=1024)  # catalog uploads with base64 photos
+
+    # Token buckets: sustained requests per minute and burst size; 0 disables the limit.
+    rate_limit_per_ip: float = Field(default=600.0, ge=0)
+    rate_limit_per_ip_burst: int = Field(default=120, ge=1)
+    rate_limit_per_key: float = Field(default=300.0, ge=0)
+    rate_limit_per_key_burst: int = Field(default=60, ge=1)
+    rate_limit_max_buckets: int = Field(default=10_000, ge=10)
+
+    # Inference: ONNX Runtime intra-op threads per process (None: cores // workers), and
+    # how many requests may run decode + inference at the same time in one process.
+    ort_threads: int | None = Field(default=None, ge=1)
+    inference_concurrency: int = Field(default=2, ge=1, le=64)
+
+    seed_demo: bool = False
+    migrate_on_start: bool = True  # `returnlens serve` migrates once, then turns this off
+    demo_seed: int = 7
+    admin_key: SecretStr | None = None  # bootstrap admin credential (never stored)
+    log_level: LogLevel = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a URL such as sqlite:///./var/returnlens.db or "
+                             "postgresql+psycopg://user@host/db")
+        return value
+
+    def threads_per_worker(self) -> int:
+        """ONNX Runtime threads so that ``workers`` processes do not oversubscribe cores."""
+        if self.ort_threads:
+            return self.ort_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def max_request_bytes(self) -> int:
+        """Cap for multipart photo uploads: every photo at its limit plus form overhead."""
+        return self.max_photos * self.max_upload_bytes + MiB
+
+    def resolve_model_path(self) -> Path:
+        """The ONNX file to serve; raises ModelError with a sentence when there is none."""
+        if self.model_path is not None:
+            if not self.model_path.is_file():
+                raise ModelError(f"model file {self.model_path} does not exist",
+                                 code="model_not_found")
+            return self.model_path
+        from serving.models import default_model_path
+        from training.registry import ModelRegistry  # torch-free (onnx only)
+
+        default = default_model_path()
+        path = ModelRegistry(self.models_dir).resolve(self.model_version, default=default)
+        if not path.is_file():
+            raise ModelError(
+                "no model to serve: the default model is not shipped in this build "
+                f"({path} is missing), no model is promoted in {self.models_dir}, and no "
+                "--model-version or --model-path was given; train one with `returnlens "
+                "train`, then `returnlens model promote VERSION`", code="model_not_found")
+        return path
