@@ -1,0 +1,306 @@
+"""Calibrate a checkpoint, export it to ONNX with its model card, and prove parity.
+
+The order is the guarantee: fit the temperature on the validation split, export the
+graph to a temporary file, evaluate that file through ``vision`` on the test split,
+write the card into it, run ``onnx.checker`` and then the parity check (the same
+decoded, preprocessed photos through torch and ONNX Runtime). Only a file that passes
+everything is renamed to the output path; a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from training.calibrate import fit_temperature, suggest_thresholds
+from training.evaluate import compute_metrics, headline, load_rgb, predict_records
+from training.manifest import Manifest, ManifestRecord
+from training.metrics import nll, softmax
+from training.model import CheckpointMeta, GraderNet, load_checkpoint
+from training.registry import write_card
+from vision.card import ModelCard
+from vision.errors import DataError, ReturnLensError
+from vision.model import INPUT_NAME, OUTPUT_NAMES, OnnxModel
+from vision.preprocess import PreprocessSpec, preprocess_batch
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+MIN_PARITY_IMAGES = 32
+SYNTHETIC_NOTE = ("Trained on synthetic images; deployments should retrain on their own "
+                  "labelled returns.")
+Exporter = Literal["legacy", "dynamo"]
+
+
+class ExportError(ReturnLensError):
+    """The exported graph is not a faithful copy of the checkpoint."""
+
+    code = "parity_failed"
+
+
+class ExportWrapper(nn.Module):
+    """GraderNet plus the calibration: the exact function the ONNX file computes."""
+
+    def __init__(self, net: GraderNet, temperature: float) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        out = self.net(image)
+        grade_probs = torch.softmax(out.grade_logits / self.temperature, dim=1)
+        return grade_probs, torch.sigmoid(out.damage_logits), out.embedding, out.damage_cam
+
+
+def export_graph(wrapper: nn.Module, path: Path, input_size: int, *, opset: int = OPSET,
+                 exporter: Exporter = "legacy") -> None:
+    """Write the graph: input ``image`` uint8 [N,S,S,3] with a dynamic batch dimension.
+
+    The TorchScript exporter ("legacy") is the default: it gives a compact, checker-clean
+    graph in about a second; the dynamo exporter gives the same numbers but is slower.
+    """
+    wrapper.eval()
+    example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
+    names = [INPUT_NAME, *OUTPUT_NAMES]
+    with warnings.catch_warnings():
+        # The legacy exporter's deprecation notice, and tracer notes about shapes baked
+        # into the graph (H and W are fixed by the contract; the parity check runs batch
+        # sizes 1, 3 and N, so a batch-dependent trace cannot pass unnoticed).
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
+                              output_names=list(OUTPUT_NAMES), opset_version=max(opset, 18),
+                              dynamo=True, external_data=False, verbose=False,
+                              dynamic_shapes=({0: batch},))
+        else:
+            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
+                              output_names=list(OUTPUT_NAMES), opset_version=opset,
+                              dynamo=False, do_constant_folding=True,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+
+
+def check_graph(path: Path) -> None:
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
+        raise ExportError(f"onnx.checker rejects the exported graph: {exc}",
+                          code="invalid_graph") from exc
+
+
+@torch.no_grad()
+def torch_outputs(module: nn.Module, batch: np.ndarray, *,
+                  batch_size: int = 32) -> list[np.ndarray]:
+    """Run a uint8 NHWC batch through a module in eval mode; outputs as float32 arrays."""
+    module.eval()
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, len(batch), batch_size):
+        out = module(torch.from_numpy(np.ascontiguousarray(batch[start : start + batch_size])))
+        parts.append([t.float().cpu().numpy() for t in out])
+    return [np.concatenate(col) for col in zip(*parts, strict=True)]
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    images: int
+    max_abs_diff: dict[str, float]  # per output name
+    tolerance: float
+
+    @property
+    def prob_max_diff(self) -> float:
+        return max(self.max_abs_diff["grade_probs"], self.max_abs_diff["damage_probs"])
+
+
+def parity_check(wrapper: nn.Module, onnx_path: Path, batch: np.ndarray, *,
+                 tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+    """Same uint8 batch through torch and ONNX Runtime; ExportError beyond ``tolerance``.
+
+    ONNX Runtime sees the batch in chunks of varying size (1, 3, then the rest), which
+    also proves the dynamic batch dimension.
+    """
+    expected = torch_outputs(wrapper, batch)
+    model = OnnxModel(onnx_path)
+    cuts = [0, 1, 4, len(batch)]
+    got = [model.predict(batch[a:b]) for a, b in itertools.pairwise(cuts) if b > a]
+    diffs = {}
+    for k, name in enumerate(OUTPUT_NAMES):
+        onnx_out = np.concatenate([getattr(g, name) for g in got])
+        if onnx_out.shape != expected[k].shape:
+            raise ExportError(f"ONNX output {name} has shape {onnx_out.shape}, torch "
+                              f"{expected[k].shape}")
+        diffs[name] = float(np.max(np.abs(onnx_out.astype(np.float64) - expected[k])))
+    report = ParityReport(len(batch), diffs, tolerance)
+    bad = not np.isfinite(report.prob_max_diff) or report.prob_max_diff > tolerance
+    if bad:
+        raise ExportError(
+            f"parity check failed: ONNX Runtime and torch probabilities differ by up to "
+            f"{report.prob_max_diff:.3g} on {len(batch)} photos (limit {tolerance:g}); the "
+            "model was not written", details={"max_abs_diff": diffs})
+    return report
+
+
+def preprocessed(records: Sequence[ManifestRecord], spec: PreprocessSpec) -> np.ndarray:
+    """Decode (as serving does) and preprocess records into one uint8 NHWC batch."""
+    return preprocess_batch([load_rgb(r.image, spec.input_size) for r in records], spec)
+
+
+def parity_records(manifest: Manifest, n: int = MIN_PARITY_IMAGES) -> list[ManifestRecord]:
+    """n photos for the parity check: val and test first, topped up from train."""
+    pool = [*manifest.split("val"), *manifest.split("test"), *manifest.split("train")]
+    if len(pool) < n:
+        raise DataError(f"the parity check needs at least {n} photos; {manifest.path} has "
+                        f"{len(pool)}", code="too_few_photos")
+    return pool[:n]
+
+
+@dataclass(frozen=True)
+class ValidationPass:
+    logits: np.ndarray  # [N,G] raw grade logits
+    embedding: np.ndarray  # [N,E]
+    labels: np.ndarray  # [N] grade index, -1 = unlabelled
+    skus: list[str]
+
+
+def validation_pass(net: GraderNet, records: Sequence[ManifestRecord], meta: CheckpointMeta,
+                    *, batch_size: int = 32, progress: bool = True) -> ValidationPass:
+    """Raw logits and embeddings on the validation split (streamed in batches)."""
+    g_index = {g: i for i, g in enumerate(meta.grade_labels)}
+    logits, emb = [], []
+    with tqdm(total=len(records), desc="calibrate val", unit="img",
+              disable=not progress) as bar:
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            with torch.no_grad():
+                out = net(torch.from_numpy(preprocessed(chunk, meta.preprocess)))
+            logits.append(out.grade_logits.float().numpy())
+            emb.append(out.embedding.float().numpy())
+            bar.update(len(chunk))
+    z = np.concatenate(logits).astype(np.float64)
+    if not np.isfinite(z).all():
+        raise ExportError("the checkpoint produces NaN or infinite logits on the validation "
+                          "photos; it cannot be calibrated", code="non_finite")
+    labels = np.array([g_index[r.grade] if r.grade is not None else -1 for r in records])
+    return ValidationPass(z, np.concatenate(emb), labels, [r.sku for r in records])
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    temperature: float
+    parity: ParityReport
+    metrics: dict[str, Any]
+    thresholds: dict[str, float]
+    card: ModelCard
+    quantization: Any = None  # training.quantize.QuantizationReport when requested
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parity_max_diff(self) -> float:
+        return self.parity.prob_max_diff
+
+
+def check_checkpoint_labels(meta: CheckpointMeta, manifest: Manifest) -> None:
+    head = manifest.header
+    if tuple(head.grade_labels) != tuple(meta.grade_labels):
+        raise DataError(f"the manifest's grade labels {list(head.grade_labels)} do not match "
+                        f"the checkpoint's {list(meta.grade_labels)}", code="label_mismatch")
+    extra = [d for d in head.damage_labels if d not in meta.damage_labels]
+    if extra:
+        raise DataError(f"the manifest's damage labels {extra} are not among the "
+                        f"checkpoint's {list(meta.damage_labels)}", code="label_mismatch")
+
+
+def default_version(backbone: str) -> str:
+    return f"{backbone}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def _fit(net: GraderNet, manifest: Manifest, meta: CheckpointMeta, progress: bool,
+         approve_precision: float) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """Temperature, suggested thresholds and validation calibration figures."""
+    val = manifest.split("val")
+    if not val:
+        raise DataError(f"{manifest.path} has no val split to calibrate on", code="empty_split")
+    vp = validation_pass(net, val, meta, progress=progress)
+    lab = vp.labels >= 0
+    if not lab.any():
+        raise DataError("the val split has no graded photos to calibrate on",
+                        code="empty_split")
+    z, y = vp.logits[lab], vp.labels[lab]
+    temperature = fit_temperature(z, y)
+    cal = softmax(z / temperature)
+    thr = suggest_thresholds(cal, y, vp.embedding[lab], [s for s, k in zip(vp.skus, lab,
+                                                                          strict=True) if k],
+                             approve_precision=approve_precision)
+    val_info = {"val_nll_before": round(nll(softmax(z), y), 6),
+                "val_nll_after": round(nll(cal, y), 6),
+                "val_auto_approve_coverage": thr.auto_approve_coverage,
+                "approve_precision_target": approve_precision}
+    return temperature, thr.as_card_dict(), val_info
+
+
+def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *,
+                         model_version: str | None = None, quantize: bool = False,
+                         progress: bool = True, approve_precision: float = 0.98,
+                         notes: str | None = None, exporter: Exporter = "legacy",
+                         tolerance: float = PARITY_TOLERANCE) -> ExportReport:
+    """Checkpoint -> calibrated, parity-checked ONNX file with its model card."""
+    net, meta = load_checkpoint(Path(checkpoint))
+    net.eval()
+    check_checkpoint_labels(meta, manifest)
+    out_path = Path(out_path)
+    parity_recs = parity_records(manifest)  # fail fast, before any inference
+    temperature, thresholds, val_info = _fit(net, manifest, meta, progress, approve_precision)
+    temperature = round(temperature, 6)  # the graph and the card carry the same number
+    wrapper = ExportWrapper(net, temperature).eval()
+    eval_split = "test" if manifest.split("test") else "val"
+    card = ModelCard(
+        model_version=model_version or default_version(meta.backbone),
+        grade_labels=tuple(meta.grade_labels), damage_labels=tuple(meta.damage_labels),
+        preprocess=meta.preprocess, temperature=temperature,
+        embedding_dim=meta.embedding_dim, backbone=meta.backbone, thresholds=thresholds,
+        training_data=manifest.summary(),
+        recipe={**meta.config, "epoch": meta.epoch, "export": {
+            "opset": OPSET, "exporter": exporter, "calibration": val_info}},
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        notes=notes if notes is not None else (
+            SYNTHETIC_NOTE if "synth" in manifest.header.source.lower() else ""),
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    try:
+        export_graph(wrapper, tmp, meta.preprocess.input_size, exporter=exporter)
+        write_card(tmp, card)
+        outputs = predict_records(OnnxModel(tmp), manifest.split(eval_split),
+                                  progress=progress, desc=f"evaluate {eval_split}")
+        full = compute_metrics(outputs, manifest.split(eval_split), card, split=eval_split)
+        parity = parity_check(wrapper, tmp, preprocessed(parity_recs, meta.preprocess),
+                              tolerance=tolerance)
+        export_info = {**card.recipe["export"], "parity": {
+            "images": parity.images, "tolerance": tolerance,
+            "max_abs_diff": {k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()}}}
+        card = replace(card, metrics=headline(full),
+                       recipe={**card.recipe, "export": export_info})
+        write_card(tmp, card)  # metadata only: the graph the parity check ran is unchanged
+        check_graph(tmp)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report = ExportReport(out_path, temperature, parity, card.metrics, thresholds, card)
+    if quantize:
+        from training.quantize import quantize_model
+
+        report = replace(report, quantization=quantize_model(
+            out_path, manifest, progress=progress))
+    return report

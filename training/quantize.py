@@ -1,0 +1,158 @@
+"""Static int8 quantisation of an exported model, with its accuracy and speed change.
+
+ONNX Runtime's ``quantize_static`` in QDQ format, per-channel weights, activations
+calibrated on real preprocessed validation photos (the same decode and preprocess as
+serving). Only Conv/Gemm/MatMul are quantised: the softmax, sigmoid and L2
+normalisation at the end stay in float, so probabilities keep their resolution. The
+int8 file carries the fp32 card with ``-int8`` appended to the version (its scores
+differ, so recorded decisions must name it apart), ``recipe.quantized = true`` and its
+own measured metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from training.evaluate import compute_metrics, headline, load_rgb, predict_records
+from training.manifest import Manifest, ManifestRecord
+from training.registry import write_card
+from vision.card import ModelCard
+from vision.errors import ModelError
+from vision.model import INPUT_NAME, OnnxModel
+from vision.preprocess import PreprocessSpec, preprocess_batch
+
+CALIBRATION_IMAGES = 128
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
+
+
+class _Reader(CalibrationDataReader):
+    """Feeds preprocessed validation photos to the calibrator, a few at a time."""
+
+    def __init__(self, records: list[ManifestRecord], spec: PreprocessSpec,
+                 batch_size: int = 8) -> None:
+        self.records, self.spec, self.batch_size = records, spec, batch_size
+        self.pos = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= len(self.records):
+            return None
+        chunk = self.records[self.pos : self.pos + self.batch_size]
+        self.pos += len(chunk)
+        images = [load_rgb(r.image, self.spec.input_size) for r in chunk]
+        return {INPUT_NAME: preprocess_batch(images, self.spec)}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    path: Path
+    split: str
+    accuracy_fp32: float | None
+    accuracy_int8: float | None
+    metrics_int8: dict[str, Any]
+    # {"fp32"|"int8": {"1": ms/img, "8": ms/img}}, single-threaded CPU, median of repeats
+    latency_ms: dict[str, dict[str, float]]
+    size_bytes: dict[str, int]
+
+    @property
+    def accuracy_change(self) -> float | None:
+        if self.accuracy_fp32 is None or self.accuracy_int8 is None:
+            return None
+        return round(self.accuracy_int8 - self.accuracy_fp32, 6)
+
+    def speedup(self, batch: int) -> float:
+        return self.latency_ms["fp32"][str(batch)] / self.latency_ms["int8"][str(batch)]
+
+
+def int8_path_for(path: Path) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx``."""
+    return path.with_name(f"{path.stem}.int8{path.suffix}")
+
+
+def measure_latency(model: OnnxModel, batch_sizes: tuple[int, ...] = (1, 8),
+                    repeats: int = 10) -> dict[str, float]:
+    """Median milliseconds per image on random input, after a warm-up run.
+
+    A report figure, not a test assertion: the numbers depend on the machine and load.
+    """
+    size = model.card.preprocess.input_size
+    rng = np.random.default_rng(0)
+    result = {}
+    for n in batch_sizes:
+        batch = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+        model.predict(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.predict(batch)
+            times.append(time.perf_counter() - start)
+        result[str(n)] = round(1000.0 * statistics.median(times) / n, 3)
+    return result
+
+
+def quantize_model(fp32_path: Path, manifest: Manifest, *, out_path: Path | None = None,
+                   calibration_images: int = CALIBRATION_IMAGES, progress: bool = True,
+                   latency_repeats: int = 10) -> QuantizationReport:
+    """Write ``<name>.int8.onnx`` beside ``fp32_path``; report accuracy and speed change."""
+    fp32 = OnnxModel(fp32_path)
+    out = out_path or int8_path_for(Path(fp32_path))
+    calib = [*manifest.split("val"), *manifest.split("train")][:calibration_images]
+    if not calib:
+        raise ModelError("static quantisation needs calibration photos in the val or train "
+                         "split", code="too_few_photos")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            prepared = Path(work) / "prepared.onnx"
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(tmp), _Reader(calib, fp32.card.preprocess),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=QUANTIZED_OPS)
+        split = "test" if manifest.split("test") else "val"
+        records = manifest.split(split)
+        card = _int8_card(fp32.card, len(calib))
+        write_card(tmp, card)
+        int8 = OnnxModel(tmp)
+        m8 = headline(compute_metrics(predict_records(int8, records, progress=progress,
+                                                      desc=f"int8 {split}"),
+                                      records, card, split=split))
+        write_card(tmp, replace(card, metrics=m8))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    # One thread each: per-image figures that do not depend on how busy the other cores are.
+    fp32_1t, int8_1t = OnnxModel(fp32_path, intra_op_threads=1), OnnxModel(out, intra_op_threads=1)
+    return QuantizationReport(
+        path=out, split=split, accuracy_fp32=fp32.card.metrics.get("accuracy"),
+        accuracy_int8=m8.get("accuracy"), metrics_int8=m8,
+        latency_ms={"fp32": measure_latency(fp32_1t, repeats=latency_repeats),
+                    "int8": measure_latency(int8_1t, repeats=latency_repeats)},
+        size_bytes={"fp32": Path(fp32_path).stat().st_size, "int8": out.stat().st_size},
+    )
+
+
+def _int8_card(card: ModelCard, calibration_images: int) -> ModelCard:
+    recipe = {**card.recipe, "quantized": True,
+              "quantization": {"method": "onnxruntime quantize_static", "format": "QDQ",
+                               "weights": "int8 per-channel", "activations": "uint8",
+                               "ops": QUANTIZED_OPS, "calibration_images": calibration_images,
+                               "fp32_version": card.model_version}}
+    return replace(card, model_version=f"{card.model_version}-int8", recipe=recipe)
