@@ -29,6 +29,7 @@ from serving.metrics import Metrics, MetricsMiddleware
 from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from serving.services.service import ReturnLensService
 from serving.settings import Settings
+from serving.web import router as web_router
 
 log = logging.getLogger("returnlens.app")
 
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *,
     install_error_handlers(app)
     for module in (returns, review, dock, admin, meta):
         app.include_router(module.router)
+    app.include_router(web_router)  # shopper page /, reviewer console /review, /static
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     per_ip = TokenBucketLimiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst,

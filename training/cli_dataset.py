@@ -26,7 +26,7 @@ from training.manifest import (
 from vision.errors import DataError
 
 # Modules exposing ``register_dataset(dsub) -> None`` (added by the areas that own them).
-DATASET_COMMAND_MODULES: tuple[str, ...] = ()
+DATASET_COMMAND_MODULES: tuple[str, ...] = ("training.cli_review",)
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
