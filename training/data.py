@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.augment import Augmenter
 from training.manifest import ManifestRecord
-from vision.decode import decode_image
 from vision.errors import DataError, DecodeError
+from vision.pipeline import decode_for_grading
 from vision.preprocess import PreprocessSpec, preprocess
 
 Key = tuple[int, int]  # (epoch, index): the sampler tells the dataset which epoch it is
@@ -64,7 +64,7 @@ def encode_records(records: Sequence[ManifestRecord], grade_labels: Sequence[str
     )
 
 
-def load_photo(path: str, record_id: str) -> np.ndarray:
+def load_photo(path: str, record_id: str, input_size: int) -> np.ndarray:
     """Decoded RGB exactly as serving decodes an upload; DataError names the record."""
     try:
         data = Path(path).read_bytes()
@@ -72,7 +72,7 @@ def load_photo(path: str, record_id: str) -> np.ndarray:
         raise DataError(f"record {record_id}: cannot read image {path} ({exc.strerror})",
                         code="missing_image", details={"id": record_id, "path": path}) from exc
     try:
-        return decode_image(data).rgb
+        return decode_for_grading(data, input_size).rgb
     except DecodeError as exc:
         raise DataError(f"record {record_id}: image {path} cannot be decoded: {exc.message}",
                         code="unreadable_image", details={"id": record_id, "path": path}) from exc
@@ -89,7 +89,7 @@ class PhotoDataset(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, key: Key | int) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, int(key))
         e = self.encoded
-        rgb = load_photo(e.paths[index], e.ids[index])
+        rgb = load_photo(e.paths[index], e.ids[index], self.spec.input_size)
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
             rgb = self.augmenter(rgb, rng)

@@ -33,12 +33,10 @@ from training.metrics import (
     uncalibrated_probs,
 )
 from vision.card import ModelCard
-from vision.decode import decode_image
 from vision.errors import DataError, DecodeError
 from vision.model import ModelOutputs, OnnxModel
+from vision.pipeline import decode_for_grading
 
-# Serving decodes uploads to at least this long side (vision.pipeline.Grader's default).
-SERVING_LONG_SIDE = 1600
 COVERAGE_TABLE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
 
@@ -50,7 +48,7 @@ def load_rgb(path: Path, input_size: int) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc}", code="missing_file") from exc
     try:
-        photo = decode_image(data, target_long_side=max(SERVING_LONG_SIDE, input_size))
+        photo = decode_for_grading(data, input_size)
     except DecodeError as exc:
         raise DataError(f"image {path}: {exc.message}", code=exc.code) from exc
     return photo.rgb

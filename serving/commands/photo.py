@@ -1,10 +1,197 @@
-"""Subcommands (filled in by the issue that owns them)."""
+"""Photo subcommands: ``check-photo`` (the quality gate on files).
+
+``register()`` adds one parser per command through a small table, so another command
+(``grade``) is one more entry in ``_COMMANDS``. Handlers import the vision core lazily.
+
+Exit status of ``check-photo``: 0 when every photo passes the gate, 1 when at least one
+photo must be retaken, 2 when at least one file could not be read or decoded (each such
+file gets one line on stderr naming it and the error code; the others are still checked).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from vision.errors import ReturnLensError
+
+EXIT_PASS, EXIT_RETAKE, EXIT_UNREADABLE = 0, 1, 2
+
+
+def _add_check_photo(sub: Any) -> None:
+    parser = sub.add_parser(
+        "check-photo",
+        help="run the photo-quality gate on photo files",
+        description="Decode each photo (JPEG, PNG or WebP, sniffed from its bytes) and run "
+        "the quality gate: blur, exposure, glare, resolution, item coverage and cut-off. "
+        "Exit status: 0 all pass, 1 some photo must be retaken, 2 some file is unreadable.",
+    )
+    parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="photo files")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+    parser.add_argument("--profile", choices=("shopper", "dock"), default="shopper",
+                        help="threshold profile (default: shopper; dock is looser)")
+    parser.set_defaults(handler=check_photo)
+
+
+# One entry per subcommand; register() adds them all.
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_check_photo,)
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
-    del sub
+    for add in _COMMANDS:
+        add(sub)
+
+
+def read_photo_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, or a ReturnLensError with a code; never reads past the limit."""
+    try:
+        if not path.exists():
+            raise ReturnLensError("No such file.", code="file_not_found")
+        if not path.is_file():
+            raise ReturnLensError("Not a regular file.", code="not_a_file")
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ReturnLensError(f"The file cannot be read ({exc.strerror or exc}).",
+                              code="unreadable_file") from exc
+    return data
+
+
+def _check_one(path: Path, profile: str) -> dict[str, Any]:
+    from vision.decode import DecodeLimits, decode_image
+    from vision.quality import assess_quality
+
+    limits = DecodeLimits()
+    data = read_photo_file(path, limits.max_bytes)
+    photo = decode_image(data, limits=limits)
+    report = assess_quality(photo, profile=profile)
+    return {
+        "path": str(path),
+        "passed": report.passed,
+        "format": photo.format,
+        "width": photo.original_width,
+        "height": photo.original_height,
+        "sha256": photo.sha256,
+        "quality": report.to_dict(),
+    }
+
+
+def _print_text(result: dict[str, Any]) -> None:
+    quality = result["quality"]
+    verdict = "PASS" if result["passed"] else "RETAKE"
+    print(f"{result['path']}: {verdict} ({quality['profile']} profile, "
+          f"{result['width']} x {result['height']} {result['format']})")
+    for c in quality["checks"]:
+        bound = f"{'>=' if c['direction'] == 'min' else '<='} {c['threshold']:g}"
+        mark = "ok  " if c["passed"] else "FAIL"
+        line = f"  {mark} {c['name']:<13} {c['value']:>9.4g}  (needs {bound})"
+        print(line + (f"  {c['message']}" if c["message"] else ""))
+
+
+def check_photo(args: argparse.Namespace) -> int:
+    """Gate each photo; unreadable files are reported and skipped, never a traceback."""
+    results: list[dict[str, Any]] = []
+    status = EXIT_PASS
+    for path in args.photos:
+        try:
+            result = _check_one(path, args.profile)
+        except ReturnLensError as exc:
+            print(f"error: {path}: {exc.message} [{exc.code}]", file=sys.stderr)
+            results.append({"path": str(path), "passed": None, "error": exc.to_dict()})
+            status = EXIT_UNREADABLE
+            continue
+        results.append(result)
+        if not result["passed"]:
+            status = max(status, EXIT_RETAKE)
+        if not args.json:
+            _print_text(result)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return status
+
+
+def _add_grade(sub: Any) -> None:
+    parser = sub.add_parser(
+        "grade",
+        help="grade photo files offline with the shipped (or a given) model",
+        description="Run the same chain as the service (decode, quality gate, model) on "
+        "photo files, with no server. By default each photo is graded on its own; --item "
+        "treats all the photos as views of one item (worst view wins).",
+    )
+    parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="photo files")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--item", action="store_true", help="aggregate all photos as one item")
+    parser.add_argument("--model", type=Path, help="ONNX model file (default: promoted/shipped)")
+    parser.add_argument("--model-version", help="a version from the model registry")
+    parser.add_argument("--profile", choices=("shopper", "dock"), default="shopper")
+    parser.set_defaults(handler=grade)
+
+
+_COMMANDS = (*_COMMANDS, _add_grade)
+
+
+def _item_dict(item: Any) -> dict[str, Any]:
+    return {
+        "grade": item.grade,
+        "confidence": round(item.confidence, 4),
+        "expected_grade": round(item.expected_grade, 4),
+        "grade_probs": {k: round(v, 4) for k, v in item.grade_dict().items()},
+        "damage_probs": {k: round(v, 4) for k, v in item.damage_dict().items()},
+    }
+
+
+def _print_grade(entry: dict[str, Any]) -> None:
+    if "error" in entry:
+        return
+    scores = entry.get("scores")
+    quality = "quality ok" if entry["quality"]["passed"] else "RETAKE: " + "; ".join(
+        c["message"] for c in entry["quality"]["checks"] if not c["passed"])
+    if scores is None:
+        print(f"{entry['path']}: no usable photo ({quality})")
+        return
+    damage = [f"{k} {v:.2f}" for k, v in scores["damage_probs"].items() if v >= 0.5]
+    print(f"{entry['path']}: {scores['grade']} ({scores['confidence']:.0%}); "
+          f"damage: {', '.join(damage) or 'none'}; {quality}")
+
+
+def grade(args: argparse.Namespace) -> int:
+    """Grade files offline; unreadable files are reported and skipped, never a traceback."""
+    from serving.settings import Settings
+    from vision.aggregate import aggregate
+    from vision.pipeline import Grader
+
+    settings = Settings(model_path=args.model, model_version=args.model_version)
+    grader = Grader.load(settings.resolve_model_path(), profile=args.profile)
+    card = grader.card
+    status = EXIT_PASS
+    decoded: list[tuple[Path, Any]] = []
+    entries: list[dict[str, Any]] = []
+    for path in args.photos:
+        try:
+            decoded.append((path, grader.decode(read_photo_file(path, grader.limits.max_bytes))))
+        except ReturnLensError as exc:
+            print(f"error: {path}: {exc.message} [{exc.code}]", file=sys.stderr)
+            entries.append({"path": str(path), "error": exc.to_dict()})
+            status = EXIT_UNREADABLE
+    groups = [decoded] if args.item else [[d] for d in decoded]
+    for group in (g for g in groups if g):
+        result = grader.grade_decoded([photo for _, photo in group])
+        for (path, _), graded in zip(group, result.photos, strict=True):
+            single = aggregate([graded.scores], card.grade_labels, card.damage_labels)
+            entries.append({"path": str(path), "quality": graded.quality.to_dict(),
+                            "scores": _item_dict(single) if graded.quality.passed else None})
+        if args.item:
+            entries.append({"path": "item", "quality": {"passed": result.item is not None,
+                                                        "checks": []},
+                            "scores": _item_dict(result.item) if result.item else None})
+    if args.json:
+        print(json.dumps({"model_version": card.model_version, "results": entries}, indent=2))
+    else:
+        print(f"model {card.model_version} ({card.backbone})")
+        for entry in entries:
+            _print_grade(entry)
+    return status
