@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from serving.api import admin, dock, meta, returns, review
 from serving.api.bodylimit import BodyLimitMiddleware
+from serving.api.docs import install_docs
 from serving.auth import Authenticator
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
@@ -144,8 +145,9 @@ def create_app(settings: Settings | None = None, *,
             if runtime is not None and runtime.close is not None:
                 runtime.close()
 
+    # /docs and /redoc come from serving.api.docs with local assets (no CDN).
     app = FastAPI(title="ReturnLens", version="1", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
@@ -154,6 +156,7 @@ def create_app(settings: Settings | None = None, *,
     for module in (returns, review, dock, admin, meta):
         app.include_router(module.router)
     app.include_router(web_router)  # shopper page /, reviewer console /review, /static
+    install_docs(app)  # /docs, /redoc, /docs/assets
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     per_ip = TokenBucketLimiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst,

@@ -39,8 +39,9 @@ def register_dataset(dsub: Any) -> None:  # the "dataset" group's subparsers
     p.add_argument("--damage-threshold", type=float, default=0.5,
                    help="model damage probability that counts as present for approvals")
     p.add_argument("--labels-from", dest="labels_from", type=Path,
-                   help="a model .onnx or manifest whose label lists (and order) to use; "
-                        "required on PostgreSQL")
+                   help="a model .onnx or manifest whose label lists (and order) to use "
+                        "instead of the lists stored with the photos (needed only for "
+                        "photos stored before those lists, on PostgreSQL)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_export)
 

@@ -23,9 +23,11 @@ item id; on very small exports one item is moved so that train and val are both
 non-empty, which training requires.
 
 Label lists come from data, never from code: from ``labels_from`` (a model ``.onnx``
-whose card names them, or a manifest whose header does) or else from the order of the
-probabilities stored with the photos (the model card's order; SQLite keeps it). On
-PostgreSQL, JSONB does not keep key order, so ``labels_from`` is required there.
+whose card names them, or a manifest whose header does) when given, else from the
+ordered label lists stored with each photo's scores (the grading model's card order).
+Photos stored before those lists existed fall back to the key order of their stored
+probabilities, which SQLite keeps but PostgreSQL JSONB does not: there, such photos
+need ``labels_from``.
 """
 
 from __future__ import annotations
@@ -89,14 +91,21 @@ class _Photo:
     quality_passed: bool
     grade_probs: dict[str, float]
     damage_probs: dict[str, float]
+    # The model's label order as stored with the scores; None on rows older than that.
+    grade_labels: tuple[str, ...] | None = None
+    damage_labels: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, row: Any) -> _Photo:
+        from serving.services.convert import stored_label_order
+
         scores = row.scores or {}
         return cls(id=row.id, role=row.role, digest=row.digest, media_type=row.media_type,
                    quality_passed=bool((row.quality or {}).get("passed", True)),
                    grade_probs=dict(scores.get("grade_probs", {})),
-                   damage_probs=dict(scores.get("damage_probs", {})))
+                   damage_probs=dict(scores.get("damage_probs", {})),
+                   grade_labels=stored_label_order(scores, kind="grade"),
+                   damage_labels=stored_label_order(scores, kind="damage"))
 
 
 @dataclass(frozen=True)
@@ -252,13 +261,15 @@ def _header_labels(photos: Iterable[_Photo], dialect: str,
                    options: ExportOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if options.labels_from is not None:
         return _labels_from_file(options.labels_from)
-    if dialect == "postgresql":
-        raise DataError("on PostgreSQL the stored scores do not keep the label order; pass "
-                        "--labels-from MODEL.onnx (the model that graded the photos) or a "
-                        "manifest with the same labels", code="labels_required")
     rows = list(photos)
-    grades = _ordered_union((list(p.grade_probs) for p in rows), "grade")
-    damage = _ordered_union((list(p.damage_probs) for p in rows), "damage")
+    legacy = [p.id for p in rows if p.grade_labels is None or p.damage_labels is None]
+    if legacy and dialect == "postgresql":
+        raise DataError(f"{len(legacy)} stored photo(s) (e.g. {legacy[0]}) predate the stored "
+                        "label lists and PostgreSQL does not keep the order of their "
+                        "probabilities; pass --labels-from MODEL.onnx (the model that graded "
+                        "them) or a manifest with the same labels", code="labels_required")
+    grades = _ordered_union((p.grade_labels or list(p.grade_probs) for p in rows), "grade")
+    damage = _ordered_union((p.damage_labels or list(p.damage_probs) for p in rows), "damage")
     return grades, damage
 
 

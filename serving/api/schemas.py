@@ -156,6 +156,7 @@ class ReturnOut(BaseModel):
     return_id: str
     order_id: str
     sku: str
+    item_name: str = Field(description="The catalog name of the returned item.")
     category: str
     reason: str
     note: str | None
@@ -302,7 +303,8 @@ def return_out(view: ReturnView) -> ReturnOut:
     decisions = [decision_out(d, by_id) for d in view.decisions]
     return ReturnOut(
         return_id=view.return_id, order_id=view.order_id, sku=view.sku,
-        category=view.category, reason=view.reason, note=view.note, status=view.status,
+        item_name=view.item_name, category=view.category, reason=view.reason, note=view.note,
+        status=view.status,
         created_at=view.created_at, decision=decisions[-1] if decisions else None,
         decisions=decisions, photos=[photo_out(p) for p in view.photos])
 

@@ -24,9 +24,16 @@ def probs_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
 
 def photo_scores_json(scores: PhotoScores, grade_labels: Sequence[str],
                       damage_labels: Sequence[str], model_version: str) -> dict[str, Any]:
-    """Everything needed to explain, re-aggregate and draw heatmaps without the model."""
+    """Everything needed to explain, re-aggregate and draw heatmaps without the model.
+
+    The label lists are stored explicitly because the rows of ``damage_cam`` follow the
+    model's damage order and a JSON object's key order is not kept everywhere
+    (PostgreSQL JSONB sorts keys by length, then bytes).
+    """
     return {
         "model_version": model_version,
+        "grade_labels": list(grade_labels),
+        "damage_labels": list(damage_labels),
         "grade_probs": probs_dict(grade_labels, scores.grade_probs),
         "damage_probs": probs_dict(damage_labels, scores.damage_probs),
         "embedding": [_r(v) for v in scores.embedding],
@@ -44,9 +51,32 @@ def photo_scores_from_json(data: dict[str, Any], grade_labels: Sequence[str],
     )
 
 
+def stored_label_order(scores: dict[str, Any], *, fallback: Sequence[str] | None = None,
+                       kind: str = "damage") -> tuple[str, ...] | None:
+    """The ``kind`` ("grade" | "damage") labels of stored photo scores in model order.
+
+    Scores written since the lists were stored carry them; for older rows ``fallback``
+    (e.g. the current model card's list, when it names the same labels) is used, and
+    without one None: the probability dict's key order is not trustworthy on PostgreSQL.
+    """
+    probs: dict[str, float] = scores.get(f"{kind}_probs") or {}
+    stored = scores.get(f"{kind}_labels")
+    if isinstance(stored, list) and set(stored) == set(probs):
+        return tuple(str(x) for x in stored)
+    if fallback is not None and set(fallback) == set(probs):
+        return tuple(fallback)
+    return None
+
+
+def _ordered(probs: dict[str, float], order: Sequence[str] | None) -> dict[str, float]:
+    return {k: probs[k] for k in order} if order is not None else dict(probs)
+
+
 def photo_view(row: Photo) -> PhotoView:
-    grade_probs: dict[str, float] = dict(row.scores.get("grade_probs", {}))
-    damage_probs: dict[str, float] = dict(row.scores.get("damage_probs", {}))
+    grade_probs = _ordered(row.scores.get("grade_probs") or {},
+                           stored_label_order(row.scores, kind="grade"))
+    damage_order = stored_label_order(row.scores)
+    damage_probs = _ordered(row.scores.get("damage_probs") or {}, damage_order)
     grade = max(grade_probs, key=lambda k: grade_probs[k]) if grade_probs else None
     labels = ("grade", *damage_probs) if row.scores.get("damage_cam") else ()
     return PhotoView(photo_id=row.id, digest=row.digest, index=row.position,

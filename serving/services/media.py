@@ -3,7 +3,9 @@
 A heatmap is drawn from the class-activation map stored with the photo's scores, mapped
 back through the same preprocess geometry onto the stored upright photo, and scaled by
 the label's probability, so an unlikely label stays faint instead of being stretched to
-full heat. ``grade`` draws the strongest label at each pixel.
+full heat. ``grade`` draws the strongest label at each pixel. CAM row i belongs to the
+i-th label of the damage list stored with the scores (never the probability dict's key
+order, which PostgreSQL JSONB does not keep).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import cv2
 import numpy as np
 
 from serving.services.context import Deps
+from serving.services.convert import stored_label_order
 from serving.services.errors import NotFound
 from serving.storage.tables import Photo
 from vision.heatmap import cam_to_photo, encode_png, render_overlay
@@ -40,13 +43,26 @@ def photo_subject(deps: Deps, photo_id: str) -> tuple[str, str]:
     raise NotFound(f"There is no photo {photo_id!r}.", code="unknown_photo")
 
 
+def _damage_order(deps: Deps, row: Photo) -> tuple[str, ...] | None:
+    """The damage labels in the order of the stored CAM rows (None: unknown).
+
+    Stored with the scores; rows stored before that fall back to the grading model's card
+    when it graded them (same model version), so no heatmap is ever drawn from another
+    label's activation map.
+    """
+    card = (deps.dock_grader if row.role == "dock" else deps.grader).card
+    same_model = row.scores.get("model_version") == card.model_version
+    return stored_label_order(row.scores, fallback=card.damage_labels if same_model else None)
+
+
 def heatmap_png(deps: Deps, photo_id: str, label: str) -> bytes:
     row = _photo(deps, photo_id)
-    damage: dict[str, float] = row.scores.get("damage_probs", {})
+    damage: dict[str, float] = row.scores.get("damage_probs") or {}
     cam = np.asarray(row.scores.get("damage_cam") or [], dtype=np.float32)
-    labels = list(damage)
-    if cam.ndim != 3 or cam.shape[0] != len(labels):
+    order = _damage_order(deps, row)
+    if order is None or cam.ndim != 3 or cam.shape[0] != len(order):
         raise NotFound("This photo has no heatmap.", code="not_found")
+    labels = list(order)
     if label != "grade" and label not in damage:
         raise NotFound(f"No heatmap named {label!r}; choose grade or one of "
                        f"{', '.join(labels)}.", code="not_found",

@@ -21,6 +21,7 @@ from serving.services.views import (
     CreateReturnRequest,
     InspectionRequest,
     InspectionView,
+    OrderView,
     QueueItem,
     ReturnView,
     ReviewRequest,
@@ -55,6 +56,9 @@ class ReturnLensService:
         return self.deps.policy
 
     # --- shopper -------------------------------------------------------------------
+    def lookup_order(self, order_id: str, email: str) -> OrderView:
+        return shopper.lookup_order(self.deps, order_id, email)
+
     def create_return(self, req: CreateReturnRequest) -> CreatedReturn:
         return shopper.create_return(self.deps, req)
 

@@ -1,4 +1,4 @@
-"""The shopper flow: create a return, upload photos, read the return.
+"""The shopper flow: look up an order, create a return, upload photos, read the return.
 
 ``upload_photos`` works in a fixed order so a refusal never leaves half a record:
 
@@ -31,6 +31,8 @@ from serving.services.errors import Conflict, Forbidden, Invalid, NotFound, Unau
 from serving.services.views import (
     CreatedReturn,
     CreateReturnRequest,
+    OrderItemView,
+    OrderView,
     ReturnView,
     UploadResult,
 )
@@ -88,6 +90,24 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
                           payload={"order_id": req.order_id, "sku": req.sku,
                                    "reason": req.reason, "note": note is not None})
     return CreatedReturn(return_id=return_id, token=token)
+
+
+def lookup_order(deps: Deps, order_id: str, email: str) -> OrderView:
+    """The order's items, for the shopper to pick one to return.
+
+    An unknown order and a wrong email raise the same NotFound (no details), so order
+    numbers cannot be probed.
+    """
+    with deps.db.read() as s:
+        order = repo.get_order(s, order_id)
+        customer = repo.get_customer(s, order.customer_id) if order is not None else None
+        if order is None or not _same_email(email, customer.email if customer else None):
+            raise NotFound("We can't find an order with that number and email address.",
+                           code="unknown_order")
+        items = tuple(OrderItemView(sku=line.sku, name=item.name, category=item.category,
+                                    price=float(line.price), quantity=int(line.quantity or 1))
+                      for line, item in repo.order_items(s, order_id))
+        return OrderView(order_id=order.id, delivered_at=order.delivered_at, items=items)
 
 
 def _same_email(given: str, stored: str | None) -> bool:
@@ -183,4 +203,5 @@ def get_return(deps: Deps, return_id: str) -> ReturnView:
         return ReturnView(return_id=ret.id, order_id=ret.order_id, sku=ret.sku,
                           category=item.category if item else "", reason=ret.reason,
                           note=ret.note, status=ret.status, created_at=ret.created_at,
-                          decisions=decisions, photos=photos)
+                          decisions=decisions, photos=photos,
+                          item_name=item.name if item else "")

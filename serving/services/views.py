@@ -30,6 +30,22 @@ class CreateReturnRequest:
 
 
 @dataclass(frozen=True)
+class OrderItemView:
+    sku: str
+    name: str
+    category: str
+    price: float  # the price paid on this order
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order_id: str
+    delivered_at: datetime | None  # None: not delivered yet
+    items: tuple[OrderItemView, ...]  # by SKU
+
+
+@dataclass(frozen=True)
 class CreatedReturn:
     return_id: str
     token: str  # plaintext, shown once; only its sha256 is stored
@@ -76,6 +92,7 @@ class ReturnView:
     created_at: datetime
     decisions: tuple[DecisionView, ...]  # oldest first; the last one is current
     photos: tuple[PhotoView, ...]
+    item_name: str = ""  # the catalog name of the SKU ("" if the item is gone)
 
     @property
     def latest_decision(self) -> DecisionView | None:

@@ -62,6 +62,13 @@ def get_order(session: Session, order_id: str) -> Order | None:
     return session.get(Order, order_id)
 
 
+def order_items(session: Session, order_id: str) -> list[tuple[OrderLine, CatalogItem]]:
+    """The order's lines with their catalog items, by SKU."""
+    stmt = (select(OrderLine, CatalogItem).join(CatalogItem, CatalogItem.sku == OrderLine.sku)
+            .where(OrderLine.order_id == order_id).order_by(OrderLine.sku))
+    return [(line, item) for line, item in session.execute(stmt)]
+
+
 def get_customer(session: Session, customer_id: str) -> Customer | None:
     return session.get(Customer, customer_id)
 

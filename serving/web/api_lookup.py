@@ -6,9 +6,7 @@ email get the same 404 ``unknown_order`` (as ``POST /v1/returns`` does), so orde
 numbers cannot be probed, and the lookup is a POST so the email never lands in an access
 log or browser history.
 
-The query is read-only and runs through the service's database handle. When the service
-grows its own ``lookup_order`` use case (asked of the storage/service owners), this route
-should call it instead; the HTTP contract below stays the same.
+The lookup itself is the service's ``lookup_order`` use case; this route only maps JSON.
 """
 
 from __future__ import annotations
@@ -17,14 +15,11 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from serving.api.deps import ServiceDep
 from serving.api.schemas import V1
 from serving.errors import error_responses
-from serving.services.errors import NotFound
-from serving.services.service import ReturnLensService
-from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
+from serving.services.views import OrderView
 
 router = APIRouter(prefix=V1, tags=["shopper"])
 
@@ -51,32 +46,16 @@ class OrderLookupOut(BaseModel):
     items: list[OrderItemOut]
 
 
-def _same_email(a: str | None, b: str) -> bool:
-    return a is not None and a.strip().casefold() == b.strip().casefold()
-
-
-def lookup_order(svc: ReturnLensService, order_id: str, email: str) -> OrderLookupOut:
-    """The order's lines with their catalog names; NotFound(unknown_order) otherwise."""
-    unknown = NotFound("We can't find an order with that number and email address.",
-                       code="unknown_order")
-    with svc.db.read() as s:
-        order = s.get(Order, order_id)
-        customer = s.get(Customer, order.customer_id) if order is not None else None
-        if order is None or customer is None or not _same_email(customer.email, email):
-            raise unknown
-        rows = s.execute(
-            select(OrderLine, CatalogItem)
-            .join(CatalogItem, CatalogItem.sku == OrderLine.sku)
-            .where(OrderLine.order_id == order_id)
-            .order_by(OrderLine.sku)).all()
-        items = [OrderItemOut(sku=line.sku, name=item.name, category=item.category,
-                              price=float(line.price), quantity=int(line.quantity or 1))
-                 for line, item in rows]
-        return OrderLookupOut(order_id=order.id, delivered_at=order.delivered_at, items=items)
+def order_out(view: OrderView) -> OrderLookupOut:
+    return OrderLookupOut(
+        order_id=view.order_id, delivered_at=view.delivered_at,
+        items=[OrderItemOut(sku=i.sku, name=i.name, category=i.category, price=i.price,
+                            quantity=i.quantity) for i in view.items])
 
 
 @router.post("/orders/lookup", response_model=OrderLookupOut,
              responses=error_responses(404, 422, 429),
              summary="The items of an order (order number + the order's email)")
 def post_order_lookup(body: OrderLookupIn, svc: ServiceDep) -> OrderLookupOut:
-    return lookup_order(svc, body.order_id, body.email)
+    """Unknown order and wrong email: the same 404 ``unknown_order``."""
+    return order_out(svc.lookup_order(body.order_id, body.email))

@@ -230,7 +230,7 @@ function statusBadge(status) {
 
 function returnFacts(ret, value) {
   return [
-    ["Order", ret.order_id], ["SKU", ret.sku], ["Category", ret.category],
+    ["Order", ret.order_id], ["Item", ret.item_name || "–"], ["SKU", ret.sku], ["Category", ret.category],
     ["Reason", humanLabel(ret.reason)], ["Shopper note", ret.note || "–"],
     ["Value", value === undefined ? "–" : money(value)], ["Opened", dateTime(ret.created_at)],
     ["Model", ret.decision ? ret.decision.model_version : "–"],

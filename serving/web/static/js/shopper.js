@@ -503,7 +503,7 @@ async function resumeReturn(returnId) {
     state.returnId = ret.return_id;
     state.token = token;
     state.status = ret.status;
-    state.summary = { order_id: ret.order_id, sku: ret.sku, name: ret.sku, reason: ret.reason };
+    state.summary = { order_id: ret.order_id, sku: ret.sku, name: ret.item_name || ret.sku, reason: ret.reason };
     state.uploaded = ret.photos.length;
     renderSummary();
     const grid = $("photo-grid");

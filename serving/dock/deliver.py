@@ -1,0 +1,212 @@
+"""The delivery worker: posts spooled inspections to the service until each is answered.
+
+Verdicts on the answer to one POST:
+
+* 2xx (201 created, 200 replay of the same idempotency key): ``delivered``.
+* no answer (connection refused, timeout), 5xx, 408, 429, 401/403 (a station credential
+  problem, not a problem with the inspection) and 409 other than ``idempotency_conflict``:
+  **retry**. The worker then holds *all* deliveries for a capped exponential backoff
+  (``Retry-After`` is honoured when longer): the API is away, hammering it helps no one.
+* any other 4xx (the request itself is refused: 413, 415, 422, 409
+  ``idempotency_conflict``): ``failed``, logged and kept in the spool.
+
+The clock and the wait are injected, so tests drive the schedule without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from serving.dock.source import Backoff
+from serving.dock.spool import Spool, SpoolItem
+
+log = logging.getLogger("returnlens.dock")
+RETRY_STATUSES = frozenset({401, 403, 408, 409, 429})
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    status: int | None  # None: no HTTP answer at all
+    body: dict[str, Any] | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+
+class Poster(Protocol):
+    def post(self, item: SpoolItem) -> PostOutcome: ...
+
+
+def verdict(outcome: PostOutcome) -> str:
+    """delivered | retry | failed for one answer (see the module docstring)."""
+    status = outcome.status
+    if status is None or status >= 500:
+        return "retry"
+    if 200 <= status < 300:
+        return "delivered"
+    if status == 409 and (outcome.body or {}).get("code") == "idempotency_conflict":
+        return "failed"
+    return "retry" if status in RETRY_STATUSES else "failed"
+
+
+class HttpPoster:
+    """POST /v1/dock/inspections as multipart with httpx."""
+
+    def __init__(self, base_url: str, key: str, *, timeout: float = 30.0,
+                 transport: Any = None) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                   transport=transport)
+        self.key = key
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, item: SpoolItem) -> PostOutcome:
+        files = [("photos", (f"frame{i}.jpg", data, "image/jpeg"))
+                 for i, data in enumerate(item.frames)]
+        data = {"station_id": item.station_id}
+        if item.return_id:
+            data["return_id"] = item.return_id
+        headers = {"Idempotency-Key": item.key, "Authorization": f"Bearer {self.key}"}
+        try:
+            resp = self.client.post("/v1/dock/inspections", files=files, data=data,
+                                    headers=headers)
+        except self._httpx.HTTPError as exc:
+            return PostOutcome(None, error=f"{type(exc).__name__}: {exc}")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else None
+        return PostOutcome(resp.status_code, body, error="" if resp.is_success
+                           else f"HTTP {resp.status_code}: {resp.text[:300]}",
+                           retry_after=_retry_after(resp.headers.get("retry-after")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+Delivered = Callable[[SpoolItem, dict[str, Any], int], None]
+EventFn = Callable[..., None]
+
+
+class Deliverer:
+    """Sends pending rows oldest first; one background thread, or driven by hand in tests."""
+
+    def __init__(self, spool: Spool, poster: Poster, *, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_delivered: Delivered | None = None, on_event: EventFn | None = None,
+                 batch: int = 8) -> None:
+        self.spool = spool
+        self.poster = poster
+        self.backoff = backoff or Backoff(initial=1.0, factor=2.0, maximum=60.0)
+        self.clock = clock
+        self.on_delivered = on_delivered
+        self.on_event = on_event or (lambda kind, **fields: None)
+        self.batch = batch
+        self.hold_until = 0.0
+        self.failures = 0  # consecutive retryable failures (the backoff exponent)
+        self.delays: list[float] = []  # every hold, in order (observable schedule)
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def deliver_due(self) -> int:
+        """One pass over pending rows unless holding; returns how many were delivered."""
+        if self.clock() < self.hold_until:
+            return 0
+        delivered = 0
+        while True:
+            items = self.spool.pending(self.batch)
+            if not items:
+                return delivered
+            for item in items:
+                outcome = self.poster.post(item)
+                kind = verdict(outcome)
+                if kind == "delivered":
+                    self._delivered(item, outcome)
+                    delivered += 1
+                elif kind == "failed":
+                    self.spool.mark_failed(item.key, outcome.status, outcome.error)
+                    log.error("inspection %s refused by the service: %s", item.key, outcome.error)
+                    self.on_event("delivery_failed", key=item.key, status=outcome.status,
+                                  error=outcome.error)
+                else:
+                    self._hold(item, outcome)
+                    return delivered
+
+    def _delivered(self, item: SpoolItem, outcome: PostOutcome) -> None:
+        body = outcome.body or {}
+        self.spool.mark_delivered(item.key, int(outcome.status or 0), body)
+        self.failures = 0
+        self.on_event("delivered", key=item.key, status=outcome.status,
+                      inspection_id=body.get("inspection_id"), replay=outcome.status == 200)
+        if self.on_delivered is not None:
+            try:
+                self.on_delivered(item, body, int(outcome.status or 0))
+            except Exception:  # output must never stop delivery
+                log.exception("output for inspection %s failed", item.key)
+
+    def _hold(self, item: SpoolItem, outcome: PostOutcome) -> None:
+        self.spool.note_attempt(item.key, outcome.status, outcome.error)
+        delay = self.backoff.delay(self.failures)
+        if outcome.retry_after is not None:
+            delay = max(delay, min(outcome.retry_after, self.backoff.maximum))
+        self.failures += 1
+        self.delays.append(delay)
+        self.hold_until = self.clock() + delay
+        self.on_event("delivery_retry", key=item.key, status=outcome.status,
+                      error=outcome.error, retry_in_s=delay)
+
+    # background thread ---------------------------------------------------------------
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def start(self) -> Deliverer:
+        self._thread = threading.Thread(target=self._run, name="dock-deliver", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:  # a broken spool file must not kill the station silently
+                log.exception("delivery pass failed")
+                self.hold_until = self.clock() + self.backoff.maximum
+            wait = max(0.05, self.hold_until - self.clock()) if self.hold_until > self.clock() \
+                else 5.0
+            self._kick.wait(wait)
+            self._kick.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def drain(self, timeout: float, sleep: Callable[[float], object] = time.sleep) -> bool:
+        """Deliver what is pending within ``timeout`` seconds (call after :meth:`stop`)."""
+        deadline = self.clock() + timeout
+        while self.spool.counts()["pending"]:
+            self.deliver_due()
+            if not self.spool.counts()["pending"]:
+                break
+            now = self.clock()
+            if now >= deadline:
+                return False
+            sleep(max(0.01, min(self.hold_until - now, deadline - now)))
+        return True

@@ -1,0 +1,107 @@
+"""Smoke test of the benchmark harness (``returnlens bench --quick``), so it cannot rot.
+
+One real run on tiny inputs with the tiny test model: a live ``returnlens serve``
+subprocess, the floor, the naive torch baseline, the runtime comparison with worker
+processes, int8 quantisation, the dock simulator, a few training steps and the memory
+sampling. It checks that every section file and the summary are written with the keys
+the README's table is built from, and that every upload was accepted (a refused upload
+would make the latency figures lie). No timing is asserted: benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.bench.common import ROOT, BenchConfig, percentiles
+from serving.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _load(out: Path, name: str) -> Any:
+    return json.loads((out / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from serving.bench.runner import run_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    written = run_bench(BenchConfig(out=out, quick=True))
+    assert set(written) >= {"inputs", "service", "runtime", "dock", "training", "memory",
+                            "run", "summary"}
+    return out
+
+
+def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -> None:
+    svc = _load(quick_run, "service")
+    keys = {f"{k}/{n}photo/c{c}" for k in ("12mp", "1600px") for n in (1, 4)
+            for c in (1, 4, 16)}
+    assert set(svc["cells"]) == keys
+    for key, cell in svc["cells"].items():
+        assert cell["ok"] == cell["requests"] > 0, (key, cell["errors"])
+        assert cell["photos"] == cell["ok"] * int(key.split("/")[1][0])
+        assert {"p50", "p95", "p99"} <= set(cell["per_photo_ms"])
+        assert cell["photos_per_s"] > 0
+        assert not any(o.startswith(("http_", "transport")) for o in cell["outcomes"])
+        assert cell["worker_memory"]["vmhwm_mib"] > 0
+        assert cell["server_cpu_ms_per_photo"] is not None
+    for kind in ("12mp", "1600px"):
+        assert set(svc["ratios"][kind]) == {
+            "latency_ratio_1photo", "throughput_ratio_1photo", "latency_ratio_4photo",
+            "throughput_ratio_4photo", "naive_over_service", "naive_over_floor",
+            "cpu_per_photo_ratio_1photo_c16", "cpu_per_photo_ratio_4photo_c16"}
+        floor = svc["floor"][kind]
+        assert floor["1photo"]["throughput"]["photos_per_s"] > 0
+        assert floor["naive_1photo"]["per_photo_ms"]["n"] == 2
+
+
+def test_inputs_runtime_dock_training_memory_sections(quick_run: Path) -> None:
+    inputs = _load(quick_run, "inputs")
+    assert inputs["12mp"]["width"] > inputs["1600px"]["width"] and "source" in inputs
+    rt = _load(quick_run, "runtime")
+    assert set(rt["ort_vs_torch"]["batches"]) == {"1", "4", "16"}
+    assert {"1w_x_1t", "2w_x_1t"} <= set(rt["threads"]["configs"])
+    assert rt["int8"]["test_photos"] > 0 and "accuracy_change" in rt["int8"]
+    dock = _load(quick_run, "dock")
+    assert dock["fps"]["360p"]["watch_fps"] > 0, dock
+    train = _load(quick_run, "training")
+    assert train["images_per_s"] > 0 and 0.0 <= train["data_wait_share"] <= 1.0
+    mem = _load(quick_run, "memory")
+    assert mem["service_worker"]["peak_rss_mib"] > 0
+    assert [s["frame"] for s in mem["dock_station"]["samples"]] == [100, 200, 300]
+
+
+def test_summary_table(quick_run: Path) -> None:
+    text = (quick_run / "SUMMARY.md").read_text()
+    for needle in ("## Machine", "## Headline figures", "Service p50 / floor p50, 1-photo, 12mp",
+                   "Naive / service latency", "Dock watch-loop fps", "## Reproduce",
+                   "--quick run"):
+        assert needle in text
+    run = _load(quick_run, "run")
+    assert run["machine"]["cpu_count"] >= 1 and run["model"]["kind"] == "tiny test model"
+
+
+def test_unknown_section_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--only", "service,gpu"]) == 2
+    assert "unknown benchmark section(s) gpu" in capsys.readouterr().err
+
+
+def test_harness_imports_no_torch() -> None:
+    code = ("import sys; import serving.commands.bench, serving.bench.runner, "
+            "serving.bench.naive, serving.bench.runtime, serving.bench.training_bench, "
+            "serving.bench.quantization, serving.bench.memory, serving.bench.dock; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_percentiles_interpolate() -> None:
+    p = percentiles([10.0, 20.0, 30.0, 40.0, 50.0])
+    assert (p["n"], p["p50"], p["p95"], p["min"], p["max"]) == (5, 30.0, 48.0, 10.0, 50.0)
+    assert percentiles([]) == {"n": 0}
