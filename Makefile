@@ -9,7 +9,7 @@ FULL_STAMP := $(VENV)/.full-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench venv clean-venv
+.PHONY: serve test lint bench venv clean-venv default-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,11 @@ bench: $(FULL_STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The shipped default model: synthetic data -> default recipe (ImageNet Lite0) -> calibrated,
+# parity-checked ONNX copied into the package. Needs a GPU for a sensible run time.
+SYNTH_COUNT ?= 12000
+default-model: $(FULL_STAMP)
+	$(BIN)/returnlens synth --out datasets/generated/synth --count $(SYNTH_COUNT) --seed 7
+	$(BIN)/returnlens train --config training/configs/default.yaml --model-version synth-lite0-v1
+	cp runs/default/model.onnx serving/models/returnlens-default.onnx
