@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from serving.api import admin, dock, meta, returns, review
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
+from serving.api.uploads import keep_photos_in_memory
 from serving.auth import Authenticator
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(web_router)  # shopper page /, reviewer console /review, /static
     install_docs(app)  # /docs, /redoc, /docs/assets
 
+    keep_photos_in_memory(settings.max_upload_bytes)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     per_ip = TokenBucketLimiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst,
                                 max_buckets=settings.rate_limit_max_buckets)

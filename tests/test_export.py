@@ -72,8 +72,9 @@ def make_checkpoint(root: Path, manifest: Manifest) -> Path:
     net.train()
     for _ in range(8):
         out = net(x)
-        loss = (F.cross_entropy(out.grade_logits, y)
-                + F.binary_cross_entropy_with_logits(out.damage_logits, d))
+        loss = F.cross_entropy(out.grade_logits, y)
+        if d.numel():
+            loss = loss + F.binary_cross_entropy_with_logits(out.damage_logits, d)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -253,3 +254,28 @@ def test_cli_export_bad_inputs(exported: dict[str, Any], tmp_path: Path,
                  str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x.onnx")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_label_set_without_damage_labels_exports_and_evaluates(
+        exported: dict[str, Any], tmp_path: Path) -> None:
+    """Severity-only datasets (car-damage) have no damage labels: D = 0 outputs are
+    [N, 0]. Training, calibration, the parity check, the card and evaluation must all
+    accept that (this crashed in the parity check's max over an empty array)."""
+    from training.evaluate import evaluate_model
+
+    base: Manifest = exported["manifest"]
+    records = [replace(r, damage=()) for r in base.records]
+    path = tmp_path / "no-damage.jsonl"
+    write_manifest(path, replace(base.header, damage_labels=()), records)
+    manifest = load_manifest(path)
+    ckpt = make_checkpoint(tmp_path, manifest)
+    report = calibrate_and_export(ckpt, manifest, tmp_path / "nd.onnx", progress=False)
+    assert report.parity.max_abs_diff["damage_probs"] == 0.0
+    assert report.parity.max_abs_diff["grade_probs"] <= 1e-4
+    model = OnnxModel(report.path)
+    assert model.card.damage_labels == ()
+    out = model.predict(preprocessed(manifest.split("test"), model.card.preprocess))
+    assert out.damage_probs.shape == (len(manifest.split("test")), 0)
+    metrics = evaluate_model(report.path, manifest, tmp_path / "eval", progress=False)
+    assert 0.0 <= metrics["grade"]["accuracy"] <= 1.0
+    assert (tmp_path / "eval" / "report.md").exists()

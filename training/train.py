@@ -131,6 +131,8 @@ class _Run:
         self.dtype = engine.amp_dtype(config.amp, device)
         self.model = GraderNet(config.backbone, len(self.grade_labels), len(self.damage_labels),
                                config.embedding_dim, pretrained=config.pretrained).to(device)
+        # NHWC weights match the NHWC input the model permutes; ~20% faster convs on CPU.
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = engine.build_optimizer(self.model, config)
         self.scheduler = engine.build_scheduler(self.optimizer, config, len(self.sampler))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)

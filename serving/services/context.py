@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,6 +33,11 @@ class Deps:
     # keyed by (photo digest, model version). Process-local and bounded by catalog size.
     reference_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Helper threads for a request's I/O that can overlap its CPU work (the context read
+    # while photos decode, photo-file writes while they are graded). Tasks never wait on
+    # this pool themselves, so a small fixed size cannot deadlock.
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=8, thread_name_prefix="returnlens-io"))
 
     def now(self) -> datetime:
         """The injected clock's time as aware UTC (a naive clock is a programming error)."""

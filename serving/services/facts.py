@@ -11,7 +11,7 @@ retakes once a good one arrived.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -36,6 +36,35 @@ from vision.types import DecodedPhoto, ItemScores, PhotoScores
 
 
 @dataclass(frozen=True)
+class UploadContext:
+    """Everything an upload needs from storage, read in ONE transaction.
+
+    Nothing here depends on the new photos, so it is read while they are decoded; the
+    refusals it enables (unknown or closed return, too many photos, a duplicate) still
+    come before any grading.
+    """
+
+    return_id: str
+    status: str
+    customer_id: str
+    sku: str
+    category: str
+    price: float
+    reason: str
+    delivered_at: datetime
+    existing_count: int
+    known_sha256: tuple[str, ...]
+    max_sequence: int
+    previous_retakes: int
+    earlier_usable_ids: tuple[str, ...]  # passed the gate, graded by the current model
+    earlier_scores: tuple[PhotoScores, ...]
+    history_times: tuple[datetime, ...]
+    rejected_returns: int
+    other_hashes: tuple[tuple[str, str | None, str], ...]
+    reference: np.ndarray | None  # the SKU's catalog embedding for the current model
+
+
+@dataclass(frozen=True)
 class UploadFacts:
     return_id: str
     customer_id: str
@@ -57,10 +86,8 @@ class UploadFacts:
     reused: tuple[int, str, str] | None  # distance, other return id, other photo id
 
 
-def gather_upload_facts(deps: Deps, return_id: str, result: GradeResult,
-                        now: datetime) -> UploadFacts:
+def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadContext:
     card = deps.grader.card
-    new_ids = tuple(repo.new_id("pho") for _ in result.photos)
     with deps.db.read() as s:
         ret = repo.get_return(s, return_id)
         if ret is None:
@@ -82,29 +109,43 @@ def gather_upload_facts(deps: Deps, return_id: str, result: GradeResult,
         others = repo.shopper_phashes_except(s, return_id)
         earlier = [p for p in existing if p.quality.get("passed")
                    and p.scores.get("model_version") == card.model_version]
-        category, price, delivered_at = item.category, float(line.price), order.delivered_at
-        customer_id, sku, reason = ret.customer_id, ret.sku, ret.reason
-    reference = _reference_embedding(deps, item)  # outside the session: may run the model
-    earlier_scores = [photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels)
-                      for p in earlier]
-    new_usable = [g.scores for g in result.photos if g.quality.passed]
-    usable = earlier_scores + new_usable
+        ctx = UploadContext(
+            return_id=return_id, status=ret.status, customer_id=ret.customer_id, sku=ret.sku,
+            category=item.category, price=float(line.price), reason=ret.reason,
+            delivered_at=order.delivered_at, existing_count=len(existing),
+            known_sha256=tuple(p.upload_sha256 for p in existing),
+            max_sequence=max((d.sequence for d in decisions), default=0),
+            previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
+            earlier_usable_ids=tuple(p.id for p in earlier),
+            earlier_scores=tuple(photo_scores_from_json(p.scores, card.grade_labels,
+                                                        card.damage_labels) for p in earlier),
+            history_times=tuple(r.created_at for r in history), rejected_returns=rejected,
+            other_hashes=tuple(others), reference=None)
+    # Outside the session: a stale reference embedding runs the model.
+    return replace(ctx, reference=_reference_embedding(deps, item))
+
+
+def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> UploadFacts:
+    """Combine the stored context with this upload's grading (no I/O)."""
+    card = deps.grader.card
+    new_ids = tuple(repo.new_id("pho") for _ in result.photos)
+    usable = [*ctx.earlier_scores, *(g.scores for g in result.photos if g.quality.passed)]
     combined = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
-    qualities = tuple(PhotoQuality(passed=True, photo_id=p.id) for p in earlier) + tuple(
+    qualities = tuple(PhotoQuality(passed=True, photo_id=pid)
+                      for pid in ctx.earlier_usable_ids) + tuple(
         PhotoQuality.from_report(g.quality, photo_id=pid)
         for pid, g in zip(new_ids, result.photos, strict=True))
-    similarity = (cosine_similarity(combined.embedding, reference)
-                  if combined is not None and reference is not None else None)
+    similarity = (cosine_similarity(combined.embedding, ctx.reference)
+                  if combined is not None and ctx.reference is not None else None)
     return UploadFacts(
-        return_id=return_id, customer_id=customer_id, sku=sku, category=category,
-        price=price, reason=reason, delivered_at=delivered_at, existing_count=len(existing),
-        max_sequence=max((d.sequence for d in decisions), default=0),
-        previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
-        new_photo_ids=new_ids, earlier_usable_ids=tuple(p.id for p in earlier),
-        photo_qualities=qualities, item=combined,
-        history_times=tuple(r.created_at for r in history), rejected_returns=rejected,
-        similarity=similarity,
-        reused=nearest_hash([g.phash for g in result.photos], others),
+        return_id=ctx.return_id, customer_id=ctx.customer_id, sku=ctx.sku,
+        category=ctx.category, price=ctx.price, reason=ctx.reason,
+        delivered_at=ctx.delivered_at, existing_count=ctx.existing_count,
+        max_sequence=ctx.max_sequence, previous_retakes=ctx.previous_retakes,
+        new_photo_ids=new_ids, earlier_usable_ids=ctx.earlier_usable_ids,
+        photo_qualities=qualities, item=combined, history_times=ctx.history_times,
+        rejected_returns=ctx.rejected_returns, similarity=similarity,
+        reused=nearest_hash([g.phash for g in result.photos], ctx.other_hashes),
     )
 
 
