@@ -45,9 +45,11 @@ clean-venv:
 # parity-checked ONNX copied into the package, plus its evaluation report. About 90 minutes
 # on a 2-core CPU (runs/default/metrics.jsonl has the per-epoch figures).
 SYNTH_COUNT ?= 14000
+MAX_MINUTES ?= 80
 default-model: $(FULL_STAMP)
 	$(BIN)/returnlens synth --out datasets/generated/synth --count $(SYNTH_COUNT) --seed 7
-	$(BIN)/returnlens train --config training/configs/default.yaml --model-version synth-lite0-v1
+	$(BIN)/returnlens train --config training/configs/default.yaml --model-version synth-lite0-v1 \
+		--max-minutes $(MAX_MINUTES)
 	$(BIN)/returnlens evaluate --model runs/default/model.onnx \
 		--data datasets/generated/synth/manifest.jsonl --out runs/default/eval
 	cp runs/default/model.onnx serving/models/returnlens-default.onnx

@@ -21,15 +21,13 @@ again, cached, on every decision).
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -42,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from serving.policy.explain import Issue, issues_from
 from serving.policy.types import REASON_CODES, ReasonCode
 from vision.errors import ConfigError
 
@@ -198,15 +197,6 @@ class PolicyFile(_Model):
 
 
 @dataclass(frozen=True)
-class Issue:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-@dataclass(frozen=True)
 class Policy:
     """A validated, resolved policy and its content-hash version."""
 
@@ -356,7 +346,7 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
     try:
         spec = PolicyFile.model_validate(dict(data))
     except ValidationError as exc:
-        issues += _issues(exc, PolicyFile, lambda loc: _path(loc))
+        issues += issues_from(exc, PolicyFile, lambda loc: _path(loc), POLICY_FORMAT)
     raw_defaults: Any = data.get("defaults")
     raw_categories = data.get("categories") or {}
     categories: dict[str, CategoryPolicy] = {}
@@ -372,7 +362,8 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
             try:
                 categories[name] = CategoryPolicy.model_validate(_merge(raw_defaults, override))
             except ValidationError as exc:
-                issues += _issues(exc, CategoryPolicy, _origin_fn(name, override, raw_defaults))
+                issues += issues_from(exc, CategoryPolicy,
+                                      _origin_fn(name, override, raw_defaults), POLICY_FORMAT)
     if issues or spec is None:
         _raise(source, issues)
     assert spec is not None
@@ -440,112 +431,6 @@ def _path(loc: Sequence[Any]) -> str:
             continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
-
-
-# --- error sentences -----------------------------------------------------------------
-
-_TYPE_WORDS = {
-    "float_type": "a number",
-    "int_type": "a whole number",
-    "bool_type": "true or false",
-    "string_type": "text",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "int_from_float": "a whole number",
-}
-
-
-def _issues(exc: ValidationError, root: type[BaseModel], where: Any) -> list[Issue]:
-    return [Issue(where(err["loc"]), _describe(err, root)) for err in exc.errors()]
-
-
-def _describe(err: Any, root: type[BaseModel]) -> str:
-    kind, loc, ctx = err["type"], err["loc"], err.get("ctx") or {}
-    got = err.get("input")
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return _unknown_key(root, loc)
-    if loc == ("policy_format",) and kind == "literal_error":
-        return f"unsupported policy_format {got!r}; this ReturnLens reads format {POLICY_FORMAT}"
-    bounds = {
-        "greater_than": ">",
-        "greater_than_equal": ">=",
-        "less_than": "<",
-        "less_than_equal": "<=",
-    }
-    if kind in bounds:
-        limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit:g}, got {got!r}"
-    if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]}, got {_show(got)}"
-    if kind == "literal_error":
-        what = f"unknown key {got!r}" if loc and loc[-1] == "[key]" else f"got {got!r}"
-        return f"must be one of {ctx.get('expected')} ({what})"
-    if kind == "string_pattern_mismatch":
-        return f"category name {got!r} must use lowercase letters, digits, '_' or '-'"
-    if kind in ("too_short", "string_too_short"):
-        return "must not be empty"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return str(err["msg"])
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    names = {
-        str: "text",
-        bool: "a boolean",
-        int: "a whole number",
-        float: "a number",
-        list: "a list",
-        dict: "a mapping",
-    }
-    return f"{names.get(type(value), type(value).__name__)} {value!r}"[:80]
-
-
-def _unknown_key(root: type[BaseModel], loc: Sequence[Any]) -> str:
-    key = str(loc[-1])
-    model = _model_at(root, loc[:-1])
-    if model is None:
-        return f"unknown key {key!r}"
-    allowed = list(model.model_fields)
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-    return f"unknown key {key!r} ({hint})"
-
-
-def _unwrap(ann: Any) -> Any:
-    while True:
-        origin = get_origin(ann)
-        if origin is Annotated:
-            ann = get_args(ann)[0]
-        elif origin in (Union, types.UnionType):
-            rest = [a for a in get_args(ann) if a is not type(None)]
-            if len(rest) != 1:
-                return ann
-            ann = rest[0]
-        else:
-            return ann
-
-
-def _model_at(root: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
-    ann: Any = root
-    for part in loc:
-        ann = _unwrap(ann)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            fld = ann.model_fields.get(part) if isinstance(part, str) else None
-            if fld is None:
-                return None
-            ann = fld.annotation
-        elif get_origin(ann) in (dict, list):
-            ann = get_args(ann)[-1]
-        else:
-            return None
-    ann = _unwrap(ann)
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 # --- label compatibility -------------------------------------------------------------
