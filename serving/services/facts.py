@@ -11,7 +11,7 @@ retakes once a good one arrived.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
 import numpy as np
@@ -36,7 +36,26 @@ from vision.types import DecodedPhoto, ItemScores, PhotoScores
 
 
 @dataclass(frozen=True)
-class UploadContext:
+class ReturnFacts:
+    """What the policy reads about the return itself (stored with the decision)."""
+
+    return_id: str
+    customer_id: str
+    sku: str
+    category: str
+    price: float
+    reason: str
+    delivered_at: datetime
+    existing_count: int
+    max_sequence: int
+    previous_retakes: int
+    earlier_usable_ids: tuple[str, ...]  # passed the gate, graded by the current model
+    history_times: tuple[datetime, ...]
+    rejected_returns: int
+
+
+@dataclass(frozen=True)
+class UploadContext(ReturnFacts):
     """Everything an upload needs from storage, read in ONE transaction.
 
     Nothing here depends on the new photos, so it is read while they are decoded; the
@@ -44,44 +63,18 @@ class UploadContext:
     come before any grading.
     """
 
-    return_id: str
     status: str
-    customer_id: str
-    sku: str
-    category: str
-    price: float
-    reason: str
-    delivered_at: datetime
-    existing_count: int
     known_sha256: tuple[str, ...]
-    max_sequence: int
-    previous_retakes: int
-    earlier_usable_ids: tuple[str, ...]  # passed the gate, graded by the current model
     earlier_scores: tuple[PhotoScores, ...]
-    history_times: tuple[datetime, ...]
-    rejected_returns: int
     other_hashes: tuple[tuple[str, str | None, str], ...]
     reference: np.ndarray | None  # the SKU's catalog embedding for the current model
 
 
 @dataclass(frozen=True)
-class UploadFacts:
-    return_id: str
-    customer_id: str
-    sku: str
-    category: str
-    price: float
-    reason: str
-    delivered_at: datetime
-    existing_count: int
-    max_sequence: int
-    previous_retakes: int
+class UploadFacts(ReturnFacts):
     new_photo_ids: tuple[str, ...]
-    earlier_usable_ids: tuple[str, ...]
     photo_qualities: tuple[PhotoQuality, ...]  # earlier usable + this upload
     item: ItemScores | None  # over earlier usable + this upload's usable photos
-    history_times: tuple[datetime, ...]
-    rejected_returns: int
     similarity: float | None
     reused: tuple[int, str, str] | None  # distance, other return id, other photo id
 
@@ -137,16 +130,11 @@ def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> 
         for pid, g in zip(new_ids, result.photos, strict=True))
     similarity = (cosine_similarity(combined.embedding, ctx.reference)
                   if combined is not None and ctx.reference is not None else None)
+    shared = {f.name: getattr(ctx, f.name) for f in fields(ReturnFacts)}
     return UploadFacts(
-        return_id=ctx.return_id, customer_id=ctx.customer_id, sku=ctx.sku,
-        category=ctx.category, price=ctx.price, reason=ctx.reason,
-        delivered_at=ctx.delivered_at, existing_count=ctx.existing_count,
-        max_sequence=ctx.max_sequence, previous_retakes=ctx.previous_retakes,
-        new_photo_ids=new_ids, earlier_usable_ids=ctx.earlier_usable_ids,
-        photo_qualities=qualities, item=combined, history_times=ctx.history_times,
-        rejected_returns=ctx.rejected_returns, similarity=similarity,
-        reused=nearest_hash([g.phash for g in result.photos], ctx.other_hashes),
-    )
+        **shared, new_photo_ids=new_ids, photo_qualities=qualities, item=combined,
+        similarity=similarity,
+        reused=nearest_hash([g.phash for g in result.photos], ctx.other_hashes))
 
 
 def nearest_hash(hashes: Sequence[int], others: Sequence[tuple[str, str | None, str]]
