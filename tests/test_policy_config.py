@@ -92,7 +92,7 @@ def test_version_ignores_formatting_comments_order_and_spelled_out_defaults() ->
     spelled["quality"] = {"min_usable_photos": 1, "max_retakes": 3}  # the same values
     spelled["categories"]["mug"]["return_window_days"] = 30  # equal to the inherited value
     spelled["categories"]["book"]["dock"]["channels"]["refurbish"]["cost"] = 15.0
-    spelled["wrong_item"]["min_similarity"] = 0.50  # int/float spelling
+    spelled["wrong_item"]["min_similarity"] = 0.70  # the same number, spelled differently
     assert policy_from_dict(spelled).version == base
 
 

@@ -270,8 +270,12 @@ def test_clean_phone_photo_is_downscaled_upright_and_approved(
         assert errors == []
         context.close()
     stored = _stored_photos(server)[-1]
-    # The browser sent 1600x1200: downscaled from 2400 px and turned upright from EXIF 6.
-    assert (stored.original_width, stored.original_height) == (1600, 1200)
+    # The browser sent <= 1600 px: downscaled from 2400 px and turned upright from EXIF 6,
+    # so the stored size has the kit photo's upright aspect ratio.
+    h, w = kit.clean.shape[:2]
+    scale = 1600 / max(h, w)
+    assert (stored.original_width, stored.original_height) == (round(w * scale),
+                                                               round(h * scale))
     assert stored.upload_format == "jpeg"
 
 
