@@ -325,6 +325,17 @@ def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
         TrainConfig.load(tmp_path / "missing.yaml")
 
 
+def test_bn_momentum_is_applied_and_validated(tiny: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(tiny, tmp_path / "bn", bn_momentum=0.3, max_steps=1),
+                   progress=False)
+    norms = [m for m in result.model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.momentum == 0.3 for m in norms)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="bn_momentum"):
+            TrainConfig(bn_momentum=bad)
+
+
 def test_default_recipe_loads() -> None:
     config = TrainConfig.load(Path(__file__).parents[1] / "training/configs/default.yaml")
     assert config.backbone == "efficientnet_lite0" and config.pretrained == "imagenet"

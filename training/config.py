@@ -63,6 +63,9 @@ class TrainConfig:
     class_balance: str = "loss"
     photos_per_sku: int = 4
     grad_clip: float = 5.0
+    # BatchNorm running-stat momentum while fine-tuning (None: the backbone's own; Lite0
+    # keeps TF's 0.01, so on a few hundred steps its running statistics lag the weights).
+    bn_momentum: float | None = None
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
@@ -108,6 +111,8 @@ class TrainConfig:
             (self.class_balance in CLASS_BALANCE, f"class_balance must be one of {CLASS_BALANCE}"),
             (1 <= self.photos_per_sku <= self.batch_size, "photos_per_sku must be 1..batch_size"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
+            (self.bn_momentum is None or 0 < self.bn_momentum <= 1,
+             "bn_momentum must be in (0, 1]"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (
                 min(self.loss_grade, self.loss_grade_mae, self.loss_damage, self.loss_embedding)
@@ -199,6 +204,7 @@ _FLOAT_FIELDS = {
     "sord_alpha",
     "supcon_temperature",
     "grad_clip",
+    "bn_momentum",
 }
 
 

@@ -131,6 +131,10 @@ class _Run:
         self.dtype = engine.amp_dtype(config.amp, device)
         self.model = GraderNet(config.backbone, len(self.grade_labels), len(self.damage_labels),
                                config.embedding_dim, pretrained=config.pretrained).to(device)
+        if config.bn_momentum is not None:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = config.bn_momentum
         # NHWC weights match the NHWC input the model permutes; ~20% faster convs on CPU.
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = engine.build_optimizer(self.model, config)

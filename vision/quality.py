@@ -162,15 +162,24 @@ def sharpness(rgb: np.ndarray) -> float:
     lo, hi = _percentiles_u8(gray, (1, 99))
     min_contrast = max(12.0, 0.1 * (hi - lo))
     square = np.ones((3, 3), np.uint8)
+    min_level = int(np.ceil(min_contrast))  # contrast is uint8: >= x <=> >= ceil(x)
     per_direction = []
     for theta, kernel in zip(_DIRECTIONS, _LINE_KERNELS, strict=True):
-        deriv = np.abs(cv2.addWeighted(gx, float(np.cos(theta)), gy, float(np.sin(theta)), 0.0))
+        # (type: ignore: opencv's stubs lack the array-vs-scalar overloads it accepts)
+        deriv = cv2.absdiff(cv2.addWeighted(gx, float(np.cos(theta)), gy,  # type: ignore
+                                            float(np.sin(theta)), 0.0), 0.0)
         contrast = cv2.subtract(cv2.dilate(gray, kernel), cv2.erode(gray, kernel))
-        peaks = (contrast >= min_contrast) & (deriv > 0) & (deriv >= cv2.dilate(deriv, square))
-        if np.count_nonzero(peaks) < 20:
+        # OpenCV's SIMD compares give 0/255 masks; peaks are sparse (~1%), so the ratio
+        # is computed on their indices only.
+        peaks = cv2.bitwise_and(
+            cv2.bitwise_and(cv2.compare(deriv, cv2.dilate(deriv, square), cv2.CMP_GE),
+                            cv2.compare(deriv, 0.0, cv2.CMP_GT)),  # type: ignore
+            cv2.compare(contrast, min_level, cv2.CMP_GE))  # type: ignore
+        idx = np.flatnonzero(peaks)
+        if idx.size < 20:
             continue
-        c = contrast[peaks].astype(np.float32)
-        per_direction.append(_weighted_percentile(deriv[peaks] / c, c * c, 95.0))
+        c = contrast.ravel()[idx].astype(np.float32)
+        per_direction.append(_weighted_percentile(deriv.ravel()[idx] / c, c * c, 95.0))
     return min(per_direction, default=0.0)
 
 
@@ -189,9 +198,11 @@ def _kmeans(x: np.ndarray, k: int, iters: int = 8) -> tuple[np.ndarray, np.ndarr
     labels = np.zeros(len(x), np.int64)
     for _ in range(iters):
         labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
-        for j in range(k):
-            if np.any(labels == j):
-                centres[j] = x[labels == j].mean(axis=0)
+        counts = np.bincount(labels, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=x[:, c], minlength=k)
+                         for c in range(x.shape[1])], axis=1)
+        filled = counts > 0  # an empty cluster keeps its centre
+        centres[filled] = sums[filled] / counts[filled, None]
     return centres, labels
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from serving.policy import Policy
+from serving.services.phash_index import PhashIndex
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
 from vision.pipeline import Grader
@@ -33,6 +34,8 @@ class Deps:
     # keyed by (photo digest, model version). Process-local and bounded by catalog size.
     reference_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shopper photo hashes for the reused-photo check, topped up by each upload's read.
+    phash_index: PhashIndex = field(default_factory=PhashIndex)
     # Helper threads for a request's I/O that can overlap its CPU work (the context read
     # while photos decode, photo-file writes while they are graded). Tasks never wait on
     # this pool themselves, so a small fixed size cannot deadlock.

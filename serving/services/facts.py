@@ -10,7 +10,6 @@ retakes once a good one arrived.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
@@ -66,7 +65,6 @@ class UploadContext(ReturnFacts):
     status: str
     known_sha256: tuple[str, ...]
     earlier_scores: tuple[PhotoScores, ...]
-    other_hashes: tuple[tuple[str, str | None, str], ...]
     reference: np.ndarray | None  # the SKU's catalog embedding for the current model
 
 
@@ -99,7 +97,7 @@ def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadCont
         since = now - decide.history_window(deps.policy)
         history = repo.customer_returns_since(s, ret.customer_id, since, return_id)
         rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
-        others = repo.shopper_phashes_except(s, return_id)
+        deps.phash_index.refresh(s)
         earlier = [p for p in existing if p.quality.get("passed")
                    and p.scores.get("model_version") == card.model_version]
         ctx = UploadContext(
@@ -113,7 +111,7 @@ def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadCont
             earlier_scores=tuple(photo_scores_from_json(p.scores, card.grade_labels,
                                                         card.damage_labels) for p in earlier),
             history_times=tuple(r.created_at for r in history), rejected_returns=rejected,
-            other_hashes=tuple(others), reference=None)
+            reference=None)
     # Outside the session: a stale reference embedding runs the model.
     return replace(ctx, reference=_reference_embedding(deps, item))
 
@@ -134,20 +132,7 @@ def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> 
     return UploadFacts(
         **shared, new_photo_ids=new_ids, photo_qualities=qualities, item=combined,
         similarity=similarity,
-        reused=nearest_hash([g.phash for g in result.photos], ctx.other_hashes))
-
-
-def nearest_hash(hashes: Sequence[int], others: Sequence[tuple[str, str | None, str]]
-                 ) -> tuple[int, str, str] | None:
-    """(distance, other return id, other photo id) of the closest stored hash, if any."""
-    best: tuple[int, str, str] | None = None
-    for photo_id, other_return, hex_hash in others:
-        value = int(hex_hash, 16)
-        for h in hashes:
-            d = (h ^ value).bit_count()
-            if best is None or d < best[0]:
-                best = (d, other_return or "", photo_id)
-    return best
+        reused=deps.phash_index.nearest([g.phash for g in result.photos], ctx.return_id))
 
 
 def _reference_embedding(deps: Deps, item: CatalogItem) -> np.ndarray | None:

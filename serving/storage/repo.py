@@ -127,17 +127,20 @@ def customer_rejected_count(session: Session, customer_id: str, exclude_return_i
     return int(value or 0)
 
 
-def shopper_phashes_except(session: Session,
-                           return_id: str) -> Sequence[tuple[str, str | None, str]]:
-    """(photo id, return id, phash hex) of every shopper photo of OTHER returns.
+def shopper_phashes_since(session: Session, since: datetime | None
+                          ) -> Sequence[tuple[str, str, str, datetime]]:
+    """(photo id, return id, phash hex, created at) of shopper photos created at or after
+    ``since`` (all of them for None); served by the (role, created_at) index."""
+    stmt = select(Photo.id, Photo.return_id, Photo.phash, Photo.created_at).where(
+        Photo.role == "shopper")
+    if since is not None:
+        stmt = stmt.where(Photo.created_at >= since)
+    return [(r[0], r[1] or "", r[2], r[3]) for r in session.execute(stmt).all()]
 
-    A full scan, fine for one shop's volume (64-bit ints compared in Python, ~10^5/ms
-    order). At larger scale split the hash into bands stored in indexed columns
-    (multi-index hashing) and query only candidates sharing a band.
-    """
-    stmt = select(Photo.id, Photo.return_id, Photo.phash).where(
-        Photo.role == "shopper", Photo.return_id != return_id)
-    return [(r[0], r[1], r[2]) for r in session.execute(stmt).all()]
+
+def shopper_photo_count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Photo)
+                              .where(Photo.role == "shopper")) or 0)
 
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:

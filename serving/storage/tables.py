@@ -134,7 +134,9 @@ class Inspection(Base):
 
 class Photo(Base):
     __tablename__ = "photos"
-    __table_args__ = (UniqueConstraint("return_id", "upload_sha256"),)
+    # (role, created_at): the reused-photo index reads only shopper photos added lately.
+    __table_args__ = (UniqueConstraint("return_id", "upload_sha256"),
+                      Index("ix_photos_role_created_at", "role", "created_at"))
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     role: Mapped[str] = mapped_column(String(16), index=True)  # shopper | dock | reference
     return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)

@@ -1,0 +1,124 @@
+"""The in-memory reused-photo hash index against real databases (SQLite and PostgreSQL).
+
+Its answers must equal a brute-force scan of the stored rows however the rows arrive:
+written by another worker after the last top-up, committed late with an older stamp,
+stamped far in the past (a clock that went backwards).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from serving.services.phash_index import OVERLAP, PhashIndex
+from serving.storage.db import Database
+from serving.storage.tables import CatalogItem, Customer, Order, OrderLine, Photo, Return
+from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+RETURNS = ("ret_a", "ret_b", "ret_c")
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:  # noqa: F811
+    database = Database(db_url)
+    with database.write() as s:
+        s.add(Customer(id="c1", created_at=T0))
+        s.add(CatalogItem(sku="s1", category="mug", name="Mug", price=10.0, updated_at=T0))
+        s.flush()
+        s.add(Order(id="o1", customer_id="c1", delivered_at=T0, created_at=T0))
+        s.flush()
+        s.add(OrderLine(order_id="o1", sku="s1", price=10.0, quantity=1))
+        s.flush()
+        for rid in RETURNS:
+            s.add(Return(id=rid, order_id="o1", sku="s1", customer_id="c1", reason="defective",
+                         status="awaiting_photos", shopper_token_hash="0" * 64, created_at=T0,
+                         updated_at=T0))
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def _store(db: Database, rows: list[tuple[str, str, int, datetime]], role: str = "shopper"
+           ) -> None:
+    with db.write() as s:
+        for pid, rid, value, at in rows:
+            sha = hashlib.sha256(pid.encode()).hexdigest()
+            s.add(Photo(id=pid, role=role, return_id=rid, position=0, digest="d" * 64,
+                        upload_sha256=sha, upload_format="jpeg",
+                        media_type="image/jpeg", width=8, height=8, original_width=8,
+                        original_height=8, phash=f"{value:016x}", quality={}, scores={},
+                        created_at=at))
+
+
+def _brute(rows: list[tuple[str, str, int, datetime]], hashes: list[int], exclude: str
+           ) -> int | None:
+    dists = [(h ^ v).bit_count() for _, rid, v, _ in rows if rid != exclude for h in hashes]
+    return min(dists, default=None)
+
+
+def _nearest(db: Database, index: PhashIndex, hashes: list[int], exclude: str
+             ) -> tuple[int, str, str] | None:
+    with db.read() as s:
+        index.refresh(s)
+    return index.nearest(hashes, exclude)
+
+
+def test_the_index_matches_a_full_scan_as_rows_arrive(db: Database) -> None:
+    rng = np.random.default_rng(3)
+    index = PhashIndex()
+    assert _nearest(db, index, [123], "ret_a") is None  # nothing stored yet
+    stored: list[tuple[str, str, int, datetime]] = []
+    for batch in range(4):
+        new = [(f"pho_{batch}_{i}", RETURNS[int(rng.integers(3))],
+                int(rng.integers(0, 2**63, dtype=np.int64)) * 2 + 1,  # high bit set too
+                T0 + timedelta(seconds=batch)) for i in range(25)]
+        _store(db, new)
+        stored += new
+        query = [int(rng.integers(0, 2**63, dtype=np.int64)) for _ in range(3)]
+        for exclude in RETURNS:
+            hit = _nearest(db, index, query, exclude)
+            assert hit is not None
+            distance, other_return, photo_id = hit
+            assert distance == _brute(stored, query, exclude)
+            assert other_return != exclude
+            row = next(r for r in stored if r[0] == photo_id)
+            assert row[1] == other_return
+            assert min((h ^ row[2]).bit_count() for h in query) == distance
+        assert len(index) == len(stored)
+
+
+def test_the_own_return_is_never_a_match_and_other_roles_are_ignored(db: Database) -> None:
+    index = PhashIndex()
+    _store(db, [("pho_own", "ret_a", 0xFFFF, T0)])
+    _store(db, [("pho_dock", "ret_b", 0xFFFF, T0)], role="dock")
+    assert _nearest(db, index, [0xFFFF], "ret_a") is None
+    _store(db, [("pho_other", "ret_b", 0xFFFE, T0)])
+    assert _nearest(db, index, [0xFFFF], "ret_a") == (1, "ret_b", "pho_other")
+
+
+def test_late_commits_and_a_clock_that_went_back_are_still_found(db: Database) -> None:
+    index = PhashIndex()
+    _store(db, [("pho_1", "ret_b", 0x0F0F, T0)])
+    assert _nearest(db, index, [0], "ret_a") == (8, "ret_b", "pho_1")
+    # Committed after the index read T0, but stamped a little earlier (within OVERLAP).
+    _store(db, [("pho_late", "ret_c", 0x0003, T0 - OVERLAP / 2)])
+    assert _nearest(db, index, [0], "ret_a") == (2, "ret_c", "pho_late")
+    # Stamped long before anything seen: only the count check can notice it.
+    _store(db, [("pho_past", "ret_b", 0x0001, T0 - 100 * OVERLAP)])
+    assert _nearest(db, index, [0], "ret_a") == (1, "ret_b", "pho_past")
+    assert len(index) == 3
+
+
+def test_two_processes_each_see_the_others_uploads(db: Database) -> None:
+    worker_1, worker_2 = PhashIndex(), PhashIndex()
+    _store(db, [("pho_w1", "ret_a", 0b1011, T0)])
+    assert _nearest(db, worker_2, [0b1011], "ret_b") == (0, "ret_a", "pho_w1")
+    _store(db, [("pho_w2", "ret_b", 0b0111, T0 + timedelta(seconds=1))])
+    assert _nearest(db, worker_1, [0b0111], "ret_a") == (0, "ret_b", "pho_w2")
+    assert _nearest(db, worker_2, [0b0111], "ret_c") == (0, "ret_b", "pho_w2")
