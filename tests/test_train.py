@@ -19,7 +19,13 @@ from training.config import TrainConfig, TrainingError
 from training.data import PhotoDataset, SkuBatchSampler, encode_records, grade_class_weights
 from training.losses import LossWeights, grader_loss, ordinal_grade_loss, sord_targets, supcon_loss
 from training.manifest import load_manifest
-from training.model import CheckpointMeta, GraderNet, load_checkpoint, save_checkpoint
+from training.model import (
+    CheckpointMeta,
+    GraderNet,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from training.train import train
 from vision.errors import ConfigError, DataError, ModelError
 from vision.preprocess import PreprocessSpec
@@ -334,6 +340,23 @@ def test_bn_momentum_is_applied_and_validated(tiny: Path, tmp_path: Path) -> Non
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="bn_momentum"):
             TrainConfig(bn_momentum=bad)
+
+
+def test_weight_average_math_and_best_checkpoint(tiny: Path, tmp_path: Path) -> None:
+    from training.engine import WeightAverage
+
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    avg = WeightAverage(a, decay=0.9)
+    expected = 0.9 * a.weight.detach() + 0.1 * b.weight.detach()
+    avg.update(b, step=10_000)  # far past the ramp: decay is the configured 0.9
+    assert torch.allclose(avg.model.state_dict()["weight"], expected)
+    result = train(tiny_config(tiny, tmp_path / "ema", ema_decay=0.9, max_steps=4),
+                   progress=False)
+    best = read_checkpoint(result.best_checkpoint)["model"]
+    last = read_checkpoint(result.last_checkpoint)
+    assert _state_equal(best, result.model.state_dict())  # best.pt holds the average
+    assert not _state_equal(best, last["model"])  # ... not the live weights
+    assert _state_equal(last["extra"]["ema"], best)  # and last.pt carries it for --resume
 
 
 def test_default_recipe_loads() -> None:

@@ -66,6 +66,9 @@ class TrainConfig:
     # BatchNorm running-stat momentum while fine-tuning (None: the backbone's own; Lite0
     # keeps TF's 0.01, so on a few hundred steps its running statistics lag the weights).
     bn_momentum: float | None = None
+    # Per-step decay of an exponential moving average of the weights, which is then
+    # validated, kept as best.pt and exported (None: off; ~0.99-0.999 on small sets).
+    ema_decay: float | None = None
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
@@ -113,6 +116,7 @@ class TrainConfig:
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
             (self.bn_momentum is None or 0 < self.bn_momentum <= 1,
              "bn_momentum must be in (0, 1]"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (
                 min(self.loss_grade, self.loss_grade_mae, self.loss_damage, self.loss_embedding)
@@ -205,6 +209,7 @@ _FLOAT_FIELDS = {
     "supcon_temperature",
     "grad_clip",
     "bn_momentum",
+    "ema_decay",
 }
 
 

@@ -120,6 +120,34 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and BatchNorm statistics.
+
+    On a few hundred steps of a small real set the weights of any one epoch are noisy
+    (validation accuracy swings by several points from epoch to epoch); the average is
+    what gets validated, kept as ``best.pt`` and exported. The decay ramps up as
+    (1 + step) / (10 + step), so the average does not remember the initial weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        live = model.state_dict()
+        for name, avg in self.model.state_dict().items():
+            if avg.dtype.is_floating_point:
+                avg.lerp_(live[name].to(avg.dtype), 1.0 - d)
+            else:
+                avg.copy_(live[name])
+
+
 def freeze_batchnorm(module: nn.Module) -> None:
     """Keep BatchNorm statistics while the backbone is frozen (call after model.train())."""
     for m in module.modules():

@@ -57,7 +57,7 @@ class TrainResult:
     global_step: int
     stopped_early: bool
     manifest: Manifest
-    model: GraderNet = field(repr=False)  # final weights (not necessarily the best)
+    model: GraderNet = field(repr=False)  # final (averaged, with ema_decay) weights
 
 
 @dataclass
@@ -137,6 +137,8 @@ class _Run:
                     m.momentum = config.bn_momentum
         # NHWC weights match the NHWC input the model permutes; ~20% faster convs on CPU.
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = (engine.WeightAverage(self.model, config.ema_decay)
+                    if config.ema_decay is not None else None)
         self.optimizer = engine.build_optimizer(self.model, config)
         self.scheduler = engine.build_scheduler(self.optimizer, config, len(self.sampler))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
@@ -165,13 +167,21 @@ class _Run:
             preprocess=self.spec, config=self.config.to_dict(), epoch=self.state.epoch,
             best_metric=self.state.best, data_summary=self.summary(), val_metrics=val_metrics)
 
-    def save(self, path: Path, val_metrics: dict[str, float]) -> None:
+    @property
+    def evaluated(self) -> GraderNet:
+        """The weights that are validated, kept as best.pt and exported."""
+        return self.model if self.ema is None else self.ema.model  # type: ignore[return-value]
+
+    def save(self, path: Path, val_metrics: dict[str, float], *, best: bool = False) -> None:
         s = self.state
-        save_checkpoint(path, self.model, self.meta(val_metrics), optimizer=self.optimizer,
-                        scheduler=self.scheduler, scaler=self.scaler,
-                        extra={"epoch": s.epoch, "step": s.step, "best": s.best,
-                               "bad_epochs": s.bad_epochs, "stopped": s.stopped,
-                               "rng": engine.rng_state()})
+        extra: dict[str, Any] = {"epoch": s.epoch, "step": s.step, "best": s.best,
+                                 "bad_epochs": s.bad_epochs, "stopped": s.stopped,
+                                 "rng": engine.rng_state()}
+        if self.ema is not None and not best:
+            extra["ema"] = self.ema.model.state_dict()
+        save_checkpoint(path, self.evaluated if best else self.model, self.meta(val_metrics),
+                        optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                        extra=extra)
 
     def resume(self) -> None:
         path = self.out / "last.pt"
@@ -182,6 +192,8 @@ class _Run:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         extra = payload["extra"]
+        if self.ema is not None and "ema" in extra:
+            self.ema.model.load_state_dict(extra["ema"])
         self.state = _State(int(extra["epoch"]), int(extra["step"]), float(extra["best"]),
                             int(extra["bad_epochs"]), bool(extra["stopped"]))
         engine.set_rng_state(extra["rng"])
@@ -235,12 +247,14 @@ class _Run:
         self.scaler.update()
         self.scheduler.step()
         self.state.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, self.state.step)
         return parts._replace(total=total)
 
     def end_epoch(self, epoch: int, train_metrics: dict[str, float],
                   seconds: float) -> dict[str, Any]:
         cfg, s = self.config, self.state
-        val = engine.validate(self.model, self.val_loader, cfg, self.device, self.dtype,
+        val = engine.validate(self.evaluated, self.val_loader, cfg, self.device, self.dtype,
                               self.weights)
         value = val[cfg.early_stop_metric]
         improved = broadcast_flag(self.ctx, _improved(value, s.best, cfg.early_stop_metric),
@@ -261,7 +275,7 @@ class _Run:
             fh.write(json.dumps(row) + "\n")
         self.save(self.out / "last.pt", val)
         if improved:
-            self.save(self.out / "best.pt", val)
+            self.save(self.out / "best.pt", val, best=True)
         return row
 
 
@@ -316,7 +330,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, ctx: DistContext,
         shutil.copyfile(out / "last.pt", out / "best.pt")
     return TrainResult(out, out / "best.pt", out / "last.pt", run.state.best,
                        run.state.epoch + 1, run.state.step, run.state.stopped, run.manifest,
-                       run.model)
+                       run.evaluated)
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
