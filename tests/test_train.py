@@ -359,6 +359,27 @@ def test_weight_average_math_and_best_checkpoint(tiny: Path, tmp_path: Path) -> 
     assert _state_equal(last["extra"]["ema"], best)  # and last.pt carries it for --resume
 
 
+def test_partial_fine_tuning_keeps_the_early_backbone(tiny: Path, tmp_path: Path) -> None:
+    from torchvision import models
+
+    net = models.mobilenet_v3_small(weights=None)  # a local "pretrained" weights file
+    torch.save(net.state_dict(), tmp_path / "weights.pt")
+    before = net.features.state_dict()
+    result = train(tiny_config(tiny, tmp_path / "partial", backbone_trainable=0.5,
+                               max_steps=3, pretrained=str(tmp_path / "weights.pt")),
+                   progress=False)
+    after = result.model.features.state_dict()
+    names = [n for n, _ in result.model.features.named_parameters()]
+    early, late = names[: len(names) // 3], names[-len(names) // 3:]
+    assert all(torch.equal(before[n], after[n]) for n in early)
+    assert not all(torch.equal(before[n], after[n]) for n in late)
+    stats = [n for n in before if n.endswith("running_mean")]
+    assert torch.equal(before[stats[0]], after[stats[0]])  # frozen BN keeps ImageNet stats
+    assert not torch.equal(before[stats[-1]], after[stats[-1]])
+    with pytest.raises(ConfigError, match="backbone_trainable"):
+        TrainConfig(backbone_trainable=1.5)
+
+
 def test_default_recipe_loads() -> None:
     config = TrainConfig.load(Path(__file__).parents[1] / "training/configs/default.yaml")
     assert config.backbone == "efficientnet_lite0" and config.pretrained == "imagenet"

@@ -69,6 +69,9 @@ class TrainConfig:
     # Per-step decay of an exponential moving average of the weights, which is then
     # validated, kept as best.pt and exported (None: off; ~0.99-0.999 on small sets).
     ema_decay: float | None = None
+    # Share of the backbone (its deepest layers) that fine-tunes; the rest keeps the
+    # pretrained weights and BatchNorm statistics (1.0: everything trains).
+    backbone_trainable: float = 1.0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
@@ -117,6 +120,7 @@ class TrainConfig:
             (self.bn_momentum is None or 0 < self.bn_momentum <= 1,
              "bn_momentum must be in (0, 1]"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
+            (0 <= self.backbone_trainable <= 1, "backbone_trainable must be 0..1"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (
                 min(self.loss_grade, self.loss_grade_mae, self.loss_damage, self.loss_embedding)
@@ -210,6 +214,7 @@ _FLOAT_FIELDS = {
     "grad_clip",
     "bn_momentum",
     "ema_decay",
+    "backbone_trainable",
 }
 
 

@@ -131,6 +131,7 @@ class _Run:
         self.dtype = engine.amp_dtype(config.amp, device)
         self.model = GraderNet(config.backbone, len(self.grade_labels), len(self.damage_labels),
                                config.embedding_dim, pretrained=config.pretrained).to(device)
+        self.frozen_norms = engine.freeze_leading(self.model.features, config.backbone_trainable)
         if config.bn_momentum is not None:
             for m in self.model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -203,6 +204,8 @@ class _Run:
         model.train()
         if epoch < cfg.freeze_epochs:
             engine.freeze_batchnorm(model.features)
+        for norm in self.frozen_norms:
+            norm.eval()
         self.sampler.set_epoch(epoch)
         self.current_epoch = epoch
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
