@@ -9,7 +9,7 @@ FULL_STAMP := $(VENV)/.full-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench venv clean-venv default-model real-data
+.PHONY: serve test lint bench venv clean-venv default-model real-data real-photos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,20 @@ real-data: $(FULL_STAMP)
 		--manifest datasets/generated/elpv/manifest.jsonl --model-version elpv-lite0
 	$(BIN)/returnlens evaluate --model runs/elpv/model.onnx \
 		--data datasets/generated/elpv/manifest.jsonl --out runs/elpv/eval
+
+# The real-photos recipe on the same two sets, then the frozen-feature probe it must beat
+# (README: "Real photos"; run `make real-data` first for the manifests).
+real-photos: $(FULL_STAMP)
+	$(BIN)/returnlens train --config training/configs/real-photos.yaml --out runs/elpv-rp \
+		--manifest datasets/generated/elpv/manifest.jsonl --model-version elpv-rp
+	$(BIN)/returnlens evaluate --model runs/elpv-rp/model.onnx \
+		--data datasets/generated/elpv/manifest.jsonl --out runs/elpv-rp/eval
+	$(BIN)/returnlens train --config training/configs/real-photos.yaml --out runs/car-damage-rp \
+		--image-size 192 --epochs 14 --manifest datasets/generated/car-damage/manifest.jsonl \
+		--model-version car-damage-rp
+	$(BIN)/returnlens evaluate --model runs/car-damage-rp/model.onnx \
+		--data datasets/generated/car-damage/manifest.jsonl --out runs/car-damage-rp/eval
+	$(BIN)/python benchmarks/probe.py --data datasets/generated/elpv/manifest.jsonl \
+		--out benchmarks/results/probe_elpv.json
+	$(BIN)/python benchmarks/probe.py --data datasets/generated/car-damage/manifest.jsonl \
+		--out benchmarks/results/probe_car-damage.json

@@ -380,8 +380,9 @@ def test_partial_fine_tuning_keeps_the_early_backbone(tiny: Path, tmp_path: Path
         TrainConfig(backbone_trainable=1.5)
 
 
-def test_default_recipe_loads() -> None:
-    config = TrainConfig.load(Path(__file__).parents[1] / "training/configs/default.yaml")
+@pytest.mark.parametrize("recipe", ["default.yaml", "real-photos.yaml"])
+def test_shipped_recipes_load(recipe: str) -> None:
+    config = TrainConfig.load(Path(__file__).parents[1] / "training/configs" / recipe)
     assert config.backbone == "efficientnet_lite0" and config.pretrained == "imagenet"
 
 
@@ -398,10 +399,12 @@ def test_cli_train_with_config_and_flags(tiny: Path, tmp_path: Path,
     (tmp_path / "recipe.yaml").write_text("epochs: 5\nlr_head: 0.002\nseed: 4\n")
     out = tmp_path / "run"
     code = main([*_cli_args(tiny, out, "--no-export"), "--config",
-                 str(tmp_path / "recipe.yaml"), "--seed", "9"])
+                 str(tmp_path / "recipe.yaml"), "--seed", "9", "--set", "ema_decay=0.95",
+                 "--set", "backbone_trainable=0.5"])
     assert code == 0, capsys.readouterr().err
     saved = TrainConfig.load(out / "config.yaml")
     assert (saved.epochs, saved.lr_head, saved.seed) == (1, 0.002, 9)  # flags win
+    assert (saved.ema_decay, saved.backbone_trainable) == (0.95, 0.5)
     assert saved.manifest == (str(tiny),)
     assert {"best.pt", "last.pt", "metrics.jsonl", "config.yaml"} <= {
         p.name for p in out.iterdir()}
@@ -415,6 +418,9 @@ def test_cli_train_with_config_and_flags(tiny: Path, tmp_path: Path,
     (["--backbone", "vgg16"], "unknown backbone 'vgg16'"),
     (["--aug-strength", "3"], "aug_strength must be 0..1"),
     (["--resume"], "nothing to resume"),
+    (["--set", "ema_decay"], "--set takes KEY=VALUE"),
+    (["--set", "lr_hed=0.1"], "unknown training config key(s): lr_hed"),
+    (["--set", "ema_decay=2"], "ema_decay must be in (0, 1)"),
 ])
 def test_cli_bad_input_is_one_sentence(tiny: Path, tmp_path: Path, flags: list[str],
                                        message: str,

@@ -60,6 +60,9 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     p.add_argument("--model-version", help="version written into the model card")
     p.add_argument("--quantize", action="store_true", help="also export an int8 model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, VALUE read as YAML (repeatable), e.g. "
+                        "--set backbone_trainable=0.5 --set ema_decay=0.99")
     p.set_defaults(handler=_train)
 
 
@@ -76,7 +79,25 @@ def resolve_config(args: argparse.Namespace) -> Any:
     changes = {key: getattr(args, dest) for dest, key in _OVERRIDES.items()}
     if args.manifest:
         changes["manifest"] = list(args.manifest)
-    return base.replace(**changes)
+    return TrainConfig.from_dict({**base.replace(**changes).to_dict(),
+                                  **_set_pairs(args.set)})
+
+
+def _set_pairs(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    from vision.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: {text!r} is not a YAML value") from exc
+    return out
 
 
 def _train(args: argparse.Namespace) -> int:
