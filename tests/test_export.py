@@ -279,3 +279,25 @@ def test_label_set_without_damage_labels_exports_and_evaluates(
     metrics = evaluate_model(report.path, manifest, tmp_path / "eval", progress=False)
     assert 0.0 <= metrics["grade"]["accuracy"] <= 1.0
     assert (tmp_path / "eval" / "report.md").exists()
+
+
+def test_flip_averaged_export_is_mirror_invariant_and_parity_checked(
+        exported: dict[str, Any], tmp_path: Path) -> None:
+    """``tta_flip``: the graph averages each photo with its mirror image; through ONNX
+    Runtime a photo and its mirror then get the same scores, and the damage maps of the
+    mirror are the mirrored maps."""
+    manifest: Manifest = exported["manifest"]
+    report = calibrate_and_export(exported["ckpt"], manifest, tmp_path / "tta.onnx",
+                                  progress=False, tta_flip=True)
+    assert report.card.recipe["tta_flip"] is True
+    assert report.parity.prob_max_diff <= 1e-4
+    model = OnnxModel(report.path)
+    batch = preprocessed(manifest.split("test")[:4], model.card.preprocess)
+    out, mirrored = model.predict(batch), model.predict(np.ascontiguousarray(batch[:, :, ::-1]))
+    np.testing.assert_allclose(out.grade_probs, mirrored.grade_probs, atol=1e-5)
+    np.testing.assert_allclose(out.embedding, mirrored.embedding, atol=1e-5)
+    np.testing.assert_allclose(out.damage_cam, mirrored.damage_cam[..., ::-1], atol=1e-5)
+    plain = OnnxModel(exported["report"].path)  # the same checkpoint without the average
+    assert not np.allclose(plain.predict(batch).grade_probs,
+                           plain.predict(np.ascontiguousarray(batch[:, :, ::-1])).grade_probs,
+                           atol=1e-5)  # so the invariance above is the graph's doing

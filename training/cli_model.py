@@ -43,6 +43,9 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     ex.add_argument("--approve-precision", type=float, default=0.98,
                     help="target accuracy of auto-approved items for the suggested threshold")
     ex.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    ex.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="average each photo with its mirror image inside the graph "
+                         "(default: the training recipe's tta_flip)")
     ex.add_argument("--no-progress", action="store_true")
     ex.set_defaults(handler=_export)
 
@@ -96,7 +99,7 @@ def _export(args: argparse.Namespace) -> int:
     rep = calibrate_and_export(args.checkpoint, manifest, args.out, model_version=args.version,
                                quantize=args.quantize, progress=not args.no_progress,
                                approve_precision=args.approve_precision,
-                               exporter=args.exporter)
+                               exporter=args.exporter, tta_flip=args.tta_flip)
     m, d = rep.metrics, rep.parity.max_abs_diff
     print(f"wrote {rep.path} (version {rep.card.model_version})")
     print(f"temperature {rep.temperature:.4f}; thresholds {json.dumps(rep.thresholds)}")

@@ -72,6 +72,9 @@ class TrainConfig:
     # Share of the backbone (its deepest layers) that fine-tunes; the rest keeps the
     # pretrained weights and BatchNorm statistics (1.0: everything trains).
     backbone_trainable: float = 1.0
+    # Export the model averaged with its mirror image (training.model.FlipAveraged):
+    # calibrated, parity-checked and served that way; twice the inference cost.
+    tta_flip: bool = False
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
@@ -121,6 +124,7 @@ class TrainConfig:
              "bn_momentum must be in (0, 1]"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 <= self.backbone_trainable <= 1, "backbone_trainable must be 0..1"),
+            (isinstance(self.tta_flip, bool), "tta_flip must be true or false"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (
                 min(self.loss_grade, self.loss_grade_mae, self.loss_damage, self.loss_embedding)

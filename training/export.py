@@ -28,7 +28,7 @@ from training.calibrate import fit_temperature, suggest_thresholds
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
 from training.manifest import Manifest, ManifestRecord
 from training.metrics import nll, softmax
-from training.model import CheckpointMeta, GraderNet, load_checkpoint
+from training.model import CheckpointMeta, FlipAveraged, GraderNet, load_checkpoint
 from training.registry import write_card
 from vision.card import ModelCard
 from vision.errors import DataError, ReturnLensError
@@ -52,7 +52,7 @@ class ExportError(ReturnLensError):
 class ExportWrapper(nn.Module):
     """GraderNet plus the calibration: the exact function the ONNX file computes."""
 
-    def __init__(self, net: GraderNet, temperature: float) -> None:
+    def __init__(self, net: GraderNet | FlipAveraged, temperature: float) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("temperature", torch.tensor(float(temperature)))
@@ -175,8 +175,9 @@ class ValidationPass:
     skus: list[str]
 
 
-def validation_pass(net: GraderNet, records: Sequence[ManifestRecord], meta: CheckpointMeta,
-                    *, batch_size: int = 32, progress: bool = True) -> ValidationPass:
+def validation_pass(net: GraderNet | FlipAveraged, records: Sequence[ManifestRecord],
+                    meta: CheckpointMeta, *, batch_size: int = 32,
+                    progress: bool = True) -> ValidationPass:
     """Raw logits and embeddings on the validation split (streamed in batches)."""
     g_index = {g: i for i, g in enumerate(meta.grade_labels)}
     logits, emb = [], []
@@ -228,7 +229,7 @@ def default_version(backbone: str) -> str:
     return f"{backbone}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-def _fit(net: GraderNet, manifest: Manifest, meta: CheckpointMeta, progress: bool,
+def _fit(net: GraderNet | FlipAveraged, manifest: Manifest, meta: CheckpointMeta, progress: bool,
          approve_precision: float) -> tuple[float, dict[str, float], dict[str, Any]]:
     """Temperature, suggested thresholds and validation calibration figures."""
     val = manifest.split("val")
@@ -256,10 +257,17 @@ def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *
                          model_version: str | None = None, quantize: bool = False,
                          progress: bool = True, approve_precision: float = 0.98,
                          notes: str | None = None, exporter: Exporter = "legacy",
-                         tolerance: float = PARITY_TOLERANCE) -> ExportReport:
-    """Checkpoint -> calibrated, parity-checked ONNX file with its model card."""
-    net, meta = load_checkpoint(Path(checkpoint))
-    net.eval()
+                         tolerance: float = PARITY_TOLERANCE,
+                         tta_flip: bool | None = None) -> ExportReport:
+    """Checkpoint -> calibrated, parity-checked ONNX file with its model card.
+
+    ``tta_flip`` (default: the recipe's ``tta_flip``) exports the mirror-averaged model;
+    it is also what gets calibrated, evaluated and parity-checked.
+    """
+    base, meta = load_checkpoint(Path(checkpoint))
+    if tta_flip is None:
+        tta_flip = bool(meta.config.get("tta_flip", False))
+    net: GraderNet | FlipAveraged = FlipAveraged(base).eval() if tta_flip else base.eval()
     check_checkpoint_labels(meta, manifest)
     out_path = Path(out_path)
     parity_recs = parity_records(manifest)  # fail fast, before any inference
@@ -273,7 +281,7 @@ def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *
         preprocess=meta.preprocess, temperature=temperature,
         embedding_dim=meta.embedding_dim, backbone=meta.backbone, thresholds=thresholds,
         training_data=manifest.summary(),
-        recipe={**meta.config, "epoch": meta.epoch, "export": {
+        recipe={**meta.config, "epoch": meta.epoch, "tta_flip": tta_flip, "export": {
             "opset": OPSET, "exporter": exporter, "calibration": val_info}},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         notes=notes if notes is not None else (

@@ -90,6 +90,29 @@ class GraderNet(nn.Module):
         return GraderOutputs(grade_logits, damage_logits, embedding, damage_cam)
 
 
+class FlipAveraged(nn.Module):
+    """Test-time augmentation inside the graph: the photo and its mirror image, averaged.
+
+    Grade and damage logits are averaged, the embeddings summed and re-normalised, and
+    the mirror's damage maps flipped back before averaging, so the outputs keep the
+    contract's meaning. The model is then exactly mirror-invariant, which a returned
+    item's grade is; it costs a second forward pass (the batch is doubled).
+    """
+
+    def __init__(self, net: GraderNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Tensor) -> GraderOutputs:
+        n = image.shape[0]
+        both = self.net(torch.cat([image, image.flip(2)]))  # NHWC: dim 2 is the width
+        cam = (both.damage_cam[:n] + both.damage_cam[n:].flip(3)) / 2
+        return GraderOutputs(
+            (both.grade_logits[:n] + both.grade_logits[n:]) / 2,
+            (both.damage_logits[:n] + both.damage_logits[n:]) / 2,
+            F.normalize(both.embedding[:n] + both.embedding[n:], dim=1, eps=1e-8), cam)
+
+
 @dataclass(frozen=True)
 class CheckpointMeta:
     backbone: str
