@@ -78,7 +78,8 @@ real-photos: $(FULL_STAMP)
 	$(BIN)/returnlens evaluate --model runs/elpv-rp/model.onnx \
 		--data datasets/generated/elpv/manifest.jsonl --out runs/elpv-rp/eval
 	$(BIN)/returnlens train --config training/configs/real-photos.yaml --out runs/car-damage-rp \
-		--image-size 192 --epochs 14 --manifest datasets/generated/car-damage/manifest.jsonl \
+		--manifest datasets/generated/car-damage/manifest.jsonl --image-size 192 --epochs 14 \
+		--aug-strength 0.5 --set backbone_trainable=0.5 --set ema_decay=0.99 \
 		--model-version car-damage-rp
 	$(BIN)/returnlens evaluate --model runs/car-damage-rp/model.onnx \
 		--data datasets/generated/car-damage/manifest.jsonl --out runs/car-damage-rp/eval
