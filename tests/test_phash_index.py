@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from serving.services.phash_index import OVERLAP, PhashIndex
+from serving.services.phash_index import WINDOW, PhashIndex
 from serving.storage.db import Database
 from serving.storage.tables import CatalogItem, Customer, Order, OrderLine, Photo, Return
 from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
@@ -103,16 +103,31 @@ def test_the_own_return_is_never_a_match_and_other_roles_are_ignored(db: Databas
 
 
 def test_late_commits_and_a_clock_that_went_back_are_still_found(db: Database) -> None:
-    index = PhashIndex()
+    clock = [0.0]
+    index = PhashIndex(resync_s=600.0, monotonic=lambda: clock[0])
     _store(db, [("pho_1", "ret_b", 0x0F0F, T0)])
     assert _nearest(db, index, [0], "ret_a") == (8, "ret_b", "pho_1")
-    # Committed after the index read T0, but stamped a little earlier (within OVERLAP).
-    _store(db, [("pho_late", "ret_c", 0x0003, T0 - OVERLAP / 2)])
+    # Committed after the index read T0, but stamped a little earlier (within WINDOW).
+    _store(db, [("pho_late", "ret_c", 0x0003, T0 - WINDOW / 2)])
     assert _nearest(db, index, [0], "ret_a") == (2, "ret_c", "pho_late")
-    # Stamped long before anything seen: only the count check can notice it.
-    _store(db, [("pho_past", "ret_b", 0x0001, T0 - 100 * OVERLAP)])
+    # Stamped long before anything seen: the periodic full reload picks it up.
+    _store(db, [("pho_past", "ret_b", 0x0001, T0 - 100 * WINDOW)])
+    assert _nearest(db, index, [0], "ret_a") == (2, "ret_c", "pho_late")
+    clock[0] = 601.0
     assert _nearest(db, index, [0], "ret_a") == (1, "ret_b", "pho_past")
     assert len(index) == 3
+
+
+def test_rows_added_after_commit_are_matched_without_a_read(db: Database) -> None:
+    index = PhashIndex()
+    _store(db, [("pho_1", "ret_b", 0xFF, T0)])
+    assert _nearest(db, index, [0xFF], "ret_a") == (0, "ret_b", "pho_1")
+    row = ("pho_2", "ret_c", 0xFE, T0 + timedelta(seconds=1))
+    _store(db, [row])
+    index.add([(row[0], row[1], f"{row[2]:016x}", row[3])])
+    assert index.nearest([0xFE], "ret_a") == (0, "ret_c", "pho_2")
+    assert _nearest(db, index, [0xFE], "ret_a") == (0, "ret_c", "pho_2")  # no double entry
+    assert len(index) == 2
 
 
 def test_two_processes_each_see_the_others_uploads(db: Database) -> None:

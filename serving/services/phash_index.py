@@ -1,62 +1,86 @@
 """Perceptual hashes of every shopper photo, held in memory for the reused-photo check.
 
-The check compares a new upload with every shopper photo of every other return. Reading
-all of those rows on each upload made an upload O(all photos): about 4 ms of the 12 MP
-upload's CPU with a few hundred stored photos in the benchmark, and seconds at a
-year's volume. The index holds the hashes as a uint64 array and, inside each upload's
-read transaction, reads only rows created since its last read (``photos`` has an index
-on ``(role, created_at)``); the distance is one vectorised XOR + popcount.
+The check compares a new upload with every shopper photo of every other return.
+Reading all of those rows on each upload made an upload O(all photos). In the
+benchmark that was about 4 ms of a 12 MP upload's CPU with a few hundred stored
+photos, and at a year's volume it would be seconds. The index holds the hashes as a
+uint64 array, so the distance is one vectorised XOR + popcount. Each upload's read
+transaction tops the index up cheaply:
 
-It stays exact however rows arrive. Rows are re-read from a little before the newest
-time seen, so a row stamped earlier but committed later (concurrent uploads, other
-worker processes) is picked up; ids already held are skipped. Then a count of the
-stored shopper photos is compared with the number held, and any mismatch (a clock
-that went backwards, a deleted row) reloads everything.
+* rows this process commits are added right after the commit (:meth:`add`);
+* rows other worker processes committed are noticed by comparing counts over a short
+  recent window: a count on the ``(role, created_at)`` index against the rows held for
+  that window. The window's rows are read only when the counts differ. The window
+  covers the time from an upload's clock reading to its commit;
+* a full reload every ``resync_s`` picks up anything stamped before the window: a
+  clock that went backwards, or a restore.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from serving.storage import repo
 
-# How far before the newest stamp already read a top-up starts: longer than any upload
-# takes from reading the clock to committing.
-OVERLAP = timedelta(minutes=10)
+WINDOW = timedelta(seconds=60)  # longer than any upload takes from clock reading to commit
+RESYNC_S = 600.0
+
+Row = tuple[str, str, str, datetime]  # photo id, return id, phash hex, created at
+
+
+def _ts(at: datetime) -> float:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 class PhashIndex:
     """Process-local and thread-safe; every worker process keeps its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resync_s: float = RESYNC_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._resync_s, self._monotonic = resync_s, monotonic
         self._reset()
 
     def _reset(self) -> None:
         self._hashes = np.zeros(0, np.uint64)
         self._returns = np.zeros(0, np.int64)  # codes into _return_ids
+        self._times = np.zeros(0, np.float64)  # created_at, epoch seconds
         self._photo_ids: list[str] = []
         self._held: set[str] = set()
         self._return_ids: list[str] = []
         self._return_codes: dict[str, int] = {}
-        self._newest: datetime | None = None
+        self._loaded_at: float | None = None
 
     def __len__(self) -> int:
         return len(self._photo_ids)
 
     def refresh(self, session: Session) -> None:
-        """Add the rows stored since the last refresh (call inside a read transaction)."""
+        """Bring the index up to date (call inside a read transaction)."""
         with self._lock:
-            since = None if self._newest is None else self._newest - OVERLAP
-            self._add(repo.shopper_phashes_since(session, since))
-            if repo.shopper_photo_count(session) != len(self._photo_ids):
+            now = self._monotonic()
+            if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
                 self._reset()
+                self._loaded_at = now
                 self._add(repo.shopper_phashes_since(session, None))
+                return
+            if not len(self._times):
+                self._add(repo.shopper_phashes_since(session, None))
+                return
+            since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
+            held = int(np.count_nonzero(self._times >= since.timestamp()))
+            if repo.shopper_photo_count(session, since) != held:
+                self._add(repo.shopper_phashes_since(session, since))
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Photos this process has just committed."""
+        with self._lock:
+            self._add(rows)
 
     def nearest(self, hashes: Sequence[int], exclude_return: str
                 ) -> tuple[int, str, str] | None:
@@ -72,18 +96,17 @@ class PhashIndex:
             best = int(others[int(dist.argmin())])
             return int(dist.min()), self._return_ids[int(returns[best])], ids[best]
 
-    def _add(self, rows: Sequence[tuple[str, str, str, datetime]]) -> None:
+    def _add(self, rows: Sequence[Row]) -> None:
         fresh = [r for r in rows if r[0] not in self._held]
-        if fresh:
-            codes = [self._code(r[1]) for r in fresh]
-            self._hashes = np.concatenate(
-                [self._hashes, np.array([int(r[2], 16) for r in fresh], np.uint64)])
-            self._returns = np.concatenate([self._returns, np.array(codes, np.int64)])
-            self._photo_ids.extend(r[0] for r in fresh)
-            self._held.update(r[0] for r in fresh)
-        if rows:
-            newest = max(r[3] for r in rows)
-            self._newest = newest if self._newest is None else max(self._newest, newest)
+        if not fresh:
+            return
+        self._hashes = np.concatenate(
+            [self._hashes, np.array([int(r[2], 16) for r in fresh], np.uint64)])
+        self._returns = np.concatenate(
+            [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)])
+        self._times = np.concatenate([self._times, np.array([_ts(r[3]) for r in fresh])])
+        self._photo_ids.extend(r[0] for r in fresh)
+        self._held.update(r[0] for r in fresh)
 
     def _code(self, return_id: str) -> int:
         code = self._return_codes.get(return_id)

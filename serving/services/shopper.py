@@ -188,9 +188,11 @@ def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadRes
                                                           digests, now)
             views = tuple(photo_view(p) for p in photo_rows)
             dview = decision_view(decision_row)
+            hashes = [(p.id, return_id, p.phash, now) for p in photo_rows]
     except IntegrityError as exc:  # a concurrent upload to the same return won the race
         raise Conflict("Another upload to this return was saved at the same moment; "
                        "reload the return and try again.", code="concurrent_upload") from exc
+    deps.phash_index.add(hashes)  # committed: later uploads compare against these too
     return UploadResult(return_id=return_id, photos=views, decision=dview)
 
 

@@ -138,9 +138,10 @@ def shopper_phashes_since(session: Session, since: datetime | None
     return [(r[0], r[1] or "", r[2], r[3]) for r in session.execute(stmt).all()]
 
 
-def shopper_photo_count(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Photo)
-                              .where(Photo.role == "shopper")) or 0)
+def shopper_photo_count(session: Session, since: datetime) -> int:
+    """Shopper photos created at or after ``since`` (a range count on the index)."""
+    return int(session.scalar(select(func.count()).select_from(Photo).where(
+        Photo.role == "shopper", Photo.created_at >= since)) or 0)
 
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:
