@@ -10,7 +10,7 @@ collapsed stacks (``stacks.txt``, readable by speedscope or inferno).
 
     python benchmarks/profile_service.py --kind 12mp --requests 60 --concurrency 1
 
-Needs ``py-spy`` (``pip install py-spy``) and permission to ptrace the worker (root, or
+Needs ``py-spy`` (``pip install -e .[profile]``) and permission to ptrace the worker (root, or
 ``kernel.yama.ptrace_scope=0``). A benchmark tool: nothing in CI runs it.
 """
 
