@@ -145,3 +145,23 @@ def test_normalisation_per_backbone() -> None:
     assert lite.mean == (127.0,) * 3 and lite.std == (128.0,) * 3
     x = np.array([127.0, 255.0])
     assert np.allclose((x - lite.mean[0]) / lite.std[0], [0.0, 1.0])
+
+
+def test_lite2_weights_map_and_chelsea_is_a_cat() -> None:
+    """Lite2 reuses Lite0's blocks with its own stage table; its ImageNet weights map
+    key by key and classify chelsea (at its native 260 px) as a cat."""
+    from skimage import data
+
+    from training.lite0 import LITE2_STAGES, lite2_weights_path
+
+    model = EfficientNetLite0(num_classes=1000, stages=LITE2_STAGES)
+    load_lite0_weights(model, lite2_weights_path())
+    rgb = preprocess(data.chelsea(), PreprocessSpec(260, "center_crop"))
+    x = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() - 127.0) / 128.0
+    with torch.no_grad():
+        probs = model.eval()(x).softmax(dim=1)[0]
+    assert int(probs.argmax()) in CAT_CLASSES
+    assert float(probs[list(CAT_CLASSES)].sum()) > 0.5
+    features, spec = build_backbone("efficientnet_lite2", "imagenet")
+    assert spec.feature_channels == 1280
+    assert len(list(features.get_submodule("blocks").children())) == 21

