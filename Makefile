@@ -83,6 +83,12 @@ real-photos: $(FULL_STAMP)
 		--model-version car-damage-rp
 	$(BIN)/returnlens evaluate --model runs/car-damage-rp/model.onnx \
 		--data datasets/generated/car-damage/manifest.jsonl --out runs/car-damage-rp/eval
+	$(BIN)/returnlens train --config training/configs/real-photos.yaml --out runs/car-damage-lite2 \
+		--manifest datasets/generated/car-damage/manifest.jsonl --backbone efficientnet_lite2 \
+		--image-size 224 --epochs 9 --aug-strength 0.5 --set backbone_trainable=0.5 \
+		--set ema_decay=0.99 --model-version car-damage-lite2
+	$(BIN)/returnlens evaluate --model runs/car-damage-lite2/model.onnx \
+		--data datasets/generated/car-damage/manifest.jsonl --out runs/car-damage-lite2/eval
 	$(BIN)/python benchmarks/probe.py --data datasets/generated/elpv/manifest.jsonl \
 		--out benchmarks/results/probe_elpv.json
 	$(BIN)/python benchmarks/probe.py --data datasets/generated/car-damage/manifest.jsonl \

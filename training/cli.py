@@ -33,7 +33,8 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     p.add_argument("--config", type=Path, help="YAML recipe (see training/configs/default.yaml)")
     p.add_argument("--manifest", action="append", metavar="PATH",
                    help="manifest JSONL; repeat to merge several")
-    p.add_argument("--backbone", help="efficientnet_lite0 | mobilenet_v3_small | "
+    p.add_argument("--backbone", help="efficientnet_lite0 | efficientnet_lite2 | "
+                   "mobilenet_v3_small | "
                    "mobilenet_v3_large | efficientnet_b0 | resnet18 | resnet50")
     p.add_argument("--pretrained", help="imagenet | none | PATH to a local weights file")
     p.add_argument("--image-size", type=int)
