@@ -148,6 +148,10 @@ class WeightAverage:
                 avg.copy_(live[name])
 
 
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def freeze_leading(features: nn.Module, trainable: float) -> list[nn.Module]:
     """Freeze all but the last ``trainable`` share of the backbone (by parameter tensors,
     in forward order); returns the frozen BatchNorm layers, to keep in eval mode.
@@ -162,16 +166,14 @@ def freeze_leading(features: nn.Module, trainable: float) -> list[nn.Module]:
     for p in params:
         if id(p) in frozen:
             p.requires_grad_(False)
-    return [m for m in features.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and all(id(p) in frozen for p in m.parameters(recurse=False))]
+    return [m for m in batch_norms(features)
+            if all(id(p) in frozen for p in m.parameters(recurse=False))]
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
     """Keep BatchNorm statistics while the backbone is frozen (call after model.train())."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in batch_norms(module):
+        m.eval()
 
 
 @torch.no_grad()

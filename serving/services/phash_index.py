@@ -64,18 +64,16 @@ class PhashIndex:
         """Bring the index up to date (call inside a read transaction)."""
         with self._lock:
             now = self._monotonic()
+            since: datetime | None = None  # None: read every shopper photo
             if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
                 self._reset()
                 self._loaded_at = now
-                self._add(repo.shopper_phashes_since(session, None))
-                return
-            if not len(self._times):
-                self._add(repo.shopper_phashes_since(session, None))
-                return
-            since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
-            held = int(np.count_nonzero(self._times >= since.timestamp()))
-            if repo.shopper_photo_count(session, since) != held:
-                self._add(repo.shopper_phashes_since(session, since))
+            elif len(self._times):
+                since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
+                held = int(np.count_nonzero(self._times >= since.timestamp()))
+                if repo.shopper_photo_count(session, since) == held:
+                    return
+            self._add(repo.shopper_phashes_since(session, since))
 
     def add(self, rows: Sequence[Row]) -> None:
         """Photos this process has just committed."""
@@ -93,8 +91,9 @@ class PhashIndex:
                 return None
             query = np.asarray(hashes, dtype=np.uint64)
             dist = np.bitwise_count(stored[others][None, :] ^ query[:, None]).min(axis=0)
-            best = int(others[int(dist.argmin())])
-            return int(dist.min()), self._return_ids[int(returns[best])], ids[best]
+            at = int(dist.argmin())
+            best = int(others[at])
+            return int(dist[at]), self._return_ids[int(returns[best])], ids[best]
 
     def _add(self, rows: Sequence[Row]) -> None:
         fresh = [r for r in rows if r[0] not in self._held]
