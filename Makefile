@@ -30,6 +30,8 @@ serve: $(CORE_STAMP)
 
 lint: $(FULL_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 test: lint

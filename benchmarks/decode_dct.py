@@ -88,22 +88,31 @@ def main() -> int:
     result = {
         "image": {"width": WIDTH, "height": HEIGHT, "jpeg_quality": 92, "bytes": len(data)},
         "rounds": args.rounds,
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or
-                    platform.machine(), "pillow": Image.__version__},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "pillow": Image.__version__,
+        },
         "median_cpu_ms": {k: round(v * 1000, 2) for k, v in median.items()},
         "median_wall_ms": {k: round(v * 1000, 2) for k, v in median_wall.items()},
         "output_shape": {k: list(v) for k, v in shapes.items()},
         "ratio_vs_full_decode": {k: round(v / base, 3) for k, v in median.items()},
-        "ratio_vs_pillow_full": {k: round(v / median["pillow_full_load"], 3)
-                                 for k, v in median.items()},
-        "ratio_vs_full_decode_wall": {k: round(v / median_wall["decode_image_full"], 3)
-                                      for k, v in median_wall.items()},
+        "ratio_vs_pillow_full": {
+            k: round(v / median["pillow_full_load"], 3) for k, v in median.items()
+        },
+        "ratio_vs_full_decode_wall": {
+            k: round(v / median_wall["decode_image_full"], 3) for k, v in median_wall.items()
+        },
     }
-    print(f"{WIDTH} x {HEIGHT} JPEG q92, {len(data) / 1e6:.2f} MB, median of {args.rounds} "
-          "(CPU time; wall time in brackets)")
+    print(
+        f"{WIDTH} x {HEIGHT} JPEG q92, {len(data) / 1e6:.2f} MB, median of {args.rounds} "
+        "(CPU time; wall time in brackets)"
+    )
     for name in variants:
-        print(f"  {name:22s} {median[name] * 1000:7.1f} ms [{median_wall[name] * 1000:7.1f}]"
-              f"  ratio {median[name] / base:5.3f}  -> {shapes[name]}")
+        print(
+            f"  {name:22s} {median[name] * 1000:7.1f} ms [{median_wall[name] * 1000:7.1f}]"
+            f"  ratio {median[name] / base:5.3f}  -> {shapes[name]}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -17,7 +17,7 @@
    Stage timings of the station side (identify / prepare) are reported per inspection.
 
 The model is ``--model``, else the shipped default model, else the tiny test model from
-tests/onnx_factory.py (then the latency says little about a real backbone, and the JSON
+benchmarks/tiny_model.py (then the latency says little about a real backbone, and the JSON
 says so). Results go to ``benchmarks/results/dock.json``; videos to
 ``benchmarks/results/tmp/`` (git-ignored).
 """
@@ -62,8 +62,18 @@ class Recorder:
 
 def _video(size: tuple[int, int], items: int, tmp: Path) -> tuple[Path, dict[str, Any]]:
     path = tmp / f"dock_{size[0]}x{size[1]}.mp4"
-    truth = simulate(SimConfig(items=items, seed=21, width=size[0], height=size[1], fps=25,
-                               hand_passes=2, flicker_episodes=1), path)
+    truth = simulate(
+        SimConfig(
+            items=items,
+            seed=21,
+            width=size[0],
+            height=size[1],
+            fps=25,
+            hand_passes=2,
+            flicker_episodes=1,
+        ),
+        path,
+    )
     return path, truth
 
 
@@ -80,13 +90,19 @@ def watch_fps(path: Path, truth: dict[str, Any]) -> dict[str, Any]:
     sink = Recorder()
     events = EventLog(None)
     worker = Worker(Preparer(Identifier()), sink, events).start()
-    stats = Station(ResilientSource.from_spec(parse_source(str(path))), PresenceTrigger(),
-                    worker, events).run()
+    stats = Station(
+        ResilientSource.from_spec(parse_source(str(path))), PresenceTrigger(), worker, events
+    ).run()
     worker.close()
-    return {"frames": stats.frames, "seconds": round(stats.seconds, 3),
-            "watch_fps": round(stats.fps, 1), "decode_only_fps": round(decode_fps(path), 1),
-            "inspections": stats.inspections, "items": len(truth["items"]),
-            "identified": sum(p.identity.source == "qr" for p in sink.got)}
+    return {
+        "frames": stats.frames,
+        "seconds": round(stats.seconds, 3),
+        "watch_fps": round(stats.fps, 1),
+        "decode_only_fps": round(decode_fps(path), 1),
+        "inspections": stats.inspections,
+        "items": len(truth["items"]),
+        "identified": sum(p.identity.source == "qr" for p in sink.got),
+    }
 
 
 def _pace(fps: float) -> Any:
@@ -106,15 +122,20 @@ def _latencies(out: Path) -> dict[str, Any]:
     if not lat:
         return {"n": 0}
     lat.sort()
-    return {"n": len(lat), "p50_ms": round(statistics.median(lat), 1),
-            "p95_ms": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1),
-            "max_ms": round(lat[-1], 1), "all_ms": lat}
+    return {
+        "n": len(lat),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p95_ms": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1),
+        "max_ms": round(lat[-1], 1),
+        "all_ms": lat,
+    }
 
 
 def latency_standalone(video: Path, model: Path, tmp: Path) -> dict[str, Any]:
     out = tmp / "standalone"
-    run_station(DockOptions(source=str(video), out=out, model=model, price=50.0),
-                on_frame=_pace(25.0))
+    run_station(
+        DockOptions(source=str(video), out=out, model=model, price=50.0), on_frame=_pace(25.0)
+    )
     return _latencies(out)
 
 
@@ -124,13 +145,33 @@ def latency_api(video: Path, model: Path, tmp: Path) -> dict[str, Any]:
     port = 18000 + os.getpid() % 1000
     url, admin = f"http://127.0.0.1:{port}", "bench-admin-key-0123456789"
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "RETURNLENS_MODEL_PATH": str(model),
-           "RETURNLENS_DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
-           "RETURNLENS_DATA_DIR": str(tmp), "RETURNLENS_PHOTO_DIR": str(tmp / "photos"),
-           "RETURNLENS_ADMIN_KEY": admin, "RETURNLENS_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.app:create_app",
-                             "--factory", "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": path,
+        "RETURNLENS_MODEL_PATH": str(model),
+        "RETURNLENS_DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
+        "RETURNLENS_DATA_DIR": str(tmp),
+        "RETURNLENS_PHOTO_DIR": str(tmp / "photos"),
+        "RETURNLENS_ADMIN_KEY": admin,
+        "RETURNLENS_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -139,11 +180,14 @@ def latency_api(video: Path, model: Path, tmp: Path) -> dict[str, Any]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        key = httpx.post(f"{url}/v1/admin/api-keys", json={"name": "bench", "role": "dock"},
-                         headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()["key"]
+        key = httpx.post(
+            f"{url}/v1/admin/api-keys",
+            json={"name": "bench", "role": "dock"},
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=30,
+        ).json()["key"]
         out = tmp / "api"
-        run_station(DockOptions(source=str(video), api=url, key=key, out=out),
-                    on_frame=_pace(25.0))
+        run_station(DockOptions(source=str(video), api=url, key=key, out=out), on_frame=_pace(25.0))
         return _latencies(out)
     finally:
         proc.terminate()
@@ -177,9 +221,12 @@ def stage_times(video: Path, repeat: int = 5) -> dict[str, Any]:
         prep.prepare(c)
         t_id.append((t1 - t0) * 1000)
         t_prep.append((time.perf_counter() - t1) * 1000)
-    return {"n": len(t_id), "identify_ms_median": round(statistics.median(t_id), 1),
-            "prepare_ms_median": round(statistics.median(t_prep), 1),
-            "prepare_ms_max": round(max(t_prep), 1)}
+    return {
+        "n": len(t_id),
+        "identify_ms_median": round(statistics.median(t_id), 1),
+        "prepare_ms_median": round(statistics.median(t_prep), 1),
+        "prepare_ms_max": round(max(t_prep), 1),
+    }
 
 
 def main() -> int:
@@ -199,15 +246,21 @@ def main() -> int:
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="dock-", dir=tmp_root))
     if model is None:
-        from tests.onnx_factory import build_test_model
+        from benchmarks.tiny_model import build_test_model
 
         model, model_kind = build_test_model(tmp / "test-model.onnx"), "tiny test model"
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-                    "python": platform.python_version(), "opencv": cv2.__version__,
-                    "platform": platform.platform(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-        "model": {"path": str(model), "kind": model_kind}, "fps": {}}
+        "machine": {
+            "cpus": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "opencv": cv2.__version__,
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "model": {"path": str(model), "kind": model_kind},
+        "fps": {},
+    }
     videos = {}
     for name, size in (("1080p", (1920, 1080)), ("720p", (1280, 720))):
         videos[name], truth = _video(size, args.items, tmp)
@@ -220,8 +273,10 @@ def main() -> int:
         result["latency"]["api_720p"] = latency_api(videos["720p"], model, tmp)
         print("api", result["latency"]["api_720p"], flush=True)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["note"] = ("latency = trigger fired (stillness wait over) -> result at the station; "
-                      "source paced at 25 fps like a live camera")
+    result["note"] = (
+        "latency = trigger fired (stillness wait over) -> result at the station; "
+        "source paced at 25 fps like a live camera"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

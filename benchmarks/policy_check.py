@@ -41,7 +41,7 @@ def _records(data: Path, split: str, limit: int) -> list[dict[str, Any]]:
 def _embed_all(grader: Grader, paths: list[Path], batch: int = 64) -> tuple[np.ndarray, ...]:
     emb, probs = [], []
     for start in range(0, len(paths), batch):
-        photos = [grader.decode(p.read_bytes()) for p in paths[start:start + batch]]
+        photos = [grader.decode(p.read_bytes()) for p in paths[start : start + batch]]
         out = grader.model.predict_images([p.rgb for p in photos])
         emb.append(out.embedding)
         probs.append(out.grade_probs)
@@ -59,8 +59,9 @@ def check(model_path: Path, data: Path, split: str, limit: int) -> dict[str, Any
     records = _records(data, split, limit)
     emb, probs = _embed_all(grader, [data / r["image"] for r in records])
     skus = sorted({p.stem for p in (data / "catalog").glob("*.jpg")})
-    ref = np.stack([grader.embed(grader.decode((data / "catalog" / f"{s}.jpg").read_bytes()))
-                    for s in skus])
+    ref = np.stack(
+        [grader.embed(grader.decode((data / "catalog" / f"{s}.jpg").read_bytes())) for s in skus]
+    )
     sims = emb @ ref.T  # both L2-normalised
     index = {s: i for i, s in enumerate(skus)}
     own = np.array([sims[k, index[r["sku"]]] for k, r in enumerate(records)])
@@ -75,17 +76,27 @@ def check(model_path: Path, data: Path, split: str, limit: int) -> dict[str, Any
 
     def dist(x: list[float] | np.ndarray) -> dict[str, float]:
         a = np.asarray(x)
-        return {q: round(float(np.percentile(a, p)), 4)
-                for q, p in (("p1", 1), ("p5", 5), ("p50", 50), ("p95", 95), ("p99", 99))}
+        return {
+            q: round(float(np.percentile(a, p)), 4)
+            for q, p in (("p1", 1), ("p5", 5), ("p50", 50), ("p95", 95), ("p99", 99))
+        }
 
-    coverage = {f"{t:.2f}": {"decided": round(float(np.mean(conf >= t)), 4),
-                             "accuracy": round(float(np.mean((pred == truth)[conf >= t])), 4)
-                             if np.any(conf >= t) else None}
-                for t in CONFIDENCE_GRID}
+    coverage = {
+        f"{t:.2f}": {
+            "decided": round(float(np.mean(conf >= t)), 4),
+            "accuracy": round(float(np.mean((pred == truth)[conf >= t])), 4)
+            if np.any(conf >= t)
+            else None,
+        }
+        for t in CONFIDENCE_GRID
+    }
     return {
-        "model_version": card.model_version, "photos": len(records), "split": split,
+        "model_version": card.model_version,
+        "photos": len(records),
+        "split": split,
         "similarity": {
-            "right_sku": dist(own), "other_sku_same_category": dist(same_cat),
+            "right_sku": dist(own),
+            "other_sku_same_category": dist(same_cat),
             "other_category": dist(other_cat),
             "right_sku_flagged": _flagged(own, SIMILARITY_GRID),
             "other_category_caught": _flagged(np.asarray(other_cat), SIMILARITY_GRID),
@@ -98,13 +109,19 @@ def check(model_path: Path, data: Path, split: str, limit: int) -> dict[str, Any
 
 def markdown(res: dict[str, Any]) -> str:
     sim = res["similarity"]
-    lines = [f"Model `{res['model_version']}`, {res['photos']} {res['split']} photos.", "",
-             "| min_similarity | right SKU flagged | other SKU (same category) caught | "
-             "other category caught |", "|---|---|---|---|"]
+    lines = [
+        f"Model `{res['model_version']}`, {res['photos']} {res['split']} photos.",
+        "",
+        "| min_similarity | right SKU flagged | other SKU (same category) caught | "
+        "other category caught |",
+        "|---|---|---|---|",
+    ]
     for t in sim["right_sku_flagged"]:
-        lines.append(f"| {t} | {sim['right_sku_flagged'][t]:.3f} | "
-                     f"{sim['other_sku_same_category_caught'][t]:.3f} | "
-                     f"{sim['other_category_caught'][t]:.3f} |")
+        lines.append(
+            f"| {t} | {sim['right_sku_flagged'][t]:.3f} | "
+            f"{sim['other_sku_same_category_caught'][t]:.3f} | "
+            f"{sim['other_category_caught'][t]:.3f} |"
+        )
     lines += ["", "| min_confidence | decided | accuracy of decided |", "|---|---|---|"]
     for t, row in res["confidence"].items():
         lines.append(f"| {t} | {row['decided']:.3f} | {row['accuracy']} |")

@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from training.backbones import build_backbone
 from training.evaluate import load_rgb
-from training.manifest import ManifestRecord, load_manifest
+from vision.manifest import ManifestRecord, load_manifest
 from vision.preprocess import PreprocessSpec, preprocess_batch
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -39,7 +39,7 @@ def features(records: tuple[ManifestRecord, ...], size: int, batch: int = 64) ->
     pre = PreprocessSpec(input_size=size)
     out = []
     for start in range(0, len(records), batch):
-        chunk = records[start:start + batch]
+        chunk = records[start : start + batch]
         x = preprocess_batch([load_rgb(r.image, size) for r in chunk], pre)
         t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
         out.append(net((t - mean) / std).mean(dim=(2, 3)).numpy())
@@ -55,15 +55,17 @@ def probe(manifest_path: Path, size: int) -> dict[str, Any]:
     y = {s: np.array([grades.index(str(r.grade)) for r in recs]) for s, recs in split.items()}
     scaler = StandardScaler().fit(x["train"])
     z = {s: scaler.transform(v) for s, v in x.items()}
-    fits = {c: LogisticRegression(C=c, max_iter=3000).fit(z["train"], y["train"])
-            for c in C_GRID}
+    fits = {c: LogisticRegression(C=c, max_iter=3000).fit(z["train"], y["train"]) for c in C_GRID}
     val_acc = {c: float((m.predict(z["val"]) == y["val"]).mean()) for c, m in fits.items()}
     best = max(val_acc, key=lambda c: val_acc[c])
     pred = fits[best].predict(z["test"])
     return {
-        "manifest": str(manifest_path), "source": manifest.header.source,
-        "backbone": "efficientnet_lite0 (ImageNet, frozen)", "input_size": size,
-        "sizes": {s: len(r) for s, r in split.items()}, "C": best,
+        "manifest": str(manifest_path),
+        "source": manifest.header.source,
+        "backbone": "efficientnet_lite0 (ImageNet, frozen)",
+        "input_size": size,
+        "sizes": {s: len(r) for s, r in split.items()},
+        "C": best,
         "val_accuracy_by_C": {str(c): round(a, 4) for c, a in val_acc.items()},
         "test_accuracy": round(float((pred == y["test"]).mean()), 4),
         "test_mean_abs_grade_error": round(float(np.abs(pred - y["test"]).mean()), 4),

@@ -38,20 +38,33 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ONNX Runtime", ("vision/model.py", "onnxruntime")),
     ("photo store (encode, sha256, fsync)", ("serving/storage/photos",)),
     ("SQL (SQLAlchemy + sqlite3)", ("sqlalchemy", "sqlite3", "serving/storage/")),
-    ("policy + facts", ("serving/policy", "serving/services/facts.py",
-                        "serving/services/decide.py")),
+    (
+        "policy + facts",
+        ("serving/policy", "serving/services/facts.py", "serving/services/decide.py"),
+    ),
     ("multipart parsing", ("multipart", "serving/api/uploads.py")),
-    ("JSON / response models", ("pydantic", "json/", "serving/api/schemas.py",
-                                "serving/services/convert.py")),
-    ("HTTP server + framework", ("uvicorn", "starlette", "fastapi", "h11", "httptools",
-                                 "anyio", "asyncio")),
+    (
+        "JSON / response models",
+        ("pydantic", "json/", "serving/api/schemas.py", "serving/services/convert.py"),
+    ),
+    (
+        "HTTP server + framework",
+        ("uvicorn", "starlette", "fastapi", "h11", "httptools", "anyio", "asyncio"),
+    ),
 )
 
 
 # Leaves that are a thread blocked in a wait, which py-spy sometimes still reports as
 # running (a GIL hand-off, a futex that has not yet slept): not CPU work of any stage.
-WAITS = ("EpollSelector.select", "Condition.wait", "Event.wait", "Future.result",
-         "Queue.get", "_worker (concurrent/futures/thread.py", "Thread.join")
+WAITS = (
+    "EpollSelector.select",
+    "Condition.wait",
+    "Event.wait",
+    "Future.result",
+    "Queue.get",
+    "_worker (concurrent/futures/thread.py",
+    "Thread.join",
+)
 
 
 def classify(stack: list[str]) -> str:
@@ -88,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(spy).exists():
         p.error("py-spy is not installed (pip install py-spy)")
 
-    from serving.bench.common import BenchConfig
-    from serving.bench.inputs import make_factories
-    from serving.bench.models import resolve_model
-    from serving.bench.service_load import LiveService, Shop, run_cell
-    from serving.bench.service_section import _reference_jpeg
+    from benchmarks.harness.common import BenchConfig
+    from benchmarks.harness.inputs import make_factories
+    from benchmarks.harness.models import resolve_model
+    from benchmarks.harness.service_load import LiveService, Shop, run_cell
+    from benchmarks.harness.service_section import _reference_jpeg
 
     cfg = BenchConfig()
     model = resolve_model(cfg)
@@ -106,9 +119,23 @@ def main(argv: list[str] | None = None) -> int:
         groups = [factory.batch(i * args.photos, args.photos) for i in range(args.requests)]
         jobs = list(zip(shop.returns(args.requests), groups, strict=True))
         raw = args.out / "stacks.txt"
-        rec = subprocess.Popen([spy, "record", "--pid", str(svc.pid), "--rate", str(args.rate),
-                                "--format", "raw", "--output", str(raw), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        rec = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(svc.pid),
+                "--rate",
+                str(args.rate),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             result = run_cell(svc.url, jobs, args.concurrency, server_pid=svc.pid)
         finally:
@@ -121,21 +148,39 @@ def main(argv: list[str] | None = None) -> int:
     waits = counts.pop("waiting (excluded)", 0)
     total = sum(counts.values()) or 1
     cpu = result["server_cpu_ms_per_photo"]
-    rows = [{"stage": s, "samples": n, "share": round(n / total, 3),
-             "cpu_ms_per_photo": round(cpu * n / total, 1) if cpu else None}
-            for s, n in counts.most_common()]
-    report = {"kind": args.kind, "photos_per_request": args.photos,
-              "concurrency": args.concurrency, "requests": args.requests,
-              "model": model.to_dict(), "request_ms": result["request_ms"],
-              "server_cpu_ms_per_photo": cpu, "samples": total, "wait_samples": waits,
-              "stages": rows}
+    rows = [
+        {
+            "stage": s,
+            "samples": n,
+            "share": round(n / total, 3),
+            "cpu_ms_per_photo": round(cpu * n / total, 1) if cpu else None,
+        }
+        for s, n in counts.most_common()
+    ]
+    report = {
+        "kind": args.kind,
+        "photos_per_request": args.photos,
+        "concurrency": args.concurrency,
+        "requests": args.requests,
+        "model": model.to_dict(),
+        "request_ms": result["request_ms"],
+        "server_cpu_ms_per_photo": cpu,
+        "samples": total,
+        "wait_samples": waits,
+        "stages": rows,
+    }
     (args.out / "profile.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# Service CPU profile: {args.kind}, {args.photos} photo(s) per request, "
-             f"concurrency {args.concurrency}, {args.requests} requests",
-             "", f"py-spy, {total} samples of running threads ({waits} more were threads "
-             "blocked in a wait and are left out); server CPU "
-             f"{cpu} ms/photo; request p50 {result['request_ms'].get('p50')} ms.", "",
-             "| Stage | Share of CPU | ms/photo |", "|---|---|---|"]
+    lines = [
+        f"# Service CPU profile: {args.kind}, {args.photos} photo(s) per request, "
+        f"concurrency {args.concurrency}, {args.requests} requests",
+        "",
+        f"py-spy, {total} samples of running threads ({waits} more were threads "
+        "blocked in a wait and are left out); server CPU "
+        f"{cpu} ms/photo; request p50 {result['request_ms'].get('p50')} ms.",
+        "",
+        "| Stage | Share of CPU | ms/photo |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['stage']} | {r['share']:.1%} | {r['cpu_ms_per_photo']} |" for r in rows]
     (args.out / "profile.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -84,15 +84,29 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.migrate_on_start:
         db.upgrade()
     settings.photo_dir.mkdir(parents=True, exist_ok=True)
-    service = ReturnLensService(db, PhotoStore(settings.photo_dir), grader, dock_grader, policy,
-                                clock=lambda: datetime.now(UTC))
-    return Runtime(service=service, model_version=model.version, model_sha256=model.sha256,
-                   policy_version=policy.version, close=db.dispose)
+    service = ReturnLensService(
+        db,
+        PhotoStore(settings.photo_dir),
+        grader,
+        dock_grader,
+        policy,
+        clock=lambda: datetime.now(UTC),
+    )
+    return Runtime(
+        service=service,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        policy_version=policy.version,
+        close=db.dispose,
+    )
 
 
 def _body_limits(settings: Settings) -> Callable[[str, str], int]:
-    uploads, admin_cap, json_cap = (settings.max_request_bytes(), settings.max_admin_bytes,
-                                    settings.max_json_bytes)
+    uploads, admin_cap, json_cap = (
+        settings.max_request_bytes(),
+        settings.max_admin_bytes,
+        settings.max_json_bytes,
+    )
 
     def limit_for(method: str, path: str) -> int:
         if path.startswith("/v1/admin/"):
@@ -104,8 +118,9 @@ def _body_limits(settings: Settings) -> Callable[[str, str], int]:
     return limit_for
 
 
-def create_app(settings: Settings | None = None, *,
-               service: ReturnLensService | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, service: ReturnLensService | None = None
+) -> FastAPI:
     """The app. With ``service`` given (tests), the lifespan uses it as is."""
     settings = settings or Settings()
     metrics = Metrics()
@@ -128,7 +143,8 @@ def create_app(settings: Settings | None = None, *,
             from serving.demo import seed_demo
 
             result = await anyio.to_thread.run_sync(
-                lambda: seed_demo(app.state.service, settings.data_dir, seed=settings.demo_seed))
+                lambda: seed_demo(app.state.service, settings.data_dir, seed=settings.demo_seed)
+            )
             for line in result.lines():
                 log.warning("%s", line)
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -136,8 +152,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
         app.state.ready = True
         metrics.ready.set(1)
-        log.info("ready: model %s, policy %s", app.state.model_version,
-                 app.state.policy_version)
+        log.info("ready: model %s, policy %s", app.state.model_version, app.state.policy_version)
         try:
             yield
         finally:
@@ -147,8 +162,14 @@ def create_app(settings: Settings | None = None, *,
                 runtime.close()
 
     # /docs and /redoc come from serving.api.docs with local assets (no CDN).
-    app = FastAPI(title="ReturnLens", version="1", description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="ReturnLens",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
@@ -161,12 +182,21 @@ def create_app(settings: Settings | None = None, *,
 
     keep_photos_in_memory(settings.max_upload_bytes)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
-    per_ip = TokenBucketLimiter(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst,
-                                max_buckets=settings.rate_limit_max_buckets)
-    per_key = TokenBucketLimiter(settings.rate_limit_per_key,
-                                 settings.rate_limit_per_key_burst,
-                                 max_buckets=settings.rate_limit_max_buckets)
-    app.add_middleware(RateLimitMiddleware, per_ip=per_ip, per_key=per_key,
-                       on_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc())
+    per_ip = TokenBucketLimiter(
+        settings.rate_limit_per_ip,
+        settings.rate_limit_per_ip_burst,
+        max_buckets=settings.rate_limit_max_buckets,
+    )
+    per_key = TokenBucketLimiter(
+        settings.rate_limit_per_key,
+        settings.rate_limit_per_key_burst,
+        max_buckets=settings.rate_limit_max_buckets,
+    )
+    app.add_middleware(
+        RateLimitMiddleware,
+        per_ip=per_ip,
+        per_key=per_key,
+        on_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

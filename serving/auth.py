@@ -20,7 +20,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal
 
-from serving.services.errors import Forbidden, NotFound, Unauthorized
+from serving.domain_errors import Forbidden, NotFound, Unauthorized
 from serving.services.service import ReturnLensService
 
 Kind = Literal["shopper", "dock", "reviewer", "admin"]
@@ -46,8 +46,11 @@ def _digest(secret: str) -> bytes:
 
 
 def missing_credential() -> Unauthorized:
-    return Unauthorized("this endpoint needs a credential: send 'Authorization: Bearer "
-                        "<key or token>' or 'X-API-Key: <key>'", code="unauthorized")
+    return Unauthorized(
+        "this endpoint needs a credential: send 'Authorization: Bearer "
+        "<key or token>' or 'X-API-Key: <key>'",
+        code="unauthorized",
+    )
 
 
 class Authenticator:
@@ -60,7 +63,8 @@ class Authenticator:
     def staff(self, credential: str) -> Principal | None:
         """The staff principal for an API key, or None when it is not a valid key."""
         if self._admin_digest is not None and hmac.compare_digest(
-                _digest(credential), self._admin_digest):
+            _digest(credential), self._admin_digest
+        ):
             return Principal(kind="admin", name="bootstrap-admin")
         found = self.service.authenticate_key(credential)
         if found is None:
@@ -75,16 +79,24 @@ class Authenticator:
             raise missing_credential()
         principal = self.staff(credential)
         if principal is None:
-            raise Unauthorized("the credential is not a valid API key for this endpoint",
-                               code="unauthorized")
+            raise Unauthorized(
+                "the credential is not a valid API key for this endpoint", code="unauthorized"
+            )
         if not principal.allowed(roles):
-            raise Forbidden(f"a {principal.kind} key cannot use this endpoint (it needs "
-                            f"{' or '.join(roles)})", code="forbidden",
-                            details={"role": principal.kind, "needs": list(roles)})
+            raise Forbidden(
+                f"a {principal.kind} key cannot use this endpoint (it needs {' or '.join(roles)})",
+                code="forbidden",
+                details={"role": principal.kind, "needs": list(roles)},
+            )
         return principal
 
-    def for_return(self, credential: str | None, return_id: str, *,
-                   staff_roles: tuple[str, ...] = ("reviewer",)) -> Principal:
+    def for_return(
+        self,
+        credential: str | None,
+        return_id: str,
+        *,
+        staff_roles: tuple[str, ...] = ("reviewer",),
+    ) -> Principal:
         """The shopper holding this return's token, or staff with one of ``staff_roles``
         (admin always). Any other credential is refused with the shopper check's error."""
         if not credential:
@@ -96,8 +108,9 @@ class Authenticator:
             if principal is None:
                 raise
             if not principal.allowed(staff_roles):
-                raise Forbidden(f"a {principal.kind} key cannot use this endpoint",
-                                code="forbidden") from refused
+                raise Forbidden(
+                    f"a {principal.kind} key cannot use this endpoint", code="forbidden"
+                ) from refused
             return principal
         return Principal(kind="shopper", name=f"shopper:{return_id}", return_id=return_id)
 

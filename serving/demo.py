@@ -1,7 +1,7 @@
 """Demo data: a generated catalog, customers with delivered orders, and staff API keys.
 
 ``returnlens serve --seed-demo`` calls :func:`seed_demo` before starting the workers.
-The catalog comes from the synthetic generator (``training.synth``, torch-free): a few
+The catalog comes from the synthetic generator (``vision.synth``, torch-free): a few
 SKUs per category, each with a rendered reference photo, so the wrong-item check has
 something to compare with. The orders cover the interesting cases: recent deliveries,
 one delivered outside the return window, a high-value phone and a repeat returner.
@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from serving.services.errors import Conflict
+from serving.domain_errors import Conflict
 from serving.services.service import ReturnLensService
 from serving.services.views import CreateReturnRequest
 
@@ -48,10 +48,17 @@ DEMO_ORDERS: tuple[DemoOrder, ...] = (
     DemoOrder("ORD-1001", "C-ada", "ada@example.com", "mug", 3, "recent: clean photo -> approved"),
     DemoOrder("ORD-1002", "C-ada", "ada@example.com", "shoe", 5, "recent"),
     DemoOrder("ORD-1003", "C-ben", "ben@example.com", "phone", 2, "high value -> review"),
-    DemoOrder("ORD-1004", "C-ben", "ben@example.com", "garment", 75,
-              "delivered 75 days ago: outside the return window"),
-    DemoOrder("ORD-1005", "C-cleo", "cleo@example.com", "book", 4,
-              "repeat returner (3 earlier returns)"),
+    DemoOrder(
+        "ORD-1004",
+        "C-ben",
+        "ben@example.com",
+        "garment",
+        75,
+        "delivered 75 days ago: outside the return window",
+    ),
+    DemoOrder(
+        "ORD-1005", "C-cleo", "cleo@example.com", "book", 4, "repeat returner (3 earlier returns)"
+    ),
     DemoOrder("ORD-1006", "C-cleo", "cleo@example.com", "mug", 25, "earlier return", 2),
     DemoOrder("ORD-1007", "C-cleo", "cleo@example.com", "shoe", 18, "earlier return", 2),
     DemoOrder("ORD-1008", "C-cleo", "cleo@example.com", "garment", 10, "earlier return", 2),
@@ -101,14 +108,22 @@ def _jpeg(rgb: Any) -> bytes:
     return buf.getvalue()
 
 
-def demo_catalog(seed: int, skus_per_category: int = 2,
-                 reference_size: int = 384) -> list[dict[str, Any]]:
+def demo_catalog(
+    seed: int, skus_per_category: int = 2, reference_size: int = 384
+) -> list[dict[str, Any]]:
     """Catalog rows with a generated reference photo (JPEG bytes) for each SKU."""
-    from training.synth import catalog_skus, render_reference
+    from vision.synth import catalog_skus, render_reference
 
-    return [{"sku": s.sku, "category": s.category, "name": s.name, "price": s.price,
-             "reference_photo": _jpeg(render_reference(s, reference_size))}
-            for s in catalog_skus(seed, skus_per_category)]
+    return [
+        {
+            "sku": s.sku,
+            "category": s.category,
+            "name": s.name,
+            "price": s.price,
+            "reference_photo": _jpeg(render_reference(s, reference_size)),
+        }
+        for s in catalog_skus(seed, skus_per_category)
+    ]
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -132,16 +147,22 @@ def _keys(service: ReturnLensService, state: dict[str, Any]) -> tuple[dict[str, 
     """Reuse remembered keys while they still authenticate; otherwise mint new ones."""
     known = state.get("keys", {})
     if isinstance(known, dict) and all(
-            isinstance(known.get(r), str) and service.authenticate_key(known[r]) is not None
-            for r in ROLES):
+        isinstance(known.get(r), str) and service.authenticate_key(known[r]) is not None
+        for r in ROLES
+    ):
         return {r: str(known[r]) for r in ROLES}, False
     suffix = secrets.token_hex(3)
     return {r: service.create_api_key(f"demo-{r}-{suffix}", r) for r in ROLES}, True
 
 
-def seed_demo(service: ReturnLensService, data_dir: Path, *, seed: int = 7,
-              skus_per_category: int = 2,
-              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> DemoResult:
+def seed_demo(
+    service: ReturnLensService,
+    data_dir: Path,
+    *,
+    seed: int = 7,
+    skus_per_category: int = 2,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> DemoResult:
     """Load the demo catalog, customers, orders and keys (idempotent)."""
     catalog = demo_catalog(seed, skus_per_category)
     service.upsert_catalog(catalog)
@@ -150,13 +171,30 @@ def seed_demo(service: ReturnLensService, data_dir: Path, *, seed: int = 7,
     seeded: list[SeededOrder] = []
     for o in DEMO_ORDERS:
         item = by_key.get((o.category, o.sku_index)) or by_key[(o.category, 1)]
-        seeded.append(SeededOrder(o.order_id, o.email, item["sku"], item["name"],
-                                  float(item["price"]), today - timedelta(days=o.days_ago),
-                                  o.note))
-    service.upsert_orders([{"order_id": s.order_id, "customer_id": o.customer_id,
-                            "customer_email": s.email, "sku": s.sku, "price": s.price,
-                            "delivered_at": s.delivered_at}
-                           for s, o in zip(seeded, DEMO_ORDERS, strict=True)])
+        seeded.append(
+            SeededOrder(
+                o.order_id,
+                o.email,
+                item["sku"],
+                item["name"],
+                float(item["price"]),
+                today - timedelta(days=o.days_ago),
+                o.note,
+            )
+        )
+    service.upsert_orders(
+        [
+            {
+                "order_id": s.order_id,
+                "customer_id": o.customer_id,
+                "customer_email": s.email,
+                "sku": s.sku,
+                "price": s.price,
+                "delivered_at": s.delivered_at,
+            }
+            for s, o in zip(seeded, DEMO_ORDERS, strict=True)
+        ]
+    )
     state_path = data_dir / STATE_FILE
     state = _read_state(state_path)
     keys, new_keys = _keys(service, state)
@@ -166,13 +204,24 @@ def seed_demo(service: ReturnLensService, data_dir: Path, *, seed: int = 7,
             if s.order_id not in HISTORY_ORDERS:
                 continue
             try:
-                created = service.create_return(CreateReturnRequest(
-                    order_id=s.order_id, sku=s.sku, reason="changed_mind",
-                    note="demo history", email=s.email))
+                created = service.create_return(
+                    CreateReturnRequest(
+                        order_id=s.order_id,
+                        sku=s.sku,
+                        reason="changed_mind",
+                        note="demo history",
+                        email=s.email,
+                    )
+                )
                 history.append(created.return_id)
             except Conflict:
                 pass  # already there from an earlier seeding whose state file was lost
-    _write_state(state_path, {"version": STATE_VERSION, "keys": keys,
-                              "history_returns": history})
-    return DemoResult(keys=keys, orders=tuple(seeded), skus=len(catalog), new_keys=new_keys,
-                      state_file=state_path, history_returns=tuple(history))
+    _write_state(state_path, {"version": STATE_VERSION, "keys": keys, "history_returns": history})
+    return DemoResult(
+        keys=keys,
+        orders=tuple(seeded),
+        skus=len(catalog),
+        new_keys=new_keys,
+        state_file=state_path,
+        history_returns=tuple(history),
+    )

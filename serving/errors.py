@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from vision.errors import ConfigError, DataError, DecodeError, ModelError, ReturnLensError
 
 log = logging.getLogger("returnlens.api")
@@ -90,11 +90,20 @@ def status_for(exc: ReturnLensError) -> int:
     return 400
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    body = {"code": code, "message": message,
-            "details": details if isinstance(details, dict) else ({} if details is None
-                                                                  else {"info": details})}
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "code": code,
+        "message": message,
+        "details": details
+        if isinstance(details, dict)
+        else ({} if details is None else {"info": details}),
+    }
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
@@ -109,8 +118,9 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[d
     problems = []
     for err in errors:
         field = _field_name(err.get("loc", ()))
-        problems.append({"field": field, "type": str(err.get("type", "")),
-                         "message": str(err.get("msg", ""))})
+        problems.append(
+            {"field": field, "type": str(err.get("type", "")), "message": str(err.get("msg", ""))}
+        )
     if not problems:
         return "the request is invalid", problems
     first = problems[0]
@@ -156,8 +166,9 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error",
-                          "the server failed to handle this request; it has been logged")
+    return error_response(
+        500, "internal_error", "the server failed to handle this request; it has been logged"
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -182,12 +193,19 @@ def install_error_handlers(app: FastAPI) -> None:
 # Shared OpenAPI ``responses=`` entries so every route documents its error shape.
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
-        401: "Missing or unknown credential", 403: "Credential lacks the role or scope",
-        404: "Unknown resource", 409: "Conflict (duplicate, replay mismatch)",
-        413: "Body or photo too large", 415: "Unsupported image type",
-        422: "Invalid field or photo", 429: "Rate limited", 503: "Not ready",
+        401: "Missing or unknown credential",
+        403: "Credential lacks the role or scope",
+        404: "Unknown resource",
+        409: "Conflict (duplicate, replay mismatch)",
+        413: "Body or photo too large",
+        415: "Unsupported image type",
+        422: "Invalid field or photo",
+        429: "Rate limited",
+        503: "Not ready",
     }
     # 422 always: FastAPI would otherwise document its own validation shape, which this
     # API never sends (validation errors use ErrorBody too).
-    return {s: {"model": ErrorBody, "description": described.get(s, "Error")}
-            for s in sorted({*statuses, 422})}
+    return {
+        s: {"model": ErrorBody, "description": described.get(s, "Error")}
+        for s in sorted({*statuses, 422})
+    }

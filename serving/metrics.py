@@ -34,27 +34,50 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.request_seconds = Histogram(
-            "returnlens_http_request_duration_seconds", "HTTP request latency",
-            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
-        self.decisions = Counter("returnlens_decisions_total", "Shopper decisions by outcome",
-                                 ["outcome"], registry=r)
-        self.flags = Counter("returnlens_flags_total", "Decision and inspection flags by code",
-                             ["code", "source"], registry=r)
-        self.grades = Counter("returnlens_grades_total", "Item grades by source",
-                              ["grade", "source"], registry=r)
-        self.quality_failures = Counter("returnlens_quality_failures_total",
-                                        "Photos failing a quality-gate check",
-                                        ["check", "source"], registry=r)
-        self.inspections = Counter("returnlens_inspections_total",
-                                   "Dock inspections by disposition channel", ["channel"],
-                                   registry=r)
-        self.model_info = Gauge("returnlens_model_info", "Loaded model (value 1)",
-                                ["version", "sha256"], registry=r)
-        self.ready = Gauge("returnlens_ready", "1 when the model is warmed up and the "
-                           "database migrated", registry=r)
-        self.rate_limited = Counter("returnlens_rate_limited_total",
-                                    "Requests refused by the rate limiter", ["scope"],
-                                    registry=r)
+            "returnlens_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "returnlens_decisions_total", "Shopper decisions by outcome", ["outcome"], registry=r
+        )
+        self.flags = Counter(
+            "returnlens_flags_total",
+            "Decision and inspection flags by code",
+            ["code", "source"],
+            registry=r,
+        )
+        self.grades = Counter(
+            "returnlens_grades_total", "Item grades by source", ["grade", "source"], registry=r
+        )
+        self.quality_failures = Counter(
+            "returnlens_quality_failures_total",
+            "Photos failing a quality-gate check",
+            ["check", "source"],
+            registry=r,
+        )
+        self.inspections = Counter(
+            "returnlens_inspections_total",
+            "Dock inspections by disposition channel",
+            ["channel"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "returnlens_model_info", "Loaded model (value 1)", ["version", "sha256"], registry=r
+        )
+        self.ready = Gauge(
+            "returnlens_ready",
+            "1 when the model is warmed up and the database migrated",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "returnlens_rate_limited_total",
+            "Requests refused by the rate limiter",
+            ["scope"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -68,19 +91,20 @@ class Metrics:
         for quality in photos:
             for check in quality.get("checks", ()):
                 if not check.get("passed", True):
-                    self.quality_failures.labels(check=str(check.get("name")),
-                                                 source=source).inc()
+                    self.quality_failures.labels(check=str(check.get("name")), source=source).inc()
 
-    def record_decision(self, outcome: str, grade: str | None,
-                        flags: Iterable[Mapping[str, Any]]) -> None:
+    def record_decision(
+        self, outcome: str, grade: str | None, flags: Iterable[Mapping[str, Any]]
+    ) -> None:
         self.decisions.labels(outcome=outcome).inc()
         if grade:
             self.grades.labels(grade=grade, source="shopper").inc()
         for flag in flags:
             self.flags.labels(code=str(flag.get("code")), source="shopper").inc()
 
-    def record_inspection(self, channel: str | None, grade: str | None,
-                          flags: Iterable[Mapping[str, Any]]) -> None:
+    def record_inspection(
+        self, channel: str | None, grade: str | None, flags: Iterable[Mapping[str, Any]]
+    ) -> None:
         self.inspections.labels(channel=channel or "none").inc()
         if grade:
             self.grades.labels(grade=grade, source="dock").inc()
@@ -119,5 +143,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             self.metrics.request_seconds.labels(
-                route=route_template(scope), method=scope.get("method", ""),
-                status=str(status)).observe(time.perf_counter() - start)
+                route=route_template(scope), method=scope.get("method", ""), status=str(status)
+            ).observe(time.perf_counter() - start)

@@ -38,8 +38,14 @@ class _Bucket:
 class TokenBucketLimiter:
     """Token buckets keyed by any string. Thread-safe; ``clock`` is injectable for tests."""
 
-    def __init__(self, rate_per_minute: float, burst: int, *, max_buckets: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate_per_minute: float,
+        burst: int,
+        *,
+        max_buckets: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if burst < 1 or rate_per_minute < 0:
             raise ValueError("burst must be >= 1 and rate_per_minute >= 0")
         self.rate = rate_per_minute / 60.0  # tokens per second
@@ -101,9 +107,14 @@ def credential_of(headers: Headers) -> str | None:
 class RateLimitMiddleware:
     """Pure ASGI middleware: one token per request from the IP and credential buckets."""
 
-    def __init__(self, app: ASGIApp, *, per_ip: TokenBucketLimiter,
-                 per_key: TokenBucketLimiter,
-                 on_limited: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_ip: TokenBucketLimiter,
+        per_key: TokenBucketLimiter,
+        on_limited: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.per_ip = per_ip
         self.per_key = per_key
@@ -127,10 +138,13 @@ class RateLimitMiddleware:
                 self.on_limited(which)
             retry = max(1, math.ceil(wait))
             response = error_response(
-                429, "rate_limited",
+                429,
+                "rate_limited",
                 f"too many requests from this {'API key' if which == 'key' else 'address'}; "
                 f"retry in {retry} s",
-                {"scope": which, "retry_after_s": retry}, {"Retry-After": str(retry)})
+                {"scope": which, "retry_after_s": retry},
+                {"Retry-After": str(retry)},
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

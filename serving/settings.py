@@ -6,7 +6,7 @@ fields its flags name, so ``RETURNLENS_DATABASE_URL=postgresql+psycopg://...`` a
 same environment (the serve command exports its overrides before starting them).
 
 The model to serve is resolved in this order: an explicit ``model_path``; the
-``model_version`` in the registry at ``models_dir`` (``training.registry``, torch-free);
+``model_version`` in the registry at ``models_dir`` (``vision.registry``, torch-free);
 the version promoted there; the default model shipped inside the package.
 """
 
@@ -28,8 +28,9 @@ MiB = 1024 * 1024
 class Settings(BaseSettings):
     """Every knob of the API process. Defaults give a working single-box install."""
 
-    model_config = SettingsConfigDict(env_prefix="RETURNLENS_", extra="ignore",
-                                      validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RETURNLENS_", extra="ignore", validate_default=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -71,8 +72,10 @@ class Settings(BaseSettings):
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError("must be a URL such as sqlite:///./var/returnlens.db or "
-                             "postgresql+psycopg://user@host/db")
+            raise ValueError(
+                "must be a URL such as sqlite:///./var/returnlens.db or "
+                "postgresql+psycopg://user@host/db"
+            )
         return value
 
     def threads_per_worker(self) -> int:
@@ -89,11 +92,12 @@ class Settings(BaseSettings):
         """The ONNX file to serve; raises ModelError with a sentence when there is none."""
         if self.model_path is not None:
             if not self.model_path.is_file():
-                raise ModelError(f"model file {self.model_path} does not exist",
-                                 code="model_not_found")
+                raise ModelError(
+                    f"model file {self.model_path} does not exist", code="model_not_found"
+                )
             return self.model_path
         from serving.models import default_model_path
-        from training.registry import ModelRegistry  # torch-free (onnx only)
+        from vision.registry import ModelRegistry  # torch-free (onnx only)
 
         default = default_model_path()
         path = ModelRegistry(self.models_dir).resolve(self.model_version, default=default)
@@ -102,5 +106,7 @@ class Settings(BaseSettings):
                 "no model to serve: the default model is not shipped in this build "
                 f"({path} is missing), no model is promoted in {self.models_dir}, and no "
                 "--model-version or --model-path was given; train one with `returnlens "
-                "train`, then `returnlens model promote VERSION`", code="model_not_found")
+                "train`, then `returnlens model promote VERSION`",
+                code="model_not_found",
+            )
         return path

@@ -4,7 +4,7 @@ Nothing is mocked. ``create_app`` runs its real lifespan (migrations, model load
 warm-up, policy check); the catalog and orders are loaded through the admin endpoints;
 photos are rendered scenes encoded by the real encoders (``tests.photo_factory``).
 
-With the tiny model (``tests.onnx_factory``) the photo's colours steer the scores:
+With the tiny model (``benchmarks.tiny_model``) the photo's colours steer the scores:
 neutral colours grade ``A_new``, a red item grades ``E_damaged`` with a crack; the
 embedding is the photo's quadrant layout, so a photo of another scene layout is a
 different item for the wrong-item check.
@@ -27,17 +27,28 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, table
 
+from benchmarks.tiny_model import build_test_model
 from serving.app import create_app
 from serving.settings import Settings
-from tests.onnx_factory import build_test_model
 from tests.pg import db_url, pg_cluster, pg_url  # noqa: F401  (fixtures)
 from tests.photo_factory import encode, item_scene
 
 ADMIN_KEY = "test-bootstrap-admin-key-0123456789"
 EMAIL = "ada@example.com"
-COUNTED_TABLES = ("customers", "catalog_items", "orders", "order_lines", "returns",
-                  "inspections", "photos", "gradings", "decisions", "reviews", "api_keys",
-                  "audit_log")
+COUNTED_TABLES = (
+    "customers",
+    "catalog_items",
+    "orders",
+    "order_lines",
+    "returns",
+    "inspections",
+    "photos",
+    "gradings",
+    "decisions",
+    "reviews",
+    "api_keys",
+    "audit_log",
+)
 
 
 @functools.lru_cache(maxsize=32)
@@ -71,42 +82,67 @@ class Shop:
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
-    def open_return(self, order_id: str = "ORD-1", sku: str = "box-01",
-                    reason: str = "changed_mind", email: str = EMAIL) -> tuple[str, str]:
-        r = self.client.post("/v1/returns", json={"order_id": order_id, "sku": sku,
-                                                  "reason": reason, "email": email})
+    def open_return(
+        self,
+        order_id: str = "ORD-1",
+        sku: str = "box-01",
+        reason: str = "changed_mind",
+        email: str = EMAIL,
+    ) -> tuple[str, str]:
+        r = self.client.post(
+            "/v1/returns", json={"order_id": order_id, "sku": sku, "reason": reason, "email": email}
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         return body["return_id"], body["token"]
 
-    def upload(self, return_id: str, token: str, *photos: bytes,
-               filename: str = "p.jpg", content_type: str = "image/jpeg") -> Any:
-        files = [("photos", (f"{i}-{filename}", data, content_type))
-                 for i, data in enumerate(photos)]
-        return self.client.post(f"/v1/returns/{return_id}/photos", files=files,
-                                headers={"Authorization": f"Bearer {token}"})
+    def upload(
+        self,
+        return_id: str,
+        token: str,
+        *photos: bytes,
+        filename: str = "p.jpg",
+        content_type: str = "image/jpeg",
+    ) -> Any:
+        files = [
+            ("photos", (f"{i}-{filename}", data, content_type)) for i, data in enumerate(photos)
+        ]
+        return self.client.post(
+            f"/v1/returns/{return_id}/photos",
+            files=files,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def counts(self) -> dict[str, int]:
         """Rows per table plus stored photo files: the 'nothing half-stored' probe."""
         engine = create_engine(self.settings.database_url)
         try:
             with engine.connect() as conn:
-                out = {name: int(conn.execute(select(func.count()).select_from(table(name)))
-                                 .scalar_one()) for name in COUNTED_TABLES}
+                out = {
+                    name: int(
+                        conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+                    )
+                    for name in COUNTED_TABLES
+                }
         finally:
             engine.dispose()
         root = self.settings.photo_dir
-        out["photo_files"] = sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() \
-            else 0
+        out["photo_files"] = sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
         return out
 
 
 def make_settings(db: str, root: Path, model: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": db, "data_dir": root, "photo_dir": root / "photos",
-        "model_path": model, "admin_key": ADMIN_KEY, "rate_limit_per_ip": 100_000,
-        "rate_limit_per_ip_burst": 10_000, "rate_limit_per_key": 100_000,
-        "rate_limit_per_key_burst": 10_000, "max_upload_bytes": 2 * 1024 * 1024,
+        "database_url": db,
+        "data_dir": root,
+        "photo_dir": root / "photos",
+        "model_path": model,
+        "admin_key": ADMIN_KEY,
+        "rate_limit_per_ip": 100_000,
+        "rate_limit_per_ip_burst": 10_000,
+        "rate_limit_per_key": 100_000,
+        "rate_limit_per_key_burst": 10_000,
+        "max_upload_bytes": 2 * 1024 * 1024,
         "ort_threads": 1,
     }
     values.update(overrides)
@@ -122,25 +158,35 @@ def load_shop(client: TestClient, settings: Settings) -> Shop:
     """Catalog (two SKUs with reference photos), orders and staff keys via the API."""
     admin = {"X-API-Key": ADMIN_KEY}
     refs = {"box-01": scene(1, "box"), "mug-01": scene(2, "mug")}
-    catalog = [{"sku": sku, "category": sku.split("-")[0], "name": f"Test {sku}",
-                "price": price,
-                "reference_photo_base64": base64.b64encode(jpeg(refs[sku])).decode()}
-               for sku, price in (("box-01", 49.0), ("mug-01", 15.0))]
+    catalog = [
+        {
+            "sku": sku,
+            "category": sku.split("-")[0],
+            "name": f"Test {sku}",
+            "price": price,
+            "reference_photo_base64": base64.b64encode(jpeg(refs[sku])).decode(),
+        }
+        for sku, price in (("box-01", 49.0), ("mug-01", 15.0))
+    ]
     r = client.put("/v1/admin/catalog", json=catalog, headers=admin)
     assert r.status_code == 200, r.text
     now = datetime.now(UTC)
     recent, old = (now - timedelta(days=2)).isoformat(), (now - timedelta(days=200)).isoformat()
-    csv_text = ("order_id,customer_id,customer_email,sku,price,delivered_at\n"
-                f"ORD-1,C-1,{EMAIL},box-01,49.0,{recent}\n"
-                f"ORD-2,C-2,bob@example.com,box-01,49.0,{recent}\n"
-                f"ORD-OLD,C-1,{EMAIL},mug-01,15.0,{old}\n")
-    r = client.put("/v1/admin/orders", content=csv_text,
-                   headers={**admin, "Content-Type": "text/csv"})
+    csv_text = (
+        "order_id,customer_id,customer_email,sku,price,delivered_at\n"
+        f"ORD-1,C-1,{EMAIL},box-01,49.0,{recent}\n"
+        f"ORD-2,C-2,bob@example.com,box-01,49.0,{recent}\n"
+        f"ORD-OLD,C-1,{EMAIL},mug-01,15.0,{old}\n"
+    )
+    r = client.put(
+        "/v1/admin/orders", content=csv_text, headers={**admin, "Content-Type": "text/csv"}
+    )
     assert r.status_code == 200, r.text
     keys = {}
     for role in ("admin", "dock", "reviewer"):
-        r = client.post("/v1/admin/api-keys", json={"name": f"test-{role}", "role": role},
-                        headers=admin)
+        r = client.post(
+            "/v1/admin/api-keys", json={"name": f"test-{role}", "role": role}, headers=admin
+        )
         assert r.status_code == 201, r.text
         keys[role] = r.json()["key"]
     return Shop(client=client, settings=settings, keys=keys, references=refs)

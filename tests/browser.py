@@ -36,9 +36,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ADMIN_KEY = "browser-test-admin-key-0123456789abcdef"
 READY_TIMEOUT_S = 60.0
 PHONE = {"width": 390, "height": 844}
@@ -50,8 +57,10 @@ ARTIFACTS = REPO / "test-artifacts"
 def chromium_skip_reason() -> str | None:
     """Why browser tests cannot run here, or None when they can."""
     if not CHROMIUM.is_file():
-        return (f"{CHROMIUM} is missing: install Debian's chromium package "
-                "(apt-get install -y chromium; .ci/run does this in CI)")
+        return (
+            f"{CHROMIUM} is missing: install Debian's chromium package "
+            "(apt-get install -y chromium; .ci/run does this in CI)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -65,8 +74,9 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS, timeout=60_000)
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000
+        )
         try:
             yield browser
         finally:
@@ -243,12 +253,29 @@ def live_server(root: Path, model: Path) -> Iterator[LiveServer]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with (root / "server.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser", "--port-file", str(port_file),
-             "--database-url", database_url, "--photo-dir", str(photo_dir),
-             "--model", str(model), "--admin-key", ADMIN_KEY],
-            cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(base="", root=root, database_url=database_url, photo_dir=photo_dir,
-                        model=model, proc=proc)
+            [
+                sys.executable,
+                "-m",
+                "tests.browser",
+                "--port-file",
+                str(port_file),
+                "--database-url",
+                database_url,
+                "--photo-dir",
+                str(photo_dir),
+                "--model",
+                str(model),
+                "--admin-key",
+                ADMIN_KEY,
+            ],
+            cwd=str(REPO),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(
+        base="", root=root, database_url=database_url, photo_dir=photo_dir, model=model, proc=proc
+    )
     try:
         server.base = _wait_ready(server, port_file)
         yield server
@@ -267,8 +294,9 @@ def _wait_ready(server: LiveServer, port_file: Path) -> str:
     base = ""
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"the test server exited with {server.proc.returncode}:\n"
-                               f"{server.log()}")
+            raise RuntimeError(
+                f"the test server exited with {server.proc.returncode}:\n{server.log()}"
+            )
         if not base and port_file.is_file() and port_file.read_text().strip():
             base = f"http://127.0.0.1:{int(port_file.read_text())}"
         if base:
@@ -278,8 +306,9 @@ def _wait_ready(server: LiveServer, port_file: Path) -> str:
             except httpx.HTTPError:
                 pass
         time.sleep(0.1)  # polling interval of a bounded readiness wait, not a timing guess
-    raise RuntimeError(f"the test server was not ready within {READY_TIMEOUT_S:.0f} s:\n"
-                       f"{server.log()}")
+    raise RuntimeError(
+        f"the test server was not ready within {READY_TIMEOUT_S:.0f} s:\n{server.log()}"
+    )
 
 
 def web_app(settings: Any) -> Any:
@@ -294,12 +323,19 @@ def live_settings(database_url: str, photo_dir: Path, model: Path, admin_key: st
 
     from serving.settings import Settings
 
-    return Settings(database_url=database_url, data_dir=photo_dir.parent, photo_dir=photo_dir,
-                    model_path=model, admin_key=SecretStr(admin_key), rate_limit_per_ip=100_000,
-                    rate_limit_per_ip_burst=10_000, rate_limit_per_key=100_000,
-                    rate_limit_per_key_burst=10_000, ort_threads=1, log_level="warning")
-
-
+    return Settings(
+        database_url=database_url,
+        data_dir=photo_dir.parent,
+        photo_dir=photo_dir,
+        model_path=model,
+        admin_key=SecretStr(admin_key),
+        rate_limit_per_ip=100_000,
+        rate_limit_per_ip_burst=10_000,
+        rate_limit_per_key=100_000,
+        rate_limit_per_key_burst=10_000,
+        ort_threads=1,
+        log_level="warning",
+    )
 
 
 def _serve(argv: list[str]) -> int:
@@ -339,27 +375,47 @@ class Order:
     price: float | None = None  # None: the catalog price
 
 
-def seed_shop(server: LiveServer, catalog: list[dict[str, Any]],
-              orders: list[Order]) -> dict[str, str]:
+def seed_shop(
+    server: LiveServer, catalog: list[dict[str, Any]], orders: list[Order]
+) -> dict[str, str]:
     """Catalog (with reference photos as JPEG bytes under "reference"), delivered orders
     and a reviewer key, all through the admin API. Returns {"reviewer": key}."""
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    rows = [{k: v for k, v in item.items() if k != "reference"}
-            | ({"reference_photo_base64": base64.b64encode(item["reference"]).decode()}
-               if item.get("reference") else {}) for item in catalog]
+    rows = [
+        {k: v for k, v in item.items() if k != "reference"}
+        | (
+            {"reference_photo_base64": base64.b64encode(item["reference"]).decode()}
+            if item.get("reference")
+            else {}
+        )
+        for item in catalog
+    ]
     delivered = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     prices = {item["sku"]: float(item["price"]) for item in catalog}
     with server.http() as c:
         r = c.put("/v1/admin/catalog", json=rows, headers=admin)
         assert r.status_code == 200, r.text
-        r = c.put("/v1/admin/orders", headers=admin, json=[
-            {"order_id": o.order_id, "customer_id": f"C-{o.email.split('@')[0]}",
-             "customer_email": o.email, "sku": o.sku,
-             "price": prices[o.sku] if o.price is None else o.price,
-             "delivered_at": delivered} for o in orders])
+        r = c.put(
+            "/v1/admin/orders",
+            headers=admin,
+            json=[
+                {
+                    "order_id": o.order_id,
+                    "customer_id": f"C-{o.email.split('@')[0]}",
+                    "customer_email": o.email,
+                    "sku": o.sku,
+                    "price": prices[o.sku] if o.price is None else o.price,
+                    "delivered_at": delivered,
+                }
+                for o in orders
+            ],
+        )
         assert r.status_code == 200, r.text
-        r = c.post("/v1/admin/api-keys", json={"name": "browser-reviewer", "role": "reviewer"},
-                   headers=admin)
+        r = c.post(
+            "/v1/admin/api-keys",
+            json={"name": "browser-reviewer", "role": "reviewer"},
+            headers=admin,
+        )
         assert r.status_code == 201, r.text
         server.keys["reviewer"] = r.json()["key"]
     return server.keys
@@ -368,9 +424,11 @@ def seed_shop(server: LiveServer, catalog: list[dict[str, Any]],
 def staff_key(server: LiveServer, role: str) -> str:
     """A new API key for ``role`` (dock, reviewer, admin), made with the admin key."""
     with server.http() as c:
-        r = c.post("/v1/admin/api-keys", json={"name": f"browser-{role}-{len(server.keys)}",
-                                                "role": role},
-                   headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        r = c.post(
+            "/v1/admin/api-keys",
+            json={"name": f"browser-{role}-{len(server.keys)}", "role": role},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
         assert r.status_code == 201, r.text
         key = str(r.json()["key"])
     server.keys[role] = key
@@ -381,19 +439,27 @@ def inspect(server: LiveServer, return_id: str | None, key: str, *photos: bytes)
     """A dock inspection through the API (the dock key is made on first use)."""
     dock = server.keys.get("dock") or staff_key(server, "dock")
     with server.http() as c:
-        r = c.post("/v1/dock/inspections",
-                   files=[("photos", (f"d{i}.jpg", data, "image/jpeg"))
-                          for i, data in enumerate(photos)],
-                   data={"return_id": return_id or "", "station_id": "dock-1"},
-                   headers={"Authorization": f"Bearer {dock}", "Idempotency-Key": key})
+        r = c.post(
+            "/v1/dock/inspections",
+            files=[("photos", (f"d{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)],
+            data={"return_id": return_id or "", "station_id": "dock-1"},
+            headers={"Authorization": f"Bearer {dock}", "Idempotency-Key": key},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
 
 def open_return(server: LiveServer, order: Order, reason: str) -> tuple[str, str]:
     with server.http() as c:
-        r = c.post("/v1/returns", json={"order_id": order.order_id, "email": order.email,
-                                        "sku": order.sku, "reason": reason})
+        r = c.post(
+            "/v1/returns",
+            json={
+                "order_id": order.order_id,
+                "email": order.email,
+                "sku": order.sku,
+                "reason": reason,
+            },
+        )
         assert r.status_code == 201, r.text
         body = r.json()
     return str(body["return_id"]), str(body["token"])
@@ -401,10 +467,11 @@ def open_return(server: LiveServer, order: Order, reason: str) -> tuple[str, str
 
 def upload(server: LiveServer, return_id: str, token: str, *photos: bytes) -> dict[str, Any]:
     with server.http() as c:
-        r = c.post(f"/v1/returns/{return_id}/photos",
-                   files=[("photos", (f"p{i}.jpg", data, "image/jpeg"))
-                          for i, data in enumerate(photos)],
-                   headers={"Authorization": f"Bearer {token}"})
+        r = c.post(
+            f"/v1/returns/{return_id}/photos",
+            files=[("photos", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)],
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200, r.text
         out: dict[str, Any] = r.json()
     return out
@@ -417,7 +484,7 @@ class PhotoKit:
 
     With the shipped default model (``serving/models/returnlens-default.onnx``) the photos
     come from the synthetic generator, like the live scenario test's. Without it, the tiny
-    test model (``tests/onnx_factory.py``) is used: neutral colours grade ``A_new``, a red
+    test model (``benchmarks/tiny_model.py``) is used: neutral colours grade ``A_new``, a red
     item grades ``E_damaged`` with a crack, and the embedding is the photo's layout, so a
     photo of the catalog reference scene matches its SKU.
     """
@@ -452,7 +519,7 @@ def photo_kit(workdir: Path) -> PhotoKit:
 
 
 def tiny_kit(workdir: Path) -> PhotoKit:
-    from tests.onnx_factory import build_test_model
+    from benchmarks.tiny_model import build_test_model
     from tests.photo_factory import item_scene
 
     def scene(seed: int, kind: str) -> np.ndarray:
@@ -463,23 +530,48 @@ def tiny_kit(workdir: Path) -> PhotoKit:
         out[..., 0] = np.maximum(out[..., 0], 150)
         return out.clip(0, 255).astype(np.uint8)
 
-    refs = {"box-01": scene(1, "box"), "mug-01": scene(2, "mug"), "book-01": scene(3, "book"),
-            "phone-01": scene(4, "phone")}
-    names = {"box-01": "Storage box", "mug-01": "Stoneware mug, teal",
-             "book-01": "Hardback cookbook", "phone-01": "Phone, 128 GB"}
+    refs = {
+        "box-01": scene(1, "box"),
+        "mug-01": scene(2, "mug"),
+        "book-01": scene(3, "book"),
+        "phone-01": scene(4, "phone"),
+    }
+    names = {
+        "box-01": "Storage box",
+        "mug-01": "Stoneware mug, teal",
+        "book-01": "Hardback cookbook",
+        "phone-01": "Phone, 128 GB",
+    }
     prices = {"box-01": 49.0, "mug-01": 18.0, "book-01": 32.0, "phone-01": 240.0}
-    catalog = [{"sku": sku, "category": sku.split("-")[0], "name": names[sku],
-                "price": prices[sku], "reference": jpeg(rgb)} for sku, rgb in refs.items()]
+    catalog = [
+        {
+            "sku": sku,
+            "category": sku.split("-")[0],
+            "name": names[sku],
+            "price": prices[sku],
+            "reference": jpeg(rgb),
+        }
+        for sku, rgb in refs.items()
+    ]
     model = build_test_model(workdir / "tiny-test-model.onnx")
-    return PhotoKit(model=model, model_name="tiny test model (tests/onnx_factory.py)",
-                    catalog=catalog, approve_sku="box-01", retake_sku="mug-01",
-                    review_sku="book-01", clean=refs["box-01"], blurred=_blur(refs["mug-01"]),
-                    retake=refs["mug-01"], damaged=red(refs["book-01"]),
-                    dock_damaged=red(scene(5, "box")), extra=(refs["phone-01"],))
+    return PhotoKit(
+        model=model,
+        model_name="tiny test model (benchmarks/tiny_model.py)",
+        catalog=catalog,
+        approve_sku="box-01",
+        retake_sku="mug-01",
+        review_sku="book-01",
+        clean=refs["box-01"],
+        blurred=_blur(refs["mug-01"]),
+        retake=refs["mug-01"],
+        damaged=red(refs["book-01"]),
+        dock_damaged=red(scene(5, "box")),
+        extra=(refs["phone-01"],),
+    )
 
 
 def _default_kit(model: Path) -> PhotoKit:
-    from training.synth import catalog_skus, render_photo, render_reference, sample_state
+    from vision.synth import catalog_skus, render_photo, render_reference, sample_state
 
     skus = catalog_skus(7, 2)
     by_cat = {s.category: s for s in skus}
@@ -490,15 +582,31 @@ def _default_kit(model: Path) -> PhotoKit:
         rgb, _ = render_photo(sku, sample_state(sku, grade, rng), rng, 768, background="plain")
         return np.asarray(rgb)
 
-    catalog = [{"sku": s.sku, "category": s.category, "name": s.name, "price": float(s.price),
-                "reference": jpeg(render_reference(s, 384))} for s in chosen]
+    catalog = [
+        {
+            "sku": s.sku,
+            "category": s.category,
+            "name": s.name,
+            "price": float(s.price),
+            "reference": jpeg(render_reference(s, 384)),
+        }
+        for s in chosen
+    ]
     a, b, c = chosen[0], chosen[1], chosen[2]
-    return PhotoKit(model=model, model_name="shipped default model", catalog=catalog,
-                    approve_sku=a.sku, retake_sku=b.sku, review_sku=c.sku,
-                    clean=photo(a, "A_new", 101), blurred=_blur(photo(b, "A_new", 102)),
-                    retake=photo(b, "A_new", 105), damaged=photo(c, "E_damaged", 103),
-                    dock_damaged=photo(a, "E_damaged", 104),
-                    extra=tuple(photo(s, "A_new", 110 + i) for i, s in enumerate(chosen[3:])))
+    return PhotoKit(
+        model=model,
+        model_name="shipped default model",
+        catalog=catalog,
+        approve_sku=a.sku,
+        retake_sku=b.sku,
+        review_sku=c.sku,
+        clean=photo(a, "A_new", 101),
+        blurred=_blur(photo(b, "A_new", 102)),
+        retake=photo(b, "A_new", 105),
+        damaged=photo(c, "E_damaged", 103),
+        dock_damaged=photo(a, "E_damaged", 104),
+        extra=tuple(photo(s, "A_new", 110 + i) for i, s in enumerate(chosen[3:])),
+    )
 
 
 def phone_photo_file(rgb: np.ndarray, path: Path, long_side: int = 2400) -> Path:

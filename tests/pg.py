@@ -49,8 +49,9 @@ def _as_pg_user(cmd: list[str]) -> list[str]:
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(_as_pg_user(cmd), capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                           f"{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
 
 
 class PgCluster:
@@ -67,15 +68,43 @@ class PgCluster:
         self.template: str | None = None
 
     def start(self) -> None:
-        _run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", PG_USER, "-A", "trust",
-              "-E", "UTF8", "--locale=C", "--no-sync"])
+        _run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                PG_USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         with (self.data / "pg_hba.conf").open("w") as fh:  # loopback + socket only
             fh.write("local all all trust\nhost all all 127.0.0.1/32 trust\n")
-        opts = (f"-F -c listen_addresses=127.0.0.1 -p {self.port} "
-                f"-c unix_socket_directories={self.root} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w", "-t", "60",
-              "-l", str(self.root / "server.log"), "start"])
+        opts = (
+            f"-F -c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories={self.root} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
+        )
+        _run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.root / "server.log"),
+                "start",
+            ]
+        )
         self.started = True
         self.execute("CREATE DATABASE returnlens")
 
@@ -105,15 +134,17 @@ class PgCluster:
     def execute(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER,
-                             dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(sql)  # type: ignore[arg-type]  # test-only DDL, no user input
 
     def stop(self) -> None:
         try:
             if self.started:
-                _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                      "stop"])
+                _run(
+                    [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+                )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -135,8 +166,9 @@ def pg_url(pg_cluster: PgCluster) -> str:
     return pg_cluster.url()
 
 
-def fresh_database_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest, *,
-                       migrated: bool) -> str:
+def fresh_database_url(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, migrated: bool
+) -> str:
     """A database of ``kind`` ("sqlite" | "postgresql") for one test."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'returnlens.db'}"

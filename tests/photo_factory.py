@@ -24,8 +24,14 @@ BACKGROUNDS = ("plain", "wood", "fabric")
 
 
 # ----------------------------------------------------------------------------- encoding
-def encode(rgb: np.ndarray, fmt: str = "JPEG", *, quality: int = 90,
-           exif_orientation: int | None = None, **kwargs: object) -> bytes:
+def encode(
+    rgb: np.ndarray,
+    fmt: str = "JPEG",
+    *,
+    quality: int = 90,
+    exif_orientation: int | None = None,
+    **kwargs: object,
+) -> bytes:
     """Encode an RGB(A)/L array with Pillow; optionally write an EXIF Orientation tag."""
     im = Image.fromarray(rgb)
     buf = io.BytesIO()
@@ -53,8 +59,12 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     """
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" + b"\x00" * 3 * min(width, 64))
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def webp_bomb(width: int, height: int) -> bytes:
@@ -113,18 +123,23 @@ def _smooth_noise(rng: np.random.Generator, w: int, h: int, sigma: float) -> np.
 def _soft_shadow(mask: np.ndarray, shift: tuple[int, int], sigma: float) -> np.ndarray:
     """The item's mask shifted and blurred (at 1/4 size, then upsampled)."""
     h, w = mask.shape
-    small = cv2.resize(np.roll(mask.astype(np.float32), shift, (0, 1)), (w // 4, h // 4),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 4), (w, h),
-                      interpolation=cv2.INTER_LINEAR)
+    small = cv2.resize(
+        np.roll(mask.astype(np.float32), shift, (0, 1)),
+        (w // 4, h // 4),
+        interpolation=cv2.INTER_AREA,
+    )
+    return cv2.resize(
+        cv2.GaussianBlur(small, (0, 0), sigma / 4), (w, h), interpolation=cv2.INTER_LINEAR
+    )
 
 
 def _background(rng: np.random.Generator, kind: str, w: int, h: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(120, 225, 3).astype(np.float32)
     if kind == "wood":
-        base = np.array([rng.uniform(120, 170), rng.uniform(80, 110), rng.uniform(45, 70)],
-                        np.float32)
+        base = np.array(
+            [rng.uniform(120, 170), rng.uniform(80, 110), rng.uniform(45, 70)], np.float32
+        )
         warp = _smooth_noise(rng, w, h, 40.0) * 18.0  # pixels of waviness
         grain = np.sin((yy + warp + 0.05 * xx) / rng.uniform(5, 9)) * 0.5 + 0.5
         streak = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
@@ -143,16 +158,31 @@ def _background(rng: np.random.Generator, kind: str, w: int, h: int) -> np.ndarr
     return np.asarray(bg * (light * vign)[..., None].astype(np.float32), np.float32)
 
 
-def _text_lines(img: np.ndarray, rng: np.random.Generator, x0: int, y0: int, x1: int,
-                y1: int, colour: tuple[int, int, int]) -> None:
+def _text_lines(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    colour: tuple[int, int, int],
+) -> None:
     """Printed words: real glyphs from OpenCV's Hershey font."""
     letters = "ABCDEFGHKLMNPRSTUVWXYZ0123456789"
     scale = max(0.4, (y1 - y0) / 160)
     y = y0 + int(30 * scale)
     while y < y1:
         word = "".join(rng.choice(list(letters), size=int(rng.integers(4, 12))))
-        cv2.putText(img, word, (x0, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
-                    max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            word,
+            (x0, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            colour,
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
         y += int(34 * scale)
 
 
@@ -162,26 +192,44 @@ def _paste(canvas: np.ndarray, mask: np.ndarray, patch: np.ndarray, x: int, y: i
     mask[y : y + h, x : x + w] = 1
 
 
-def _draw_box(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int,
-              w: int, h: int, *, plain: bool = False) -> None:
+def _draw_box(
+    c: np.ndarray,
+    m: np.ndarray,
+    rng: np.random.Generator,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    *,
+    plain: bool = False,
+) -> None:
     col = np.array([rng.uniform(150, 200), rng.uniform(110, 150), rng.uniform(60, 90)])
     depth = int(0.18 * h)
-    front = np.array([[x, y + depth], [x + w - depth, y + depth], [x + w - depth, y + h],
-                      [x, y + h]], np.int32)
-    top = np.array([[x, y + depth], [x + depth, y], [x + w, y], [x + w - depth, y + depth]],
-                   np.int32)
-    side = np.array([[x + w - depth, y + depth], [x + w, y], [x + w, y + h - depth],
-                     [x + w - depth, y + h]], np.int32)
+    front = np.array(
+        [[x, y + depth], [x + w - depth, y + depth], [x + w - depth, y + h], [x, y + h]], np.int32
+    )
+    top = np.array(
+        [[x, y + depth], [x + depth, y], [x + w, y], [x + w - depth, y + depth]], np.int32
+    )
+    side = np.array(
+        [[x + w - depth, y + depth], [x + w, y], [x + w, y + h - depth], [x + w - depth, y + h]],
+        np.int32,
+    )
     for poly, gain in ((front, 1.0), (top, 1.15), (side, 0.75)):
-        cv2.fillPoly(c, [poly], tuple(float(v) for v in np.clip(col * gain, 0, 255)),
-                     cv2.LINE_AA)
+        cv2.fillPoly(c, [poly], tuple(float(v) for v in np.clip(col * gain, 0, 255)), cv2.LINE_AA)
         cv2.fillPoly(m, [poly], 1)
     if plain:  # a flat, untextured carton: only its outline and shading
         return
     cv2.polylines(c, [front, top, side], True, (70, 50, 30), 2, cv2.LINE_AA)
     # Packing tape, a label with text and a barcode.
-    cv2.line(c, (x + depth // 2, y + depth // 2), (x + w - depth // 2, y + depth // 2),
-             (200, 180, 140), max(3, depth // 5), cv2.LINE_AA)
+    cv2.line(
+        c,
+        (x + depth // 2, y + depth // 2),
+        (x + w - depth // 2, y + depth // 2),
+        (200, 180, 140),
+        max(3, depth // 5),
+        cv2.LINE_AA,
+    )
     lx, ly, lw, lh = x + w // 10, y + depth + h // 8, w // 2, h // 3
     cv2.rectangle(c, (lx, ly), (lx + lw, ly + lh), (240, 240, 235), -1)
     _text_lines(c, rng, lx + 8, ly + 4, lx + lw - 8, ly + lh * 2 // 3, (20, 20, 20))
@@ -192,8 +240,9 @@ def _draw_box(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y:
         bx += bw + int(rng.integers(1, 4))
 
 
-def _draw_mug(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int,
-              w: int, h: int) -> None:
+def _draw_mug(
+    c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int, w: int, h: int
+) -> None:
     body_w = int(w * 0.72)
     col = tuple(float(v) for v in rng.uniform(30, 230, 3))
     ex = body_w // 2
@@ -218,12 +267,20 @@ def _draw_mug(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y:
     logo = cv2.resize(_real_texture(int(rng.integers(0, 5))), (body_w // 2, h // 3))
     lx, ly = x + body_w // 4, y + h // 3
     c[ly : ly + logo.shape[0], lx : lx + logo.shape[1]] = logo
-    _text_lines(c, rng, x + body_w // 4, y + h * 2 // 3 + 6, x + body_w * 3 // 4,
-                y + h * 2 // 3 + 40, (250, 250, 250))
+    _text_lines(
+        c,
+        rng,
+        x + body_w // 4,
+        y + h * 2 // 3 + 6,
+        x + body_w * 3 // 4,
+        y + h * 2 // 3 + 40,
+        (250, 250, 250),
+    )
 
 
-def _draw_phone(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int,
-                w: int, h: int) -> None:
+def _draw_phone(
+    c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int, w: int, h: int
+) -> None:
     r = max(8, w // 9)
     body = np.zeros(m.shape, np.uint8)
     cv2.rectangle(body, (x + r, y), (x + w - r, y + h), 1, -1)
@@ -252,35 +309,49 @@ def _draw_phone(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, 
     c[:] = np.clip(lit, 0, 255).astype(np.uint8)
 
 
-def _draw_book(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int,
-               w: int, h: int) -> None:
+def _draw_book(
+    c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int, w: int, h: int
+) -> None:
     spine = max(8, w // 14)
-    cover = cv2.resize(_real_texture(int(rng.integers(0, 5))), (w - spine, h),
-                       interpolation=cv2.INTER_CUBIC)
+    cover = cv2.resize(
+        _real_texture(int(rng.integers(0, 5))), (w - spine, h), interpolation=cv2.INTER_CUBIC
+    )
     _paste(c, m, cover, x + spine, y)
     c[y : y + h, x : x + spine] = rng.uniform(30, 120, 3)
     m[y : y + h, x : x + spine] = 1
     band_h = max(30, h // 6)
     c[y + h // 12 : y + h // 12 + band_h, x + spine : x + w] = (245, 240, 230)
-    _text_lines(c, rng, x + spine + 10, y + h // 12, x + w - 10, y + h // 12 + band_h,
-                (25, 25, 90))
+    _text_lines(c, rng, x + spine + 10, y + h // 12, x + w - 10, y + h // 12 + band_h, (25, 25, 90))
     cv2.rectangle(c, (x, y), (x + w, y + h), (20, 20, 20), 2, cv2.LINE_AA)
 
 
-def _draw_plain_box(c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int,
-                    w: int, h: int) -> None:
+def _draw_plain_box(
+    c: np.ndarray, m: np.ndarray, rng: np.random.Generator, x: int, y: int, w: int, h: int
+) -> None:
     _draw_box(c, m, rng, x, y, w, h, plain=True)
 
 
-_DRAW = {"box": _draw_box, "mug": _draw_mug, "phone": _draw_phone, "book": _draw_book,
-         "plainbox": _draw_plain_box}
+_DRAW = {
+    "box": _draw_box,
+    "mug": _draw_mug,
+    "phone": _draw_phone,
+    "book": _draw_book,
+    "plainbox": _draw_plain_box,
+}
 # width / height
 _ASPECT = {"box": 1.25, "mug": 1.05, "phone": 0.52, "book": 0.75, "plainbox": 1.25}
 
 
-def item_scene(seed: int, *, kind: str = "box", background: str = "plain",
-               size: tuple[int, int] = (1200, 900), item_fraction: float = 0.55,
-               center: tuple[float, float] = (0.5, 0.5), noise: float = 3.0) -> Scene:
+def item_scene(
+    seed: int,
+    *,
+    kind: str = "box",
+    background: str = "plain",
+    size: tuple[int, int] = (1200, 900),
+    item_fraction: float = 0.55,
+    center: tuple[float, float] = (0.5, 0.5),
+    noise: float = 3.0,
+) -> Scene:
     """An item photographed on a table, as a shopper would frame it.
 
     ``item_fraction`` is the item's height relative to the frame height (or its width
@@ -333,8 +404,9 @@ def real_scene(name: str, long_side: int = 1200) -> np.ndarray:
 
 # ------------------------------------------------------------------------ degradations
 def jpeg_roundtrip(rgb: np.ndarray, quality: int = 90) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     assert ok
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     assert bgr is not None
@@ -374,8 +446,9 @@ def add_glare(rgb: np.ndarray, center: tuple[float, float], radius_frac: float) 
 def downscale(rgb: np.ndarray, long_side: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     s = long_side / max(h, w)
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA
+    )
 
 
 def burn_out(rgb: np.ndarray) -> np.ndarray:
@@ -390,8 +463,7 @@ def item_centre(mask: np.ndarray) -> tuple[float, float]:
     return float(xs.mean()) / mask.shape[1], float(ys.mean()) / mask.shape[0]
 
 
-def crop_through_item(scene: Scene, *, fraction: float = 0.75, shift: float = 0.2
-                      ) -> np.ndarray:
+def crop_through_item(scene: Scene, *, fraction: float = 0.75, shift: float = 0.2) -> np.ndarray:
     """A 4:3 crop whose height is ``fraction`` of the item's, shifted sideways by
     ``shift`` of its width, resized back to the frame size: the item runs off the edges
     (what a shopper gets by standing too close)."""

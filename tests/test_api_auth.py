@@ -18,8 +18,11 @@ from tests.api_fixtures import ADMIN_KEY, Shop, jpeg, make_settings, scene
 STAFF_CALLS: tuple[tuple[str, str, Any], ...] = (
     ("get", "/v1/review/queue", None),
     ("get", "/v1/review/items/return/{rid}", None),
-    ("post", "/v1/review/verdicts", {"subject_type": "return", "subject_id": "{rid}",
-                                     "verdict": "approve"}),
+    (
+        "post",
+        "/v1/review/verdicts",
+        {"subject_type": "return", "subject_id": "{rid}", "verdict": "approve"},
+    ),
     ("put", "/v1/admin/orders", []),
     ("put", "/v1/admin/catalog", []),
     ("post", "/v1/admin/api-keys", {"name": "evil", "role": "admin"}),
@@ -27,13 +30,17 @@ STAFF_CALLS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
-def _call(client: TestClient, method: str, path: str, body: object, headers: dict[str, str]
-          ) -> object:
+def _call(
+    client: TestClient, method: str, path: str, body: object, headers: dict[str, str]
+) -> object:
     if method == "get":
         return client.get(path, headers=headers)
     if path.endswith("/inspections"):
-        return client.post(path, headers={**headers, "Idempotency-Key": "k1"},
-                           files=[("photos", ("a.jpg", jpeg(scene(1)), "image/jpeg"))])
+        return client.post(
+            path,
+            headers={**headers, "Idempotency-Key": "k1"},
+            files=[("photos", ("a.jpg", jpeg(scene(1)), "image/jpeg"))],
+        )
     return client.request(method.upper(), path, json=body, headers=headers)
 
 
@@ -53,14 +60,17 @@ def test_one_shopper_cannot_read_or_write_another_shoppers_return(shop: Shop) ->
     r = shop.upload(rid_b, token_a, jpeg(scene(3)))
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert shop.client.get(photo_b["url"], headers=_bearer(token_a)).status_code == 403
-    assert shop.client.get(photo_b["heatmaps"][0]["url"],
-                           headers=_bearer(token_a)).status_code == 403
+    assert (
+        shop.client.get(photo_b["heatmaps"][0]["url"], headers=_bearer(token_a)).status_code == 403
+    )
     # No token, a made-up token, an unknown return id.
     assert shop.client.get(f"/v1/returns/{rid_b}").status_code == 401
-    assert shop.client.get(f"/v1/returns/{rid_b}",
-                           headers=_bearer("not-a-token")).status_code == 403
-    assert shop.client.get("/v1/returns/ret_doesnotexist",
-                           headers=_bearer(token_a)).status_code == 403
+    assert (
+        shop.client.get(f"/v1/returns/{rid_b}", headers=_bearer("not-a-token")).status_code == 403
+    )
+    assert (
+        shop.client.get("/v1/returns/ret_doesnotexist", headers=_bearer(token_a)).status_code == 403
+    )
     assert shop.counts() == before  # the refused upload stored nothing
     # Each token still opens its own return.
     assert shop.client.get(f"/v1/returns/{rid_a}", headers=_bearer(token_a)).status_code == 200
@@ -72,10 +82,18 @@ def test_a_shopper_token_reaches_no_dock_review_or_admin_endpoint(sqlite_shop: S
     before = sqlite_shop.counts()
     for method, path, body in STAFF_CALLS:
         for headers in (_bearer(token), {"X-API-Key": token}):
-            r = _call(sqlite_shop.client, method, path.replace("{rid}", rid),
-                      body if not isinstance(body, dict) else
-                      {k: (v.replace("{rid}", rid) if isinstance(v, str) else v)
-                       for k, v in body.items()}, headers)
+            r = _call(
+                sqlite_shop.client,
+                method,
+                path.replace("{rid}", rid),
+                body
+                if not isinstance(body, dict)
+                else {
+                    k: (v.replace("{rid}", rid) if isinstance(v, str) else v)
+                    for k, v in body.items()
+                },
+                headers,
+            )
             assert r.status_code == 401, (path, r.status_code, r.text)  # type: ignore
             assert r.json()["code"] == "unauthorized"  # type: ignore[attr-defined]
     assert sqlite_shop.counts() == before
@@ -85,17 +103,19 @@ def test_roles_are_enforced(sqlite_shop: Shop) -> None:
     s, rid = sqlite_shop, sqlite_shop.open_return()[0]
     dock, reviewer = s.headers("dock"), s.headers("reviewer")
     assert s.client.get("/v1/review/queue", headers=dock).status_code == 403
-    assert s.client.post("/v1/admin/api-keys", headers=reviewer,
-                         json={"name": "x", "role": "admin"}).status_code == 403
-    assert _call(s.client, "post", "/v1/dock/inspections", None,
-                 reviewer).status_code == 403  # type: ignore[attr-defined]
+    assert (
+        s.client.post(
+            "/v1/admin/api-keys", headers=reviewer, json={"name": "x", "role": "admin"}
+        ).status_code
+        == 403
+    )
+    assert _call(s.client, "post", "/v1/dock/inspections", None, reviewer).status_code == 403  # type: ignore[attr-defined]
     assert s.client.get(f"/v1/returns/{rid}", headers=dock).status_code == 403
     assert s.client.get(f"/v1/returns/{rid}", headers=reviewer).status_code == 200
     assert s.client.get("/v1/review/queue", headers=s.headers("admin")).status_code == 200
     # Reviewers read returns but do not upload as the shopper.
     assert s.upload(rid, s.keys["reviewer"], jpeg(scene(1))).status_code == 403
-    assert s.client.get("/v1/review/queue",
-                        headers={"X-API-Key": "rlk_made_up"}).status_code == 401
+    assert s.client.get("/v1/review/queue", headers={"X-API-Key": "rlk_made_up"}).status_code == 401
 
 
 def test_api_keys_and_shopper_tokens_are_stored_hashed(shop: Shop) -> None:
@@ -105,8 +125,9 @@ def test_api_keys_and_shopper_tokens_are_stored_hashed(shop: Shop) -> None:
     try:
         with engine.connect() as conn:
             keys = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM api_keys"))]
-            ret = dict(conn.execute(text("SELECT * FROM returns WHERE id = :i"),
-                                    {"i": rid}).one()._mapping)
+            ret = dict(
+                conn.execute(text("SELECT * FROM returns WHERE id = :i"), {"i": rid}).one()._mapping
+            )
     finally:
         engine.dispose()
     row = next(k for k in keys if k["name"] == "test-reviewer")
@@ -119,9 +140,15 @@ def test_api_keys_and_shopper_tokens_are_stored_hashed(shop: Shop) -> None:
 
 
 def test_rate_limit_per_key_and_per_ip_answer_429(tmp_path: Path, tiny_model: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'rl.db'}", tmp_path, tiny_model,
-                             rate_limit_per_key=1.0, rate_limit_per_key_burst=3,
-                             rate_limit_per_ip=1.0, rate_limit_per_ip_burst=8)
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'rl.db'}",
+        tmp_path,
+        tiny_model,
+        rate_limit_per_key=1.0,
+        rate_limit_per_key_burst=3,
+        rate_limit_per_ip=1.0,
+        rate_limit_per_ip_burst=8,
+    )
     with TestClient(create_app(settings)) as client:
         admin = {"X-API-Key": ADMIN_KEY}
         codes = [client.get("/v1/review/queue", headers=admin).status_code for _ in range(4)]

@@ -28,8 +28,9 @@ ORIGIN = "http://returnlens.test"
 
 def _client(tmp_path: Path) -> TestClient:
     """The real app; its lifespan (model, database) is not needed for the doc pages."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'docs.db'}",
-                        photo_dir=tmp_path / "photos")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'docs.db'}", photo_dir=tmp_path / "photos"
+    )
     return TestClient(create_app(settings))
 
 
@@ -82,9 +83,12 @@ def test_swagger_ui_renders_the_api_offline_in_chromium(client: TestClient) -> N
             refused.append(request.url)
             route.abort()  # type: ignore[attr-defined]
             return
-        r = client.get(request.url[len(ORIGIN):])
-        route.fulfill(status=r.status_code, body=r.content,  # type: ignore[attr-defined]
-                      headers={"content-type": r.headers.get("content-type", "")})
+        r = client.get(request.url[len(ORIGIN) :])
+        route.fulfill(
+            status=r.status_code,
+            body=r.content,  # type: ignore[attr-defined]
+            headers={"content-type": r.headers.get("content-type", "")},
+        )
 
     with chromium() as browser:
         page = browser.new_page()
@@ -98,7 +102,8 @@ def test_swagger_ui_renders_the_api_offline_in_chromium(client: TestClient) -> N
 
 
 def test_without_the_package_the_pages_are_a_local_note(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(docs, "assets_dir", lambda: None)
     client = _client(tmp_path)
     for page in ("/docs", "/redoc"):

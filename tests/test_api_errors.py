@@ -44,13 +44,15 @@ def _oversized(limit: int) -> bytes:
 
 
 BAD_PHOTOS: dict[str, tuple[Callable[[Shop], bytes], int, str]] = {
-    "corrupt": (lambda s: b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(20_000),
-                422, "unreadable_image"),
+    "corrupt": (
+        lambda s: b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(20_000),
+        422,
+        "unreadable_image",
+    ),
     "truncated": (lambda s: jpeg(scene(1))[: len(jpeg(scene(1))) // 2], 422, "unreadable_image"),
     "oversized": (lambda s: _oversized(s.settings.max_upload_bytes), 413, "too_large"),
     "decompression_bomb": (lambda s: png_bomb(50_000, 50_000), 413, "too_many_pixels"),
-    "text_file": (lambda s: b"order_id,sku\nORD-1,box-01\n" * 20, 415,
-                  "unsupported_media_type"),
+    "text_file": (lambda s: b"order_id,sku\nORD-1,box-01\n" * 20, 415, "unsupported_media_type"),
     "gif": (lambda s: _gif(), 415, "unsupported_media_type"),
 }
 
@@ -100,22 +102,79 @@ def test_seven_photos_in_one_request(sqlite_shop: Shop) -> None:
 
 
 CREATE_REFUSALS: list[tuple[dict[str, Any], int, str, str | None]] = [
-    ({"order_id": "ORD-1", "reason": "changed_mind", "email": "ada@example.com"},
-     422, "invalid_field", "sku"),
-    ({"order_id": "ORD-1", "sku": "box-01", "reason": "bored", "email": "ada@example.com"},
-     422, "invalid_field", "reason"),
-    ({"order_id": "ORD-1", "sku": "box-01", "reason": "changed_mind"},
-     422, "invalid_field", "email"),
-    ({"order_id": "ORD-404", "sku": "box-01", "reason": "changed_mind",
-      "email": "ada@example.com"}, 404, "unknown_order", None),
-    ({"order_id": "ORD-1", "sku": "box-01", "reason": "changed_mind",
-      "email": "mallory@example.com"}, 404, "unknown_order", None),
-    ({"order_id": "ORD-1", "sku": "mug-01", "reason": "changed_mind",
-      "email": "ada@example.com"}, 404, "unknown_sku", None),
-    ({"order_id": "ORD-1", "sku": "nope-9", "reason": "changed_mind",
-      "email": "ada@example.com"}, 404, "unknown_sku", None),
-    ({"order_id": "ORD-OLD", "sku": "mug-01", "reason": "changed_mind",
-      "email": "ada@example.com"}, 422, "outside_return_window", None),
+    (
+        {"order_id": "ORD-1", "reason": "changed_mind", "email": "ada@example.com"},
+        422,
+        "invalid_field",
+        "sku",
+    ),
+    (
+        {"order_id": "ORD-1", "sku": "box-01", "reason": "bored", "email": "ada@example.com"},
+        422,
+        "invalid_field",
+        "reason",
+    ),
+    (
+        {"order_id": "ORD-1", "sku": "box-01", "reason": "changed_mind"},
+        422,
+        "invalid_field",
+        "email",
+    ),
+    (
+        {
+            "order_id": "ORD-404",
+            "sku": "box-01",
+            "reason": "changed_mind",
+            "email": "ada@example.com",
+        },
+        404,
+        "unknown_order",
+        None,
+    ),
+    (
+        {
+            "order_id": "ORD-1",
+            "sku": "box-01",
+            "reason": "changed_mind",
+            "email": "mallory@example.com",
+        },
+        404,
+        "unknown_order",
+        None,
+    ),
+    (
+        {
+            "order_id": "ORD-1",
+            "sku": "mug-01",
+            "reason": "changed_mind",
+            "email": "ada@example.com",
+        },
+        404,
+        "unknown_sku",
+        None,
+    ),
+    (
+        {
+            "order_id": "ORD-1",
+            "sku": "nope-9",
+            "reason": "changed_mind",
+            "email": "ada@example.com",
+        },
+        404,
+        "unknown_sku",
+        None,
+    ),
+    (
+        {
+            "order_id": "ORD-OLD",
+            "sku": "mug-01",
+            "reason": "changed_mind",
+            "email": "ada@example.com",
+        },
+        422,
+        "outside_return_window",
+        None,
+    ),
 ]
 
 
@@ -130,10 +189,12 @@ def test_create_return_refusals(shop: Shop) -> None:
 
 def test_unknown_order_and_wrong_email_look_the_same(sqlite_shop: Shop) -> None:
     base = {"sku": "box-01", "reason": "changed_mind"}
-    unknown = sqlite_shop.client.post("/v1/returns", json={
-        **base, "order_id": "ORD-404", "email": "ada@example.com"}).json()
-    wrong = sqlite_shop.client.post("/v1/returns", json={
-        **base, "order_id": "ORD-1", "email": "eve@example.com"}).json()
+    unknown = sqlite_shop.client.post(
+        "/v1/returns", json={**base, "order_id": "ORD-404", "email": "ada@example.com"}
+    ).json()
+    wrong = sqlite_shop.client.post(
+        "/v1/returns", json={**base, "order_id": "ORD-1", "email": "eve@example.com"}
+    ).json()
     assert unknown["code"] == wrong["code"] == "unknown_order"
 
 
@@ -143,26 +204,58 @@ def test_request_shape_errors(sqlite_shop: Shop) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     before = s.counts()
     c = s.client
-    _assert_error(c.post(f"/v1/returns/{rid}/photos", headers=auth, json={"photos": []}),
-                  415, "unsupported_media_type")
-    _assert_error(c.post(f"/v1/returns/{rid}/photos", headers=auth,
-                         files=[("other", ("a.jpg", jpeg(scene(1)), "image/jpeg"))]),
-                  422, "invalid_field")
-    _assert_error(c.post(f"/v1/returns/{rid}/photos", headers=auth, data={"note": "hi"},
-                         files=[("x", ("", b"", "application/octet-stream"))]),
-                  422, "no_photos")  # the photos field is missing
-    _assert_error(c.post(f"/v1/returns/{rid}/photos", headers={
-        **auth, "Content-Type": "multipart/form-data; boundary=abc"},
-        content=b"--abc\r\nbogus header line\r\n\r\nxx\r\n--abc--\r\n"), 400, "invalid_multipart")
-    _assert_error(c.post("/v1/returns", content=b"{not json",
-                         headers={"Content-Type": "application/json"}), 422, "invalid_field")
+    _assert_error(
+        c.post(f"/v1/returns/{rid}/photos", headers=auth, json={"photos": []}),
+        415,
+        "unsupported_media_type",
+    )
+    _assert_error(
+        c.post(
+            f"/v1/returns/{rid}/photos",
+            headers=auth,
+            files=[("other", ("a.jpg", jpeg(scene(1)), "image/jpeg"))],
+        ),
+        422,
+        "invalid_field",
+    )
+    _assert_error(
+        c.post(
+            f"/v1/returns/{rid}/photos",
+            headers=auth,
+            data={"note": "hi"},
+            files=[("x", ("", b"", "application/octet-stream"))],
+        ),
+        422,
+        "no_photos",
+    )  # the photos field is missing
+    _assert_error(
+        c.post(
+            f"/v1/returns/{rid}/photos",
+            headers={**auth, "Content-Type": "multipart/form-data; boundary=abc"},
+            content=b"--abc\r\nbogus header line\r\n\r\nxx\r\n--abc--\r\n",
+        ),
+        400,
+        "invalid_multipart",
+    )
+    _assert_error(
+        c.post("/v1/returns", content=b"{not json", headers={"Content-Type": "application/json"}),
+        422,
+        "invalid_field",
+    )
     _assert_error(c.get("/v1/nothing-here"), 404, "not_found")
     _assert_error(c.delete("/v1/returns"), 405, "method_not_allowed")
-    _assert_error(c.get("/v1/review/queue?sort=price", headers=s.headers("reviewer")),
-                  422, "invalid_field")
-    _assert_error(c.post("/v1/dock/inspections", headers=s.headers("dock"),
-                         files=[("photos", ("a.jpg", jpeg(scene(1)), "image/jpeg"))]),
-                  422, "invalid_field")
+    _assert_error(
+        c.get("/v1/review/queue?sort=price", headers=s.headers("reviewer")), 422, "invalid_field"
+    )
+    _assert_error(
+        c.post(
+            "/v1/dock/inspections",
+            headers=s.headers("dock"),
+            files=[("photos", ("a.jpg", jpeg(scene(1)), "image/jpeg"))],
+        ),
+        422,
+        "invalid_field",
+    )
     _assert_error(c.get(f"/v1/returns/{rid}/nope", headers=auth), 404, "not_found")
     assert s.counts() == before
 
@@ -172,17 +265,33 @@ def test_body_over_the_request_cap_is_413_before_parsing(sqlite_shop: Shop) -> N
     rid, token = s.open_return()
     before = s.counts()
     cap = s.settings.max_request_bytes()
-    r = s.client.post(f"/v1/returns/{rid}/photos", content=bytes(cap + 1), headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=x"})
+    r = s.client.post(
+        f"/v1/returns/{rid}/photos",
+        content=bytes(cap + 1),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "multipart/form-data; boundary=x",
+        },
+    )
     _assert_error(r, 413, "too_large")
     # Chunked (no Content-Length): counted while streaming.
-    r = s.client.post(f"/v1/returns/{rid}/photos", content=iter([bytes(cap // 2)] * 3),
-                      headers={"Authorization": f"Bearer {token}",
-                               "Content-Type": "multipart/form-data; boundary=x"})
+    r = s.client.post(
+        f"/v1/returns/{rid}/photos",
+        content=iter([bytes(cap // 2)] * 3),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "multipart/form-data; boundary=x",
+        },
+    )
     _assert_error(r, 413, "too_large")
     big_json = b'{"order_id": "' + b"x" * (s.settings.max_json_bytes + 10) + b'"}'
-    _assert_error(s.client.post("/v1/returns", content=big_json,
-                                headers={"Content-Type": "application/json"}), 413, "too_large")
+    _assert_error(
+        s.client.post(
+            "/v1/returns", content=big_json, headers={"Content-Type": "application/json"}
+        ),
+        413,
+        "too_large",
+    )
     assert s.counts() == before
 
 
@@ -190,31 +299,76 @@ def test_admin_table_errors_name_the_row_and_store_nothing(shop: Shop) -> None:
     admin = shop.headers("admin")
     before = shop.counts()
     bad_csv = "sku,category,name,price\nok-1,book,Fine,3\nbad-1,book,Broken,-4\n"
-    err = _assert_error(shop.client.put("/v1/admin/catalog", content=bad_csv, headers={
-        **admin, "Content-Type": "text/csv"}), 422, "invalid_field")
+    err = _assert_error(
+        shop.client.put(
+            "/v1/admin/catalog", content=bad_csv, headers={**admin, "Content-Type": "text/csv"}
+        ),
+        422,
+        "invalid_field",
+    )
     assert "row 3" in err["message"] and "price" in err["message"]
-    _assert_error(shop.client.put("/v1/admin/catalog", content="sku,name\nx,y\n", headers={
-        **admin, "Content-Type": "text/csv"}), 422, "invalid_csv")
-    _assert_error(shop.client.put("/v1/admin/orders", content=b"<orders/>", headers={
-        **admin, "Content-Type": "application/xml"}), 415, "unsupported_media_type")
-    _assert_error(shop.client.put("/v1/admin/orders", json={"order_id": "x"}, headers=admin),
-                  422, "invalid_field")
-    bad_photo = [{"sku": "p-1", "category": "book", "name": "P", "price": 1,
-                  "reference_photo_base64": "bm90IGFuIGltYWdl"}]  # "not an image"
-    _assert_error(shop.client.put("/v1/admin/catalog", json=bad_photo, headers=admin),
-                  415, "unsupported_media_type")
-    _assert_error(shop.client.put("/v1/admin/catalog", json=[{**bad_photo[0],
-                  "reference_photo_base64": "***"}], headers=admin), 422, "invalid_field")
-    _assert_error(shop.client.put("/v1/admin/catalog/nope-1/reference",
-                                  content=jpeg(scene(1)),
-                                  headers={**admin, "Content-Type": "image/jpeg"}),
-                  404, "unknown_sku")
+    _assert_error(
+        shop.client.put(
+            "/v1/admin/catalog",
+            content="sku,name\nx,y\n",
+            headers={**admin, "Content-Type": "text/csv"},
+        ),
+        422,
+        "invalid_csv",
+    )
+    _assert_error(
+        shop.client.put(
+            "/v1/admin/orders",
+            content=b"<orders/>",
+            headers={**admin, "Content-Type": "application/xml"},
+        ),
+        415,
+        "unsupported_media_type",
+    )
+    _assert_error(
+        shop.client.put("/v1/admin/orders", json={"order_id": "x"}, headers=admin),
+        422,
+        "invalid_field",
+    )
+    bad_photo = [
+        {
+            "sku": "p-1",
+            "category": "book",
+            "name": "P",
+            "price": 1,
+            "reference_photo_base64": "bm90IGFuIGltYWdl",
+        }
+    ]  # "not an image"
+    _assert_error(
+        shop.client.put("/v1/admin/catalog", json=bad_photo, headers=admin),
+        415,
+        "unsupported_media_type",
+    )
+    _assert_error(
+        shop.client.put(
+            "/v1/admin/catalog",
+            json=[{**bad_photo[0], "reference_photo_base64": "***"}],
+            headers=admin,
+        ),
+        422,
+        "invalid_field",
+    )
+    _assert_error(
+        shop.client.put(
+            "/v1/admin/catalog/nope-1/reference",
+            content=jpeg(scene(1)),
+            headers={**admin, "Content-Type": "image/jpeg"},
+        ),
+        404,
+        "unknown_sku",
+    )
     assert shop.counts() == before
 
 
 def test_serve_refuses_a_missing_model_with_one_sentence(
-        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from serving.cli import main
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from returnlens.cli import main
 
     assert main(["serve", "--models-dir", str(tmp_path), "--model-version", "v404"]) == 2
     err = capsys.readouterr().err
@@ -235,9 +389,17 @@ def test_settings_come_from_flags_over_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("RETURNLENS_PORT", "9001")
     monkeypatch.setenv("RETURNLENS_WORKERS", "4")
     monkeypatch.delenv("RETURNLENS_ORT_THREADS", raising=False)
-    args = argparse.Namespace(host=None, port=9100, workers=None, database_url=None,
-                              model_version=None, model_path=None, models_dir=None,
-                              seed_demo=None, log_level=None)
+    args = argparse.Namespace(
+        host=None,
+        port=9100,
+        workers=None,
+        database_url=None,
+        model_version=None,
+        model_path=None,
+        models_dir=None,
+        seed_demo=None,
+        log_level=None,
+    )
     s = settings_from_args(args)
     assert (s.database_url, s.port, s.workers) == ("postgresql+psycopg://u@db/returns", 9100, 4)
     assert s.threads_per_worker() == max(1, (os.cpu_count() or 1) // 4)

@@ -54,8 +54,9 @@ def test_chelsea_is_a_cat(lite0: EfficientNetLite0) -> None:
     with torch.no_grad():
         probs = lite0(x).softmax(dim=1)[0]
     top = probs.topk(3)
-    ranked = [(names[int(i)], round(float(p), 3)) for p, i in zip(top.values, top.indices,
-                                                                   strict=True)]
+    ranked = [
+        (names[int(i)], round(float(p), 3)) for p, i in zip(top.values, top.indices, strict=True)
+    ]
     print("Lite0 top-3 for chelsea:", ranked)
     assert any(int(i) in CAT_CLASSES for i in top.indices), ranked
     assert int(top.indices[0]) in CAT_CLASSES, ranked
@@ -93,8 +94,16 @@ def test_tf_same_padding_gives_ceil_output(size: int, kernel: int) -> None:
     assert out.shape[-1] == -(-size // 2)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v3_small",
-                                  "mobilenet_v3_large", "efficientnet_b0", "resnet18"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "efficientnet_lite0",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "resnet18",
+    ],
+)
 def test_backbone_builds_and_runs_at_64px(name: str) -> None:
     torch.manual_seed(0)
     pretrained = "imagenet" if name == "efficientnet_lite0" else None
@@ -107,8 +116,13 @@ def test_backbone_builds_and_runs_at_64px(name: str) -> None:
 
 
 def test_registry_lists_the_issue_backbones() -> None:
-    assert {"efficientnet_lite0", "mobilenet_v3_small", "mobilenet_v3_large",
-            "efficientnet_b0", "resnet18"} <= set(BACKBONES)
+    assert {
+        "efficientnet_lite0",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "resnet18",
+    } <= set(BACKBONES)
 
 
 def test_unknown_backbone_names_the_valid_ones() -> None:
@@ -133,8 +147,9 @@ def test_local_torchvision_weights_file(tmp_path: Path) -> None:
         build_backbone("resnet18", str(tmp_path / "missing.pth"))
 
 
-def test_imagenet_weights_are_never_downloaded(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_weights_are_never_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="not available offline"):
         build_backbone("mobilenet_v3_small", "imagenet")

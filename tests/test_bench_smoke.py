@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from serving.bench.common import ROOT, BenchConfig, percentiles
-from serving.cli import main
+from benchmarks.harness.common import ROOT, BenchConfig, percentiles
+from returnlens.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +30,26 @@ def _load(out: Path, name: str) -> Any:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from serving.bench.runner import run_bench
+    from benchmarks.harness.runner import run_bench
 
     out = tmp_path_factory.mktemp("bench")
     written = run_bench(BenchConfig(out=out, quick=True))
-    assert set(written) >= {"inputs", "service", "runtime", "dock", "training", "memory",
-                            "run", "summary"}
+    assert set(written) >= {
+        "inputs",
+        "service",
+        "runtime",
+        "dock",
+        "training",
+        "memory",
+        "run",
+        "summary",
+    }
     return out
 
 
 def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -> None:
     svc = _load(quick_run, "service")
-    keys = {f"{k}/{n}photo/c{c}" for k in ("12mp", "1600px") for n in (1, 4)
-            for c in (1, 4, 16)}
+    keys = {f"{k}/{n}photo/c{c}" for k in ("12mp", "1600px") for n in (1, 4) for c in (1, 4, 16)}
     assert set(svc["cells"]) == keys
     for key, cell in svc["cells"].items():
         assert cell["ok"] == cell["requests"] > 0, (key, cell["errors"])
@@ -54,9 +61,15 @@ def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -
         assert cell["server_cpu_ms_per_photo"] is not None
     for kind in ("12mp", "1600px"):
         assert set(svc["ratios"][kind]) == {
-            "latency_ratio_1photo", "throughput_ratio_1photo", "latency_ratio_4photo",
-            "throughput_ratio_4photo", "naive_over_service", "naive_over_floor",
-            "cpu_per_photo_ratio_1photo_c16", "cpu_per_photo_ratio_4photo_c16"}
+            "latency_ratio_1photo",
+            "throughput_ratio_1photo",
+            "latency_ratio_4photo",
+            "throughput_ratio_4photo",
+            "naive_over_service",
+            "naive_over_floor",
+            "cpu_per_photo_ratio_1photo_c16",
+            "cpu_per_photo_ratio_4photo_c16",
+        }
         floor = svc["floor"][kind]
         assert floor["1photo"]["throughput"]["photos_per_s"] > 0
         assert floor["naive_1photo"]["per_photo_ms"]["n"] == 2
@@ -80,9 +93,15 @@ def test_inputs_runtime_dock_training_memory_sections(quick_run: Path) -> None:
 
 def test_summary_table(quick_run: Path) -> None:
     text = (quick_run / "SUMMARY.md").read_text()
-    for needle in ("## Machine", "## Headline figures", "Service p50 / floor p50, 1-photo, 12mp",
-                   "Naive / service latency", "Dock watch-loop fps", "## Reproduce",
-                   "--quick run"):
+    for needle in (
+        "## Machine",
+        "## Headline figures",
+        "Service p50 / floor p50, 1-photo, 12mp",
+        "Naive / service latency",
+        "Dock watch-loop fps",
+        "## Reproduce",
+        "--quick run",
+    ):
         assert needle in text
     run = _load(quick_run, "run")
     assert run["machine"]["cpu_count"] >= 1 and run["model"]["kind"] == "tiny test model"
@@ -94,10 +113,12 @@ def test_unknown_section_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_harness_imports_no_torch() -> None:
-    code = ("import sys; import serving.commands.bench, serving.bench.runner, "
-            "serving.bench.naive, serving.bench.runtime, serving.bench.training_bench, "
-            "serving.bench.quantization, serving.bench.memory, serving.bench.dock; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys; import benchmarks.cli, benchmarks.harness.runner, "
+        "benchmarks.harness.naive, benchmarks.harness.runtime, benchmarks.harness.training_bench, "
+        "benchmarks.harness.quantization, benchmarks.harness.memory, benchmarks.harness.dock; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 

@@ -54,13 +54,21 @@ def test_good_photo_passes(files: dict[str, Path], capsys: pytest.CaptureFixture
     assert _run(["check-photo", str(files["good"]), str(files["good_png"])]) == 0
     out = capsys.readouterr().out
     assert out.count(": PASS (shopper profile, 1200 x 900") == 2
-    for name in ("blur", "underexposed", "overexposed", "glare", "resolution", "coverage",
-                 "cut_off"):
+    for name in (
+        "blur",
+        "underexposed",
+        "overexposed",
+        "glare",
+        "resolution",
+        "coverage",
+        "cut_off",
+    ):
         assert f"ok   {name}" in out
 
 
-def test_failing_photo_exits_1_with_advice(files: dict[str, Path],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_failing_photo_exits_1_with_advice(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _run(["check-photo", str(files["good"]), str(files["blurry"])]) == 1
     out = capsys.readouterr().out
     assert f"{files['blurry']}: RETAKE" in out
@@ -68,8 +76,9 @@ def test_failing_photo_exits_1_with_advice(files: dict[str, Path],
 
 
 def test_json_output(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    code = _run(["check-photo", "--json", str(files["good"]), str(files["dark"]),
-                 str(files["truncated"])])
+    code = _run(
+        ["check-photo", "--json", str(files["good"]), str(files["dark"]), str(files["truncated"])]
+    )
     assert code == 2  # an unreadable file outranks a failed gate
     captured = capsys.readouterr()
     results = json.loads(captured.out)
@@ -86,13 +95,21 @@ def test_dock_profile(files: dict[str, Path], capsys: pytest.CaptureFixture[str]
     assert json.loads(capsys.readouterr().out)[0]["quality"]["profile"] == "dock"
 
 
-@pytest.mark.parametrize("name,code", [
-    ("truncated", "unreadable_image"), ("bomb", "too_many_pixels"),
-    ("random", "unsupported_media_type"), ("gif", "unsupported_media_type"),
-    ("empty", "unreadable_image"), ("missing", "file_not_found"), ("directory", "not_a_file"),
-])
-def test_bad_files_one_line_each_and_continue(files: dict[str, Path], name: str, code: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,code",
+    [
+        ("truncated", "unreadable_image"),
+        ("bomb", "too_many_pixels"),
+        ("random", "unsupported_media_type"),
+        ("gif", "unsupported_media_type"),
+        ("empty", "unreadable_image"),
+        ("missing", "file_not_found"),
+        ("directory", "not_a_file"),
+    ],
+)
+def test_bad_files_one_line_each_and_continue(
+    files: dict[str, Path], name: str, code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _run(["check-photo", str(files[name]), str(files["good"])]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -102,8 +119,9 @@ def test_bad_files_one_line_each_and_continue(files: dict[str, Path], name: str,
     assert f"{files['good']}: PASS" in captured.out  # the next file was still checked
 
 
-def test_oversized_file_is_not_read_whole(files: dict[str, Path], tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_oversized_file_is_not_read_whole(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     big = tmp_path / "huge.jpg"
     with big.open("wb") as fh:  # sparse 30 MB file: over the 25 MB limit
         fh.write(files["good"].read_bytes())
@@ -116,12 +134,19 @@ def test_oversized_file_is_not_read_whole(files: dict[str, Path], tmp_path: Path
 def test_console_script_end_to_end(files: dict[str, Path]) -> None:
     """The real entry point in a fresh process: exit codes and no traceback."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "serving.cli", "check-photo"]
-    ok = subprocess.run([*cmd, str(files["good"])], capture_output=True, text=True, cwd=ROOT,
-                        env=env, timeout=120)
+    cmd = [sys.executable, "-m", "returnlens.cli", "check-photo"]
+    ok = subprocess.run(
+        [*cmd, str(files["good"])], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([*cmd, str(files["bomb"]), str(files["missing"]), str(files["blurry"])],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    bad = subprocess.run(
+        [*cmd, str(files["bomb"]), str(files["missing"]), str(files["blurry"])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert bad.stderr.count("error:") == 2

@@ -15,7 +15,7 @@ import pytest
 
 from tests.test_train import make_tiny_dataset, tiny_config
 
-WORKER = '''
+WORKER = """
 import hashlib, os, sys
 from pathlib import Path
 import torch
@@ -29,7 +29,7 @@ for name, p in sorted(result.model.named_parameters()):
     digest.update(p.detach().cpu().numpy().tobytes())
 Path(sys.argv[2], "rank%s.txt" % os.environ["RANK"]).write_text(
     "%s %d %d" % (digest.hexdigest(), result.global_step, int(os.environ["WORLD_SIZE"])))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -44,9 +44,23 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(tmp_path / "worker.py"), str(tmp_path / "config.yaml"), str(report)],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(tmp_path / "worker.py"),
+            str(tmp_path / "config.yaml"),
+            str(report),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [(report / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert ranks[0][1:] == ranks[1][1:] == ["3", "2"]  # both finished 3 steps, world of 2

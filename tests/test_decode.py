@@ -78,11 +78,18 @@ def test_decoded_photo_carries_pixels_only(scene: np.ndarray) -> None:
     exif[0x010F] = "PhoneMaker"  # Make
     exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPS IFD
     buf = io.BytesIO()
-    Image.fromarray(scene).save(buf, "JPEG", exif=exif.tobytes(), comment=b"secret",
-                                icc_profile=b"\x00" * 128)
+    Image.fromarray(scene).save(
+        buf, "JPEG", exif=exif.tobytes(), comment=b"secret", icc_profile=b"\x00" * 128
+    )
     photo = decode_image(buf.getvalue())
-    assert {f.name for f in fields(photo)} == {"rgb", "original_width", "original_height",
-                                                "format", "sha256", "byte_size"}
+    assert {f.name for f in fields(photo)} == {
+        "rgb",
+        "original_width",
+        "original_height",
+        "format",
+        "sha256",
+        "byte_size",
+    }
     out = io.BytesIO()
     Image.fromarray(photo.rgb).save(out, "JPEG")
     again = Image.open(io.BytesIO(out.getvalue()))
@@ -113,8 +120,9 @@ def _stored_for(upright: np.ndarray, orientation: int) -> np.ndarray:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_comes_out_upright(orientation: int) -> None:
     upright = asymmetric_pattern(160, 96)
-    data = encode(_stored_for(upright, orientation), "JPEG", quality=95,
-                  exif_orientation=orientation)
+    data = encode(
+        _stored_for(upright, orientation), "JPEG", quality=95, exif_orientation=orientation
+    )
     photo = decode_image(data)
     assert photo.rgb.shape == upright.shape
     assert (photo.original_width, photo.original_height) == (160, 96)
@@ -129,8 +137,7 @@ def test_exif_orientation_in_png() -> None:
 
 def test_exif_rotation_with_dct_downscale() -> None:
     """draft() works on the stored size; the output is still upright, sizes are upright."""
-    upright = cv2.resize(asymmetric_pattern(160, 96), (2400, 1440),
-                         interpolation=cv2.INTER_NEAREST)
+    upright = cv2.resize(asymmetric_pattern(160, 96), (2400, 1440), interpolation=cv2.INTER_NEAREST)
     data = encode(_stored_for(upright, 6), "JPEG", quality=90, exif_orientation=6)
     photo = decode_image(data, target_long_side=512)
     assert (photo.original_width, photo.original_height) == (2400, 1440)
@@ -160,13 +167,11 @@ def test_jpeg_header_parse_skips_segments_and_handles_progressive(scene: np.ndar
 
 # ------------------------------------------------------------------------ DCT draft
 def test_jpeg_dct_downscale_keeps_at_least_the_target() -> None:
-    big = cv2.resize(item_scene(3, kind="book").rgb, (2400, 1800),
-                     interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(item_scene(3, kind="book").rgb, (2400, 1800), interpolation=cv2.INTER_LINEAR)
     data = encode(big, "JPEG", quality=90)
     full = decode_image(data, target_long_side=None)
     assert full.rgb.shape == (1800, 2400, 3)
-    for target, expected_long in ((1600, 2400), (1200, 1200), (700, 1200), (512, 600),
-                                  (200, 300)):
+    for target, expected_long in ((1600, 2400), (1200, 1200), (700, 1200), (512, 600), (200, 300)):
         photo = decode_image(data, target_long_side=target)
         assert photo.width == expected_long, target
         assert photo.width >= target
@@ -231,7 +236,7 @@ def test_16_bit_greyscale_png_is_scaled_not_clipped() -> None:
 
 
 def test_16_bit_rgb_png() -> None:
-    rgb16 = (asymmetric_pattern().astype(np.uint16) * 257)
+    rgb16 = asymmetric_pattern().astype(np.uint16) * 257
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
     assert ok
     photo = decode_image(png.tobytes())
@@ -251,14 +256,17 @@ def test_cmyk_jpeg_and_1_bit_png() -> None:
 
 
 # ---------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("data", [
-    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01",
-    b"BM" + b"\x00" * 60,
-    b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
-    b"RIFF\x24\x00\x00\x00WAVEfmt ",
-    b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-    bytes(range(256)) * 4,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01",
+        b"BM" + b"\x00" * 60,
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        b"RIFF\x24\x00\x00\x00WAVEfmt ",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        bytes(range(256)) * 4,
+    ],
+)
 def test_unsupported_types(data: bytes) -> None:
     assert _code(data) == "unsupported_media_type"
 
@@ -272,9 +280,13 @@ def test_random_bytes() -> None:
     rng = np.random.default_rng(0)
     for n in (1, 7, 100, 5000):
         assert _code(rng.integers(0, 256, n, dtype=np.uint8).tobytes()) in (
-            "unsupported_media_type", "unreadable_image")
-    assert _code(b"\xff\xd8\xff" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()) == \
-        "unreadable_image"
+            "unsupported_media_type",
+            "unreadable_image",
+        )
+    assert (
+        _code(b"\xff\xd8\xff" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+        == "unreadable_image"
+    )
 
 
 def test_empty_upload() -> None:
@@ -368,8 +380,10 @@ def test_bomb_under_pillows_limit_but_over_ours() -> None:
     # Between Pillow's warning and error limits (~90-179 MP): a refusal, not a warning.
     assert _code(png_bomb(10_000, 10_000)) == "too_many_pixels"
     # Configured limits apply to ordinary photos too.
-    assert _code(encode(asymmetric_pattern(), "PNG"), limits=DecodeLimits(max_pixels=1000)) \
+    assert (
+        _code(encode(asymmetric_pattern(), "PNG"), limits=DecodeLimits(max_pixels=1000))
         == "too_many_pixels"
+    )
 
 
 @pytest.mark.parametrize("size", [(9_000, 9_000), (16_383, 16_383)])
@@ -427,8 +441,14 @@ def test_png_bomb_under_address_space_limit() -> None:
                 print(e.code)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["too_many_pixels", "too_many_pixels"]
 

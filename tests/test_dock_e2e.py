@@ -1,7 +1,7 @@
 """End to end: simulated dock video -> station -> a live service on 127.0.0.1.
 
 The service is a real ``uvicorn`` subprocess running ``serving.app:create_app`` on a
-SQLite file with the tiny test model (tests/onnx_factory.py). Returns are opened through
+SQLite file with the tiny test model (benchmarks/tiny_model.py). Returns are opened through
 the API, their ids printed as QR codes in the simulated video, and the station posts its
 inspections with a dock key. Checked: every item inspected exactly once with the right
 return id; the service's grade equals the dock Grader's and `returnlens grade --item
@@ -27,17 +27,26 @@ import cv2
 import httpx
 import pytest
 
-from serving.cli import main
+from benchmarks.tiny_model import build_test_model
+from returnlens.cli import main
 from serving.dock.app import DockOptions, run_station
 from serving.dock.sim import SimConfig, SimTiming, plan, simulate
 from serving.dock.source import Backoff
 from serving.dock.spool import Spool
-from tests.onnx_factory import build_test_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "admin-e2e-secret-0123456789"
-FAST = SimTiming(lead_in=0.8, gap=0.6, enter=0.8, retract=0.5, rest=1.2, fetch=0.5, exit=0.7,
-                 hand_pass=1.0, flicker=1.2)
+FAST = SimTiming(
+    lead_in=0.8,
+    gap=0.6,
+    enter=0.8,
+    retract=0.5,
+    rest=1.2,
+    fetch=0.5,
+    exit=0.7,
+    hand_pass=1.0,
+    flicker=1.2,
+)
 
 
 class Service:
@@ -50,20 +59,41 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = root / "service.db"
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        self.env = {**os.environ, "PYTHONPATH": path,
-                    "RETURNLENS_DATABASE_URL": f"sqlite:///{self.db}",
-                    "RETURNLENS_DATA_DIR": str(root), "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-                    "RETURNLENS_MODEL_PATH": str(model), "RETURNLENS_ADMIN_KEY": ADMIN,
-                    "RETURNLENS_ORT_THREADS": "1", "RETURNLENS_LOG_LEVEL": "warning"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "RETURNLENS_DATABASE_URL": f"sqlite:///{self.db}",
+            "RETURNLENS_DATA_DIR": str(root),
+            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
+            "RETURNLENS_MODEL_PATH": str(model),
+            "RETURNLENS_ADMIN_KEY": ADMIN,
+            "RETURNLENS_ORT_THREADS": "1",
+            "RETURNLENS_LOG_LEVEL": "warning",
+        }
         self.log = root / "uvicorn.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "serving.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -83,8 +113,13 @@ class Service:
         self.proc = None
 
     def admin(self, method: str, path: str, json: Any) -> Any:
-        r = httpx.request(method, f"{self.url}{path}", json=json, timeout=30,
-                          headers={"Authorization": f"Bearer {ADMIN}"})
+        r = httpx.request(
+            method,
+            f"{self.url}{path}",
+            json=json,
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
         assert r.status_code < 300, r.text
         return r.json()
 
@@ -102,21 +137,39 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def _open_returns(svc: Service, cfg: SimConfig, tag: str) -> list[str]:
     """Catalog + one delivered order per simulated item, then a return for each."""
-    from training.synth import catalog_skus
+    from vision.synth import catalog_skus
 
     skus = catalog_skus(cfg.seed, 2)
-    svc.admin("PUT", "/v1/admin/catalog", [{"sku": s.sku, "category": s.category,
-                                              "name": s.name, "price": s.price} for s in skus])
+    svc.admin(
+        "PUT",
+        "/v1/admin/catalog",
+        [{"sku": s.sku, "category": s.category, "name": s.name, "price": s.price} for s in skus],
+    )
     items = plan(cfg)[2]["items"]
-    orders = [{"order_id": f"ORD-{tag}-{i}", "customer_id": f"C-{tag}",
-               "customer_email": "dock@example.com", "sku": it["sku"], "price": it["price"],
-               "delivered_at": "2099-01-01T00:00:00Z"} for i, it in enumerate(items)]
+    orders = [
+        {
+            "order_id": f"ORD-{tag}-{i}",
+            "customer_id": f"C-{tag}",
+            "customer_email": "dock@example.com",
+            "sku": it["sku"],
+            "price": it["price"],
+            "delivered_at": "2099-01-01T00:00:00Z",
+        }
+        for i, it in enumerate(items)
+    ]
     svc.admin("PUT", "/v1/admin/orders", orders)
     ids = []
     for o in orders:
-        r = httpx.post(f"{svc.url}/v1/returns", timeout=30, json={
-            "order_id": o["order_id"], "email": "dock@example.com", "sku": o["sku"],
-            "reason": "changed_mind"})
+        r = httpx.post(
+            f"{svc.url}/v1/returns",
+            timeout=30,
+            json={
+                "order_id": o["order_id"],
+                "email": "dock@example.com",
+                "sku": o["sku"],
+                "reason": "changed_mind",
+            },
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["return_id"])
     return ids
@@ -127,8 +180,16 @@ def _dock_key(svc: Service, name: str) -> str:
 
 
 def _video(tmp: Path, svc: Service, seed: int, tag: str) -> tuple[Path, dict[str, Any]]:
-    base = SimConfig(items=3, seed=seed, width=640, height=360, fps=20, hand_passes=1,
-                     flicker_episodes=1, timing=FAST)
+    base = SimConfig(
+        items=3,
+        seed=seed,
+        width=640,
+        height=360,
+        fps=20,
+        hand_passes=1,
+        flicker_episodes=1,
+        timing=FAST,
+    )
     ids = _open_returns(svc, base, tag)
     cfg = dataclasses.replace(base, return_ids=tuple(ids))
     path = tmp / f"dock-{tag}.mp4"
@@ -138,8 +199,11 @@ def _video(tmp: Path, svc: Service, seed: int, tag: str) -> tuple[Path, dict[str
 def _stored(svc: Service, keys: list[str]) -> list[tuple[str, str | None, str | None]]:
     with sqlite3.connect(svc.db) as db:
         marks = ",".join("?" * len(keys))
-        return db.execute(f"SELECT idempotency_key, return_id, grade FROM inspections "
-                          f"WHERE idempotency_key IN ({marks})", keys).fetchall()
+        return db.execute(
+            f"SELECT idempotency_key, return_id, grade FROM inspections "
+            f"WHERE idempotency_key IN ({marks})",
+            keys,
+        ).fetchall()
 
 
 def _results(out: Path) -> list[dict[str, Any]]:
@@ -154,21 +218,34 @@ def _cli_grade(model: str, frames: list[Path], capsys: pytest.CaptureFixture[str
     import json
 
     capsys.readouterr()
-    assert main(["grade", "--json", "--item", "--profile", "dock", "--model", model,
-                 *map(str, frames)]) == 0
+    assert (
+        main(
+            ["grade", "--json", "--item", "--profile", "dock", "--model", model, *map(str, frames)]
+        )
+        == 0
+    )
     entries = json.loads(capsys.readouterr().out)["results"]
     return str(next(e for e in entries if e["path"] == "item")["scores"]["grade"])
 
 
 def test_every_item_inspected_once_with_the_service_grade(
-        service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vision.pipeline import Grader
 
     video, truth = _video(tmp_path, service, seed=11, tag="a")
     out = tmp_path / "station"
-    summary = run_station(DockOptions(source=str(video), api=service.url,
-                                      key=_dock_key(service, "dock-a"), station_id="dock-a",
-                                      out=out, save_frames=True, drain_timeout=60))
+    summary = run_station(
+        DockOptions(
+            source=str(video),
+            api=service.url,
+            key=_dock_key(service, "dock-a"),
+            station_id="dock-a",
+            out=out,
+            save_frames=True,
+            drain_timeout=60,
+        )
+    )
     assert summary["inspections"] == 3 and summary["drained"]
     assert summary["spool"]["delivered"] == 3 and summary["spool"]["pending"] == 0
     results = _results(out)
@@ -189,14 +266,22 @@ def test_every_item_inspected_once_with_the_service_grade(
         assert (out / "snapshots" / f"{r['key']}.png").is_file()
 
 
-def test_api_down_mid_run_spools_and_delivers_after_restart(service: Service,
-                                                             tmp_path: Path) -> None:
+def test_api_down_mid_run_spools_and_delivers_after_restart(
+    service: Service, tmp_path: Path
+) -> None:
     video, truth = _video(tmp_path, service, seed=12, tag="b")
     out = tmp_path / "station"
     key = _dock_key(service, "dock-b")
     first_exit = truth["items"][0]["frames"]["exit"][0]
-    opts = DockOptions(source=str(video), api=service.url, key=key, station_id="dock-b",
-                       out=out, drain_timeout=0.5, delivery_backoff=Backoff(0.2, 2.0, 1.0))
+    opts = DockOptions(
+        source=str(video),
+        api=service.url,
+        key=key,
+        station_id="dock-b",
+        out=out,
+        drain_timeout=0.5,
+        delivery_backoff=Backoff(0.2, 2.0, 1.0),
+    )
 
     def outage(index: int) -> None:
         if index != first_exit:
@@ -231,12 +316,43 @@ def test_standalone_command_grades_locally_like_the_grader(tmp_path: Path) -> No
 
     model = build_test_model(tmp_path / "model.onnx")
     video = tmp_path / "dock.mp4"
-    truth = simulate(SimConfig(items=2, seed=13, width=640, height=360, fps=20, hand_passes=1,
-                               flicker_episodes=0, timing=FAST, no_qr=(1,)), video)
+    truth = simulate(
+        SimConfig(
+            items=2,
+            seed=13,
+            width=640,
+            height=360,
+            fps=20,
+            hand_passes=1,
+            flicker_episodes=0,
+            timing=FAST,
+            no_qr=(1,),
+        ),
+        video,
+    )
     out = tmp_path / "station"
-    assert main(["dock", "--source", str(video), "--standalone", "--model", str(model),
-                 "--out", str(out), "--price", "80", "--return-id", "R-TYPED", "--no-stdin",
-                 "--save-frames", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "dock",
+                "--source",
+                str(video),
+                "--standalone",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--price",
+                "80",
+                "--return-id",
+                "R-TYPED",
+                "--no-stdin",
+                "--save-frames",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = _results(out)
     assert [r["return_id"] for r in results] == [truth["items"][0]["return_id"], "R-TYPED"]
     spool = Spool(out / "spool.db")

@@ -94,8 +94,13 @@ def test_video_read_failure_reconnects_with_backoff_and_resumes(tmp_path: Path) 
     flaky = Flaky(spec, fail_after=12, bad_opens=3)
     waits: list[float] = []
     events: list[str] = []
-    src = ResilientSource(flaky, finite=True, backoff=Backoff(0.5, 2.0, 1.5), sleep=waits.append,
-                          on_event=lambda kind, **f: events.append(kind))
+    src = ResilientSource(
+        flaky,
+        finite=True,
+        backoff=Backoff(0.5, 2.0, 1.5),
+        sleep=waits.append,
+        on_event=lambda kind, **f: events.append(kind),
+    )
     frames = list(src.frames())
     assert [f.index for f in frames] == list(range(30))  # nothing lost, nothing repeated
     levels = [int(f.image.mean()) for f in frames]

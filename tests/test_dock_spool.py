@@ -34,9 +34,15 @@ class FakeService:
         body = h.rfile.read(length)
         key = h.headers.get("idempotency-key", "")
         with self.lock:
-            self.requests.append({"key": key, "auth": h.headers.get("authorization"),
-                                  "photos": body.count(b'name="photos"'),
-                                  "return_id": b'name="return_id"' in body, "mode": self.mode})
+            self.requests.append(
+                {
+                    "key": key,
+                    "auth": h.headers.get("authorization"),
+                    "photos": body.count(b'name="photos"'),
+                    "return_id": b'name="return_id"' in body,
+                    "mode": self.mode,
+                }
+            )
             mode = self.mode
             if mode in ("201", "drop") and key not in self.stored:
                 self.stored[key] = f"insp-{len(self.stored) + 1}"
@@ -50,9 +56,16 @@ class FakeService:
             h.wfile.flush()
             h.connection.shutdown(2)
             return
-        payload = ({"inspection_id": self.stored[key], "grade": "C_good", "tier": "T2",
-                    "channel": "open_box"} if status < 300
-                   else {"code": "invalid_field", "message": "no", "details": {}})
+        payload = (
+            {
+                "inspection_id": self.stored[key],
+                "grade": "C_good",
+                "tier": "T2",
+                "channel": "open_box",
+            }
+            if status < 300
+            else {"code": "invalid_field", "message": "no", "details": {}}
+        )
         data = json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("content-type", "application/json")
@@ -91,22 +104,33 @@ class Clock:
 
 
 def _item(n: int, return_id: str | None = "R-1") -> SpoolItem:
-    return SpoolItem(key=f"key-{n}", station_id="dock-t", return_id=return_id, id_source="qr",
-                     frames=(b"\xff\xd8jpeg-a" + bytes([n]), b"\xff\xd8jpeg-b"),
-                     created_at=100.0 + n, meta={"frame_index": n})
+    return SpoolItem(
+        key=f"key-{n}",
+        station_id="dock-t",
+        return_id=return_id,
+        id_source="qr",
+        frames=(b"\xff\xd8jpeg-a" + bytes([n]), b"\xff\xd8jpeg-b"),
+        created_at=100.0 + n,
+        meta={"frame_index": n},
+    )
 
 
 def _deliverer(spool: Spool, url: str, clock: Clock, **kw: Any) -> tuple[Deliverer, list[str]]:
     seen: list[str] = []
-    d = Deliverer(spool, HttpPoster(url, "dock-secret", timeout=5.0),
-                  backoff=Backoff(initial=1.0, factor=2.0, maximum=4.0), clock=clock,
-                  on_delivered=lambda item, body, status: seen.append(body["inspection_id"]),
-                  **kw)
+    d = Deliverer(
+        spool,
+        HttpPoster(url, "dock-secret", timeout=5.0),
+        backoff=Backoff(initial=1.0, factor=2.0, maximum=4.0),
+        clock=clock,
+        on_delivered=lambda item, body, status: seen.append(body["inspection_id"]),
+        **kw,
+    )
     return d, seen
 
 
 def test_pending_while_503_then_delivered_once_with_capped_backoff(
-        service: tuple[FakeService, str], tmp_path: Path) -> None:
+    service: tuple[FakeService, str], tmp_path: Path
+) -> None:
     fake, url = service
     clock = Clock()
     spool = Spool(tmp_path / "spool.db", clock=clock)
@@ -140,7 +164,8 @@ def test_pending_while_503_then_delivered_once_with_capped_backoff(
 
 
 def test_restart_resends_pending_rows_and_a_lost_answer_is_not_a_duplicate(
-        service: tuple[FakeService, str], tmp_path: Path) -> None:
+    service: tuple[FakeService, str], tmp_path: Path
+) -> None:
     fake, url = service
     clock = Clock()
     first = Spool(tmp_path / "spool.db", clock=clock)
@@ -164,7 +189,8 @@ def test_restart_resends_pending_rows_and_a_lost_answer_is_not_a_duplicate(
 
 
 def test_refused_request_fails_and_is_kept_then_requeued(
-        service: tuple[FakeService, str], tmp_path: Path) -> None:
+    service: tuple[FakeService, str], tmp_path: Path
+) -> None:
     fake, url = service
     clock = Clock()
     spool = Spool(tmp_path / "spool.db", clock=clock)
@@ -183,7 +209,8 @@ def test_refused_request_fails_and_is_kept_then_requeued(
 
 
 def test_429_honours_retry_after_and_no_server_is_a_retry(
-        service: tuple[FakeService, str], tmp_path: Path) -> None:
+    service: tuple[FakeService, str], tmp_path: Path
+) -> None:
     fake, url = service
     clock = Clock()
     spool = Spool(tmp_path / "spool.db", clock=clock)
@@ -198,11 +225,24 @@ def test_429_honours_retry_after_and_no_server_is_a_retry(
     assert spool.counts()["pending"] == 1
 
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (201, {}, "delivered"), (200, {}, "delivered"), (None, None, "retry"), (503, None, "retry"),
-    (500, None, "retry"), (408, None, "retry"), (429, None, "retry"), (401, None, "retry"),
-    (409, {"code": "in_progress"}, "retry"), (409, {"code": "idempotency_conflict"}, "failed"),
-    (422, None, "failed"), (413, None, "failed"), (415, None, "failed"), (404, None, "failed"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (201, {}, "delivered"),
+        (200, {}, "delivered"),
+        (None, None, "retry"),
+        (503, None, "retry"),
+        (500, None, "retry"),
+        (408, None, "retry"),
+        (429, None, "retry"),
+        (401, None, "retry"),
+        (409, {"code": "in_progress"}, "retry"),
+        (409, {"code": "idempotency_conflict"}, "failed"),
+        (422, None, "failed"),
+        (413, None, "failed"),
+        (415, None, "failed"),
+        (404, None, "failed"),
+    ],
+)
 def test_verdicts(status: int | None, body: dict[str, Any] | None, expected: str) -> None:
     assert verdict(PostOutcome(status, body)) == expected

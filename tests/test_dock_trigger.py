@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.cli import main
+from returnlens.cli import main
 from serving.dock.identify import Identifier, Identity, QrReader, StdinIds
 from serving.dock.output import EventLog
 from serving.dock.process import Prepared, Preparer
@@ -25,15 +25,33 @@ from serving.dock.station import Station, Worker
 from serving.dock.trigger import PresenceTrigger, State, TriggerConfig
 from vision.errors import ConfigError
 
-FAST = SimTiming(lead_in=0.8, gap=0.6, enter=0.8, retract=0.5, rest=1.2, fetch=0.5, exit=0.7,
-                 hand_pass=1.0, flicker=1.2)
+FAST = SimTiming(
+    lead_in=0.8,
+    gap=0.6,
+    enter=0.8,
+    retract=0.5,
+    rest=1.2,
+    fetch=0.5,
+    exit=0.7,
+    hand_pass=1.0,
+    flicker=1.2,
+)
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     path = tmp_path_factory.mktemp("dock") / "dock.mp4"
-    cfg = SimConfig(items=3, seed=3, width=640, height=360, fps=20, hand_passes=2,
-                    flicker_episodes=2, timing=FAST, no_qr=(1,))
+    cfg = SimConfig(
+        items=3,
+        seed=3,
+        width=640,
+        height=360,
+        fps=20,
+        hand_passes=2,
+        flicker_episodes=2,
+        timing=FAST,
+        no_qr=(1,),
+    )
     return path, simulate(cfg, path)
 
 
@@ -59,8 +77,18 @@ def test_one_inspection_per_item_none_for_hands_or_flicker(video: tuple[Path, di
 
 
 def test_hands_and_flicker_alone_never_trigger() -> None:
-    truth, frames = render_frames(SimConfig(items=0, seed=5, width=480, height=270, fps=20,
-                                            hand_passes=4, flicker_episodes=3, timing=FAST))
+    truth, frames = render_frames(
+        SimConfig(
+            items=0,
+            seed=5,
+            width=480,
+            height=270,
+            fps=20,
+            hand_passes=4,
+            flicker_episodes=3,
+            timing=FAST,
+        )
+    )
     trigger = PresenceTrigger()
     updates = [trigger.update(f) for f in frames]
     assert not any(u.fired for u in updates)
@@ -73,17 +101,21 @@ def _scene(item_at: tuple[int, int] | None, level: float = 1.0) -> np.ndarray:
     img = np.clip(150 + rng.normal(0, 2, (120, 160, 3)), 0, 255).astype(np.float32)
     if item_at is not None:
         x, y = item_at
-        img[y: y + 30, x: x + 40] = (40, 90, 200)
+        img[y : y + 30, x : x + 40] = (40, 90, 200)
     return np.clip(img * level, 0, 255).astype(np.uint8)
 
 
 def test_moving_an_inspected_item_does_not_fire_again() -> None:
     cfg = TriggerConfig(still_frames=3, empty_frames=3)
     trigger = PresenceTrigger(cfg)
-    script = ([None] * 4 + [(60, 40)] * 6  # placed: fires once
-              + [(70, 45), (80, 50)] + [(80, 50)] * 6  # nudged, rests again: no second fire
-              + [None] * 5  # removed: re-armed
-              + [(30, 30)] * 6)  # the next item: fires
+    script = (
+        [None] * 4
+        + [(60, 40)] * 6  # placed: fires once
+        + [(70, 45), (80, 50)]
+        + [(80, 50)] * 6  # nudged, rests again: no second fire
+        + [None] * 5  # removed: re-armed
+        + [(30, 30)] * 6
+    )  # the next item: fires
     fired = [i for i, pos in enumerate(script) if trigger.update(_scene(pos)).fired]
     assert fired == [7, len(script) - 3]
     assert trigger.fired_count == 2
@@ -135,8 +167,9 @@ class Recorder:
         self.got.append(prepared)
 
 
-def test_station_on_a_failing_source_inspects_every_item(video: tuple[Path, dict],
-                                                         tmp_path: Path) -> None:
+def test_station_on_a_failing_source_inspects_every_item(
+    video: tuple[Path, dict], tmp_path: Path
+) -> None:
     path, truth = video
     from serving.dock.source import parse_source
 
@@ -161,8 +194,7 @@ def test_station_on_a_failing_source_inspects_every_item(video: tuple[Path, dict
         return Dying()
 
     waits: list[float] = []
-    source = ResilientSource(flaky, finite=True, backoff=Backoff(0.1, 2.0, 1.0),
-                             sleep=waits.append)
+    source = ResilientSource(flaky, finite=True, backoff=Backoff(0.1, 2.0, 1.0), sleep=waits.append)
     sink = Recorder()
     events = EventLog(tmp_path / "events.jsonl")
     worker = Worker(Preparer(Identifier()), sink, events).start()
@@ -182,8 +214,28 @@ def test_station_on_a_failing_source_inspects_every_item(video: tuple[Path, dict
 
 def test_dock_sim_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sim.mp4"
-    assert main(["dock-sim", "--out", str(out), "--items", "1", "--size", "320x240", "--fps",
-                 "10", "--hand-passes", "0", "--flicker", "0", "--return-ids", "RX-1"]) == 0
+    assert (
+        main(
+            [
+                "dock-sim",
+                "--out",
+                str(out),
+                "--items",
+                "1",
+                "--size",
+                "320x240",
+                "--fps",
+                "10",
+                "--hand-passes",
+                "0",
+                "--flicker",
+                "0",
+                "--return-ids",
+                "RX-1",
+            ]
+        )
+        == 0
+    )
     truth = json.loads(out.with_suffix(".json").read_text())
     assert truth["items"][0]["return_id"] == "RX-1" and truth["width"] == 320
     assert len(_frames(out)) == truth["frames"]
@@ -192,20 +244,51 @@ def test_dock_sim_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_dock_command_refuses_bad_arguments_with_a_sentence(
-        video: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    video: tuple[Path, dict],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.delenv("RETURNLENS_DOCK_KEY", raising=False)
     path, _ = video
     assert main(["dock", "--source", str(path), "--api", "http://127.0.0.1:9"]) == 2
     assert "dock key" in capsys.readouterr().err
-    assert main(["dock", "--source", str(tmp_path / "nope.mp4"), "--api", "http://x",
-                 "--key", "k", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "dock",
+                "--source",
+                str(tmp_path / "nope.mp4"),
+                "--api",
+                "http://x",
+                "--key",
+                "k",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "[invalid_source]" in capsys.readouterr().err
     assert main(["dock", "--source", str(path), "--standalone", "--k", "9"]) == 2
     blocked = tmp_path / "a-file"
     blocked.write_text("x")
-    assert main(["dock", "--source", str(path), "--api", "http://127.0.0.1:9", "--key", "k",
-                 "--out", str(blocked)]) == 2
+    assert (
+        main(
+            [
+                "dock",
+                "--source",
+                str(path),
+                "--api",
+                "http://127.0.0.1:9",
+                "--key",
+                "k",
+                "--out",
+                str(blocked),
+            ]
+        )
+        == 2
+    )
     assert "[spool_unavailable]" in capsys.readouterr().err
 
 

@@ -1,7 +1,7 @@
 """Calibration, ONNX export, the parity check and int8 quantisation, end to end.
 
 A tiny real GraderNet (mobilenet_v3_small, random init, 64 px, 16-d embedding) is
-trained for a few steps on 48 generated PNG/JPEG photos (training.synth) so its outputs
+trained for a few steps on 48 generated PNG/JPEG photos (vision.synth) so its outputs
 depend on the input, saved as a checkpoint, and exported with the real torch exporter, onnx.checker
 and ONNX Runtime. One module-scoped export is shared by the read-only tests.
 """
@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from serving.cli import main
+from returnlens.cli import main
 from training import export as export_mod
 from training.export import (
     MIN_PARITY_IMAGES,
@@ -31,22 +31,25 @@ from training.export import (
     preprocessed,
     torch_outputs,
 )
-from training.manifest import Manifest, load_manifest, write_manifest
 from training.model import CheckpointMeta, GraderNet, load_checkpoint, save_checkpoint
-from training.registry import ModelRegistry
-from training.synth import SynthConfig, generate_dataset
 from vision.errors import DataError
+from vision.manifest import Manifest, load_manifest, write_manifest
 from vision.model import OnnxModel
 from vision.preprocess import PreprocessSpec
+from vision.registry import ModelRegistry
+from vision.synth import SynthConfig, generate_dataset
 
 SIZE = 64
 
 
 def make_manifest(root: Path) -> Path:
     """48 photos from the synthetic generator (real PNG/JPEG files), 24/12/12 split."""
-    return generate_dataset(root / "synth", SynthConfig(
-        count=48, seed=0, image_size=96, split_fractions=(0.5, 0.25, 0.25)),
-        workers=1, progress=False)
+    return generate_dataset(
+        root / "synth",
+        SynthConfig(count=48, seed=0, image_size=96, split_fractions=(0.5, 0.25, 0.25)),
+        workers=1,
+        progress=False,
+    )
 
 
 def relabelled(manifest: Manifest, root: Path, grade_labels: tuple[str, ...]) -> Manifest:
@@ -86,9 +89,15 @@ def make_checkpoint(root: Path, manifest: Manifest) -> Path:
             m.momentum = None
     with torch.no_grad():
         net(x)
-    meta = CheckpointMeta(backbone="mobilenet_v3_small", grade_labels=grades,
-                          damage_labels=damage, embedding_dim=16, preprocess=spec,
-                          config={"epochs": 1, "lr": 3e-3}, epoch=1)
+    meta = CheckpointMeta(
+        backbone="mobilenet_v3_small",
+        grade_labels=grades,
+        damage_labels=damage,
+        embedding_dim=16,
+        preprocess=spec,
+        config={"epochs": 1, "lr": 3e-3},
+        epoch=1,
+    )
     path = root / "best.pt"
     save_checkpoint(path, net.eval(), meta)
     return path
@@ -99,8 +108,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("export")
     manifest = load_manifest(make_manifest(root))
     ckpt = make_checkpoint(root, manifest)
-    report = calibrate_and_export(ckpt, manifest, root / "out" / "model.onnx",
-                                  model_version="tiny-1", progress=False)
+    report = calibrate_and_export(
+        ckpt, manifest, root / "out" / "model.onnx", model_version="tiny-1", progress=False
+    )
     return {"root": root, "manifest": manifest, "ckpt": ckpt, "report": report}
 
 
@@ -140,13 +150,21 @@ def test_card_round_trips_through_the_runtime(exported: dict[str, Any]) -> None:
     assert card.damage_labels == manifest.header.damage_labels
     assert card.preprocess == PreprocessSpec(input_size=SIZE) and card.embedding_dim == 16
     assert 0.05 <= card.temperature <= 20 and card.temperature == report.temperature
-    assert set(card.thresholds) == {"auto_approve_confidence", "wrong_item_similarity",
-                                    "damage_present"}
+    assert set(card.thresholds) == {
+        "auto_approve_confidence",
+        "wrong_item_similarity",
+        "damage_present",
+    }
     assert 0.0 < card.thresholds["auto_approve_confidence"] <= 1.0
     assert card.training_data == manifest.summary()
     assert card.metrics["split"] == "test" and card.metrics["count"] == 12
-    assert {"accuracy", "mean_abs_grade_error", "ece", "damage_macro_auroc",
-            "embedding_sku_auroc"} <= set(card.metrics)
+    assert {
+        "accuracy",
+        "mean_abs_grade_error",
+        "ece",
+        "damage_macro_auroc",
+        "embedding_sku_auroc",
+    } <= set(card.metrics)
     assert card.recipe["lr"] == 3e-3 and card.recipe["export"]["opset"] == 17
     assert card.recipe["export"]["parity"]["images"] == report.parity.images
     assert datetime.fromisoformat(card.created_at).tzinfo is not None
@@ -157,8 +175,12 @@ def test_parity_within_tolerance_on_32_photos(exported: dict[str, Any]) -> None:
     report: ExportReport = exported["report"]
     assert report.parity.images >= MIN_PARITY_IMAGES
     assert report.parity_max_diff <= 1e-4
-    assert set(report.parity.max_abs_diff) == {"grade_probs", "damage_probs", "embedding",
-                                               "damage_cam"}
+    assert set(report.parity.max_abs_diff) == {
+        "grade_probs",
+        "damage_probs",
+        "embedding",
+        "damage_cam",
+    }
     # Independently: rebuild torch from the checkpoint + card temperature and compare
     # with ONNX Runtime on the same decoded, preprocessed photos.
     net, meta = load_checkpoint(exported["ckpt"])
@@ -172,8 +194,9 @@ def test_parity_within_tolerance_on_32_photos(exported: dict[str, Any]) -> None:
     assert ref[0].std(axis=0).max() > 1e-3  # the outputs really depend on the photo
 
 
-def test_metrics_in_card_match_a_separate_evaluation(exported: dict[str, Any],
-                                                     tmp_path: Path) -> None:
+def test_metrics_in_card_match_a_separate_evaluation(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
     from training.evaluate import evaluate_model
 
     report: ExportReport = exported["report"]
@@ -183,7 +206,8 @@ def test_metrics_in_card_match_a_separate_evaluation(exported: dict[str, Any],
 
 
 def test_sabotaged_export_is_refused_and_nothing_written(
-        exported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The graph is exported from a wrapper with another temperature than the one the
     parity check runs in torch: the check must catch it and leave no file behind."""
     real_export = export_mod.export_graph
@@ -201,8 +225,9 @@ def test_sabotaged_export_is_refused_and_nothing_written(
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
-def test_checkpoint_and_manifest_labels_must_match(exported: dict[str, Any],
-                                                   tmp_path: Path) -> None:
+def test_checkpoint_and_manifest_labels_must_match(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
     other = relabelled(exported["manifest"], tmp_path, ("a", "b", "c", "d", "e"))
     with pytest.raises(DataError, match="do not match the checkpoint's") as err:
         calibrate_and_export(exported["ckpt"], other, tmp_path / "m.onnx", progress=False)
@@ -215,15 +240,20 @@ def test_int8_quantisation_keeps_the_card(exported: dict[str, Any]) -> None:
     from training.quantize import quantize_model
 
     report: ExportReport = exported["report"]
-    q = quantize_model(report.path, exported["manifest"], calibration_images=16,
-                       progress=False, latency_repeats=2)
+    q = quantize_model(
+        report.path, exported["manifest"], calibration_images=16, progress=False, latency_repeats=2
+    )
     assert q.path.name == "model.int8.onnx"
     int8 = OnnxModel(q.path)
     card, fp32 = int8.card, report.card
     assert card.model_version == "tiny-1-int8" and card.recipe["quantized"] is True
-    assert (card.grade_labels, card.damage_labels, card.preprocess, card.temperature,
-            card.thresholds) == (fp32.grade_labels, fp32.damage_labels, fp32.preprocess,
-                                 fp32.temperature, fp32.thresholds)
+    assert (
+        card.grade_labels,
+        card.damage_labels,
+        card.preprocess,
+        card.temperature,
+        card.thresholds,
+    ) == (fp32.grade_labels, fp32.damage_labels, fp32.preprocess, fp32.temperature, fp32.thresholds)
     ops = {n.op_type for n in onnx.load(str(q.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert q.accuracy_change is not None and set(q.latency_ms) == {"fp32", "int8"}
@@ -232,32 +262,66 @@ def test_int8_quantisation_keeps_the_card(exported: dict[str, Any]) -> None:
     np.testing.assert_allclose(out.grade_probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_cli_export_registers(exported: dict[str, Any], tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_registers(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     models = tmp_path / "models"
-    code = main(["export", "--checkpoint", str(exported["ckpt"]), "--data",
-                 str(exported["manifest"].path), "--out", str(tmp_path / "cli.onnx"),
-                 "--version", "cli-1", "--register", "--models-dir", str(models),
-                 "--no-progress"])
+    code = main(
+        [
+            "export",
+            "--checkpoint",
+            str(exported["ckpt"]),
+            "--data",
+            str(exported["manifest"].path),
+            "--out",
+            str(tmp_path / "cli.onnx"),
+            "--version",
+            "cli-1",
+            "--register",
+            "--models-dir",
+            str(models),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "parity on 32 photos" in out and "registered cli-1" in out
     assert ModelRegistry(models).get("cli-1").card.model_version == "cli-1"
 
 
-def test_cli_export_bad_inputs(exported: dict[str, Any], tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--data",
-                 str(exported["manifest"].path), "--out", str(tmp_path / "x.onnx")])
+def test_cli_export_bad_inputs(
+    exported: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "export",
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+            "--data",
+            str(exported["manifest"].path),
+            "--out",
+            str(tmp_path / "x.onnx"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err and "Traceback" not in err
-    code = main(["export", "--checkpoint", str(exported["ckpt"]), "--data",
-                 str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x.onnx")])
+    code = main(
+        [
+            "export",
+            "--checkpoint",
+            str(exported["ckpt"]),
+            "--data",
+            str(tmp_path / "none.jsonl"),
+            "--out",
+            str(tmp_path / "x.onnx"),
+        ]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_label_set_without_damage_labels_exports_and_evaluates(
-        exported: dict[str, Any], tmp_path: Path) -> None:
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
     """Severity-only datasets (car-damage) have no damage labels: D = 0 outputs are
     [N, 0]. Training, calibration, the parity check, the card and evaluation must all
     accept that (this crashed in the parity check's max over an empty array)."""
@@ -282,13 +346,15 @@ def test_label_set_without_damage_labels_exports_and_evaluates(
 
 
 def test_flip_averaged_export_is_mirror_invariant_and_parity_checked(
-        exported: dict[str, Any], tmp_path: Path) -> None:
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
     """``tta_flip``: the graph averages each photo with its mirror image; through ONNX
     Runtime a photo and its mirror then get the same scores, and the damage maps of the
     mirror are the mirrored maps."""
     manifest: Manifest = exported["manifest"]
-    report = calibrate_and_export(exported["ckpt"], manifest, tmp_path / "tta.onnx",
-                                  progress=False, tta_flip=True)
+    report = calibrate_and_export(
+        exported["ckpt"], manifest, tmp_path / "tta.onnx", progress=False, tta_flip=True
+    )
     assert report.card.recipe["tta_flip"] is True
     assert report.parity.prob_max_diff <= 1e-4
     model = OnnxModel(report.path)
@@ -298,6 +364,8 @@ def test_flip_averaged_export_is_mirror_invariant_and_parity_checked(
     np.testing.assert_allclose(out.embedding, mirrored.embedding, atol=1e-5)
     np.testing.assert_allclose(out.damage_cam, mirrored.damage_cam[..., ::-1], atol=1e-5)
     plain = OnnxModel(exported["report"].path)  # the same checkpoint without the average
-    assert not np.allclose(plain.predict(batch).grade_probs,
-                           plain.predict(np.ascontiguousarray(batch[:, :, ::-1])).grade_probs,
-                           atol=1e-5)  # so the invariance above is the graph's doing
+    assert not np.allclose(
+        plain.predict(batch).grade_probs,
+        plain.predict(np.ascontiguousarray(batch[:, :, ::-1])).grade_probs,
+        atol=1e-5,
+    )  # so the invariance above is the graph's doing

@@ -5,7 +5,7 @@ then bytes), so the order of the stored ``damage_probs`` dict is not the order o
 rows of the stored ``damage_cam``. The label lists are stored with the scores and used
 wherever order matters.
 
-The model is the tiny test model (tests/onnx_factory.py) with one change made here: its
+The model is the tiny test model (benchmarks/tiny_model.py) with one change made here: its
 CAM weights become a [1,7,4,4] constant that lights a DIFFERENT cell for each damage
 label (the original weights only scale one map per label, so every label's normalised
 map looks the same). A heatmap built from the wrong label's CAM row then lights the
@@ -26,18 +26,18 @@ import pytest
 from onnx import numpy_helper
 from sqlalchemy import update
 
+from benchmarks.tiny_model import DAMAGE, GRADES, build_test_model
+from serving.domain_errors import NotFound
 from serving.policy import load_policy
-from serving.services.errors import NotFound
 from serving.services.service import ReturnLensService
 from serving.services.views import CreateReturnRequest, ReviewRequest
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
+from serving.storage.review_export import ExportOptions, export_reviewed
 from serving.storage.tables import Photo
-from tests.onnx_factory import DAMAGE, GRADES, build_test_model
 from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
 from tests.photo_factory import item_scene
 from tests.test_service import DELIVERED, NOW, jpeg
-from training.review_export import ExportOptions, export_reviewed
 from vision.errors import DataError
 from vision.heatmap import cam_to_photo, render_overlay
 from vision.model import OnnxModel
@@ -70,14 +70,29 @@ def grader(tmp_path_factory: pytest.TempPathFactory) -> Grader:
 @pytest.fixture()
 def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensService]:  # noqa: F811
     db = Database(db_url)
-    service = ReturnLensService(db, PhotoStore(tmp_path / "photos"), grader,
-                                Grader(grader.model, profile="dock"), load_policy(),
-                                clock=lambda: NOW)
-    service.upsert_catalog([{"sku": "mug-01", "category": "mug", "name": "Blue mug",
-                             "price": 25.0}])
-    service.upsert_orders([{"order_id": "o-1", "customer_id": "c-1",
-                            "customer_email": "a@example.com", "sku": "mug-01",
-                            "price": 25.0, "delivered_at": DELIVERED}])
+    service = ReturnLensService(
+        db,
+        PhotoStore(tmp_path / "photos"),
+        grader,
+        Grader(grader.model, profile="dock"),
+        load_policy(),
+        clock=lambda: NOW,
+    )
+    service.upsert_catalog(
+        [{"sku": "mug-01", "category": "mug", "name": "Blue mug", "price": 25.0}]
+    )
+    service.upsert_orders(
+        [
+            {
+                "order_id": "o-1",
+                "customer_id": "c-1",
+                "customer_email": "a@example.com",
+                "sku": "mug-01",
+                "price": 25.0,
+                "delivered_at": DELIVERED,
+            }
+        ]
+    )
     yield service
     db.dispose()
 
@@ -92,8 +107,9 @@ def red_photo() -> bytes:
 
 def _upload(svc: ReturnLensService) -> tuple[str, str, bytes]:
     """(return id, photo id, uploaded bytes) of one red photo."""
-    created = svc.create_return(CreateReturnRequest(order_id="o-1", sku="mug-01",
-                                                    reason="changed_mind"))
+    created = svc.create_return(
+        CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
+    )
     data = red_photo()
     result = svc.upload_photos(created.return_id, [data])
     return created.return_id, result.photos[0].photo_id, data
@@ -105,8 +121,9 @@ def _decode(png_or_jpeg: bytes) -> np.ndarray:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.float32)
 
 
-def _expected(svc: ReturnLensService, grader: Grader, photo_id: str, data: bytes,
-              rows: list[int]) -> np.ndarray:
+def _expected(
+    svc: ReturnLensService, grader: Grader, photo_id: str, data: bytes, rows: list[int]
+) -> np.ndarray:
     """The overlay drawn straight from the model's CAM rows ``rows`` (card order)."""
     scores = grader.grade([data]).photos[0].scores
     stored = _decode(svc.photo_bytes(photo_id)[0]).astype(np.uint8)
@@ -114,8 +131,11 @@ def _expected(svc: ReturnLensService, grader: Grader, photo_id: str, data: bytes
     heat = np.zeros((h, w), np.float32)
     for i in rows:
         cam = scores.damage_cam[i]
-        heat = np.maximum(heat, cam_to_photo(cam / cam.max(), h, w, grader.card.preprocess)
-                          * float(scores.damage_probs[i]))
+        heat = np.maximum(
+            heat,
+            cam_to_photo(cam / cam.max(), h, w, grader.card.preprocess)
+            * float(scores.damage_probs[i]),
+        )
     return render_overlay(stored, heat).astype(np.float32)
 
 
@@ -131,7 +151,10 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_each_heatmap_is_drawn_from_its_own_labels_cam_row(
-        svc: ReturnLensService, grader: Grader, db_url: str) -> None:  # noqa: F811
+    svc: ReturnLensService,
+    grader: Grader,
+    db_url: str,  # noqa: F811
+) -> None:
     _, pid, data = _upload(svc)
     scores = _scores(svc, pid)
     assert scores["damage_labels"] == list(DAMAGE) and scores["grade_labels"] == list(GRADES)
@@ -149,12 +172,12 @@ def test_each_heatmap_is_drawn_from_its_own_labels_cam_row(
                 wrong = _expected(svc, grader, pid, data, [DAMAGE.index(other)])
                 assert _diff(got, wrong) > 5 * TOLERANCE, (label, other)
     combined = _decode(svc.heatmap_png(pid, "grade"))
-    assert _diff(combined, _expected(svc, grader, pid, data, list(range(len(DAMAGE))))) \
-        < TOLERANCE
+    assert _diff(combined, _expected(svc, grader, pid, data, list(range(len(DAMAGE))))) < TOLERANCE
 
 
 def test_rows_stored_without_label_lists_use_the_card_of_the_same_model_only(
-        svc: ReturnLensService, grader: Grader) -> None:
+    svc: ReturnLensService, grader: Grader
+) -> None:
     _, pid, data = _upload(svc)
     scores = _scores(svc, pid)
     legacy = {k: v for k, v in scores.items() if k not in ("grade_labels", "damage_labels")}
@@ -163,18 +186,32 @@ def test_rows_stored_without_label_lists_use_the_card_of_the_same_model_only(
     got = _decode(svc.heatmap_png(pid, "scratch"))
     assert _diff(got, _expected(svc, grader, pid, data, [DAMAGE.index("scratch")])) < TOLERANCE
     with svc.db.write() as s:  # graded by another model: the row order is unknown
-        s.execute(update(Photo).where(Photo.id == pid)
-                  .values(scores={**legacy, "model_version": "older-model"}))
+        s.execute(
+            update(Photo)
+            .where(Photo.id == pid)
+            .values(scores={**legacy, "model_version": "older-model"})
+        )
     with pytest.raises(NotFound) as err:
         svc.heatmap_png(pid, "scratch")
     assert err.value.code == "not_found"
 
 
 def test_review_export_reads_the_stored_label_lists(
-        svc: ReturnLensService, tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    svc: ReturnLensService,
+    tmp_path: Path,
+    db_url: str,  # noqa: F811
+) -> None:
     rid, pid, _ = _upload(svc)
-    svc.submit_review(ReviewRequest(subject_type="return", subject_id=rid, reviewer="rita",
-                                    verdict="correct", grade="D_fair", damage=("dent",)))
+    svc.submit_review(
+        ReviewRequest(
+            subject_type="return",
+            subject_id=rid,
+            reviewer="rita",
+            verdict="correct",
+            grade="D_fair",
+            damage=("dent",),
+        )
+    )
     options = ExportOptions(include_failed_quality=True)
     photos = svc.deps.photos.root
     report = export_reviewed(db_url, photos, tmp_path / "out", options)
@@ -184,8 +221,15 @@ def test_review_export_reads_the_stored_label_lists(
     # A row stored before the lists existed: PostgreSQL cannot tell its order.
     scores = _scores(svc, pid)
     with svc.db.write() as s:
-        s.execute(update(Photo).where(Photo.id == pid).values(scores={
-            k: v for k, v in scores.items() if k not in ("grade_labels", "damage_labels")}))
+        s.execute(
+            update(Photo)
+            .where(Photo.id == pid)
+            .values(
+                scores={
+                    k: v for k, v in scores.items() if k not in ("grade_labels", "damage_labels")
+                }
+            )
+        )
     if db_url.startswith("postgresql"):
         with pytest.raises(DataError) as err:
             export_reviewed(db_url, photos, tmp_path / "out2", options)
@@ -193,6 +237,10 @@ def test_review_export_reads_the_stored_label_lists(
     else:  # SQLite keeps the JSON text, so the dict order is the model's
         export_reviewed(db_url, photos, tmp_path / "out2", options)
     # --labels-from stays an override (here the first export's manifest header).
-    again = export_reviewed(db_url, photos, tmp_path / "out3", ExportOptions(
-        include_failed_quality=True, labels_from=report.manifest))
+    again = export_reviewed(
+        db_url,
+        photos,
+        tmp_path / "out3",
+        ExportOptions(include_failed_quality=True, labels_from=report.manifest),
+    )
     assert again.records == 1

@@ -45,16 +45,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("live")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
-    env.update({"RETURNLENS_DATA_DIR": str(root), "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-                "RETURNLENS_MODELS_DIR": str(root / "models"),
-                "RETURNLENS_ADMIN_KEY": ADMIN_KEY, "RETURNLENS_DEMO_SEED": str(SEED),
-                "RETURNLENS_ORT_THREADS": "2"})
+    env.update(
+        {
+            "RETURNLENS_DATA_DIR": str(root),
+            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
+            "RETURNLENS_MODELS_DIR": str(root / "models"),
+            "RETURNLENS_ADMIN_KEY": ADMIN_KEY,
+            "RETURNLENS_DEMO_SEED": str(SEED),
+            "RETURNLENS_ORT_THREADS": "2",
+        }
+    )
     log = (root / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "serve", "--host", "127.0.0.1", "--port",
-         str(port), "--database-url", f"sqlite:///{root / 'live.db'}", "--model-path",
-         str(model), "--seed-demo", "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(root))
+        [
+            sys.executable,
+            "-m",
+            "returnlens.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{root / 'live.db'}",
+            "--model-path",
+            str(model),
+            "--seed-demo",
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(root),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, proc, root / "server.log")
@@ -85,15 +109,16 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
     assert ok
     return buf.tobytes()
 
 
 def _photos() -> tuple[Any, dict[str, bytes]]:
     """The ordered SKU and four photos of returned items (from the synthetic generator)."""
-    from training.synth import catalog_skus, render_photo, sample_state
+    from vision.synth import catalog_skus, render_photo, sample_state
 
     skus = catalog_skus(SEED, 2)
     ordered = next(s for s in skus if s.category == "mug")
@@ -114,17 +139,22 @@ def _photos() -> tuple[Any, dict[str, bytes]]:
     }
 
 
-def _open_return(client: httpx.Client, order_id: str, sku: str, email: str,
-                 reason: str) -> tuple[str, dict[str, str]]:
-    r = client.post("/v1/returns", json={"order_id": order_id, "sku": sku, "reason": reason,
-                                         "email": email})
+def _open_return(
+    client: httpx.Client, order_id: str, sku: str, email: str, reason: str
+) -> tuple[str, dict[str, str]]:
+    r = client.post(
+        "/v1/returns", json={"order_id": order_id, "sku": sku, "reason": reason, "email": email}
+    )
     assert r.status_code == 201, r.text
     return r.json()["return_id"], {"Authorization": f"Bearer {r.json()['token']}"}
 
 
 def _upload(client: httpx.Client, rid: str, auth: dict[str, str], data: bytes) -> Any:
-    r = client.post(f"/v1/returns/{rid}/photos", headers=auth,
-                    files=[("photos", ("photo.jpg", data, "image/jpeg"))])
+    r = client.post(
+        f"/v1/returns/{rid}/photos",
+        headers=auth,
+        files=[("photos", ("photo.jpg", data, "image/jpeg"))],
+    )
     assert r.status_code == 200, r.text
     return r.json()["decision"]
 
@@ -135,17 +165,30 @@ def test_shopper_scenario_over_real_http(server: str) -> None:
     cases = ("clean", "blurred", "damaged", "wrong_sku")
     with httpx.Client(base_url=server, timeout=60) as client:
         # One order (and customer) per case, so no case sees another's history.
-        orders = [{"order_id": f"LIVE-{i}", "customer_id": f"LC-{i}",
-                   "customer_email": f"live{i}@example.com", "sku": sku.sku, "price": sku.price,
-                   "delivered_at": when} for i in range(len(cases))]
+        orders = [
+            {
+                "order_id": f"LIVE-{i}",
+                "customer_id": f"LC-{i}",
+                "customer_email": f"live{i}@example.com",
+                "sku": sku.sku,
+                "price": sku.price,
+                "delivered_at": when,
+            }
+            for i in range(len(cases))
+        ]
         r = client.put("/v1/admin/orders", json=orders, headers={"X-API-Key": ADMIN_KEY})
         assert r.status_code == 200, r.text
-        reasons = {"clean": "changed_mind", "blurred": "changed_mind",
-                   "damaged": "changed_mind", "wrong_sku": "does_not_fit"}
+        reasons = {
+            "clean": "changed_mind",
+            "blurred": "changed_mind",
+            "damaged": "changed_mind",
+            "wrong_sku": "does_not_fit",
+        }
         got = {}
         for i, case in enumerate(cases):
-            rid, auth = _open_return(client, f"LIVE-{i}", sku.sku, f"live{i}@example.com",
-                                     reasons[case])
+            rid, auth = _open_return(
+                client, f"LIVE-{i}", sku.sku, f"live{i}@example.com", reasons[case]
+            )
             got[case] = _upload(client, rid, auth, photos[case])
             if case == "clean":
                 ret = client.get(f"/v1/returns/{rid}", headers=auth).json()

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from serving.cli import main
-from training.manifest import (
+from returnlens.cli import main
+from vision.errors import DataError
+from vision.manifest import (
     ManifestHeader,
     ManifestRecord,
     Problem,
@@ -23,7 +24,6 @@ from training.manifest import (
     validate_manifest,
     write_manifest,
 )
-from vision.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 GRADES = ["A_new", "C_good", "E_damaged"]
@@ -37,15 +37,26 @@ def png(path: Path, value: int = 128) -> Path:
 
 
 def rec(rid: Any, split: str = "train", **over: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {"id": rid, "image": f"img/{rid}.png", "grade": "C_good",
-                           "damage": ["scratch"], "category": "mug", "sku": "mug-1",
-                           "split": split}
+    obj: dict[str, Any] = {
+        "id": rid,
+        "image": f"img/{rid}.png",
+        "grade": "C_good",
+        "damage": ["scratch"],
+        "category": "mug",
+        "sku": "mug-1",
+        "split": split,
+    }
     obj.update(over)
     return obj
 
 
-HEADER = {"kind": "returnlens-manifest", "version": 1, "grade_labels": GRADES,
-          "damage_labels": DAMAGE, "source": "test"}
+HEADER = {
+    "kind": "returnlens-manifest",
+    "version": 1,
+    "grade_labels": GRADES,
+    "damage_labels": DAMAGE,
+    "source": "test",
+}
 
 
 def dump(tmp: Path, lines: list[Any], name: str = "m.jsonl") -> Path:
@@ -62,8 +73,13 @@ def dump(tmp: Path, lines: list[Any], name: str = "m.jsonl") -> Path:
 
 
 def valid_lines() -> list[Any]:
-    return [HEADER, rec("a"), rec("b", grade="A_new", damage=[]), rec("c", "val"),
-            rec("d", "test", grade=None)]
+    return [
+        HEADER,
+        rec("a"),
+        rec("b", grade="A_new", damage=[]),
+        rec("c", "val"),
+        rec("d", "test", grade=None),
+    ]
 
 
 def codes(problems: list[Problem]) -> list[tuple[int | None, str, str]]:
@@ -98,58 +114,117 @@ def _text(tmp: Path, name: str, content: str) -> str:
 
 # (case name, lines builder taking tmp_path, expected (line, code, severity) subset)
 CASES: list[tuple[str, Any, list[tuple[int | None, str, str]]]] = [
-    ("missing_file", lambda t: _replace(1, rec("a", image="missing/a.png")),
-     [(2, "missing_file", "error")]),
-    ("not_an_image", lambda t: _replace(1, rec("a", image=_text(t, "a.txt", "hello"))),
-     [(2, "not_an_image", "error")]),
-    ("missing_mask", lambda t: _replace(1, rec("a", mask="missing/m.png")),
-     [(2, "missing_file", "error")]),
-    ("unknown_grade", lambda t: _replace(1, rec("a", grade="B_like_new")),
-     [(2, "unknown_grade", "error")]),
-    ("unknown_damage", lambda t: _replace(1, rec("a", damage=["scratch", "burn"])),
-     [(2, "unknown_damage", "error")]),
-    ("duplicate_id", lambda t: _replace(2, rec("a", image="img/b.png")),
-     [(3, "duplicate_id", "error")]),
+    (
+        "missing_file",
+        lambda t: _replace(1, rec("a", image="missing/a.png")),
+        [(2, "missing_file", "error")],
+    ),
+    (
+        "not_an_image",
+        lambda t: _replace(1, rec("a", image=_text(t, "a.txt", "hello"))),
+        [(2, "not_an_image", "error")],
+    ),
+    (
+        "missing_mask",
+        lambda t: _replace(1, rec("a", mask="missing/m.png")),
+        [(2, "missing_file", "error")],
+    ),
+    (
+        "unknown_grade",
+        lambda t: _replace(1, rec("a", grade="B_like_new")),
+        [(2, "unknown_grade", "error")],
+    ),
+    (
+        "unknown_damage",
+        lambda t: _replace(1, rec("a", damage=["scratch", "burn"])),
+        [(2, "unknown_damage", "error")],
+    ),
+    (
+        "duplicate_id",
+        lambda t: _replace(2, rec("a", image="img/b.png")),
+        [(3, "duplicate_id", "error")],
+    ),
     ("empty_val", lambda t: _replace(3, rec("c", "train")), [(None, "empty_split", "error")]),
     ("empty_test_warns", lambda t: valid_lines()[:4], [(None, "empty_split", "warning")]),
-    ("malformed_json", lambda t: _replace(2, '{"id": "b", "image": '),
-     [(3, "malformed_json", "error")]),
+    (
+        "malformed_json",
+        lambda t: _replace(2, '{"id": "b", "image": '),
+        [(3, "malformed_json", "error")],
+    ),
     ("deep_json", lambda t: _replace(2, "[" * 200_000), [(3, "malformed_json", "error")]),
-    ("missing_field", lambda t: _replace(1, {k: v for k, v in rec("a").items() if k != "sku"}),
-     [(2, "missing_field", "error")]),
-    ("wrong_type_damage", lambda t: _replace(1, rec("a", damage="scratch")),
-     [(2, "wrong_type", "error")]),
-    ("wrong_type_id", lambda t: _replace(1, rec(7, image="img/7.png")),
-     [(2, "wrong_type", "error")]),
-    ("empty_category", lambda t: _replace(1, rec("a", category="")),
-     [(2, "wrong_type", "error")]),
+    (
+        "missing_field",
+        lambda t: _replace(1, {k: v for k, v in rec("a").items() if k != "sku"}),
+        [(2, "missing_field", "error")],
+    ),
+    (
+        "wrong_type_damage",
+        lambda t: _replace(1, rec("a", damage="scratch")),
+        [(2, "wrong_type", "error")],
+    ),
+    (
+        "wrong_type_id",
+        lambda t: _replace(1, rec(7, image="img/7.png")),
+        [(2, "wrong_type", "error")],
+    ),
+    ("empty_category", lambda t: _replace(1, rec("a", category="")), [(2, "wrong_type", "error")]),
     ("bad_split", lambda t: _replace(1, rec("a", "Train")), [(2, "bad_split", "error")]),
     ("not_an_object", lambda t: _replace(1, "[1, 2]"), [(2, "not_an_object", "error")]),
-    ("duplicate_label", lambda t: _replace(0, {**HEADER, "damage_labels": ["dent", "dent"]}),
-     [(1, "duplicate_label", "error"), (2, "unknown_damage", "error")]),
-    ("bad_header", lambda t: _replace(0, {**HEADER, "kind": "other"}),
-     [(1, "bad_header", "error")]),
-    ("header_wrong_type", lambda t: _replace(0, {**HEADER, "grade_labels": "A,B"}),
-     [(1, "wrong_type", "error")]),
-    ("unsupported_version", lambda t: _replace(0, {**HEADER, "version": 2}),
-     [(1, "unsupported_version", "error")]),
+    (
+        "duplicate_label",
+        lambda t: _replace(0, {**HEADER, "damage_labels": ["dent", "dent"]}),
+        [(1, "duplicate_label", "error"), (2, "unknown_damage", "error")],
+    ),
+    (
+        "bad_header",
+        lambda t: _replace(0, {**HEADER, "kind": "other"}),
+        [(1, "bad_header", "error")],
+    ),
+    (
+        "header_wrong_type",
+        lambda t: _replace(0, {**HEADER, "grade_labels": "A,B"}),
+        [(1, "wrong_type", "error")],
+    ),
+    (
+        "unsupported_version",
+        lambda t: _replace(0, {**HEADER, "version": 2}),
+        [(1, "unsupported_version", "error")],
+    ),
     ("misplaced_header", lambda t: [*valid_lines(), HEADER], [(6, "misplaced_header", "error")]),
-    ("split_leak_image", lambda t: _replace(4, rec("d", "test", image="img/a.png")),
-     [(5, "split_leak", "error")]),
-    ("split_leak_item", lambda t: [HEADER, rec("a", item_id="i1"), rec("b"),
-                                   rec("c", "val", item_id="i1"), rec("d", "test")],
-     [(4, "split_leak", "error")]),
-    ("duplicate_image_warns", lambda t: _replace(2, rec("b", image="img/a.png")),
-     [(3, "duplicate_image", "warning")]),
-    ("unknown_field_warns", lambda t: _replace(1, rec("a", colour="red")),
-     [(2, "unknown_field", "warning")]),
+    (
+        "split_leak_image",
+        lambda t: _replace(4, rec("d", "test", image="img/a.png")),
+        [(5, "split_leak", "error")],
+    ),
+    (
+        "split_leak_item",
+        lambda t: [
+            HEADER,
+            rec("a", item_id="i1"),
+            rec("b"),
+            rec("c", "val", item_id="i1"),
+            rec("d", "test"),
+        ],
+        [(4, "split_leak", "error")],
+    ),
+    (
+        "duplicate_image_warns",
+        lambda t: _replace(2, rec("b", image="img/a.png")),
+        [(3, "duplicate_image", "warning")],
+    ),
+    (
+        "unknown_field_warns",
+        lambda t: _replace(1, rec("a", colour="red")),
+        [(2, "unknown_field", "warning")],
+    ),
     ("no_records", lambda t: [HEADER], [(None, "no_records", "error")]),
 ]
 
 
 @pytest.mark.parametrize(("name", "build", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_each_problem_code(tmp_path: Path, name: str, build: Any,
-                           expected: list[tuple[int | None, str, str]]) -> None:
+def test_each_problem_code(
+    tmp_path: Path, name: str, build: Any, expected: list[tuple[int | None, str, str]]
+) -> None:
     path = dump(tmp_path, build(tmp_path))
     problems = validate_manifest(path)
     for item in expected:
@@ -180,8 +255,13 @@ def test_unreadable_files_are_problems_not_tracebacks(tmp_path: Path, kind: str)
         path.write_bytes(b"\n  \n\t\n")
     elif kind == "binary":
         path.write_bytes(bytes(range(256)) * 40)
-    expected = {"missing": "missing_manifest", "directory": "not_a_file",
-                "empty": "empty_manifest", "binary": "not_text", "whitespace": "empty_manifest"}
+    expected = {
+        "missing": "missing_manifest",
+        "directory": "not_a_file",
+        "empty": "empty_manifest",
+        "binary": "not_text",
+        "whitespace": "empty_manifest",
+    }
     problems = validate_manifest(path)
     assert [p.code for p in problems] == [expected[kind]]
     with pytest.raises(DataError):
@@ -210,12 +290,21 @@ def test_mutated_manifests_never_raise_anything_but_data_error(tmp_path: Path) -
 
 
 def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
-    lines = [HEADER, rec("a", grade="Z"), rec("a", image="img/b.png", split="x"), "oops",
-             rec("c", "val", image="missing/c.png")]
+    lines = [
+        HEADER,
+        rec("a", grade="Z"),
+        rec("a", image="img/b.png", split="x"),
+        "oops",
+        rec("c", "val", image="missing/c.png"),
+    ]
     found = codes(validate_manifest(dump(tmp_path, lines)))
-    for item in [(2, "unknown_grade", "error"), (3, "bad_split", "error"),
-                 (3, "duplicate_id", "error"), (4, "malformed_json", "error"),
-                 (5, "missing_file", "error")]:
+    for item in [
+        (2, "unknown_grade", "error"),
+        (3, "bad_split", "error"),
+        (3, "duplicate_id", "error"),
+        (4, "malformed_json", "error"),
+        (5, "missing_file", "error"),
+    ]:
         assert item in found
     assert Problem(2, "a", "unknown_grade", "x").format() == "line 2 [a]: unknown_grade: x"
 
@@ -227,20 +316,28 @@ def test_no_files_skips_file_checks(tmp_path: Path) -> None:
 
 
 def test_headerless_manifest_infers_sorted_labels(tmp_path: Path) -> None:
-    lines = [rec("a", grade="b_mid", damage=["tear", "dent"]), rec("b", "val", grade="a_top"),
-             rec("c", "test", grade=None, damage=[])]
+    lines = [
+        rec("a", grade="b_mid", damage=["tear", "dent"]),
+        rec("b", "val", grade="a_top"),
+        rec("c", "test", grade=None, damage=[]),
+    ]
     m = load_manifest(dump(tmp_path, lines))
     assert m.header.grade_labels == ("a_top", "b_mid")
     assert m.header.damage_labels == ("dent", "scratch", "tear")
 
 
-def test_paths_resolve_against_the_manifest_dir_not_cwd(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paths_resolve_against_the_manifest_dir_not_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub = tmp_path / "data"
     sub.mkdir()
     outside = png(tmp_path / "elsewhere" / "x.png")
-    lines = [HEADER, rec("a", image="../elsewhere/x.png"), rec("b", image=str(outside)),
-             rec("c", "val")]
+    lines = [
+        HEADER,
+        rec("a", image="../elsewhere/x.png"),
+        rec("b", image=str(outside)),
+        rec("c", "val"),
+    ]
     path = dump(sub, lines)
     monkeypatch.chdir(tmp_path / "elsewhere")
     m = load_manifest(os.path.relpath(path))
@@ -250,17 +347,37 @@ def test_paths_resolve_against_the_manifest_dir_not_cwd(tmp_path: Path,
 def _records(tmp: Path, prefix: str, grades: list[str]) -> list[ManifestRecord]:
     out = []
     for i, split in enumerate(["train", "val", "test"]):
-        out.append(ManifestRecord(f"{prefix}{i}", png(tmp / f"{prefix}{i}.png"),
-                                  grades[i % len(grades)], (), "box", "box-1", split,
-                                  meta={"n": i}))
+        out.append(
+            ManifestRecord(
+                f"{prefix}{i}",
+                png(tmp / f"{prefix}{i}.png"),
+                grades[i % len(grades)],
+                (),
+                "box",
+                "box-1",
+                split,
+                meta={"n": i},
+            )
+        )
     return out
 
 
 def test_write_manifest_round_trip_and_relative_paths(tmp_path: Path) -> None:
     outside = png(tmp_path / "outside.png")
-    recs = [*_records(tmp_path / "m", "r", GRADES),
-            ManifestRecord("o", outside, "A_new", ("dent",), "box", "b", "train",
-                           item_id="it", mask=Path("masks/o.png"))]
+    recs = [
+        *_records(tmp_path / "m", "r", GRADES),
+        ManifestRecord(
+            "o",
+            outside,
+            "A_new",
+            ("dent",),
+            "box",
+            "b",
+            "train",
+            item_id="it",
+            mask=Path("masks/o.png"),
+        ),
+    ]
     png(tmp_path / "m" / "masks" / "o.png")
     header = ManifestHeader(tuple(GRADES), tuple(DAMAGE), "src", "desc")
     path = tmp_path / "m" / "manifest.jsonl"
@@ -279,12 +396,16 @@ def test_write_manifest_refuses_invalid_records(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         write_manifest(tmp_path / "m.jsonl", header, [bad, bad])
     assert {p["code"] for p in info.value.details["problems"]} == {
-        "unknown_grade", "unknown_damage", "duplicate_id"}
+        "unknown_grade",
+        "unknown_damage",
+        "duplicate_id",
+    }
     assert not (tmp_path / "m.jsonl").exists()
 
 
-def _write(tmp: Path, name: str, grades: list[str], damage: list[str],
-           recs: list[ManifestRecord]) -> Path:
+def _write(
+    tmp: Path, name: str, grades: list[str], damage: list[str], recs: list[ManifestRecord]
+) -> Path:
     path = tmp / name
     write_manifest(path, ManifestHeader(tuple(grades), tuple(damage), name, ""), recs)
     return path
@@ -292,8 +413,13 @@ def _write(tmp: Path, name: str, grades: list[str], damage: list[str],
 
 def test_merge_unites_compatible_labels(tmp_path: Path) -> None:
     a = _write(tmp_path, "a.jsonl", GRADES, ["dent"], _records(tmp_path, "a", GRADES))
-    b = _write(tmp_path, "b.jsonl", ["C_good", "E_damaged"], ["tear", "dent"],
-               _records(tmp_path, "b", ["C_good"]))
+    b = _write(
+        tmp_path,
+        "b.jsonl",
+        ["C_good", "E_damaged"],
+        ["tear", "dent"],
+        _records(tmp_path, "b", ["C_good"]),
+    )
     m = merge_manifests([b, a], tmp_path / "out" / "c.jsonl")
     assert m.header.grade_labels == tuple(GRADES)
     assert m.header.damage_labels == ("tear", "dent")
@@ -304,13 +430,22 @@ def test_merge_unites_compatible_labels(tmp_path: Path) -> None:
 def test_merge_conflicts_are_named(tmp_path: Path, conflict: str) -> None:
     a = _write(tmp_path, "a.jsonl", GRADES, ["scratch", "dent"], _records(tmp_path, "a", GRADES))
     if conflict == "grade_order":
-        b = _write(tmp_path, "b.jsonl", ["E_damaged", "A_new"], [],
-                   _records(tmp_path, "b", ["A_new"]))
+        b = _write(
+            tmp_path, "b.jsonl", ["E_damaged", "A_new"], [], _records(tmp_path, "b", ["A_new"])
+        )
     elif conflict == "ids":
         b = _write(tmp_path, "b.jsonl", GRADES, [], _records(tmp_path, "a", GRADES))
     else:
-        r = ManifestRecord("m", png(tmp_path / "m.png"), None, ("dent",), "c", "s", "train",
-                           mask=png(tmp_path / "mask.png"))
+        r = ManifestRecord(
+            "m",
+            png(tmp_path / "m.png"),
+            None,
+            ("dent",),
+            "c",
+            "s",
+            "train",
+            mask=png(tmp_path / "mask.png"),
+        )
         b = _write(tmp_path, "b.jsonl", GRADES, ["dent", "scratch"], [r])
     with pytest.raises(DataError) as info:
         merge_manifests([a, b], tmp_path / "c.jsonl")
@@ -329,11 +464,15 @@ def image_tree(root: Path, layout: dict[str, int], *, junk: bool = False) -> Non
 
 
 def test_import_folder_with_split_dirs(tmp_path: Path) -> None:
-    image_tree(tmp_path / "tree", {"train/minor": 4, "train/severe": 3, "val/minor": 2,
-                                   "val/severe": 1, "test/minor": 1}, junk=True)
+    image_tree(
+        tmp_path / "tree",
+        {"train/minor": 4, "train/severe": 3, "val/minor": 2, "val/severe": 1, "test/minor": 1},
+        junk=True,
+    )
     out = tmp_path / "gen" / "manifest.jsonl"
-    m = import_folder(tmp_path / "tree", out, grade_map={"minor": "C_good", "severe": "E_bad"},
-                      category="car")
+    m = import_folder(
+        tmp_path / "tree", out, grade_map={"minor": "C_good", "severe": "E_bad"}, category="car"
+    )
     assert m.header.grade_labels == ("C_good", "E_bad")
     s = load_manifest(out).summary()
     assert s["splits"]["train"]["grades"] == {"C_good": 4, "E_bad": 3}
@@ -344,11 +483,14 @@ def test_import_folder_with_split_dirs(tmp_path: Path) -> None:
     assert r.image == tmp_path / "tree/train/minor/000.png"  # referenced in place
 
 
-def test_import_folder_without_split_dirs_is_deterministic_and_stratified(
-        tmp_path: Path) -> None:
+def test_import_folder_without_split_dirs_is_deterministic_and_stratified(tmp_path: Path) -> None:
     image_tree(tmp_path / "tree", {"good": 20, "bad": 10})
-    kw: dict[str, Any] = {"grade_map": {"good": "g", "bad": "b"}, "split_dirs": False,
-                          "sku_from_folder": False, "grade_labels": ["g", "x", "b"]}
+    kw: dict[str, Any] = {
+        "grade_map": {"good": "g", "bad": "b"},
+        "split_dirs": False,
+        "sku_from_folder": False,
+        "grade_labels": ["g", "x", "b"],
+    }
     m1 = import_folder(tmp_path / "tree", tmp_path / "1.jsonl", **kw)
     m2 = import_folder(tmp_path / "tree", tmp_path / "2.jsonl", **kw)
     m3 = import_folder(tmp_path / "tree", tmp_path / "3.jsonl", seed=1, **kw)
@@ -356,7 +498,10 @@ def test_import_folder_without_split_dirs_is_deterministic_and_stratified(
     assert [r.split for r in m1.records] != [r.split for r in m3.records]
     s = m1.summary()["splits"]
     assert (s["train"]["grades"], s["val"]["grades"], s["test"]["grades"]) == (
-        {"g": 16, "x": 0, "b": 8}, {"g": 2, "x": 0, "b": 1}, {"g": 2, "x": 0, "b": 1})
+        {"g": 16, "x": 0, "b": 8},
+        {"g": 2, "x": 0, "b": 1},
+        {"g": 2, "x": 0, "b": 1},
+    )
     assert {r.sku for r in m1.records} == {"unknown"} and m1.header.grade_labels == ("g", "x", "b")
 
 
@@ -375,15 +520,19 @@ def test_import_folder_link_mode_writes_relative_symlinks(tmp_path: Path) -> Non
     assert (out.parent / first["image"]).is_symlink() and validate_manifest(out) == []
 
 
-@pytest.mark.parametrize(("layout", "kwargs", "code"), [
-    ({"train/a": 2, "train/b": 2, "train/c": 1}, {}, "unmapped_folders"),
-    ({"a": 3}, {}, "bad_layout"),
-    ({"train/a": 1}, {"val_fraction": 0.0}, "empty_split"),
-    ({"train/a": 3}, {"grade_labels": ["Z"]}, "bad_mapping"),
-    ({"train/a": 3}, {"val_fraction": 0.6, "test_fraction": 0.5}, "bad_split"),
-])
-def test_import_folder_refusals(tmp_path: Path, layout: dict[str, int], kwargs: dict[str, Any],
-                                code: str) -> None:
+@pytest.mark.parametrize(
+    ("layout", "kwargs", "code"),
+    [
+        ({"train/a": 2, "train/b": 2, "train/c": 1}, {}, "unmapped_folders"),
+        ({"a": 3}, {}, "bad_layout"),
+        ({"train/a": 1}, {"val_fraction": 0.0}, "empty_split"),
+        ({"train/a": 3}, {"grade_labels": ["Z"]}, "bad_mapping"),
+        ({"train/a": 3}, {"val_fraction": 0.6, "test_fraction": 0.5}, "bad_split"),
+    ],
+)
+def test_import_folder_refusals(
+    tmp_path: Path, layout: dict[str, int], kwargs: dict[str, Any], code: str
+) -> None:
     image_tree(tmp_path / "tree", layout)
     with pytest.raises(DataError) as info:
         import_folder(tmp_path / "tree", tmp_path / "m.jsonl", grade_map={"a": "A"}, **kwargs)
@@ -417,8 +566,10 @@ def test_import_elpv_grades_categories_and_stratified_split(tmp_path: Path) -> N
     assert m.records[0].meta == {"defect_probability": 0.0}
 
 
-@pytest.mark.parametrize("extra", ["images/cell0000.png,0.5,mono\n",
-                                   "images/nope.png,1.0,mono\n", "images/cell0000.png,1.0,\n"])
+@pytest.mark.parametrize(
+    "extra",
+    ["images/cell0000.png,0.5,mono\n", "images/nope.png,1.0,mono\n", "images/cell0000.png,1.0,\n"],
+)
 def test_import_elpv_refuses_bad_rows(tmp_path: Path, extra: str) -> None:
     elpv_tree(tmp_path / "elpv", per_group=3, extra=extra)
     with pytest.raises(DataError) as info:
@@ -448,13 +599,24 @@ def test_cli_validate_valid_and_invalid(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_cli_import_folder_and_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    image_tree(tmp_path / "tree", {"train/minor": 3, "val/minor": 1, "train/severe": 2,
-                                   "val/severe": 1})
+    image_tree(
+        tmp_path / "tree", {"train/minor": 3, "val/minor": 1, "train/severe": 2, "val/severe": 1}
+    )
     (tmp_path / "map.yaml").write_text("minor: C_good\nsevere: E_damaged\n")
     out = tmp_path / "m.jsonl"
-    argv = ["dataset", "import-folder", str(tmp_path / "tree"), "--out", str(out),
-            "--map-file", str(tmp_path / "map.yaml"), "--grades", ",".join(GRADES),
-            "--category", "car"]
+    argv = [
+        "dataset",
+        "import-folder",
+        str(tmp_path / "tree"),
+        "--out",
+        str(out),
+        "--map-file",
+        str(tmp_path / "map.yaml"),
+        "--grades",
+        ",".join(GRADES),
+        "--category",
+        "car",
+    ]
     assert main(argv) == 0
     assert "7 records" in capsys.readouterr().out
     assert load_manifest(out).header.grade_labels == tuple(GRADES)
@@ -463,11 +625,24 @@ def test_cli_import_folder_and_merge(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*argv[:5], "--map", "minor=C_good"]) == 2
     assert "severe" in capsys.readouterr().err
     elpv_tree(tmp_path / "elpv", per_group=4)
-    assert main(["dataset", "import-elpv", str(tmp_path / "elpv"), "--out",
-                 str(tmp_path / "e.jsonl")]) == 0
+    assert (
+        main(["dataset", "import-elpv", str(tmp_path / "elpv"), "--out", str(tmp_path / "e.jsonl")])
+        == 0
+    )
     capsys.readouterr()
-    assert main(["dataset", "merge", str(out), str(tmp_path / "e.jsonl"), "--out",
-                 str(tmp_path / "c.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "merge",
+                str(out),
+                str(tmp_path / "e.jsonl"),
+                "--out",
+                str(tmp_path / "c.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "label_conflict" in capsys.readouterr().err
 
 
@@ -477,8 +652,12 @@ def test_real_car_damage_import(tmp_path: Path) -> None:
     if not root.is_dir():
         pytest.skip(f"{root} is absent")
     out = tmp_path / "car" / "manifest.jsonl"
-    import_folder(root, out, grade_map={"minor": "C_good", "moderate": "D_fair",
-                                        "severe": "E_damaged"}, category="car")
+    import_folder(
+        root,
+        out,
+        grade_map={"minor": "C_good", "moderate": "D_fair", "severe": "E_damaged"},
+        category="car",
+    )
     assert validate_manifest(out) == []
     s = load_manifest(out).summary()["splits"]
     grades = {k: tuple(v["grades"].values()) for k, v in s.items()}

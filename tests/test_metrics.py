@@ -96,8 +96,9 @@ def test_class_scores_absent_class_is_none_not_zero() -> None:
 
 
 def test_mean_absolute_grade_error() -> None:
-    assert mean_absolute_grade_error(np.array([0, 1, 2, 4]),
-                                     np.array([0, 2, 2, 1])) == pytest.approx(1.0)
+    assert mean_absolute_grade_error(
+        np.array([0, 1, 2, 4]), np.array([0, 2, 2, 1])
+    ) == pytest.approx(1.0)
 
 
 def test_coverage_curve_and_threshold() -> None:
@@ -161,8 +162,9 @@ def test_suggest_thresholds() -> None:
     probs = np.array([[0.99, 0.01], [0.95, 0.05], [0.8, 0.2], [0.6, 0.4]])
     labels = np.array([0, 0, 0, 1])  # the 0.6 one is wrong
     emb = np.eye(4)
-    thr = suggest_thresholds(probs, labels, emb, ["a", "a", "b", "b"], approve_precision=0.98,
-                             min_decided=1)
+    thr = suggest_thresholds(
+        probs, labels, emb, ["a", "a", "b", "b"], approve_precision=0.98, min_decided=1
+    )
     assert thr.auto_approve_confidence == pytest.approx(0.8)
     assert thr.auto_approve_coverage == pytest.approx(0.75)
     assert thr.as_card_dict()["damage_present"] == 0.5

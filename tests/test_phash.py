@@ -19,9 +19,25 @@ from vision.phash import hamming, phash, phash_from_hex, phash_hex
 SAME_MAX = 8  # re-encoded + resized copies must stay within this many bits
 DIFFERENT_MIN = 20  # unrelated photos must be at least this far apart
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page",
-          "text", "clock", "hubble_deep_field", "immunohistochemistry", "grass", "gravel",
-          "brick", "retina", "colorwheel")
+PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "page",
+    "text",
+    "clock",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "grass",
+    "gravel",
+    "brick",
+    "retina",
+    "colorwheel",
+)
 CROPPED = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -44,8 +60,11 @@ def _photos() -> dict[str, np.ndarray]:
 def _reupload(rgb: np.ndarray) -> np.ndarray:
     """What a reused photo looks like: JPEG q60, resized to 50%, JPEG q60 again, decoded."""
     first = decode_image(encode(rgb, "JPEG", quality=60), target_long_side=None).rgb
-    half = cv2.resize(first, (max(1, first.shape[1] // 2), max(1, first.shape[0] // 2)),
-                      interpolation=cv2.INTER_AREA)
+    half = cv2.resize(
+        first,
+        (max(1, first.shape[1] // 2), max(1, first.shape[0] // 2)),
+        interpolation=cv2.INTER_AREA,
+    )
     return decode_image(encode(half, "JPEG", quality=60), target_long_side=None).rgb
 
 
@@ -62,15 +81,20 @@ def _histogram(values: list[int]) -> str:
 def test_distributions_separate(photos: dict[str, np.ndarray]) -> None:
     hashes = {name: phash(img) for name, img in photos.items()}
     same = {name: hamming(hashes[name], phash(_reupload(img))) for name, img in photos.items()}
-    different = {(a, b): hamming(hashes[a], hashes[b])
-                 for a, b in itertools.combinations(sorted(photos), 2)}
+    different = {
+        (a, b): hamming(hashes[a], hashes[b]) for a, b in itertools.combinations(sorted(photos), 2)
+    }
     closest = min(different, key=lambda k: different[k])
     print(f"\nphash over {len(photos)} photos ({len(PHOTOS)} originals + crops)")
-    print(f"same photo (JPEG q60 + 50% resize), n={len(same)}: "
-          f"{_histogram(list(same.values()))}  max={max(same.values())}")
-    print(f"different photos, n={len(different)} pairs: min={different[closest]} "
-          f"({closest[0]} vs {closest[1]}), median={int(np.median(list(different.values())))}, "
-          f"max={max(different.values())}")
+    print(
+        f"same photo (JPEG q60 + 50% resize), n={len(same)}: "
+        f"{_histogram(list(same.values()))}  max={max(same.values())}"
+    )
+    print(
+        f"different photos, n={len(different)} pairs: min={different[closest]} "
+        f"({closest[0]} vs {closest[1]}), median={int(np.median(list(different.values())))}, "
+        f"max={max(different.values())}"
+    )
     assert len(PHOTOS) >= 10
     assert max(same.values()) <= SAME_MAX, same
     assert min(different.values()) >= DIFFERENT_MIN, (closest, different[closest])
@@ -96,8 +120,9 @@ def test_hex_round_trip() -> None:
     assert phash_hex(0xABC) == "0000000000000abc"
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "0x0123456789abcd", "g" * 16, " 123456789abcdef",
-                                 "1_23456789abcdef"])
+@pytest.mark.parametrize(
+    "bad", ["", "abc", "0x0123456789abcd", "g" * 16, " 123456789abcdef", "1_23456789abcdef"]
+)
 def test_hex_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):
         phash_from_hex(bad)

@@ -35,35 +35,61 @@ def db(db_url: str) -> Iterator[Database]:  # noqa: F811
         s.add(OrderLine(order_id="o1", sku="s1", price=10.0, quantity=1))
         s.flush()
         for rid in RETURNS:
-            s.add(Return(id=rid, order_id="o1", sku="s1", customer_id="c1", reason="defective",
-                         status="awaiting_photos", shopper_token_hash="0" * 64, created_at=T0,
-                         updated_at=T0))
+            s.add(
+                Return(
+                    id=rid,
+                    order_id="o1",
+                    sku="s1",
+                    customer_id="c1",
+                    reason="defective",
+                    status="awaiting_photos",
+                    shopper_token_hash="0" * 64,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
     try:
         yield database
     finally:
         database.dispose()
 
 
-def _store(db: Database, rows: list[tuple[str, str, int, datetime]], role: str = "shopper"
-           ) -> None:
+def _store(db: Database, rows: list[tuple[str, str, int, datetime]], role: str = "shopper") -> None:
     with db.write() as s:
         for pid, rid, value, at in rows:
             sha = hashlib.sha256(pid.encode()).hexdigest()
-            s.add(Photo(id=pid, role=role, return_id=rid, position=0, digest="d" * 64,
-                        upload_sha256=sha, upload_format="jpeg",
-                        media_type="image/jpeg", width=8, height=8, original_width=8,
-                        original_height=8, phash=f"{value:016x}", quality={}, scores={},
-                        created_at=at))
+            s.add(
+                Photo(
+                    id=pid,
+                    role=role,
+                    return_id=rid,
+                    position=0,
+                    digest="d" * 64,
+                    upload_sha256=sha,
+                    upload_format="jpeg",
+                    media_type="image/jpeg",
+                    width=8,
+                    height=8,
+                    original_width=8,
+                    original_height=8,
+                    phash=f"{value:016x}",
+                    quality={},
+                    scores={},
+                    created_at=at,
+                )
+            )
 
 
-def _brute(rows: list[tuple[str, str, int, datetime]], hashes: list[int], exclude: str
-           ) -> int | None:
+def _brute(
+    rows: list[tuple[str, str, int, datetime]], hashes: list[int], exclude: str
+) -> int | None:
     dists = [(h ^ v).bit_count() for _, rid, v, _ in rows if rid != exclude for h in hashes]
     return min(dists, default=None)
 
 
-def _nearest(db: Database, index: PhashIndex, hashes: list[int], exclude: str
-             ) -> tuple[int, str, str] | None:
+def _nearest(
+    db: Database, index: PhashIndex, hashes: list[int], exclude: str
+) -> tuple[int, str, str] | None:
     with db.read() as s:
         index.refresh(s)
     return index.nearest(hashes, exclude)
@@ -75,9 +101,15 @@ def test_the_index_matches_a_full_scan_as_rows_arrive(db: Database) -> None:
     assert _nearest(db, index, [123], "ret_a") is None  # nothing stored yet
     stored: list[tuple[str, str, int, datetime]] = []
     for batch in range(4):
-        new = [(f"pho_{batch}_{i}", RETURNS[int(rng.integers(3))],
+        new = [
+            (
+                f"pho_{batch}_{i}",
+                RETURNS[int(rng.integers(3))],
                 int(rng.integers(0, 2**63, dtype=np.int64)) * 2 + 1,  # high bit set too
-                T0 + timedelta(seconds=batch)) for i in range(25)]
+                T0 + timedelta(seconds=batch),
+            )
+            for i in range(25)
+        ]
         _store(db, new)
         stored += new
         query = [int(rng.integers(0, 2**63, dtype=np.int64)) for _ in range(3)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.cli import main
+from returnlens.cli import main
 from serving.policy import (
     DEFAULT_CATEGORY,
     check_compatible,

@@ -50,8 +50,14 @@ CHECKS = ("blur", "underexposed", "overexposed", "glare", "resolution", "coverag
 
 # (kind, background, seed): every kind, every table; the flat box on a plain table is the
 # hardest case for the blur check (only its outline has edges).
-ITEM_SCENES = (("box", "plain", 101), ("plainbox", "plain", 102), ("mug", "wood", 103),
-               ("phone", "fabric", 104), ("book", "plain", 105), ("plainbox", "wood", 108))
+ITEM_SCENES = (
+    ("box", "plain", 101),
+    ("plainbox", "plain", 102),
+    ("mug", "wood", 103),
+    ("phone", "fabric", 104),
+    ("book", "plain", 105),
+    ("plainbox", "wood", 108),
+)
 REAL_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 PHOTOMETRIC = ("blur", "underexposed", "overexposed", "glare", "resolution")
 
@@ -71,6 +77,7 @@ def _glare(radius: float) -> Degrade:
     def apply(c: Clean) -> np.ndarray:
         centre = pf.item_centre(c.scene.mask) if c.scene is not None else (0.5, 0.5)
         return pf.add_glare(c.rgb, centre, radius)
+
     return apply
 
 
@@ -80,6 +87,7 @@ def _rerender(fraction: float) -> Degrade:
             return None
         kind, background, seed = ITEM_SCENES[c.index]
         return pf.item_scene(seed, kind=kind, background=background, item_fraction=fraction).rgb
+
     return apply
 
 
@@ -99,8 +107,7 @@ MUST_FAIL: dict[str, tuple[str, Degrade]] = {
     "glare r=12%": ("glare", _glare(0.12)),
     "tiny 320x240": ("resolution", lambda c: pf.downscale(c.rgb, 320)),
     "item at 20%": ("coverage", _rerender(0.2)),
-    "cut through item": ("cut_off",
-                         lambda c: pf.crop_through_item(c.scene) if c.scene else None),
+    "cut through item": ("cut_off", lambda c: pf.crop_through_item(c.scene) if c.scene else None),
 }
 MILD: dict[str, tuple[str, Degrade]] = {
     "gaussian sigma 1.5": ("blur", lambda c: pf.gaussian_blur(c.rgb, 1.5)),
@@ -137,8 +144,11 @@ def _failed(report: QualityReport) -> set[str]:
     return {c.name for c in report.failures}
 
 
-def _run(cleans: list[Clean], table: dict[str, tuple[str, Degrade]],
-         clean_reports: dict[str, QualityReport]) -> dict[str, list[tuple[str, set[str]]]]:
+def _run(
+    cleans: list[Clean],
+    table: dict[str, tuple[str, Degrade]],
+    clean_reports: dict[str, QualityReport],
+) -> dict[str, list[tuple[str, set[str]]]]:
     """label -> [(photo, checks that fail on the degraded photo but not on the clean one)]"""
     results: dict[str, list[tuple[str, set[str]]]] = {}
     for label, (_, degrade) in table.items():
@@ -150,14 +160,12 @@ def _run(cleans: list[Clean], table: dict[str, tuple[str, Degrade]],
     return results
 
 
-def test_clean_photos_pass(cleans: list[Clean], clean_reports: dict[str, QualityReport]
-                           ) -> None:
+def test_clean_photos_pass(cleans: list[Clean], clean_reports: dict[str, QualityReport]) -> None:
     print("\nclean photos (shopper profile):")
     for c in cleans:
         r = clean_reports[c.name]
         values = " ".join(f"{k.name}={k.value:.3g}" for k in r.checks)
-        print(f"  {c.name:16s} {'PASS' if r.passed else 'FAIL ' + ','.join(_failed(r))}  "
-              f"{values}")
+        print(f"  {c.name:16s} {'PASS' if r.passed else 'FAIL ' + ','.join(_failed(r))}  {values}")
     items = [c for c in cleans if c.scene is not None]
     reals = [c for c in cleans if c.scene is None]
     item_pass = sum(clean_reports[c.name].passed for c in items)
@@ -174,7 +182,8 @@ def test_clean_photos_pass(cleans: list[Clean], clean_reports: dict[str, Quality
 
 @pytest.mark.slow
 def test_degraded_photos_fail_with_the_right_check(
-        cleans: list[Clean], clean_reports: dict[str, QualityReport]) -> None:
+    cleans: list[Clean], clean_reports: dict[str, QualityReport]
+) -> None:
     strong = _run(cleans, MUST_FAIL, clean_reports)
     mild = _run(cleans, MILD, clean_reports)
     print("\ndegradation          expected       flagged (right check)  any new failure")
@@ -183,10 +192,16 @@ def test_degraded_photos_fail_with_the_right_check(
             expected = table[label][0]
             right = sum(expected in failed for _, failed in rows)
             anyf = sum(bool(failed) for _, failed in rows)
-            print(f"  {label:20s} {expected:13s} {right:3d}/{len(rows):<3d} "
-                  f"({100 * right / len(rows):5.1f}%)        {anyf}/{len(rows)}   [{tag}]")
-    misses = [(label, name, sorted(failed)) for label, rows in strong.items()
-              for name, failed in rows if MUST_FAIL[label][0] not in failed]
+            print(
+                f"  {label:20s} {expected:13s} {right:3d}/{len(rows):<3d} "
+                f"({100 * right / len(rows):5.1f}%)        {anyf}/{len(rows)}   [{tag}]"
+            )
+    misses = [
+        (label, name, sorted(failed))
+        for label, rows in strong.items()
+        for name, failed in rows
+        if MUST_FAIL[label][0] not in failed
+    ]
     assert not misses, misses
 
 
@@ -201,9 +216,12 @@ def test_same_verdict_full_dct_and_browser_downscale() -> None:
     """12 MP-class photo: full decode, DCT decode at 512 and a 1600 px browser downscale
     give the same pass/fail on every check and nearly the same measurements."""
     big = pf.item_scene(211, kind="mug", background="fabric", size=(2400, 1800))
-    variants = {"clean": big.rgb, "blurred": pf.gaussian_blur(big.rgb, 8),
-                "dark": pf.exposure(big.rgb, 1 / 16),
-                "glare": pf.add_glare(big.rgb, pf.item_centre(big.mask), 0.12)}
+    variants = {
+        "clean": big.rgb,
+        "blurred": pf.gaussian_blur(big.rgb, 8),
+        "dark": pf.exposure(big.rgb, 1 / 16),
+        "glare": pf.add_glare(big.rgb, pf.item_centre(big.mask), 0.12),
+    }
     for label, rgb in variants.items():
         data = pf.encode(rgb, "JPEG", quality=92)
         browser = pf.encode(pf.downscale(rgb, 1600), "JPEG", quality=92)
@@ -224,12 +242,14 @@ def test_same_verdict_full_dct_and_browser_downscale() -> None:
 
 def test_item_mask_matches_ground_truth() -> None:
     ious = []
-    for i, (kind, background) in enumerate([("box", "wood"), ("phone", "plain"),
-                                            ("mug", "fabric"), ("book", "wood")]):
+    for i, (kind, background) in enumerate(
+        [("box", "wood"), ("phone", "plain"), ("mug", "fabric"), ("book", "wood")]
+    ):
         scene = pf.item_scene(300 + i, kind=kind, background=background)
         mask = item_mask(working_copy(scene.rgb))
-        truth = cv2.resize(scene.mask, (mask.shape[1], mask.shape[0]),
-                           interpolation=cv2.INTER_NEAREST)
+        truth = cv2.resize(
+            scene.mask, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
         ious.append((mask & truth).sum() / (mask | truth).sum())
     print(f"\nitem mask IoU vs drawn ground truth: {[round(float(v), 2) for v in ious]}")
     assert min(ious) > 0.7
@@ -301,8 +321,12 @@ def test_unknown_profile() -> None:
 
 
 def test_degenerate_photos_do_not_crash() -> None:
-    for rgb in (np.zeros((1, 1, 3), np.uint8), np.full((600, 800, 3), 255, np.uint8),
-                np.zeros((900, 1200, 3), np.uint8), np.zeros((2, 3000, 3), np.uint8)):
+    for rgb in (
+        np.zeros((1, 1, 3), np.uint8),
+        np.full((600, 800, 3), 255, np.uint8),
+        np.zeros((900, 1200, 3), np.uint8),
+        np.zeros((2, 3000, 3), np.uint8),
+    ):
         report = _assess(rgb)
         assert not report.passed
         assert all(np.isfinite(c.value) for c in report.checks)

@@ -1,6 +1,6 @@
 """The model registry and ``returnlens model list|show|promote`` (torch-free).
 
-Models are real contract-valid ONNX files from tests/onnx_factory.py; the registry reads
+Models are real contract-valid ONNX files from benchmarks/tiny_model.py; the registry reads
 their cards from metadata_props exactly as it does for exported models.
 """
 
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from serving.cli import main
-from tests.onnx_factory import build_test_model
-from training.registry import (
+from benchmarks.tiny_model import build_test_model
+from returnlens.cli import main
+from vision.errors import ModelError
+from vision.model import OnnxModel
+from vision.registry import (
     MODELS_DIR_ENV,
     ModelRegistry,
     card_of,
     default_models_dir,
     write_card,
 )
-from vision.errors import ModelError
-from vision.model import OnnxModel
 
 
 def _model(tmp: Path, version: str, created: str = "2026-01-01T00:00:00+00:00") -> Path:

@@ -1,6 +1,6 @@
 """Closing the loop: reviewer verdicts -> export-reviewed -> fine-tune -> export -> evaluate.
 
-A live server (tiny test ONNX model from ``tests/onnx_factory.py``) grades shopper
+A live server (tiny test ONNX model from ``benchmarks/tiny_model.py``) grades shopper
 uploads and a dock inspection; the items that go to review get verdicts: one corrected
 in the reviewer console in Chromium (when Chromium is installed; otherwise through the
 API, and the test says so), the rest through the API, including an approval, a
@@ -25,8 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.cli import main
+from benchmarks.tiny_model import DAMAGE, GRADES
+from returnlens.cli import main
 from serving.storage.photostore import PhotoStore
+from serving.storage.review_export import ExportOptions, assign_splits, export_reviewed
 from tests.browser import (
     DESKTOP,
     LiveServer,
@@ -43,11 +45,9 @@ from tests.browser import (
     tiny_kit,
     upload,
 )
-from tests.onnx_factory import DAMAGE, GRADES
 from tests.photo_factory import gaussian_blur, item_scene
-from training.manifest import ManifestHeader, ManifestRecord, load_manifest, write_manifest
-from training.review_export import ExportOptions, assign_splits, export_reviewed
 from vision.errors import DataError
+from vision.manifest import ManifestHeader, ManifestRecord, load_manifest, write_manifest
 
 KINDS = ("box", "mug", "book", "phone", "plainbox", "box", "mug", "book")
 
@@ -67,8 +67,10 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     kit: PhotoKit = tiny_kit(root)
     skus = [item["sku"] for item in kit.catalog]
     # High-value orders: every return goes to a person, whatever the photo shows.
-    orders = [Order(f"LOOP-{i}", f"shopper{i}@example.com", skus[i % len(skus)], 900.0)
-              for i in range(len(KINDS) + 1)]
+    orders = [
+        Order(f"LOOP-{i}", f"shopper{i}@example.com", skus[i % len(skus)], 900.0)
+        for i in range(len(KINDS) + 1)
+    ]
     with live_server(root / "server", kit.model) as server:
         seed_shop(server, kit.catalog, orders)
         returns = []
@@ -77,21 +79,32 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             rid, token = open_return(server, orders[i], "changed_mind")
             photos = [jpeg(rgb)]
             if i == 0:  # a blurred photo first: it is stored but must not become a label
-                assert upload(server, rid, token, jpeg(gaussian_blur(rgb, 9)))["decision"][
-                    "outcome"] == "retake"
+                assert (
+                    upload(server, rid, token, jpeg(gaussian_blur(rgb, 9)))["decision"]["outcome"]
+                    == "retake"
+                )
             decision = upload(server, rid, token, *photos)["decision"]
             assert decision["outcome"] == "needs_review", decision
             returns.append(rid)
-        dock = inspect(server, returns[1], "loop-dock-1",
-                       jpeg(_tinted(item_scene(150, kind="mug").rgb, 0.9)))
-        yield {"server": server, "kit": kit, "returns": returns,
-               "inspection_id": dock["inspection_id"], "root": root}
+        dock = inspect(
+            server, returns[1], "loop-dock-1", jpeg(_tinted(item_scene(150, kind="mug").rgb, 0.9))
+        )
+        yield {
+            "server": server,
+            "kit": kit,
+            "returns": returns,
+            "inspection_id": dock["inspection_id"],
+            "root": root,
+        }
 
 
 def _verdict(server: LiveServer, body: dict[str, Any]) -> dict[str, Any]:
     with server.http() as c:
-        r = c.post("/v1/review/verdicts", json=body,
-                   headers={"Authorization": f"Bearer {server.keys['reviewer']}"})
+        r = c.post(
+            "/v1/review/verdicts",
+            json=body,
+            headers={"Authorization": f"Bearer {server.keys['reviewer']}"},
+        )
         assert r.status_code == 201, r.text
         out: dict[str, Any] = r.json()
     return out
@@ -126,15 +139,24 @@ def _base_manifest(root: Path) -> Path:
     records = []
     for i in range(30):  # with the reviewed photos: >= 32, what the parity check needs
         grade = GRADES[i % len(GRADES)]
-        rgb = _tinted(item_scene(300 + i, kind=KINDS[i % len(KINDS)], size=(160, 120)).rgb,
-                      0.2 * (i % len(GRADES)))
+        rgb = _tinted(
+            item_scene(300 + i, kind=KINDS[i % len(KINDS)], size=(160, 120)).rgb,
+            0.2 * (i % len(GRADES)),
+        )
         path = images / f"base-{i:02d}.png"
         Image.fromarray(rgb).save(path)
         split = "val" if i % 5 == 3 else "test" if i % 5 == 4 else "train"
-        records.append(ManifestRecord(id=f"base-{i:02d}", image=path, grade=grade,
-                                      damage=("scratch",) if i % 2 else (),
-                                      category=KINDS[i % len(KINDS)], sku=f"base-sku-{i % 4}",
-                                      split=split))
+        records.append(
+            ManifestRecord(
+                id=f"base-{i:02d}",
+                image=path,
+                grade=grade,
+                damage=("scratch",) if i % 2 else (),
+                category=KINDS[i % len(KINDS)],
+                sku=f"base-sku-{i % 4}",
+                split=split,
+            )
+        )
     path = root / "manifest.jsonl"
     write_manifest(path, ManifestHeader(GRADES, DAMAGE, source="test-base"), records)
     return path
@@ -148,34 +170,79 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 
 @pytest.mark.slow
-def test_reviewer_labels_train_a_model(reviewed: dict[str, Any], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_reviewer_labels_train_a_model(
+    reviewed: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("torch")
     server: LiveServer = reviewed["server"]
     rids: list[str] = reviewed["returns"]
     in_browser = _correct_in_browser(server, rids[0], "B_like_new")
     if not in_browser:  # said out loud: the console part needs Chromium
         print("chromium missing: the first correction goes through the API instead")
-        _verdict(server, {"subject_type": "return", "subject_id": rids[0],
-                          "verdict": "correct", "grade": "B_like_new", "damage": ["dent"]})
+        _verdict(
+            server,
+            {
+                "subject_type": "return",
+                "subject_id": rids[0],
+                "verdict": "correct",
+                "grade": "B_like_new",
+                "damage": ["dent"],
+            },
+        )
     expected = {rids[0]: ("B_like_new", ["dent"])}
     for i, rid in enumerate(rids[1:6], start=1):
         grade = GRADES[i % len(GRADES)]
         damage = ["scratch", "crack"] if grade in ("D_fair", "E_damaged") else []
-        _verdict(server, {"subject_type": "return", "subject_id": rid, "verdict": "correct",
-                          "grade": grade, "damage": damage, "note": f"label {i}"})
+        _verdict(
+            server,
+            {
+                "subject_type": "return",
+                "subject_id": rid,
+                "verdict": "correct",
+                "grade": grade,
+                "damage": damage,
+                "note": f"label {i}",
+            },
+        )
         expected[rid] = (grade, damage)
-    approved = _verdict(server, {"subject_type": "return", "subject_id": rids[6],
-                                 "verdict": "approve"})
-    _verdict(server, {"subject_type": "return", "subject_id": rids[7], "verdict": "reject",
-                      "note": "photo of another item"})
-    _verdict(server, {"subject_type": "inspection", "subject_id": reviewed["inspection_id"],
-                      "verdict": "correct", "grade": "E_damaged", "damage": ["crack"]})
+    approved = _verdict(
+        server, {"subject_type": "return", "subject_id": rids[6], "verdict": "approve"}
+    )
+    _verdict(
+        server,
+        {
+            "subject_type": "return",
+            "subject_id": rids[7],
+            "verdict": "reject",
+            "note": "photo of another item",
+        },
+    )
+    _verdict(
+        server,
+        {
+            "subject_type": "inspection",
+            "subject_id": reviewed["inspection_id"],
+            "verdict": "correct",
+            "grade": "E_damaged",
+            "damage": ["crack"],
+        },
+    )
 
     out = tmp_path / "reviewed"
-    report = json.loads(_cli(capsys, "dataset", "export-reviewed", "--out", str(out),
-                             "--database-url", server.database_url,
-                             "--photo-dir", str(server.photo_dir), "--json"))
+    report = json.loads(
+        _cli(
+            capsys,
+            "dataset",
+            "export-reviewed",
+            "--out",
+            str(out),
+            "--database-url",
+            server.database_url,
+            "--photo-dir",
+            str(server.photo_dir),
+            "--json",
+        )
+    )
     manifest = load_manifest(out / "manifest.jsonl")  # checks every file and both splits
     assert manifest.header.grade_labels == GRADES and manifest.header.damage_labels == DAMAGE
     by_subject: dict[str, list[ManifestRecord]] = {}
@@ -202,30 +269,91 @@ def test_reviewer_labels_train_a_model(reviewed: dict[str, Any], tmp_path: Path,
     for record in manifest.records:  # copies of the stored photos, byte for byte
         assert record.image.read_bytes() == store.get(record.meta["digest"])
         assert record.image.read_bytes()[:3] == b"\xff\xd8\xff"
-    again = json.loads(_cli(capsys, "dataset", "export-reviewed", "--out", str(out),
-                            "--database-url", server.database_url,
-                            "--photo-dir", str(server.photo_dir), "--json"))
+    again = json.loads(
+        _cli(
+            capsys,
+            "dataset",
+            "export-reviewed",
+            "--out",
+            str(out),
+            "--database-url",
+            server.database_url,
+            "--photo-dir",
+            str(server.photo_dir),
+            "--json",
+        )
+    )
     assert again["splits"] == report["splits"]  # stable splits on re-export
 
     base = _base_manifest(tmp_path / "base")
     run = tmp_path / "run"
-    _cli(capsys, "train", "--manifest", str(out / "manifest.jsonl"), "--manifest", str(base),
-         "--backbone", "mobilenet_v3_small", "--pretrained", "none", "--image-size", "64",
-         "--epochs", "1", "--max-steps", "4", "--batch-size", "4", "--freeze-epochs", "0",
-         "--embedding-dim", "16", "--num-workers", "0", "--device", "cpu",
-         "--out", str(run), "--no-export", "--no-progress", "--seed", "3")
+    _cli(
+        capsys,
+        "train",
+        "--manifest",
+        str(out / "manifest.jsonl"),
+        "--manifest",
+        str(base),
+        "--backbone",
+        "mobilenet_v3_small",
+        "--pretrained",
+        "none",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--freeze-epochs",
+        "0",
+        "--embedding-dim",
+        "16",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+        "--no-export",
+        "--no-progress",
+        "--seed",
+        "3",
+    )
     assert (run / "best.pt").is_file()
-    from training.manifest import merge_manifests
+    from vision.manifest import merge_manifests
 
     merged = tmp_path / "merged.jsonl"
     merge_manifests([out / "manifest.jsonl", base], merged)
     model = tmp_path / "finetuned.onnx"
-    _cli(capsys, "export", "--checkpoint", str(run / "best.pt"), "--data", str(merged),
-         "--out", str(model), "--version", "loop-test", "--no-progress")
+    _cli(
+        capsys,
+        "export",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--data",
+        str(merged),
+        "--out",
+        str(model),
+        "--version",
+        "loop-test",
+        "--no-progress",
+    )
     assert model.is_file()
-    printed = _cli(capsys, "evaluate", "--model", str(model), "--data",
-                   str(out / "manifest.jsonl"), "--out", str(tmp_path / "eval"), "--split",
-                   "val", "--no-progress")
+    printed = _cli(
+        capsys,
+        "evaluate",
+        "--model",
+        str(model),
+        "--data",
+        str(out / "manifest.jsonl"),
+        "--out",
+        str(tmp_path / "eval"),
+        "--split",
+        "val",
+        "--no-progress",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["count"] == len(manifest.split("val")) > 0
     assert 0.0 <= metrics["grade"]["accuracy"] <= 1.0
@@ -243,31 +371,81 @@ def test_splits_are_stable_and_train_and_val_never_empty() -> None:
     assert assign_splits(ids[:1], 0.2, 0.0) in ({ids[0]: "train"}, {ids[0]: "val"})
 
 
-def test_export_refuses_what_it_cannot_use(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_what_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from serving.storage.db import Database
 
     missing = tmp_path / "typo.db"
-    assert main(["dataset", "export-reviewed", "--out", str(tmp_path / "o"),
-                 "--database-url", f"sqlite:///{missing}"]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "export-reviewed",
+                "--out",
+                str(tmp_path / "o"),
+                "--database-url",
+                f"sqlite:///{missing}",
+            ]
+        )
+        == 2
+    )
     assert "there is no database file" in capsys.readouterr().err
     assert not missing.exists()  # a typo does not leave an empty database behind
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
-    assert main(["dataset", "export-reviewed", "--out", str(tmp_path / "o"),
-                 "--database-url", f"sqlite:///{empty}"]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "export-reviewed",
+                "--out",
+                str(tmp_path / "o"),
+                "--database-url",
+                f"sqlite:///{empty}",
+            ]
+        )
+        == 2
+    )
     assert "no ReturnLens tables" in capsys.readouterr().err
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     db = Database(url)
     db.upgrade()
     db.dispose()
-    assert main(["dataset", "export-reviewed", "--out", str(tmp_path / "o"),
-                 "--database-url", url, "--photo-dir", str(tmp_path / "photos")]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "export-reviewed",
+                "--out",
+                str(tmp_path / "o"),
+                "--database-url",
+                url,
+                "--photo-dir",
+                str(tmp_path / "photos"),
+            ]
+        )
+        == 2
+    )
     assert "nothing to export: 0 reviewed item(s)" in capsys.readouterr().err
-    assert main(["dataset", "export-reviewed", "--out", str(tmp_path / "o"),
-                 "--database-url", url, "--verdicts", "approve,maybe"]) == 2
+    assert (
+        main(
+            [
+                "dataset",
+                "export-reviewed",
+                "--out",
+                str(tmp_path / "o"),
+                "--database-url",
+                url,
+                "--verdicts",
+                "approve,maybe",
+            ]
+        )
+        == 2
+    )
     assert "verdicts must be a non-empty subset" in capsys.readouterr().err
     with pytest.raises(DataError) as err:
-        export_reviewed(url, tmp_path, tmp_path / "o", ExportOptions(val_fraction=0.9,
-                                                                     test_fraction=0.2))
+        export_reviewed(
+            url, tmp_path, tmp_path / "o", ExportOptions(val_fraction=0.9, test_fraction=0.2)
+        )
     assert err.value.code == "invalid_option"

@@ -1,6 +1,6 @@
 """ReturnLensService on SQLite AND PostgreSQL, with a real (tiny) ONNX model.
 
-The model comes from tests/onnx_factory.py: its grade follows the photo's redness and its
+The model comes from benchmarks/tiny_model.py: its grade follows the photo's redness and its
 embedding follows where the item sits in the frame, so each test paints the photo it
 needs. Photos are real JPEGs decoded by the real decoder and judged by the real quality
 gate; the database is real; nothing is mocked.
@@ -22,8 +22,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, func, select, text
 
+from benchmarks.tiny_model import build_test_model
+from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from serving.policy import load_policy
-from serving.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from serving.services.service import ReturnLensService
 from serving.services.views import CreateReturnRequest, InspectionRequest, ReviewRequest
 from serving.storage.db import Database
@@ -37,7 +38,6 @@ from serving.storage.tables import (
     Return,
     Review,
 )
-from tests.onnx_factory import build_test_model
 from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
 from vision.errors import DecodeError
 from vision.model import OnnxModel
@@ -50,9 +50,15 @@ RED_BG, RED_ITEM = (232, 34, 30), (128, 22, 20)
 
 
 # ----------------------------------------------------------------------------- photos
-def scene(*, corner: str = "tl", bg: tuple[int, int, int] = NEUTRAL_BG,
-          item: tuple[int, int, int] = NEUTRAL_ITEM, seed: int = 0, blur: float = 0.0,
-          size: tuple[int, int] = (640, 480)) -> np.ndarray:
+def scene(
+    *,
+    corner: str = "tl",
+    bg: tuple[int, int, int] = NEUTRAL_BG,
+    item: tuple[int, int, int] = NEUTRAL_ITEM,
+    seed: int = 0,
+    blur: float = 0.0,
+    size: tuple[int, int] = (640, 480),
+) -> np.ndarray:
     """An item (a textured rectangle) in one quadrant of a plain table, 640x480 RGB.
 
     ``seed`` moves a few large light/dark patches on the item: a different perceptual hash
@@ -70,8 +76,8 @@ def scene(*, corner: str = "tl", bg: tuple[int, int, int] = NEUTRAL_BG,
     rng = np.random.default_rng(seed)
     for _ in range(3 if seed else 0):
         px, py = rng.integers(0, iw - iw // 3), rng.integers(0, ih - ih // 3)
-        patch[py:py + ih // 3, px:px + iw // 3] *= rng.choice([0.55, 1.45])
-    img[y0:y0 + ih, x0:x0 + iw] = patch
+        patch[py : py + ih // 3, px : px + iw // 3] *= rng.choice([0.55, 1.45])
+    img[y0 : y0 + ih, x0 : x0 + iw] = patch
     out = np.clip(img, 0, 255).astype(np.uint8)
     return np.asarray(cv2.GaussianBlur(out, (0, 0), blur), np.uint8) if blur else out
 
@@ -114,39 +120,82 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
 @pytest.fixture()
 def svc(db_url: str, tmp_path: Path, model: OnnxModel) -> Iterator[ReturnLensService]:  # noqa: F811
     db = Database(db_url)
-    service = ReturnLensService(db, PhotoStore(tmp_path / "photos"), Grader(model),
-                                Grader(model, profile="dock"), load_policy(),
-                                clock=lambda: NOW)
-    service.upsert_catalog([
-        {"sku": "mug-01", "category": "mug", "name": "Mug", "price": 25.0,
-         "reference_photo": clean(seed=0, corner="tl")},
-        {"sku": "box-02", "category": "package", "name": "Box", "price": 40.0,
-         "reference_photo": clean(seed=0, corner="br")},
-    ])
-    service.upsert_orders([
-        {"order_id": "o-1", "customer_id": "c-1", "customer_email": "a@example.com",
-         "sku": "mug-01", "price": 25.0, "delivered_at": DELIVERED},
-        {"order_id": "o-1", "customer_id": "c-1", "sku": "box-02", "price": 40.0,
-         "delivered_at": DELIVERED},
-        {"order_id": "o-2", "customer_id": "c-2", "sku": "mug-01", "price": 25.0,
-         "delivered_at": DELIVERED.isoformat()},
-        {"order_id": "o-old", "customer_id": "c-2", "sku": "mug-01", "price": 25.0,
-         "delivered_at": "2025-11-01T10:00:00Z"},
-    ])
+    service = ReturnLensService(
+        db,
+        PhotoStore(tmp_path / "photos"),
+        Grader(model),
+        Grader(model, profile="dock"),
+        load_policy(),
+        clock=lambda: NOW,
+    )
+    service.upsert_catalog(
+        [
+            {
+                "sku": "mug-01",
+                "category": "mug",
+                "name": "Mug",
+                "price": 25.0,
+                "reference_photo": clean(seed=0, corner="tl"),
+            },
+            {
+                "sku": "box-02",
+                "category": "package",
+                "name": "Box",
+                "price": 40.0,
+                "reference_photo": clean(seed=0, corner="br"),
+            },
+        ]
+    )
+    service.upsert_orders(
+        [
+            {
+                "order_id": "o-1",
+                "customer_id": "c-1",
+                "customer_email": "a@example.com",
+                "sku": "mug-01",
+                "price": 25.0,
+                "delivered_at": DELIVERED,
+            },
+            {
+                "order_id": "o-1",
+                "customer_id": "c-1",
+                "sku": "box-02",
+                "price": 40.0,
+                "delivered_at": DELIVERED,
+            },
+            {
+                "order_id": "o-2",
+                "customer_id": "c-2",
+                "sku": "mug-01",
+                "price": 25.0,
+                "delivered_at": DELIVERED.isoformat(),
+            },
+            {
+                "order_id": "o-old",
+                "customer_id": "c-2",
+                "sku": "mug-01",
+                "price": 25.0,
+                "delivered_at": "2025-11-01T10:00:00Z",
+            },
+        ]
+    )
     yield service
     db.dispose()
 
 
-def new_return(svc: ReturnLensService, order: str = "o-1", sku: str = "mug-01",
-               reason: str = "changed_mind") -> tuple[str, str]:
+def new_return(
+    svc: ReturnLensService, order: str = "o-1", sku: str = "mug-01", reason: str = "changed_mind"
+) -> tuple[str, str]:
     created = svc.create_return(CreateReturnRequest(order_id=order, sku=sku, reason=reason))
     return created.return_id, created.token
 
 
 def counts(svc: ReturnLensService) -> dict[str, int]:
     with svc.db.read() as s:
-        return {t.__tablename__: int(s.scalar(select(func.count()).select_from(t)) or 0)
-                for t in (Return, Photo, Grading, Decision, Inspection, Review, AuditLog)}
+        return {
+            t.__tablename__: int(s.scalar(select(func.count()).select_from(t)) or 0)
+            for t in (Return, Photo, Grading, Decision, Inspection, Review, AuditLog)
+        }
 
 
 def stored_files(svc: ReturnLensService) -> list[Path]:
@@ -180,7 +229,8 @@ def test_create_upload_get_round_trip(svc: ReturnLensService) -> None:
 
 
 def test_blurry_photo_asks_for_a_retake_and_a_retake_adds_a_decision(
-        svc: ReturnLensService) -> None:
+    svc: ReturnLensService,
+) -> None:
     rid, _ = new_return(svc)
     first = svc.upload_photos(rid, [blurry(seed=1)])
     assert first.decision.outcome == "retake"
@@ -224,14 +274,15 @@ def test_a_photo_reused_from_another_return_is_detected(svc: ReturnLensService) 
     assert flag["evidence"]["distance"] == 0 and d.outcome == "needs_review"
 
 
-def test_a_bad_image_refuses_the_whole_upload_and_stores_nothing(
-        svc: ReturnLensService) -> None:
+def test_a_bad_image_refuses_the_whole_upload_and_stores_nothing(svc: ReturnLensService) -> None:
     rid, _ = new_return(svc)
     before, files = counts(svc), stored_files(svc)
     good = clean(seed=1)
-    for bad, code in [(good[: len(good) // 2], "unreadable_image"),
-                      (b"GIF89a" + b"\0" * 100, "unsupported_media_type"),
-                      (b"", "unreadable_image")]:
+    for bad, code in [
+        (good[: len(good) // 2], "unreadable_image"),
+        (b"GIF89a" + b"\0" * 100, "unsupported_media_type"),
+        (b"", "unreadable_image"),
+    ]:
         with pytest.raises(DecodeError) as err:
             svc.upload_photos(rid, [good, bad])
         assert err.value.code == code
@@ -272,8 +323,9 @@ def test_a_seventh_photo_is_refused(svc: ReturnLensService) -> None:
     with pytest.raises(Invalid) as err:
         svc.upload_photos(rid, [blurry(seed=i) for i in range(1, 8)])
     assert err.value.code == "too_many_photos"
-    assert svc.upload_photos(rid, [blurry(seed=i) for i in range(1, 6)]).decision.outcome \
-        == "retake"
+    assert (
+        svc.upload_photos(rid, [blurry(seed=i) for i in range(1, 6)]).decision.outcome == "retake"
+    )
     before = counts(svc)
     with pytest.raises(Invalid) as err:
         svc.upload_photos(rid, [clean(seed=6), clean(seed=7)])
@@ -319,11 +371,12 @@ def test_shopper_tokens_are_scoped_to_one_return(svc: ReturnLensService) -> None
 
 def test_create_return_refusals(svc: ReturnLensService) -> None:
     before = counts(svc)
-    cases = [(CreateReturnRequest("nope", "mug-01", "changed_mind"), NotFound, "unknown_order"),
-             (CreateReturnRequest("o-2", "box-02", "changed_mind"), NotFound, "unknown_sku"),
-             (CreateReturnRequest("o-1", "mug-01", "bored"), Invalid, "invalid_reason"),
-             (CreateReturnRequest("o-old", "mug-01", "changed_mind"), Invalid,
-              "outside_return_window")]
+    cases = [
+        (CreateReturnRequest("nope", "mug-01", "changed_mind"), NotFound, "unknown_order"),
+        (CreateReturnRequest("o-2", "box-02", "changed_mind"), NotFound, "unknown_sku"),
+        (CreateReturnRequest("o-1", "mug-01", "bored"), Invalid, "invalid_reason"),
+        (CreateReturnRequest("o-old", "mug-01", "changed_mind"), Invalid, "outside_return_window"),
+    ]
     for req, cls, code in cases:
         with pytest.raises(cls) as err:
             svc.create_return(req)
@@ -333,8 +386,9 @@ def test_create_return_refusals(svc: ReturnLensService) -> None:
 
 
 def test_the_order_email_must_match_when_given(svc: ReturnLensService) -> None:
-    ok = svc.create_return(CreateReturnRequest("o-1", "mug-01", "changed_mind",
-                                               email="  A@Example.COM "))
+    ok = svc.create_return(
+        CreateReturnRequest("o-1", "mug-01", "changed_mind", email="  A@Example.COM ")
+    )
     assert ok.return_id.startswith("ret_")
     for email in ("b@example.com", ""):
         with pytest.raises(NotFound) as err:
@@ -360,15 +414,16 @@ def test_stored_photos_are_content_addressed_without_exif(svc: ReturnLensService
     assert stored.size == (640, 480)
 
 
-def test_the_decision_is_committed_when_upload_returns(svc: ReturnLensService,
-                                                       db_url: str) -> None:  # noqa: F811
+def test_the_decision_is_committed_when_upload_returns(svc: ReturnLensService, db_url: str) -> None:  # noqa: F811
     rid, _ = new_return(svc)
     decision = svc.upload_photos(rid, [clean(seed=9)]).decision
     other = create_engine(db_url)  # an independent connection pool, not the service's
     try:
         with other.connect() as conn:
-            row = conn.execute(text("SELECT outcome, return_id FROM decisions WHERE id = :i"),
-                               {"i": decision.decision_id}).one()
+            row = conn.execute(
+                text("SELECT outcome, return_id FROM decisions WHERE id = :i"),
+                {"i": decision.decision_id},
+            ).one()
     finally:
         other.dispose()
     assert tuple(row) == ("approved", rid)
@@ -376,12 +431,12 @@ def test_the_decision_is_committed_when_upload_returns(svc: ReturnLensService,
 
 # ----------------------------------------------------------------------------- dock
 def inspection(key: str, photos: list[bytes], return_id: str | None) -> InspectionRequest:
-    return InspectionRequest(return_id=return_id, photos=photos, idempotency_key=key,
-                             station_id="dock-1")
+    return InspectionRequest(
+        return_id=return_id, photos=photos, idempotency_key=key, station_id="dock-1"
+    )
 
 
-def test_dock_inspection_grades_prices_and_flags_a_discrepancy(
-        svc: ReturnLensService) -> None:
+def test_dock_inspection_grades_prices_and_flags_a_discrepancy(svc: ReturnLensService) -> None:
     rid, _ = new_return(svc)
     assert svc.upload_photos(rid, [clean(seed=1)]).decision.grade == "A_new"
     view = svc.inspect(inspection("k-1", [damaged(seed=2)], rid))
@@ -433,8 +488,14 @@ def test_concurrent_inspections_with_one_key_store_one_row(svc: ReturnLensServic
     assert len({r.inspection_id for r in results}) == 1
     assert sorted(r.replayed for r in results) == [False, True]
     with svc.db.read() as s:
-        assert s.scalar(select(func.count()).select_from(Inspection)
-                        .where(Inspection.idempotency_key == "k-race")) == 1
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Inspection)
+                .where(Inspection.idempotency_key == "k-race")
+            )
+            == 1
+        )
 
 
 def test_get_inspection_and_a_new_reference_photo(svc: ReturnLensService) -> None:
@@ -449,7 +510,8 @@ def test_get_inspection_and_a_new_reference_photo(svc: ReturnLensService) -> Non
     assert svc.upload_photos(rid, [clean(seed=7, corner="br")]).decision.outcome == "approved"
     data, _ = svc.catalog_reference("mug-01")
     assert hashlib.sha256(data).hexdigest() == next(
-        c["reference_digest"] for c in svc.list_catalog() if c["sku"] == "mug-01")
+        c["reference_digest"] for c in svc.list_catalog() if c["sku"] == "mug-01"
+    )
     with pytest.raises(NotFound):
         svc.set_reference_photo("nope", clean())
 
@@ -477,8 +539,17 @@ def test_a_review_is_stored_as_a_training_label(svc: ReturnLensService) -> None:
     assert err.value.code == "invalid_label"
     with pytest.raises(NotFound):
         svc.submit_review(ReviewRequest("return", "ret_nope", "ana", "approve"))
-    review = svc.submit_review(ReviewRequest("return", rid, "ana", "correct", grade="D_fair",
-                                             damage=("crack", "scratch"), note="hairline"))
+    review = svc.submit_review(
+        ReviewRequest(
+            "return",
+            rid,
+            "ana",
+            "correct",
+            grade="D_fair",
+            damage=("crack", "scratch"),
+            note="hairline",
+        )
+    )
     assert review.grade == "D_fair" and review.damage == ("crack", "scratch")
     assert review.created_at == NOW
     assert svc.get_return(rid).status == "reviewed"

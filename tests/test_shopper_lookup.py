@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from serving.services.errors import NotFound
+from serving.domain_errors import NotFound
 from serving.services.service import ReturnLensService
 from serving.services.views import CreateReturnRequest
 from tests.api_fixtures import Shop, sqlite_shop, tiny_model  # noqa: F401  (fixtures)
@@ -28,14 +28,18 @@ def test_lookup_order_lists_the_items_with_their_names(svc: ReturnLensService) -
     view = svc.lookup_order("o-1", "  A@Example.COM ")  # strip + casefold, like returns
     assert view.order_id == "o-1" and view.delivered_at == DELIVERED
     assert [(i.sku, i.name, i.category, i.price, i.quantity) for i in view.items] == [
-        ("box-02", "Box", "package", 40.0, 1), ("mug-01", "Mug", "mug", 25.0, 1)]
+        ("box-02", "Box", "package", 40.0, 1),
+        ("mug-01", "Mug", "mug", 25.0, 1),
+    ]
 
 
-def test_unknown_order_and_wrong_email_are_the_same_not_found(
-        svc: ReturnLensService) -> None:  # noqa: F811
+def test_unknown_order_and_wrong_email_are_the_same_not_found(svc: ReturnLensService) -> None:  # noqa: F811
     errors = []
-    for order_id, email in (("o-404", "a@example.com"), ("o-1", "eve@example.com"),
-                            ("o-2", "a@example.com")):  # o-2's customer has no email
+    for order_id, email in (
+        ("o-404", "a@example.com"),
+        ("o-1", "eve@example.com"),
+        ("o-2", "a@example.com"),
+    ):  # o-2's customer has no email
         with pytest.raises(NotFound) as err:
             svc.lookup_order(order_id, email)
         errors.append((err.value.code, str(err.value), err.value.details))
@@ -44,16 +48,18 @@ def test_unknown_order_and_wrong_email_are_the_same_not_found(
 
 
 def test_return_view_names_the_item(svc: ReturnLensService) -> None:  # noqa: F811
-    created = svc.create_return(CreateReturnRequest(order_id="o-1", sku="mug-01",
-                                                    reason="changed_mind"))
+    created = svc.create_return(
+        CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
+    )
     view = svc.get_return(created.return_id)
     assert (view.sku, view.item_name, view.category) == ("mug-01", "Mug", "mug")
 
 
 def test_api_return_carries_the_item_name(sqlite_shop: Shop) -> None:  # noqa: F811
     rid, token = sqlite_shop.open_return()
-    body = sqlite_shop.client.get(f"/v1/returns/{rid}",
-                                  headers={"Authorization": f"Bearer {token}"}).json()
+    body = sqlite_shop.client.get(
+        f"/v1/returns/{rid}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
     assert (body["sku"], body["item_name"], body["category"]) == ("box-01", "Test box-01", "box")
 
 
@@ -71,9 +77,12 @@ def test_deep_link_shows_the_item_name_in_chromium(sqlite_shop: Shop) -> None:  
             route.abort()
             return
         headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-        r = client.request(request.method, request.url[len(ORIGIN):], headers=headers)
-        route.fulfill(status=r.status_code, body=r.content,
-                      headers={"content-type": r.headers.get("content-type", "")})
+        r = client.request(request.method, request.url[len(ORIGIN) :], headers=headers)
+        route.fulfill(
+            status=r.status_code,
+            body=r.content,
+            headers={"content-type": r.headers.get("content-type", "")},
+        )
 
     with chromium() as browser:
         page = browser.new_page()

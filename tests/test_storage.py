@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from serving.services.errors import NotFound
+from serving.domain_errors import NotFound
 from serving.storage import repo
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
@@ -20,13 +20,24 @@ from serving.storage.tables import AuditLog, Customer, Return
 from tests.pg import PgCluster, db_url, empty_db_url, pg_cluster  # noqa: F401  (fixtures)
 from vision.errors import ConfigError
 
-TABLES = {"customers", "catalog_items", "orders", "order_lines", "returns", "photos",
-          "gradings", "decisions", "inspections", "reviews", "api_keys", "audit_log"}
+TABLES = {
+    "customers",
+    "catalog_items",
+    "orders",
+    "order_lines",
+    "returns",
+    "photos",
+    "gradings",
+    "decisions",
+    "inspections",
+    "reviews",
+    "api_keys",
+    "audit_log",
+}
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(
-        empty_db_url: str) -> None:  # noqa: F811
+def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(empty_db_url: str) -> None:  # noqa: F811
     db = Database(empty_db_url)
     try:
         assert db.current_revision() is None
@@ -47,14 +58,19 @@ def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(
 
 def _audit(db: Database) -> None:
     with db.write() as s:
-        repo.append_audit(s, at=T0, actor="test", action="created", subject_type="return",
-                          subject_id="ret_1", payload={"n": 1})
+        repo.append_audit(
+            s,
+            at=T0,
+            actor="test",
+            action="created",
+            subject_type="return",
+            subject_id="ret_1",
+            payload={"n": 1},
+        )
 
 
-@pytest.mark.parametrize("sql", ["UPDATE audit_log SET actor = 'mallory'",
-                                 "DELETE FROM audit_log"])
-def test_the_audit_log_refuses_update_and_delete_in_the_database(
-        db_url: str, sql: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("sql", ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"])
+def test_the_audit_log_refuses_update_and_delete_in_the_database(db_url: str, sql: str) -> None:  # noqa: F811
     db = Database(db_url)
     try:
         _audit(db)
@@ -99,9 +115,19 @@ def test_foreign_keys_are_enforced(db_url: str) -> None:  # noqa: F811
     db = Database(db_url)
     try:
         with pytest.raises(IntegrityError), db.write() as s:
-            s.add(Return(id="ret_x", order_id="no-such-order", sku="no-such-sku",
-                         customer_id="nobody", reason="changed_mind", status="awaiting_photos",
-                         shopper_token_hash="0" * 64, created_at=T0, updated_at=T0))
+            s.add(
+                Return(
+                    id="ret_x",
+                    order_id="no-such-order",
+                    sku="no-such-sku",
+                    customer_id="nobody",
+                    reason="changed_mind",
+                    status="awaiting_photos",
+                    shopper_token_hash="0" * 64,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
     finally:
         db.dispose()
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.cli import main
-from training.synth import (
+from returnlens.cli import main
+from vision.synth import (
     BAD_KINDS,
     CATEGORIES,
     DAMAGE_LABELS,
@@ -28,7 +28,7 @@ from training.synth import (
     render_reference,
     sample_state,
 )
-from training.synth.state import allowed_damage
+from vision.synth.state import allowed_damage
 
 CONFIG = SynthConfig(count=60, seed=5, image_size=128, bad_photo_fraction=0.2, photos_per_item=2)
 

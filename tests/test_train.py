@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from serving.cli import main
+from returnlens.cli import main
 from training.augment import Augmenter
 from training.config import TrainConfig, TrainingError
 from training.data import PhotoDataset, SkuBatchSampler, encode_records, grade_class_weights
 from training.losses import LossWeights, grader_loss, ordinal_grade_loss, sord_targets, supcon_loss
-from training.manifest import load_manifest
 from training.model import (
     CheckpointMeta,
     GraderNet,
@@ -28,6 +27,7 @@ from training.model import (
 )
 from training.train import train
 from vision.errors import ConfigError, DataError, ModelError
+from vision.manifest import load_manifest
 from vision.preprocess import PreprocessSpec
 
 GRADES = ["A_new", "B_like_new", "C_good", "D_fair", "E_damaged"]
@@ -36,14 +36,20 @@ COLOURS = [(200, 40, 40), (40, 170, 60), (40, 60, 200), (210, 190, 40)]
 VAL_IDS = {3, 8, 13, 19, 24, 31, 36, 38}
 
 
-def make_tiny_dataset(root: Path, n: int = 40, size: int = 64,
-                      grade_labels: list[str] | None = None) -> Path:
+def make_tiny_dataset(
+    root: Path, n: int = 40, size: int = 64, grade_labels: list[str] | None = None
+) -> Path:
     """n PNG photos: SKU = item colour, grade = number of scratch lines, 4 SKUs."""
     rng = np.random.default_rng(0)
     labels = grade_labels or GRADES
     (root / "images").mkdir(parents=True, exist_ok=True)
-    header = {"kind": "returnlens-manifest", "version": 1, "source": "test",
-              "grade_labels": labels, "damage_labels": DAMAGE}
+    header = {
+        "kind": "returnlens-manifest",
+        "version": 1,
+        "source": "test",
+        "grade_labels": labels,
+        "damage_labels": DAMAGE,
+    }
     lines = [json.dumps(header)]
     for i in range(n):
         grade = i % 5
@@ -54,10 +60,19 @@ def make_tiny_dataset(root: Path, n: int = 40, size: int = 64,
             cv2.line(img, (x, 12), (x + 4, size - 12), (10, 10, 10), 2)
         cv2.imwrite(str(root / "images" / f"{i:03d}.png"), img[..., ::-1])
         split = "val" if i in VAL_IDS else "train"
-        lines.append(json.dumps({
-            "id": f"photo-{i:03d}", "image": f"images/{i:03d}.png", "grade": labels[grade],
-            "damage": ["scratch"] if grade >= 2 else [], "category": "box",
-            "sku": f"sku-{i % 4}", "split": split}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"photo-{i:03d}",
+                    "image": f"images/{i:03d}.png",
+                    "grade": labels[grade],
+                    "damage": ["scratch"] if grade >= 2 else [],
+                    "category": "box",
+                    "sku": f"sku-{i % 4}",
+                    "split": split,
+                }
+            )
+        )
     path = root / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -78,9 +93,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(manifest: Path, out: Path, **changes: object) -> TrainConfig:
-    base = TrainConfig(manifest=(str(manifest),), backbone="mobilenet_v3_small", pretrained=None,
-                       image_size=64, epochs=2, batch_size=8, embedding_dim=16, num_workers=0,
-                       freeze_epochs=0, warmup_epochs=0.5, out=str(out), device="cpu")
+    base = TrainConfig(
+        manifest=(str(manifest),),
+        backbone="mobilenet_v3_small",
+        pretrained=None,
+        image_size=64,
+        epochs=2,
+        batch_size=8,
+        embedding_dim=16,
+        num_workers=0,
+        freeze_epochs=0,
+        warmup_epochs=0.5,
+        out=str(out),
+        device="cpu",
+    )
     return base.replace(**changes)
 
 
@@ -111,8 +137,9 @@ def test_heads_shapes_ranges_and_cam_consistency() -> None:
     assert torch.allclose(same.grade_logits, out.grade_logits)
 
 
-@pytest.mark.parametrize(("backbone", "num_damage"), [("efficientnet_lite0", 7),
-                                                      ("mobilenet_v3_small", 0)])
+@pytest.mark.parametrize(
+    ("backbone", "num_damage"), [("efficientnet_lite0", 7), ("mobilenet_v3_small", 0)]
+)
 def test_gradernet_exports_to_onnx_with_dynamic_batch(backbone: str, num_damage: int) -> None:
     import onnxruntime as ort
 
@@ -121,11 +148,16 @@ def test_gradernet_exports_to_onnx_with_dynamic_batch(backbone: str, num_damage:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, 64, 64, 3, dtype=torch.uint8),),
-                          buf,  # type: ignore[arg-type]
-                          input_names=["image"], opset_version=17, dynamo=False,
-                          output_names=["grade", "damage", "embedding", "cam"],
-                          dynamic_axes={"image": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, 64, 64, 3, dtype=torch.uint8),),
+            buf,  # type: ignore[arg-type]
+            input_names=["image"],
+            opset_version=17,
+            dynamo=False,
+            output_names=["grade", "damage", "embedding", "cam"],
+            dynamic_axes={"image": {0: "batch"}},
+        )
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     got = session.run(None, {"image": image})
@@ -157,8 +189,9 @@ def test_ordinal_loss_punishes_far_errors_more() -> None:
 
 def test_supcon_prefers_same_sku_together() -> None:
     skus = torch.tensor([0, 0, 1, 1])
-    good = torch.nn.functional.normalize(torch.tensor(
-        [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), dim=1)
+    good = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), dim=1
+    )
     bad = good[[0, 2, 1, 3]]
     assert float(supcon_loss(good, skus)) < float(supcon_loss(bad, skus))
     assert float(supcon_loss(good, torch.tensor([0, 1, 2, 3]))) == 0.0  # no positives
@@ -183,8 +216,7 @@ def test_augmenter_is_deterministic_and_off_at_zero() -> None:
 def test_sku_batches_group_photos_and_shard_disjointly() -> None:
     skus = np.repeat(np.arange(10), 6)
     grades = np.arange(60) % 5
-    samplers = [SkuBatchSampler(skus, grades, 8, 4, seed=5, rank=r, world_size=2)
-                for r in range(2)]
+    samplers = [SkuBatchSampler(skus, grades, 8, 4, seed=5, rank=r, world_size=2) for r in range(2)]
     batches = [list(s) for s in samplers]
     assert len(batches[0]) == len(batches[1]) == len(samplers[0]) == 3
     flat = [[i for b in bs for _, i in b] for bs in batches]
@@ -194,8 +226,7 @@ def test_sku_batches_group_photos_and_shard_disjointly() -> None:
         assert counts.max() >= 2  # positives for the contrastive loss
     samplers[0].set_epoch(1)
     assert list(samplers[0]) != batches[0] and next(iter(samplers[0]))[0][0] == 1
-    balanced = SkuBatchSampler(skus, np.where(np.arange(60) < 54, 0, 1), 8, 4, seed=5,
-                               balance=True)
+    balanced = SkuBatchSampler(skus, np.where(np.arange(60) < 54, 0, 1), 8, 4, seed=5, balance=True)
     drawn = [i for b in balanced for _, i in b]
     assert np.mean(np.arange(60)[drawn] >= 54) > 0.25  # rare grade drawn far above 10%
 
@@ -219,15 +250,21 @@ def test_overfits_a_fixed_batch(tiny: Path) -> None:
     manifest = load_manifest(tiny)
     enc = encode_records(manifest.split("train")[:8], GRADES, DAMAGE, {})
     ds = PhotoDataset(enc, PreprocessSpec(64), None, seed=0)
-    batch = {k: torch.stack([ds[i][k] for i in range(8)]) for k in ("image", "grade", "damage",
-                                                                      "sku")}
+    batch = {
+        k: torch.stack([ds[i][k] for i in range(8)]) for k in ("image", "grade", "damage", "sku")
+    }
     torch.manual_seed(0)
     model = GraderNet("efficientnet_lite0", 5, 2, embedding_dim=16).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(12):
-        parts = grader_loss(model(batch["image"]), batch["grade"], batch["damage"],
-                            batch["sku"], weights=LossWeights())
+        parts = grader_loss(
+            model(batch["image"]),
+            batch["grade"],
+            batch["damage"],
+            batch["sku"],
+            weights=LossWeights(),
+        )
         opt.zero_grad()
         parts.total.backward()
         opt.step()
@@ -243,9 +280,18 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():  # move BN statistics away from their defaults
         model(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8))
     model.eval()
-    meta = CheckpointMeta("mobilenet_v3_small", tuple(GRADES), tuple(DAMAGE), 16,
-                          PreprocessSpec(64, "center_crop"), {"seed": 3}, 4, 0.75,
-                          {"records": 40}, {"val_grade_acc": 0.75})
+    meta = CheckpointMeta(
+        "mobilenet_v3_small",
+        tuple(GRADES),
+        tuple(DAMAGE),
+        16,
+        PreprocessSpec(64, "center_crop"),
+        {"seed": 3},
+        4,
+        0.75,
+        {"records": 40},
+        {"val_grade_acc": 0.75},
+    )
     save_checkpoint(tmp_path / "m.pt", model, meta)
     loaded, meta2 = load_checkpoint(tmp_path / "m.pt")
     assert meta2 == meta
@@ -268,8 +314,9 @@ def test_resume_continues_exactly_and_seed_is_deterministic(tiny: Path, tmp_path
     assert full.global_step == 8 and full.epochs_completed == 2  # 32 train photos / 8
     again = train(tiny_config(tiny, tmp_path / "again", max_steps=4), progress=False)
     first = _jsonl(tmp_path / "full" / "metrics.jsonl")
-    assert _jsonl(tmp_path / "again" / "metrics.jsonl")[0]["train_loss"] == first[0][
-        "train_loss"]  # same seed, same losses
+    assert (
+        _jsonl(tmp_path / "again" / "metrics.jsonl")[0]["train_loss"] == first[0]["train_loss"]
+    )  # same seed, same losses
     assert again.global_step == 4 and again.epochs_completed == 1
     resumed = train(tiny_config(tiny, tmp_path / "again"), resume=True, progress=False)
     rows = _jsonl(tmp_path / "again" / "metrics.jsonl")
@@ -284,15 +331,15 @@ def test_resume_continues_exactly_and_seed_is_deterministic(tiny: Path, tmp_path
     done = train(tiny_config(tiny, tmp_path / "full"), resume=True, progress=False)
     assert done.global_step == 8
     # resuming with another label set is refused with one sentence
-    relabelled = make_tiny_dataset(tmp_path / "relabelled",
-                                   grade_labels=[*GRADES[:4], "E_broken"])
+    relabelled = make_tiny_dataset(tmp_path / "relabelled", grade_labels=[*GRADES[:4], "E_broken"])
     with pytest.raises(DataError, match=r"cannot resume from .*grade labels") as err:
         train(tiny_config(relabelled, tmp_path / "full"), resume=True, progress=False)
     assert err.value.code == "label_mismatch"
 
 
-def test_non_finite_loss_stops_with_a_sentence(tiny: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_stops_with_a_sentence(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import training.train as train_mod
 
     real = train_mod.grader_loss
@@ -316,8 +363,13 @@ def test_unreadable_image_names_the_record(tiny: Path, tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- config
 def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
-    config = TrainConfig(manifest=("a.jsonl", "b.jsonl"), epochs=3, pretrained="none",
-                         max_steps=10, extra={"note": "x"})
+    config = TrainConfig(
+        manifest=("a.jsonl", "b.jsonl"),
+        epochs=3,
+        pretrained="none",
+        max_steps=10,
+        extra={"note": "x"},
+    )
     config.save(tmp_path / "c.yaml")
     assert TrainConfig.load(tmp_path / "c.yaml") == config
     assert config.pretrained is None
@@ -332,10 +384,10 @@ def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
 
 
 def test_bn_momentum_is_applied_and_validated(tiny: Path, tmp_path: Path) -> None:
-    result = train(tiny_config(tiny, tmp_path / "bn", bn_momentum=0.3, max_steps=1),
-                   progress=False)
-    norms = [m for m in result.model.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    result = train(tiny_config(tiny, tmp_path / "bn", bn_momentum=0.3, max_steps=1), progress=False)
+    norms = [
+        m for m in result.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     assert norms and all(m.momentum == 0.3 for m in norms)
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="bn_momentum"):
@@ -350,8 +402,7 @@ def test_weight_average_math_and_best_checkpoint(tiny: Path, tmp_path: Path) -> 
     expected = 0.9 * a.weight.detach() + 0.1 * b.weight.detach()
     avg.update(b, step=10_000)  # far past the ramp: decay is the configured 0.9
     assert torch.allclose(avg.model.state_dict()["weight"], expected)
-    result = train(tiny_config(tiny, tmp_path / "ema", ema_decay=0.9, max_steps=4),
-                   progress=False)
+    result = train(tiny_config(tiny, tmp_path / "ema", ema_decay=0.9, max_steps=4), progress=False)
     best = read_checkpoint(result.best_checkpoint)["model"]
     last = read_checkpoint(result.last_checkpoint)
     assert _state_equal(best, result.model.state_dict())  # best.pt holds the average
@@ -365,12 +416,19 @@ def test_partial_fine_tuning_keeps_the_early_backbone(tiny: Path, tmp_path: Path
     net = models.mobilenet_v3_small(weights=None)  # a local "pretrained" weights file
     torch.save(net.state_dict(), tmp_path / "weights.pt")
     before = net.features.state_dict()
-    result = train(tiny_config(tiny, tmp_path / "partial", backbone_trainable=0.5,
-                               max_steps=3, pretrained=str(tmp_path / "weights.pt")),
-                   progress=False)
+    result = train(
+        tiny_config(
+            tiny,
+            tmp_path / "partial",
+            backbone_trainable=0.5,
+            max_steps=3,
+            pretrained=str(tmp_path / "weights.pt"),
+        ),
+        progress=False,
+    )
     after = result.model.features.state_dict()
     names = [n for n, _ in result.model.features.named_parameters()]
-    early, late = names[: len(names) // 3], names[-len(names) // 3:]
+    early, late = names[: len(names) // 3], names[-len(names) // 3 :]
     assert all(torch.equal(before[n], after[n]) for n in early)
     assert not all(torch.equal(before[n], after[n]) for n in late)
     stats = [n for n in before if n.endswith("running_mean")]
@@ -388,43 +446,81 @@ def test_shipped_recipes_load(recipe: str) -> None:
 
 # --------------------------------------------------------------------------- CLI
 def _cli_args(manifest: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--manifest", str(manifest), "--backbone", "mobilenet_v3_small",
-            "--pretrained", "none", "--image-size", "64", "--epochs", "1", "--batch-size", "8",
-            "--max-steps", "2", "--out", str(out), "--device", "cpu", "--num-workers", "0",
-            "--embedding-dim", "16", "--freeze-epochs", "0", "--no-progress", *extra]
+    return [
+        "train",
+        "--manifest",
+        str(manifest),
+        "--backbone",
+        "mobilenet_v3_small",
+        "--pretrained",
+        "none",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--embedding-dim",
+        "16",
+        "--freeze-epochs",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
 
 
-def test_cli_train_with_config_and_flags(tiny: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_with_config_and_flags(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "recipe.yaml").write_text("epochs: 5\nlr_head: 0.002\nseed: 4\n")
     out = tmp_path / "run"
-    code = main([*_cli_args(tiny, out, "--no-export"), "--config",
-                 str(tmp_path / "recipe.yaml"), "--seed", "9", "--set", "ema_decay=0.95",
-                 "--set", "backbone_trainable=0.5"])
+    code = main(
+        [
+            *_cli_args(tiny, out, "--no-export"),
+            "--config",
+            str(tmp_path / "recipe.yaml"),
+            "--seed",
+            "9",
+            "--set",
+            "ema_decay=0.95",
+            "--set",
+            "backbone_trainable=0.5",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     saved = TrainConfig.load(out / "config.yaml")
     assert (saved.epochs, saved.lr_head, saved.seed) == (1, 0.002, 9)  # flags win
     assert (saved.ema_decay, saved.backbone_trainable) == (0.95, 0.5)
     assert saved.manifest == (str(tiny),)
-    assert {"best.pt", "last.pt", "metrics.jsonl", "config.yaml"} <= {
-        p.name for p in out.iterdir()}
+    assert {"best.pt", "last.pt", "metrics.jsonl", "config.yaml"} <= {p.name for p in out.iterdir()}
     assert "trained 1 epoch(s), 2 steps" in capsys.readouterr().out
     # running into the same folder again without --resume is refused
     assert main(_cli_args(tiny, out, "--no-export")) == 2
     assert "already holds a training run" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--backbone", "vgg16"], "unknown backbone 'vgg16'"),
-    (["--aug-strength", "3"], "aug_strength must be 0..1"),
-    (["--resume"], "nothing to resume"),
-    (["--set", "ema_decay"], "--set takes KEY=VALUE"),
-    (["--set", "lr_hed=0.1"], "unknown training config key(s): lr_hed"),
-    (["--set", "ema_decay=2"], "ema_decay must be in (0, 1)"),
-])
-def test_cli_bad_input_is_one_sentence(tiny: Path, tmp_path: Path, flags: list[str],
-                                       message: str,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backbone", "vgg16"], "unknown backbone 'vgg16'"),
+        (["--aug-strength", "3"], "aug_strength must be 0..1"),
+        (["--resume"], "nothing to resume"),
+        (["--set", "ema_decay"], "--set takes KEY=VALUE"),
+        (["--set", "lr_hed=0.1"], "unknown training config key(s): lr_hed"),
+        (["--set", "ema_decay=2"], "ema_decay must be in (0, 1)"),
+    ],
+)
+def test_cli_bad_input_is_one_sentence(
+    tiny: Path, tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _cli_args(tiny, tmp_path / "bad", "--no-export")
     assert main([*args, *flags]) == 2
     err = capsys.readouterr().err
@@ -439,8 +535,9 @@ def test_cli_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "005.png" in err and "Traceback" not in err
 
 
-def test_cli_train_then_export(tiny: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_then_export(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("training.export")
     out = tmp_path / "run"
     code = main(_cli_args(tiny, out))

@@ -59,12 +59,18 @@ def flagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert result["decision"]["outcome"] == "needs_review", result["decision"]
         inspect(server, rid, "rev-1-dock", jpeg(kit.damaged, quality=80))
         ok_rid, ok_token = open_return(server, approved_order, "changed_mind")
-        assert upload(server, ok_rid, ok_token, jpeg(kit.clean))["decision"]["outcome"] \
-            == "approved"
+        assert (
+            upload(server, ok_rid, ok_token, jpeg(kit.clean))["decision"]["outcome"] == "approved"
+        )
         dock = inspect(server, ok_rid, "rev-2-dock", jpeg(kit.dock_damaged))
         assert dock["needs_review"], dock  # much worse than the shopper's photos
-        yield {"server": server, "kit": kit, "return_id": rid, "decision": result["decision"],
-               "inspection_id": dock["inspection_id"]}
+        yield {
+            "server": server,
+            "kit": kit,
+            "return_id": rid,
+            "decision": result["decision"],
+            "inspection_id": dock["inspection_id"],
+        }
 
 
 def _watch(page: Any) -> list[str]:
@@ -105,7 +111,8 @@ def _stored_review(server: LiveServer, return_id: str) -> tuple[Review, str]:
 
 
 def test_reviewer_corrects_a_flagged_return_and_the_label_is_stored(
-        flagged: dict[str, Any]) -> None:
+    flagged: dict[str, Any],
+) -> None:
     server: LiveServer = flagged["server"]
     rid: str = flagged["return_id"]
     model_grade = flagged["decision"]["grade"]["label"]
@@ -122,8 +129,10 @@ def test_reviewer_corrects_a_flagged_return_and_the_label_is_stored(
         page.wait_for_selector("#signin-error:not([hidden])")
         assert "not accepted" in page.inner_text("#signin-error")
         _sign_in(page, server.base, server.keys["reviewer"])
-        assert page.evaluate("sessionStorage.getItem('returnlens.reviewerKey')") \
+        assert (
+            page.evaluate("sessionStorage.getItem('returnlens.reviewerKey')")
             == server.keys["reviewer"]
+        )
         items = page.locator(".queue-item")
         kinds = {items.nth(i).get_attribute("data-type") for i in range(items.count())}
         assert kinds == {"return", "inspection"}
@@ -150,7 +159,8 @@ def test_reviewer_corrects_a_flagged_return_and_the_label_is_stored(
         before = page.eval_on_selector(".gallery img", "e => e.src")
         page.check('input[name="overlay"][value="crack"]')
         page.wait_for_function(
-            "before => document.querySelector('.gallery img').src !== before", arg=before)
+            "before => document.querySelector('.gallery img').src !== before", arg=before
+        )
         assert "crack heatmap" in page.get_attribute(".gallery img", "alt")
         screenshot(page, "review-2-heatmap-desktop")
         assert accessibility_problems(page) == []

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from benchmarks.tiny_model import build_test_model
 from serving.storage.tables import Photo
 from tests.api_fixtures import EMAIL, Shop, load_shop, make_settings
 from tests.browser import (
@@ -48,7 +49,6 @@ from tests.browser import (
     seed_shop,
     web_app,
 )
-from tests.onnx_factory import build_test_model
 from tests.photo_factory import encode
 
 EXTERNAL = re.compile(r"""(?:https?:)?//(?!www\.w3\.org/2000/svg)[a-z0-9.-]+\.[a-z]{2,}""", re.I)
@@ -101,8 +101,11 @@ def test_pages_and_every_asset_are_served_locally(shop: Shop, path: str) -> None
         asset = shop.client.get(ref)
         assert asset.status_code == 200, ref
         assert not EXTERNAL.search(asset.text), f"{ref} references an external host"
-    for module in re.findall(r'from "\./([a-z]+\.js)"', shop.client.get(
-            "/static/js/review.js").text + shop.client.get("/static/js/shopper.js").text):
+    for module in re.findall(
+        r'from "\./([a-z]+\.js)"',
+        shop.client.get("/static/js/review.js").text
+        + shop.client.get("/static/js/shopper.js").text,
+    ):
         assert shop.client.get(f"/static/js/{module}").status_code == 200
 
 
@@ -110,8 +113,12 @@ def test_static_route_serves_known_files_only(shop: Shop) -> None:
     js = shop.client.get("/static/js/shopper.js")
     assert js.headers["content-type"].startswith("text/javascript")
     assert shop.client.get("/static/css/app.css").headers["content-type"].startswith("text/css")
-    for bad in ("/static/../pages.py", "/static/%2e%2e/pages.py", "/static/nope.js",
-                "/static/js/../../__init__.py"):
+    for bad in (
+        "/static/../pages.py",
+        "/static/%2e%2e/pages.py",
+        "/static/nope.js",
+        "/static/js/../../__init__.py",
+    ):
         r = shop.client.get(bad)
         assert r.status_code == 404, bad
         assert r.json()["code"] == "not_found"
@@ -128,30 +135,41 @@ def test_shopper_page_controls_are_labelled_and_camera_ready(shop: Shop) -> None
     assert camera["type"] == "file" and camera["accept"] == "image/*"
     assert camera["capture"] == "environment" and "multiple" in camera
     reasons = [str(a["value"]) for tag, a in page.tags if tag == "option" and a.get("value")]
-    assert sorted(reasons) == sorted(["changed_mind", "does_not_fit", "not_as_described",
-                                      "defective", "damaged_in_transit", "wrong_item"])
+    assert sorted(reasons) == sorted(
+        [
+            "changed_mind",
+            "does_not_fit",
+            "not_as_described",
+            "defective",
+            "damaged_in_transit",
+            "wrong_item",
+        ]
+    )
     assert ids["live"][1].get("aria-live") == "polite"
 
 
 def test_order_lookup_lists_items_and_hides_which_part_was_wrong(shop: Shop) -> None:
-    ok = shop.client.post("/v1/orders/lookup", json={"order_id": "ORD-1",
-                                                      "email": f"  {EMAIL.upper()} "})
+    ok = shop.client.post(
+        "/v1/orders/lookup", json={"order_id": "ORD-1", "email": f"  {EMAIL.upper()} "}
+    )
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["order_id"] == "ORD-1" and body["delivered_at"]
-    assert body["items"] == [{"sku": "box-01", "name": "Test box-01", "category": "box",
-                              "price": 49.0, "quantity": 1}]
-    wrong_email = shop.client.post("/v1/orders/lookup",
-                                   json={"order_id": "ORD-1", "email": "eve@example.com"})
-    unknown = shop.client.post("/v1/orders/lookup",
-                               json={"order_id": "ORD-404", "email": EMAIL})
+    assert body["items"] == [
+        {"sku": "box-01", "name": "Test box-01", "category": "box", "price": 49.0, "quantity": 1}
+    ]
+    wrong_email = shop.client.post(
+        "/v1/orders/lookup", json={"order_id": "ORD-1", "email": "eve@example.com"}
+    )
+    unknown = shop.client.post("/v1/orders/lookup", json={"order_id": "ORD-404", "email": EMAIL})
     assert wrong_email.status_code == unknown.status_code == 404
     assert wrong_email.json() == unknown.json()
     assert unknown.json()["code"] == "unknown_order"
     bad = shop.client.post("/v1/orders/lookup", json={"order_id": "ORD-1", "email": "nope"})
     assert bad.status_code == 422 and bad.json()["details"]["field"] == "email"
-    extra = shop.client.post("/v1/orders/lookup",
-                             json={"order_id": "ORD-1", "email": EMAIL, "x": 1})
+    extra = shop.client.post(
+        "/v1/orders/lookup", json={"order_id": "ORD-1", "email": EMAIL, "x": 1}
+    )
     assert extra.status_code == 422
 
 
@@ -164,10 +182,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     root = tmp_path_factory.mktemp("live-shopper")
     kit = photo_kit(root)
     with live_server(root / "server", kit.model) as server:
-        seed_shop(server, kit.catalog, [
-            Order("WEB-A", "ada@example.com", kit.approve_sku),
-            Order("WEB-B", "ben@example.com", kit.retake_sku),
-        ])
+        seed_shop(
+            server,
+            kit.catalog,
+            [
+                Order("WEB-A", "ada@example.com", kit.approve_sku),
+                Order("WEB-B", "ben@example.com", kit.retake_sku),
+            ],
+        )
         yield server, kit
 
 
@@ -211,7 +233,8 @@ def _start_return(page: Any, base: str, order: str, email: str, reason: str) -> 
 
 @pytest.mark.browser
 def test_clean_phone_photo_is_downscaled_upright_and_approved(
-        live: tuple[LiveServer, PhotoKit], tmp_path: Path) -> None:
+    live: tuple[LiveServer, PhotoKit], tmp_path: Path
+) -> None:
     server, kit = live
     photo = phone_photo_file(kit.clean, tmp_path / "IMG_0001.jpg")
     with chromium() as browser:
@@ -274,14 +297,14 @@ def test_clean_phone_photo_is_downscaled_upright_and_approved(
     # so the stored size has the kit photo's upright aspect ratio.
     h, w = kit.clean.shape[:2]
     scale = 1600 / max(h, w)
-    assert (stored.original_width, stored.original_height) == (round(w * scale),
-                                                               round(h * scale))
+    assert (stored.original_width, stored.original_height) == (round(w * scale), round(h * scale))
     assert stored.upload_format == "jpeg"
 
 
 @pytest.mark.browser
 def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
-        live: tuple[LiveServer, PhotoKit], tmp_path: Path) -> None:
+    live: tuple[LiveServer, PhotoKit], tmp_path: Path
+) -> None:
     server, kit = live
     blurred = tmp_path / "blurred.jpg"
     blurred.write_bytes(encode(kit.blurred, "JPEG", quality=90))
@@ -326,8 +349,9 @@ def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
         errors = _watch(page)
         page.goto(f"{server.base}/?return={return_id}#token={token}")
         page.wait_for_selector("#decision.decision--approved")
-        page.wait_for_function("() => document.querySelectorAll('#photo-grid img[src^=blob]')"
-                               ".length === 2")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#photo-grid img[src^=blob]').length === 2"
+        )
         assert "token" not in page.url
         # Decided: the blurred photo is shown as not used, with no retake button.
         assert page.locator("#photo-grid .photo-card.unused").count() == 1
@@ -342,6 +366,7 @@ def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
         assert "token" not in stranger.url
         phone.close()
     with server.http() as client:
-        ret = client.get(f"/v1/returns/{return_id}",
-                         headers={"Authorization": f"Bearer {token}"}).json()
+        ret = client.get(
+            f"/v1/returns/{return_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
     assert [d["outcome"] for d in ret["decisions"]] == ["retake", "approved"]

@@ -56,8 +56,9 @@ def geometry(rgb: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
     dst = np.hstack([src, np.ones((4, 1), np.float32)]) @ rot.T
     dst += rng.uniform(-0.04, 0.04, size=(4, 2)) * s * np.array([w, h])
     matrix = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
-    out = cv2.warpPerspective(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.warpPerspective(
+        rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     if rng.random() < 0.5:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
@@ -107,8 +108,9 @@ def sensor_noise(rgb: np.ndarray, rng: np.random.Generator, s: float) -> np.ndar
 
 def jpeg_reencode(rgb: np.ndarray, rng: np.random.Generator, quality: int) -> np.ndarray:
     del rng
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
     decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
     if decoded is None:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         return rgb

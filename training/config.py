@@ -120,8 +120,10 @@ class TrainConfig:
             (self.class_balance in CLASS_BALANCE, f"class_balance must be one of {CLASS_BALANCE}"),
             (1 <= self.photos_per_sku <= self.batch_size, "photos_per_sku must be 1..batch_size"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
-            (self.bn_momentum is None or 0 < self.bn_momentum <= 1,
-             "bn_momentum must be in (0, 1]"),
+            (
+                self.bn_momentum is None or 0 < self.bn_momentum <= 1,
+                "bn_momentum must be in (0, 1]",
+            ),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 <= self.backbone_trainable <= 1, "backbone_trainable must be 0..1"),
             (isinstance(self.tta_flip, bool), "tta_flip must be true or false"),

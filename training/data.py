@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.augment import Augmenter
-from training.manifest import ManifestRecord
 from vision.errors import DataError, DecodeError
+from vision.manifest import ManifestRecord
 from vision.pipeline import decode_for_grading
 from vision.preprocess import PreprocessSpec, preprocess
 
@@ -46,8 +46,12 @@ class Encoded:
     skus: np.ndarray  # int64 [N]
 
 
-def encode_records(records: Sequence[ManifestRecord], grade_labels: Sequence[str],
-                   damage_labels: Sequence[str], sku_index: dict[str, int]) -> Encoded:
+def encode_records(
+    records: Sequence[ManifestRecord],
+    grade_labels: Sequence[str],
+    damage_labels: Sequence[str],
+    sku_index: dict[str, int],
+) -> Encoded:
     g_index = {g: i for i, g in enumerate(grade_labels)}
     d_index = {d: i for i, d in enumerate(damage_labels)}
     damage = np.zeros((len(records), len(damage_labels)), np.float32)
@@ -57,8 +61,9 @@ def encode_records(records: Sequence[ManifestRecord], grade_labels: Sequence[str
     return Encoded(
         ids=tuple(r.id for r in records),
         paths=tuple(str(r.image) for r in records),
-        grades=np.array([g_index[r.grade] if r.grade is not None else -1 for r in records],
-                        np.int64),
+        grades=np.array(
+            [g_index[r.grade] if r.grade is not None else -1 for r in records], np.int64
+        ),
         damage=damage,
         skus=np.array([sku_index.setdefault(r.sku, len(sku_index)) for r in records], np.int64),
     )
@@ -69,18 +74,25 @@ def load_photo(path: str, record_id: str, input_size: int) -> np.ndarray:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise DataError(f"record {record_id}: cannot read image {path} ({exc.strerror})",
-                        code="missing_image", details={"id": record_id, "path": path}) from exc
+        raise DataError(
+            f"record {record_id}: cannot read image {path} ({exc.strerror})",
+            code="missing_image",
+            details={"id": record_id, "path": path},
+        ) from exc
     try:
         return decode_for_grading(data, input_size).rgb
     except DecodeError as exc:
-        raise DataError(f"record {record_id}: image {path} cannot be decoded: {exc.message}",
-                        code="unreadable_image", details={"id": record_id, "path": path}) from exc
+        raise DataError(
+            f"record {record_id}: image {path} cannot be decoded: {exc.message}",
+            code="unreadable_image",
+            details={"id": record_id, "path": path},
+        ) from exc
 
 
 class PhotoDataset(Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, encoded: Encoded, spec: PreprocessSpec, augmenter: Augmenter | None,
-                 seed: int) -> None:
+    def __init__(
+        self, encoded: Encoded, spec: PreprocessSpec, augmenter: Augmenter | None, seed: int
+    ) -> None:
         self.encoded, self.spec, self.augmenter, self.seed = encoded, spec, augmenter, seed
 
     def __len__(self) -> int:
@@ -106,17 +118,28 @@ class PhotoDataset(Dataset[dict[str, torch.Tensor]]):
 class SkuBatchSampler(Sampler[list[Key]]):
     """Batches of whole K-photo SKU groups; deterministic per (seed, epoch); DDP-sharded."""
 
-    def __init__(self, skus: np.ndarray, grades: np.ndarray, batch_size: int,
-                 photos_per_sku: int, seed: int, *, balance: bool = False, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        skus: np.ndarray,
+        grades: np.ndarray,
+        batch_size: int,
+        photos_per_sku: int,
+        seed: int,
+        *,
+        balance: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.skus, self.grades = skus, grades
         self.k, self.seed, self.balance = photos_per_sku, seed, balance
         self.rank, self.world = rank, world_size
         self.epoch = 0
         self.batch_size = min(batch_size, len(skus) // world_size)
         if self.batch_size < 2:
-            raise DataError(f"the train split has {len(skus)} photos: too few for batches of "
-                            f"at least 2 on each of {world_size} process(es)")
+            raise DataError(
+                f"the train split has {len(skus)} photos: too few for batches of "
+                f"at least 2 on each of {world_size} process(es)"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -140,12 +163,16 @@ class SkuBatchSampler(Sampler[list[Key]]):
         by_sku: dict[int, list[int]] = {}
         for i in self._epoch_indices(rng).tolist():
             by_sku.setdefault(int(self.skus[i]), []).append(i)
-        groups = [idx[j:j + self.k] for idx in by_sku.values() for j in range(0, len(idx), self.k)]
+        groups = [
+            idx[j : j + self.k] for idx in by_sku.values() for j in range(0, len(idx), self.k)
+        ]
         flat = [i for g in (groups[j] for j in rng.permutation(len(groups))) for i in g]
         per_rank = len(self)
-        batches = [flat[b * self.batch_size:(b + 1) * self.batch_size]
-                   for b in range(per_rank * self.world)]
-        for batch in batches[self.rank::self.world][:per_rank]:
+        batches = [
+            flat[b * self.batch_size : (b + 1) * self.batch_size]
+            for b in range(per_rank * self.world)
+        ]
+        for batch in batches[self.rank :: self.world][:per_rank]:
             yield [(self.epoch, i) for i in batch]
 
 
@@ -154,20 +181,32 @@ def _worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)  # workers are the parallelism; OpenCV threads would oversubscribe
 
 
-def make_loader(dataset: PhotoDataset, *, batch_sampler: SkuBatchSampler | None = None,
-                batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
-                indices: Sequence[int] | None = None) -> DataLoader[dict[str, torch.Tensor]]:
+def make_loader(
+    dataset: PhotoDataset,
+    *,
+    batch_sampler: SkuBatchSampler | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    indices: Sequence[int] | None = None,
+) -> DataLoader[dict[str, torch.Tensor]]:
     """Train loader (with the SKU batch sampler) or eval loader (in order, no augmentation)."""
     common: dict[str, Any] = {
-        "num_workers": num_workers, "pin_memory": pin_memory,
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
         "worker_init_fn": _worker_init if num_workers > 0 else None,
         "persistent_workers": num_workers > 0,
     }
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)  # type: ignore[arg-type]
     order = list(range(len(dataset))) if indices is None else list(indices)
-    return DataLoader(dataset, sampler=order, batch_size=batch_size,  # type: ignore[arg-type]
-                      shuffle=False, **common)
+    return DataLoader(
+        dataset,
+        sampler=order,
+        batch_size=batch_size,  # type: ignore[arg-type]
+        shuffle=False,
+        **common,
+    )
 
 
 def grade_class_weights(grades: np.ndarray, num_grades: int) -> torch.Tensor:

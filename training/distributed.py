@@ -1,6 +1,6 @@
 """Multi-process training under ``torchrun``: process-group setup and small collectives.
 
-``torchrun --nproc_per_node=N -m serving.cli train ...`` sets WORLD_SIZE/RANK/LOCAL_RANK;
+``torchrun --nproc_per_node=N -m returnlens train ...`` sets WORLD_SIZE/RANK/LOCAL_RANK;
 with WORLD_SIZE > 1 we join a process group (NCCL on CUDA, gloo on CPU). Only rank 0
 writes files or shows progress; decisions that end the loop (early stopping, a
 non-finite loss) are made from values that are identical on every rank, so no rank is

@@ -73,8 +73,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
     random.setstate(ast.literal_eval(state["python"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss),
-                         float(cached)))
+    np.random.set_state(
+        (kind, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -83,12 +84,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def build_optimizer(model: GraderNet, config: TrainConfig) -> torch.optim.AdamW:
     """Backbone and head groups, each split so biases and norm weights get no decay."""
     groups: list[dict[str, Any]] = []
-    for kind, params, lr in (("backbone", model.backbone_parameters(), config.lr_backbone),
-                             ("head", model.head_parameters(), config.lr_head)):
+    for kind, params, lr in (
+        ("backbone", model.backbone_parameters(), config.lr_backbone),
+        ("head", model.head_parameters(), config.lr_head),
+    ):
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
-        groups.append({"params": decay, "lr": lr, "weight_decay": config.weight_decay,
-                       "kind": kind})
+        groups.append(
+            {"params": decay, "lr": lr, "weight_decay": config.weight_decay, "kind": kind}
+        )
         groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "kind": kind})
     return torch.optim.AdamW(groups, lr=config.lr_head)
 
@@ -108,8 +112,9 @@ def _group_factor(step: int, *, start: int, warmup: int, total: int) -> float:
     return lr_factor(step, start=start, warmup=warmup, total=total)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule; the backbone's warm-up starts when it is unfrozen."""
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
@@ -162,12 +167,15 @@ def freeze_leading(features: nn.Module, trainable: float) -> list[nn.Module]:
     """
     params = list(features.parameters())
     keep = round(len(params) * trainable)
-    frozen = {id(p) for p in params[:len(params) - keep]}
+    frozen = {id(p) for p in params[: len(params) - keep]}
     for p in params:
         if id(p) in frozen:
             p.requires_grad_(False)
-    return [m for m in batch_norms(features)
-            if all(id(p) in frozen for p in m.parameters(recurse=False))]
+    return [
+        m
+        for m in batch_norms(features)
+        if all(id(p) in frozen for p in m.parameters(recurse=False))
+    ]
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
@@ -177,9 +185,14 @@ def freeze_batchnorm(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def validate(model: GraderNet, loader: Iterable[dict[str, torch.Tensor]], config: TrainConfig,
-             device: torch.device, dtype: torch.dtype | None,
-             weights: LossWeights) -> dict[str, float]:
+def validate(
+    model: GraderNet,
+    loader: Iterable[dict[str, torch.Tensor]],
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    weights: LossWeights,
+) -> dict[str, float]:
     """Loss and headline metrics on the validation split (argmax grade, uncalibrated)."""
     model.eval()
     losses: list[float] = []
@@ -189,8 +202,15 @@ def validate(model: GraderNet, loader: Iterable[dict[str, torch.Tensor]], config
         with autocast(device, dtype):
             out = model(image)
         g, d, s = (batch[k].to(device) for k in ("grade", "damage", "sku"))
-        parts = grader_loss(out, g, d, s, weights=weights, sord_alpha=config.sord_alpha,
-                            supcon_temperature=config.supcon_temperature)
+        parts = grader_loss(
+            out,
+            g,
+            d,
+            s,
+            weights=weights,
+            sord_alpha=config.sord_alpha,
+            supcon_temperature=config.supcon_temperature,
+        )
         losses.append(float(parts.total) * len(image))
         preds.append(out.grade_logits.float().argmax(1).cpu().numpy())
         grades.append(batch["grade"].numpy())
@@ -206,8 +226,9 @@ def validate(model: GraderNet, loader: Iterable[dict[str, torch.Tensor]], config
         "val_grade_mae": mean_absolute_grade_error(y[labelled], p[labelled]),
     }
     scores, targets = np.concatenate(dmg_p), np.concatenate(dmg_y)
-    aucs = [a for j in range(scores.shape[1]) if (a := auroc(scores[:, j], targets[:, j]))
-            is not None]
+    aucs = [
+        a for j in range(scores.shape[1]) if (a := auroc(scores[:, j], targets[:, j])) is not None
+    ]
     metrics["val_damage_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
     sku_auc = sku_pair_similarities(np.concatenate(emb), np.concatenate(skus).tolist()).auroc
     metrics["val_sku_auc"] = float("nan") if sku_auc is None else sku_auc

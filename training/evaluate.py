@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from training.manifest import Manifest, ManifestHeader, ManifestRecord
 from training.metrics import (
     accuracy,
     auroc,
@@ -34,6 +33,7 @@ from training.metrics import (
 )
 from vision.card import ModelCard
 from vision.errors import DataError, DecodeError
+from vision.manifest import Manifest, ManifestHeader, ManifestRecord
 from vision.model import ModelOutputs, OnnxModel
 from vision.pipeline import decode_for_grading
 
@@ -60,13 +60,22 @@ def _chunks(items: Sequence[ManifestRecord], size: int) -> Iterator[Sequence[Man
 
 
 def concat_outputs(parts: Sequence[ModelOutputs]) -> ModelOutputs:
-    return ModelOutputs(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("grade_probs", "damage_probs", "embedding", "damage_cam")))
+    return ModelOutputs(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("grade_probs", "damage_probs", "embedding", "damage_cam")
+        )
+    )
 
 
-def predict_records(model: OnnxModel, records: Sequence[ManifestRecord], *,
-                    batch_size: int = 32, progress: bool = True,
-                    desc: str = "evaluate") -> ModelOutputs:
+def predict_records(
+    model: OnnxModel,
+    records: Sequence[ManifestRecord],
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> ModelOutputs:
     """Model outputs for every record, in order, in batches (one progress bar)."""
     if not records:
         raise DataError("there are no photos to evaluate", code="empty_split")
@@ -82,24 +91,31 @@ def predict_records(model: OnnxModel, records: Sequence[ManifestRecord], *,
 def check_labels(header: ManifestHeader, card: ModelCard) -> None:
     """The manifest's label lists must be the model's, in the same order."""
     if tuple(header.grade_labels) != tuple(card.grade_labels):
-        raise DataError(f"the manifest's grade labels {list(header.grade_labels)} do not match "
-                        f"the model's {list(card.grade_labels)}", code="label_mismatch")
+        raise DataError(
+            f"the manifest's grade labels {list(header.grade_labels)} do not match "
+            f"the model's {list(card.grade_labels)}",
+            code="label_mismatch",
+        )
     missing = [d for d in header.damage_labels if d not in card.damage_labels]
     if missing:
-        raise DataError(f"the manifest's damage labels {missing} are not among the model's "
-                        f"{list(card.damage_labels)}", code="label_mismatch")
+        raise DataError(
+            f"the manifest's damage labels {missing} are not among the model's "
+            f"{list(card.damage_labels)}",
+            code="label_mismatch",
+        )
 
 
-def encode_labels(records: Sequence[ManifestRecord],
-                  card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+def encode_labels(
+    records: Sequence[ManifestRecord], card: ModelCard
+) -> tuple[np.ndarray, np.ndarray]:
     """Grade indices (-1 = unlabelled) and a multi-hot damage matrix."""
     g_index = {g: i for i, g in enumerate(card.grade_labels)}
     d_index = {d: i for i, d in enumerate(card.damage_labels)}
-    grades = np.array([g_index.get(r.grade, -2) if r.grade is not None else -1
-                       for r in records], dtype=np.int64)
+    grades = np.array(
+        [g_index.get(r.grade, -2) if r.grade is not None else -1 for r in records], dtype=np.int64
+    )
     if (grades == -2).any():
-        raise DataError("some records have grades the model does not know",
-                        code="label_mismatch")
+        raise DataError("some records have grades the model does not know", code="label_mismatch")
     damage = np.zeros((len(records), len(card.damage_labels)), dtype=np.int64)
     for i, r in enumerate(records):
         for d in r.damage:
@@ -112,8 +128,13 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
-def compute_metrics(outputs: ModelOutputs, records: Sequence[ManifestRecord], card: ModelCard,
-                    *, split: str = "test") -> dict[str, Any]:
+def compute_metrics(
+    outputs: ModelOutputs,
+    records: Sequence[ManifestRecord],
+    card: ModelCard,
+    *,
+    split: str = "test",
+) -> dict[str, Any]:
     """Every metric as plain JSON (floats rounded; undefined values are null)."""
     grades, damage = encode_labels(records, card)
     lab = grades >= 0
@@ -128,39 +149,56 @@ def compute_metrics(outputs: ModelOutputs, records: Sequence[ManifestRecord], ca
     for k, name in enumerate(card.damage_labels):
         aurocs[name] = auroc(outputs.damage_probs[:, k], damage[:, k])
         if aurocs[name] is None:
-            notes.append(f"damage AUROC for {name!r} is undefined: the split has "
-                         f"{'no' if damage[:, k].sum() == 0 else 'only'} positive examples")
+            notes.append(
+                f"damage AUROC for {name!r} is undefined: the split has "
+                f"{'no' if damage[:, k].sum() == 0 else 'only'} positive examples"
+            )
     defined = [v for v in aurocs.values() if v is not None]
     pairs = sku_pair_similarities(outputs.embedding, [r.sku for r in records])
     return {
-        "split": split, "count": len(records), "labelled": int(lab.sum()),
+        "split": split,
+        "count": len(records),
+        "labelled": int(lab.sum()),
         "model_version": card.model_version,
         "grade": {
             "labels": list(card.grade_labels),
             "accuracy": _num(accuracy(y, pred)),
             "macro_f1": _num(cs.macro_f1),
             "mean_abs_error": _num(mean_absolute_grade_error(y, pred)),
-            "per_class": {g: {"precision": _num(cs.precision[k]), "recall": _num(cs.recall[k]),
-                              "f1": _num(cs.f1[k]), "support": cs.support[k]}
-                          for k, g in enumerate(card.grade_labels)},
+            "per_class": {
+                g: {
+                    "precision": _num(cs.precision[k]),
+                    "recall": _num(cs.recall[k]),
+                    "f1": _num(cs.f1[k]),
+                    "support": cs.support[k],
+                }
+                for k, g in enumerate(card.grade_labels)
+            },
             "confusion_matrix": cm.tolist(),
         },
         "calibration": {
-            "temperature": card.temperature, "bins": 15,
+            "temperature": card.temperature,
+            "bins": 15,
             "ece_before": _num(expected_calibration_error(raw, y)) if len(y) else None,
             "ece_after": _num(expected_calibration_error(probs, y)) if len(y) else None,
             "nll_before": _num(nll(raw, y)) if len(y) else None,
             "nll_after": _num(nll(probs, y)) if len(y) else None,
         },
-        "damage": {"auroc": {k: _num(v) for k, v in aurocs.items()},
-                   "macro_auroc": _num(float(np.mean(defined))) if defined else None,
-                   "notes": notes},
+        "damage": {
+            "auroc": {k: _num(v) for k, v in aurocs.items()},
+            "macro_auroc": _num(float(np.mean(defined))) if defined else None,
+            "notes": notes,
+        },
         "coverage": _coverage_json(curve, card),
-        "embedding": {"sku_pair_auroc": _num(pairs.auroc), "same_pairs": len(pairs.same),
-                      "different_pairs": len(pairs.different),
-                      "mean_same": _num(float(pairs.same.mean())) if len(pairs.same) else None,
-                      "mean_different": (_num(float(pairs.different.mean()))
-                                         if len(pairs.different) else None)},
+        "embedding": {
+            "sku_pair_auroc": _num(pairs.auroc),
+            "same_pairs": len(pairs.same),
+            "different_pairs": len(pairs.different),
+            "mean_same": _num(float(pairs.same.mean())) if len(pairs.same) else None,
+            "mean_different": (
+                _num(float(pairs.different.mean())) if len(pairs.different) else None
+            ),
+        },
     }
 
 
@@ -183,8 +221,10 @@ def _coverage_json(curve: Any, card: ModelCard) -> dict[str, Any]:
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The short metric set that goes into the model card."""
     return {
-        "split": metrics["split"], "count": metrics["count"],
-        "accuracy": metrics["grade"]["accuracy"], "macro_f1": metrics["grade"]["macro_f1"],
+        "split": metrics["split"],
+        "count": metrics["count"],
+        "accuracy": metrics["grade"]["accuracy"],
+        "macro_f1": metrics["grade"]["macro_f1"],
         "mean_abs_grade_error": metrics["grade"]["mean_abs_error"],
         "ece": metrics["calibration"]["ece_after"],
         "ece_uncalibrated": metrics["calibration"]["ece_before"],
@@ -211,8 +251,15 @@ def _plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path) -> None:
     norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
     ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if norm[i, j] > 0.5 else "black", fontsize=10)
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            color="white" if norm[i, j] > 0.5 else "black",
+            fontsize=10,
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -221,17 +268,20 @@ def _plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path) -> None:
     fig.savefig(path)
 
 
-def _plot_reliability(raw: np.ndarray, cal: np.ndarray, y: np.ndarray, temperature: float,
-                      path: Path) -> None:
+def _plot_reliability(
+    raw: np.ndarray, cal: np.ndarray, y: np.ndarray, temperature: float, path: Path
+) -> None:
     fig = _figure(9.0, 4.0)
-    for k, (probs, title) in enumerate(((raw, "before calibration (T=1)"),
-                                        (cal, f"after calibration (T={temperature:.3g})"))):
+    for k, (probs, title) in enumerate(
+        ((raw, "before calibration (T=1)"), (cal, f"after calibration (T={temperature:.3g})"))
+    ):
         bins = reliability_bins(probs, y)
         ax = fig.add_subplot(1, 2, k + 1)
         centers = (bins.edges[:-1] + bins.edges[1:]) / 2
         width = bins.edges[1] - bins.edges[0]
-        ax.bar(centers, np.nan_to_num(bins.accuracy), width=width * 0.9, alpha=0.7,
-               label="accuracy")
+        ax.bar(
+            centers, np.nan_to_num(bins.accuracy), width=width * 0.9, alpha=0.7, label="accuracy"
+        )
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -242,8 +292,9 @@ def _plot_reliability(raw: np.ndarray, cal: np.ndarray, y: np.ndarray, temperatu
     fig.savefig(path)
 
 
-def _plot_coverage(conf: np.ndarray, correct: np.ndarray, suggested: float | None,
-                   path: Path) -> None:
+def _plot_coverage(
+    conf: np.ndarray, correct: np.ndarray, suggested: float | None, path: Path
+) -> None:
     curve = coverage_curve(conf, correct)
     fig = _figure()
     ax = fig.add_subplot()
@@ -260,8 +311,9 @@ def _plot_coverage(conf: np.ndarray, correct: np.ndarray, suggested: float | Non
     fig.savefig(path)
 
 
-def _plot_damage_roc(probs: np.ndarray, damage: np.ndarray, labels: Sequence[str],
-                     path: Path) -> None:
+def _plot_damage_roc(
+    probs: np.ndarray, damage: np.ndarray, labels: Sequence[str], path: Path
+) -> None:
     fig = _figure()
     ax = fig.add_subplot()
     for k, name in enumerate(labels):
@@ -279,8 +331,9 @@ def _plot_damage_roc(probs: np.ndarray, damage: np.ndarray, labels: Sequence[str
     fig.savefig(path)
 
 
-def write_plots(outputs: ModelOutputs, records: Sequence[ManifestRecord], card: ModelCard,
-                out_dir: Path) -> dict[str, str]:
+def write_plots(
+    outputs: ModelOutputs, records: Sequence[ManifestRecord], card: ModelCard, out_dir: Path
+) -> dict[str, str]:
     """PNG plots in ``out_dir``; returns {plot name: file name}."""
     grades, damage = encode_labels(records, card)
     lab = grades >= 0
@@ -288,17 +341,33 @@ def write_plots(outputs: ModelOutputs, records: Sequence[ManifestRecord], card: 
     plots: dict[str, str] = {}
     if len(y):
         pred = cal.argmax(axis=1)
-        _plot_confusion(confusion_matrix(y, pred, len(card.grade_labels)), card.grade_labels,
-                        out_dir / "confusion_matrix.png")
-        _plot_reliability(uncalibrated_probs(cal, card.temperature), cal, y, card.temperature,
-                          out_dir / "reliability.png")
-        _plot_coverage(cal.max(axis=1), pred == y,
-                       card.thresholds.get("auto_approve_confidence"), out_dir / "coverage.png")
-        plots.update(confusion_matrix="confusion_matrix.png", reliability="reliability.png",
-                     coverage="coverage.png")
+        _plot_confusion(
+            confusion_matrix(y, pred, len(card.grade_labels)),
+            card.grade_labels,
+            out_dir / "confusion_matrix.png",
+        )
+        _plot_reliability(
+            uncalibrated_probs(cal, card.temperature),
+            cal,
+            y,
+            card.temperature,
+            out_dir / "reliability.png",
+        )
+        _plot_coverage(
+            cal.max(axis=1),
+            pred == y,
+            card.thresholds.get("auto_approve_confidence"),
+            out_dir / "coverage.png",
+        )
+        plots.update(
+            confusion_matrix="confusion_matrix.png",
+            reliability="reliability.png",
+            coverage="coverage.png",
+        )
     if len(card.damage_labels):
-        _plot_damage_roc(outputs.damage_probs, damage, card.damage_labels,
-                         out_dir / "damage_roc.png")
+        _plot_damage_roc(
+            outputs.damage_probs, damage, card.damage_labels, out_dir / "damage_roc.png"
+        )
         plots["damage_roc"] = "damage_roc.png"
     return plots
 
@@ -320,7 +389,8 @@ def write_report(metrics: dict[str, Any], card: ModelCard, out_dir: Path) -> Non
         f"photos ({metrics['labelled']} with a grade). Evaluated through `vision` "
         "(decode, card preprocessing, ONNX Runtime), as serving runs the model.",
         "",
-        "| metric | value |", "|---|---|",
+        "| metric | value |",
+        "|---|---|",
         f"| grade accuracy | {_fmt(g['accuracy'], True)} |",
         f"| macro-F1 | {_fmt(g['macro_f1'])} |",
         f"| mean absolute grade error | {_fmt(g['mean_abs_error'])} |",
@@ -329,21 +399,36 @@ def write_report(metrics: dict[str, Any], card: ModelCard, out_dir: Path) -> Non
         f"| damage macro AUROC | {_fmt(d['macro_auroc'])} |",
         f"| same- vs different-SKU embedding ROC-AUC | {_fmt(emb['sku_pair_auroc'])} |",
         "",
-        "## Per grade", "",
-        "| grade | precision | recall | F1 | support |", "|---|---|---|---|---|",
+        "## Per grade",
+        "",
+        "| grade | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
     ]
     for name, row in g["per_class"].items():
-        lines.append(f"| {name} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | "
-                     f"{_fmt(row['f1'])} | {row['support']} |")
-    lines += ["", "## Auto-approval coverage", "",
-              "Decide automatically when the top grade probability is at least the threshold.",
-              "", "| threshold | decided | accuracy of decided |", "|---|---|---|"]
+        lines.append(
+            f"| {name} | {_fmt(row['precision'])} | {_fmt(row['recall'])} | "
+            f"{_fmt(row['f1'])} | {row['support']} |"
+        )
+    lines += [
+        "",
+        "## Auto-approval coverage",
+        "",
+        "Decide automatically when the top grade probability is at least the threshold.",
+        "",
+        "| threshold | decided | accuracy of decided |",
+        "|---|---|---|",
+    ]
     suggested = card.thresholds.get("auto_approve_confidence")
     for row in metrics["coverage"]["table"]:
-        mark = " (suggested)" if suggested is not None and row["threshold"] == round(
-            suggested, 6) else ""
-        lines.append(f"| {row['threshold']:.3f}{mark} | {_fmt(row['coverage'], True)} | "
-                     f"{_fmt(row['accuracy'], True)} |")
+        mark = (
+            " (suggested)"
+            if suggested is not None and row["threshold"] == round(suggested, 6)
+            else ""
+        )
+        lines.append(
+            f"| {row['threshold']:.3f}{mark} | {_fmt(row['coverage'], True)} | "
+            f"{_fmt(row['accuracy'], True)} |"
+        )
     lines += ["", "## Damage AUROC", "", "| label | AUROC |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in d["auroc"].items()]
     if d["notes"]:
@@ -353,17 +438,27 @@ def write_report(metrics: dict[str, Any], card: ModelCard, out_dir: Path) -> Non
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def evaluate_model(model_path: Path, manifest: Manifest, out_dir: Path, *, split: str = "test",
-                   progress: bool = True, batch_size: int = 32) -> dict[str, Any]:
+def evaluate_model(
+    model_path: Path,
+    manifest: Manifest,
+    out_dir: Path,
+    *,
+    split: str = "test",
+    progress: bool = True,
+    batch_size: int = 32,
+) -> dict[str, Any]:
     """Evaluate ``model_path`` on ``split``; write metrics.json, report.md and plots."""
     model = OnnxModel(model_path)
     check_labels(manifest.header, model.card)
     records = manifest.split(split)
     if not records:
-        raise DataError(f"split {split!r} of {manifest.path} has no records; choose one of "
-                        "train, val, test", code="empty_split")
-    outputs = predict_records(model, records, batch_size=batch_size, progress=progress,
-                              desc=f"evaluate {split}")
+        raise DataError(
+            f"split {split!r} of {manifest.path} has no records; choose one of train, val, test",
+            code="empty_split",
+        )
+    outputs = predict_records(
+        model, records, batch_size=batch_size, progress=progress, desc=f"evaluate {split}"
+    )
     metrics = compute_metrics(outputs, records, model.card, split=split)
     metrics["model_path"] = str(model_path)
     metrics["manifest"] = str(manifest.path)
@@ -375,6 +470,7 @@ def evaluate_model(model_path: Path, manifest: Manifest, out_dir: Path, *, split
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         write_report(metrics, model.card, out_dir)
     except OSError as exc:
-        raise DataError(f"cannot write the evaluation to {out_dir}: {exc}",
-                        code="write_failed") from exc
+        raise DataError(
+            f"cannot write the evaluation to {out_dir}: {exc}", code="write_failed"
+        ) from exc
     return metrics

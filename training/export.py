@@ -26,20 +26,21 @@ from tqdm import tqdm
 
 from training.calibrate import fit_temperature, suggest_thresholds
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
-from training.manifest import Manifest, ManifestRecord
 from training.metrics import nll, softmax
 from training.model import CheckpointMeta, FlipAveraged, GraderNet, load_checkpoint
-from training.registry import write_card
 from vision.card import ModelCard
 from vision.errors import DataError, ReturnLensError
+from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OUTPUT_NAMES, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
+from vision.registry import write_card
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 MIN_PARITY_IMAGES = 32
-SYNTHETIC_NOTE = ("Trained on synthetic images; deployments should retrain on their own "
-                  "labelled returns.")
+SYNTHETIC_NOTE = (
+    "Trained on synthetic images; deployments should retrain on their own labelled returns."
+)
 Exporter = Literal["legacy", "dynamo"]
 
 
@@ -63,8 +64,14 @@ class ExportWrapper(nn.Module):
         return grade_probs, torch.sigmoid(out.damage_logits), out.embedding, out.damage_cam
 
 
-def export_graph(wrapper: nn.Module, path: Path, input_size: int, *, opset: int = OPSET,
-                 exporter: Exporter = "legacy") -> None:
+def export_graph(
+    wrapper: nn.Module,
+    path: Path,
+    input_size: int,
+    *,
+    opset: int = OPSET,
+    exporter: Exporter = "legacy",
+) -> None:
     """Write the graph: input ``image`` uint8 [N,S,S,3] with a dynamic batch dimension.
 
     The TorchScript exporter ("legacy") is the default: it gives a compact, checker-clean
@@ -81,28 +88,45 @@ def export_graph(wrapper: nn.Module, path: Path, input_size: int, *, opset: int 
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES), opset_version=max(opset, 18),
-                              dynamo=True, external_data=False, verbose=False,
-                              dynamic_shapes=({0: batch},))
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                opset_version=max(opset, 18),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                dynamic_shapes=({0: batch},),
+            )
         else:
-            torch.onnx.export(wrapper, (example,), str(path), input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES), opset_version=opset,
-                              dynamo=False, do_constant_folding=True,
-                              dynamic_axes={n: {0: "batch"} for n in names})
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
+                dynamic_axes={n: {0: "batch"} for n in names},
+            )
 
 
 def check_graph(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
-        raise ExportError(f"onnx.checker rejects the exported graph: {exc}",
-                          code="invalid_graph") from exc
+        raise ExportError(
+            f"onnx.checker rejects the exported graph: {exc}", code="invalid_graph"
+        ) from exc
 
 
 @torch.no_grad()
-def torch_outputs(module: nn.Module, batch: np.ndarray, *,
-                  batch_size: int = 32) -> list[np.ndarray]:
+def torch_outputs(
+    module: nn.Module, batch: np.ndarray, *, batch_size: int = 32
+) -> list[np.ndarray]:
     """Run a uint8 NHWC batch through a module in eval mode; outputs as float32 arrays."""
     module.eval()
     parts: list[list[np.ndarray]] = []
@@ -123,8 +147,9 @@ class ParityReport:
         return max(self.max_abs_diff["grade_probs"], self.max_abs_diff["damage_probs"])
 
 
-def parity_check(wrapper: nn.Module, onnx_path: Path, batch: np.ndarray, *,
-                 tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+def parity_check(
+    wrapper: nn.Module, onnx_path: Path, batch: np.ndarray, *, tolerance: float = PARITY_TOLERANCE
+) -> ParityReport:
     """Same uint8 batch through torch and ONNX Runtime; ExportError beyond ``tolerance``.
 
     ONNX Runtime sees the batch in chunks of varying size (1, 3, then the rest), which
@@ -138,8 +163,9 @@ def parity_check(wrapper: nn.Module, onnx_path: Path, batch: np.ndarray, *,
     for k, name in enumerate(OUTPUT_NAMES):
         onnx_out = np.concatenate([getattr(g, name) for g in got])
         if onnx_out.shape != expected[k].shape:
-            raise ExportError(f"ONNX output {name} has shape {onnx_out.shape}, torch "
-                              f"{expected[k].shape}")
+            raise ExportError(
+                f"ONNX output {name} has shape {onnx_out.shape}, torch {expected[k].shape}"
+            )
         delta = np.abs(onnx_out.astype(np.float64) - expected[k])
         # A label set without damage labels exports [N, 0] damage outputs: nothing differs.
         diffs[name] = float(delta.max()) if delta.size else 0.0
@@ -149,7 +175,9 @@ def parity_check(wrapper: nn.Module, onnx_path: Path, batch: np.ndarray, *,
         raise ExportError(
             f"parity check failed: ONNX Runtime and torch probabilities differ by up to "
             f"{report.prob_max_diff:.3g} on {len(batch)} photos (limit {tolerance:g}); the "
-            "model was not written", details={"max_abs_diff": diffs})
+            "model was not written",
+            details={"max_abs_diff": diffs},
+        )
     return report
 
 
@@ -162,8 +190,10 @@ def parity_records(manifest: Manifest, n: int = MIN_PARITY_IMAGES) -> list[Manif
     """n photos for the parity check: val and test first, topped up from train."""
     pool = [*manifest.split("val"), *manifest.split("test"), *manifest.split("train")]
     if len(pool) < n:
-        raise DataError(f"the parity check needs at least {n} photos; {manifest.path} has "
-                        f"{len(pool)}", code="too_few_photos")
+        raise DataError(
+            f"the parity check needs at least {n} photos; {manifest.path} has {len(pool)}",
+            code="too_few_photos",
+        )
     return pool[:n]
 
 
@@ -175,14 +205,18 @@ class ValidationPass:
     skus: list[str]
 
 
-def validation_pass(net: GraderNet | FlipAveraged, records: Sequence[ManifestRecord],
-                    meta: CheckpointMeta, *, batch_size: int = 32,
-                    progress: bool = True) -> ValidationPass:
+def validation_pass(
+    net: GraderNet | FlipAveraged,
+    records: Sequence[ManifestRecord],
+    meta: CheckpointMeta,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> ValidationPass:
     """Raw logits and embeddings on the validation split (streamed in batches)."""
     g_index = {g: i for i, g in enumerate(meta.grade_labels)}
     logits, emb = [], []
-    with tqdm(total=len(records), desc="calibrate val", unit="img",
-              disable=not progress) as bar:
+    with tqdm(total=len(records), desc="calibrate val", unit="img", disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             chunk = records[start : start + batch_size]
             with torch.no_grad():
@@ -192,8 +226,11 @@ def validation_pass(net: GraderNet | FlipAveraged, records: Sequence[ManifestRec
             bar.update(len(chunk))
     z = np.concatenate(logits).astype(np.float64)
     if not np.isfinite(z).all():
-        raise ExportError("the checkpoint produces NaN or infinite logits on the validation "
-                          "photos; it cannot be calibrated", code="non_finite")
+        raise ExportError(
+            "the checkpoint produces NaN or infinite logits on the validation "
+            "photos; it cannot be calibrated",
+            code="non_finite",
+        )
     labels = np.array([g_index[r.grade] if r.grade is not None else -1 for r in records])
     return ValidationPass(z, np.concatenate(emb), labels, [r.sku for r in records])
 
@@ -217,20 +254,31 @@ class ExportReport:
 def check_checkpoint_labels(meta: CheckpointMeta, manifest: Manifest) -> None:
     head = manifest.header
     if tuple(head.grade_labels) != tuple(meta.grade_labels):
-        raise DataError(f"the manifest's grade labels {list(head.grade_labels)} do not match "
-                        f"the checkpoint's {list(meta.grade_labels)}", code="label_mismatch")
+        raise DataError(
+            f"the manifest's grade labels {list(head.grade_labels)} do not match "
+            f"the checkpoint's {list(meta.grade_labels)}",
+            code="label_mismatch",
+        )
     extra = [d for d in head.damage_labels if d not in meta.damage_labels]
     if extra:
-        raise DataError(f"the manifest's damage labels {extra} are not among the "
-                        f"checkpoint's {list(meta.damage_labels)}", code="label_mismatch")
+        raise DataError(
+            f"the manifest's damage labels {extra} are not among the "
+            f"checkpoint's {list(meta.damage_labels)}",
+            code="label_mismatch",
+        )
 
 
 def default_version(backbone: str) -> str:
     return f"{backbone}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
-def _fit(net: GraderNet | FlipAveraged, manifest: Manifest, meta: CheckpointMeta, progress: bool,
-         approve_precision: float) -> tuple[float, dict[str, float], dict[str, Any]]:
+def _fit(
+    net: GraderNet | FlipAveraged,
+    manifest: Manifest,
+    meta: CheckpointMeta,
+    progress: bool,
+    approve_precision: float,
+) -> tuple[float, dict[str, float], dict[str, Any]]:
     """Temperature, suggested thresholds and validation calibration figures."""
     val = manifest.split("val")
     if not val:
@@ -238,27 +286,40 @@ def _fit(net: GraderNet | FlipAveraged, manifest: Manifest, meta: CheckpointMeta
     vp = validation_pass(net, val, meta, progress=progress)
     lab = vp.labels >= 0
     if not lab.any():
-        raise DataError("the val split has no graded photos to calibrate on",
-                        code="empty_split")
+        raise DataError("the val split has no graded photos to calibrate on", code="empty_split")
     z, y = vp.logits[lab], vp.labels[lab]
     temperature = fit_temperature(z, y)
     cal = softmax(z / temperature)
-    thr = suggest_thresholds(cal, y, vp.embedding[lab], [s for s, k in zip(vp.skus, lab,
-                                                                          strict=True) if k],
-                             approve_precision=approve_precision)
-    val_info = {"val_nll_before": round(nll(softmax(z), y), 6),
-                "val_nll_after": round(nll(cal, y), 6),
-                "val_auto_approve_coverage": thr.auto_approve_coverage,
-                "approve_precision_target": approve_precision}
+    thr = suggest_thresholds(
+        cal,
+        y,
+        vp.embedding[lab],
+        [s for s, k in zip(vp.skus, lab, strict=True) if k],
+        approve_precision=approve_precision,
+    )
+    val_info = {
+        "val_nll_before": round(nll(softmax(z), y), 6),
+        "val_nll_after": round(nll(cal, y), 6),
+        "val_auto_approve_coverage": thr.auto_approve_coverage,
+        "approve_precision_target": approve_precision,
+    }
     return temperature, thr.as_card_dict(), val_info
 
 
-def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *,
-                         model_version: str | None = None, quantize: bool = False,
-                         progress: bool = True, approve_precision: float = 0.98,
-                         notes: str | None = None, exporter: Exporter = "legacy",
-                         tolerance: float = PARITY_TOLERANCE,
-                         tta_flip: bool | None = None) -> ExportReport:
+def calibrate_and_export(
+    checkpoint: Path,
+    manifest: Manifest,
+    out_path: Path,
+    *,
+    model_version: str | None = None,
+    quantize: bool = False,
+    progress: bool = True,
+    approve_precision: float = 0.98,
+    notes: str | None = None,
+    exporter: Exporter = "legacy",
+    tolerance: float = PARITY_TOLERANCE,
+    tta_flip: bool | None = None,
+) -> ExportReport:
     """Checkpoint -> calibrated, parity-checked ONNX file with its model card.
 
     ``tta_flip`` (default: the recipe's ``tta_flip``) exports the mirror-averaged model;
@@ -277,31 +338,49 @@ def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *
     eval_split = "test" if manifest.split("test") else "val"
     card = ModelCard(
         model_version=model_version or default_version(meta.backbone),
-        grade_labels=tuple(meta.grade_labels), damage_labels=tuple(meta.damage_labels),
-        preprocess=meta.preprocess, temperature=temperature,
-        embedding_dim=meta.embedding_dim, backbone=meta.backbone, thresholds=thresholds,
+        grade_labels=tuple(meta.grade_labels),
+        damage_labels=tuple(meta.damage_labels),
+        preprocess=meta.preprocess,
+        temperature=temperature,
+        embedding_dim=meta.embedding_dim,
+        backbone=meta.backbone,
+        thresholds=thresholds,
         training_data=manifest.summary(),
-        recipe={**meta.config, "epoch": meta.epoch, "tta_flip": tta_flip, "export": {
-            "opset": OPSET, "exporter": exporter, "calibration": val_info}},
+        recipe={
+            **meta.config,
+            "epoch": meta.epoch,
+            "tta_flip": tta_flip,
+            "export": {"opset": OPSET, "exporter": exporter, "calibration": val_info},
+        },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        notes=notes if notes is not None else (
-            SYNTHETIC_NOTE if "synth" in manifest.header.source.lower() else ""),
+        notes=notes
+        if notes is not None
+        else (SYNTHETIC_NOTE if "synth" in manifest.header.source.lower() else ""),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
     try:
         export_graph(wrapper, tmp, meta.preprocess.input_size, exporter=exporter)
         write_card(tmp, card)
-        outputs = predict_records(OnnxModel(tmp), manifest.split(eval_split),
-                                  progress=progress, desc=f"evaluate {eval_split}")
+        outputs = predict_records(
+            OnnxModel(tmp),
+            manifest.split(eval_split),
+            progress=progress,
+            desc=f"evaluate {eval_split}",
+        )
         full = compute_metrics(outputs, manifest.split(eval_split), card, split=eval_split)
-        parity = parity_check(wrapper, tmp, preprocessed(parity_recs, meta.preprocess),
-                              tolerance=tolerance)
-        export_info = {**card.recipe["export"], "parity": {
-            "images": parity.images, "tolerance": tolerance,
-            "max_abs_diff": {k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()}}}
-        card = replace(card, metrics=headline(full),
-                       recipe={**card.recipe, "export": export_info})
+        parity = parity_check(
+            wrapper, tmp, preprocessed(parity_recs, meta.preprocess), tolerance=tolerance
+        )
+        export_info = {
+            **card.recipe["export"],
+            "parity": {
+                "images": parity.images,
+                "tolerance": tolerance,
+                "max_abs_diff": {k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
+            },
+        }
+        card = replace(card, metrics=headline(full), recipe={**card.recipe, "export": export_info})
         write_card(tmp, card)  # metadata only: the graph the parity check ran is unchanged
         check_graph(tmp)
         os.replace(tmp, out_path)
@@ -311,6 +390,5 @@ def calibrate_and_export(checkpoint: Path, manifest: Manifest, out_path: Path, *
     if quantize:
         from training.quantize import quantize_model
 
-        report = replace(report, quantization=quantize_model(
-            out_path, manifest, progress=progress))
+        report = replace(report, quantization=quantize_model(out_path, manifest, progress=progress))
     return report

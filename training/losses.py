@@ -53,8 +53,9 @@ def sord_targets(grades: Tensor, num_grades: int, alpha: float) -> Tensor:
     return torch.softmax(-alpha * dist, dim=1)
 
 
-def ordinal_grade_loss(logits: Tensor, grades: Tensor, *, alpha: float = 2.0,
-                       class_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def ordinal_grade_loss(
+    logits: Tensor, grades: Tensor, *, alpha: float = 2.0, class_weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """(SORD cross-entropy, expected-grade absolute error), both weighted means."""
     logits = logits.float()
     labelled = grades >= 0
@@ -69,8 +70,10 @@ def ordinal_grade_loss(logits: Tensor, grades: Tensor, *, alpha: float = 2.0,
     mae = (expected - grades.float()).abs()
     # where() rather than masking by multiplication: an unlabelled row's -1 never leaks.
     zero = torch.zeros_like(ce)
-    return ((torch.where(labelled, ce, zero) * weights).sum() / denom,
-            (torch.where(labelled, mae, zero) * weights).sum() / denom)
+    return (
+        (torch.where(labelled, ce, zero) * weights).sum() / denom,
+        (torch.where(labelled, mae, zero) * weights).sum() / denom,
+    )
 
 
 def damage_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -97,13 +100,26 @@ def supcon_loss(embedding: Tensor, labels: Tensor, temperature: float = 0.1) -> 
     return per_anchor.mean()
 
 
-def grader_loss(out: GraderOutputs, grades: Tensor, damage: Tensor, skus: Tensor, *,
-                weights: LossWeights, sord_alpha: float = 2.0, supcon_temperature: float = 0.1,
-                class_weights: Tensor | None = None) -> LossParts:
-    grade_ce, grade_mae = ordinal_grade_loss(out.grade_logits, grades, alpha=sord_alpha,
-                                             class_weights=class_weights)
+def grader_loss(
+    out: GraderOutputs,
+    grades: Tensor,
+    damage: Tensor,
+    skus: Tensor,
+    *,
+    weights: LossWeights,
+    sord_alpha: float = 2.0,
+    supcon_temperature: float = 0.1,
+    class_weights: Tensor | None = None,
+) -> LossParts:
+    grade_ce, grade_mae = ordinal_grade_loss(
+        out.grade_logits, grades, alpha=sord_alpha, class_weights=class_weights
+    )
     dmg = damage_loss(out.damage_logits, damage)
     emb = supcon_loss(out.embedding, skus, supcon_temperature)
-    total = (weights.grade * grade_ce + weights.grade_mae * grade_mae
-             + weights.damage * dmg + weights.embedding * emb)
+    total = (
+        weights.grade * grade_ce
+        + weights.grade_mae * grade_mae
+        + weights.damage * dmg
+        + weights.embedding * emb
+    )
     return LossParts(total, grade_ce.detach(), grade_mae.detach(), dmg.detach(), emb.detach())

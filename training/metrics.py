@@ -82,8 +82,7 @@ def class_scores(cm: np.ndarray) -> ClassScores:
         if f is not None:
             used.append(float(f))
     macro = float(np.mean(used)) if used else float("nan")
-    return ClassScores(tuple(prec), tuple(rec), tuple(f1),
-                       tuple(int(a) for a in actual), macro)
+    return ClassScores(tuple(prec), tuple(rec), tuple(f1), tuple(int(a) for a in actual), macro)
 
 
 def mean_absolute_grade_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -152,8 +151,9 @@ class ReliabilityBins:
         return float((gaps * self.count[full]).sum() / total)
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray,
-                     n_bins: int = ECE_BINS) -> ReliabilityBins:
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS
+) -> ReliabilityBins:
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -166,8 +166,9 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray,
     return ReliabilityBins(edges, mean_conf, mean_acc, count)
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
-                               n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
     """Top-label ECE: count-weighted mean |accuracy - confidence| over equal-width bins."""
     return reliability_bins(probs, labels, n_bins).ece
 
@@ -211,8 +212,9 @@ def coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> CoverageCurve
     return CoverageCurve(thr[::-1].copy(), cov[::-1].copy(), acc[::-1].copy(), n)
 
 
-def threshold_for_accuracy(curve: CoverageCurve, target: float, *,
-                           min_decided: int = 1) -> float | None:
+def threshold_for_accuracy(
+    curve: CoverageCurve, target: float, *, min_decided: int = 1
+) -> float | None:
     """The smallest confidence threshold whose decided-set accuracy reaches ``target``
     while deciding at least ``min_decided`` items.
 
@@ -236,8 +238,9 @@ class PairSimilarities:
         return auroc(scores, labels)
 
 
-def sku_pair_similarities(embeddings: np.ndarray, skus: list[str], *,
-                          max_pairs: int = 20000, seed: int = 0) -> PairSimilarities:
+def sku_pair_similarities(
+    embeddings: np.ndarray, skus: list[str], *, max_pairs: int = 20000, seed: int = 0
+) -> PairSimilarities:
     """Cosine similarities over same-SKU and different-SKU pairs of distinct photos.
 
     All pairs cost O(N^2); beyond ``max_pairs`` per kind a seeded random subsample

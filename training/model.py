@@ -45,8 +45,14 @@ class GraderOutputs(NamedTuple):
 
 
 class GraderNet(nn.Module):
-    def __init__(self, backbone: str, num_grades: int, num_damage: int,
-                 embedding_dim: int = 128, pretrained: str | None = "imagenet") -> None:
+    def __init__(
+        self,
+        backbone: str,
+        num_grades: int,
+        num_damage: int,
+        embedding_dim: int = 128,
+        pretrained: str | None = "imagenet",
+    ) -> None:
         super().__init__()
         if num_grades < 2:
             raise ModelError(f"a grader needs at least 2 grade labels, got {num_grades}")
@@ -110,7 +116,9 @@ class FlipAveraged(nn.Module):
         return GraderOutputs(
             (both.grade_logits[:n] + both.grade_logits[n:]) / 2,
             (both.damage_logits[:n] + both.damage_logits[n:]) / 2,
-            F.normalize(both.embedding[:n] + both.embedding[n:], dim=1, eps=1e-8), cam)
+            F.normalize(both.embedding[:n] + both.embedding[n:], dim=1, eps=1e-8),
+            cam,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,9 +157,16 @@ class CheckpointMeta:
         )
 
 
-def save_checkpoint(path: Path, model: GraderNet, meta: CheckpointMeta, *, optimizer: Any = None,
-                    scheduler: Any = None, scaler: Any = None,
-                    extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: Path,
+    model: GraderNet,
+    meta: CheckpointMeta,
+    *,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write atomically (tmp + rename) so an interrupted run never leaves a torn last.pt."""
     raw: Any = getattr(model, "module", model)
     payload: dict[str, Any] = {
@@ -183,8 +198,10 @@ def read_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a ReturnLens checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise ModelError(f"checkpoint {path} has version {payload.get('version')}, "
-                         f"this code reads version {CHECKPOINT_VERSION}")
+        raise ModelError(
+            f"checkpoint {path} has version {payload.get('version')}, "
+            f"this code reads version {CHECKPOINT_VERSION}"
+        )
     return payload
 
 
@@ -195,12 +212,18 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> tuple[GraderNet, C
         meta = CheckpointMeta.from_dict(payload["meta"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"checkpoint {path} has malformed metadata ({exc})") from exc
-    model = GraderNet(meta.backbone, len(meta.grade_labels), len(meta.damage_labels),
-                      meta.embedding_dim, pretrained=None)
+    model = GraderNet(
+        meta.backbone,
+        len(meta.grade_labels),
+        len(meta.damage_labels),
+        meta.embedding_dim,
+        pretrained=None,
+    )
     try:
         model.load_state_dict(payload["model"], strict=True)
     except (RuntimeError, KeyError) as exc:
-        raise ModelError(f"checkpoint {path} weights do not fit its own metadata: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        raise ModelError(
+            f"checkpoint {path} weights do not fit its own metadata: {str(exc).splitlines()[0]}"
+        ) from exc
     model.eval()
     return model, meta

@@ -29,12 +29,12 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
-from training.manifest import Manifest, ManifestRecord
-from training.registry import write_card
 from vision.card import ModelCard
 from vision.errors import ModelError
+from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
+from vision.registry import write_card
 
 CALIBRATION_IMAGES = 128
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
@@ -43,8 +43,9 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 class _Reader(CalibrationDataReader):
     """Feeds preprocessed validation photos to the calibrator, a few at a time."""
 
-    def __init__(self, records: list[ManifestRecord], spec: PreprocessSpec,
-                 batch_size: int = 8) -> None:
+    def __init__(
+        self, records: list[ManifestRecord], spec: PreprocessSpec, batch_size: int = 8
+    ) -> None:
         self.records, self.spec, self.batch_size = records, spec, batch_size
         self.pos = 0
 
@@ -86,8 +87,9 @@ def int8_path_for(path: Path) -> Path:
     return path.with_name(f"{path.stem}.int8{path.suffix}")
 
 
-def measure_latency(model: OnnxModel, batch_sizes: tuple[int, ...] = (1, 8),
-                    repeats: int = 10) -> dict[str, float]:
+def measure_latency(
+    model: OnnxModel, batch_sizes: tuple[int, ...] = (1, 8), repeats: int = 10
+) -> dict[str, float]:
     """Median milliseconds per image on random input, after a warm-up run.
 
     A report figure, not a test assertion: the numbers depend on the machine and load.
@@ -107,33 +109,52 @@ def measure_latency(model: OnnxModel, batch_sizes: tuple[int, ...] = (1, 8),
     return result
 
 
-def quantize_model(fp32_path: Path, manifest: Manifest, *, out_path: Path | None = None,
-                   calibration_images: int = CALIBRATION_IMAGES, progress: bool = True,
-                   latency_repeats: int = 10) -> QuantizationReport:
+def quantize_model(
+    fp32_path: Path,
+    manifest: Manifest,
+    *,
+    out_path: Path | None = None,
+    calibration_images: int = CALIBRATION_IMAGES,
+    progress: bool = True,
+    latency_repeats: int = 10,
+) -> QuantizationReport:
     """Write ``<name>.int8.onnx`` beside ``fp32_path``; report accuracy and speed change."""
     fp32 = OnnxModel(fp32_path)
     out = out_path or int8_path_for(Path(fp32_path))
     calib = [*manifest.split("val"), *manifest.split("train")][:calibration_images]
     if not calib:
-        raise ModelError("static quantisation needs calibration photos in the val or train "
-                         "split", code="too_few_photos")
+        raise ModelError(
+            "static quantisation needs calibration photos in the val or train split",
+            code="too_few_photos",
+        )
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory() as work:
             prepared = Path(work) / "prepared.onnx"
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            quantize_static(str(prepared), str(tmp), _Reader(calib, fp32.card.preprocess),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=QUANTIZED_OPS)
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                _Reader(calib, fp32.card.preprocess),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=QUANTIZED_OPS,
+            )
         split = "test" if manifest.split("test") else "val"
         records = manifest.split(split)
         card = _int8_card(fp32.card, len(calib))
         write_card(tmp, card)
         int8 = OnnxModel(tmp)
-        m8 = headline(compute_metrics(predict_records(int8, records, progress=progress,
-                                                      desc=f"int8 {split}"),
-                                      records, card, split=split))
+        m8 = headline(
+            compute_metrics(
+                predict_records(int8, records, progress=progress, desc=f"int8 {split}"),
+                records,
+                card,
+                split=split,
+            )
+        )
         write_card(tmp, replace(card, metrics=m8))
         os.replace(tmp, out)
     finally:
@@ -141,18 +162,31 @@ def quantize_model(fp32_path: Path, manifest: Manifest, *, out_path: Path | None
     # One thread each: per-image figures that do not depend on how busy the other cores are.
     fp32_1t, int8_1t = OnnxModel(fp32_path, intra_op_threads=1), OnnxModel(out, intra_op_threads=1)
     return QuantizationReport(
-        path=out, split=split, accuracy_fp32=fp32.card.metrics.get("accuracy"),
-        accuracy_int8=m8.get("accuracy"), metrics_int8=m8,
-        latency_ms={"fp32": measure_latency(fp32_1t, repeats=latency_repeats),
-                    "int8": measure_latency(int8_1t, repeats=latency_repeats)},
+        path=out,
+        split=split,
+        accuracy_fp32=fp32.card.metrics.get("accuracy"),
+        accuracy_int8=m8.get("accuracy"),
+        metrics_int8=m8,
+        latency_ms={
+            "fp32": measure_latency(fp32_1t, repeats=latency_repeats),
+            "int8": measure_latency(int8_1t, repeats=latency_repeats),
+        },
         size_bytes={"fp32": Path(fp32_path).stat().st_size, "int8": out.stat().st_size},
     )
 
 
 def _int8_card(card: ModelCard, calibration_images: int) -> ModelCard:
-    recipe = {**card.recipe, "quantized": True,
-              "quantization": {"method": "onnxruntime quantize_static", "format": "QDQ",
-                               "weights": "int8 per-channel", "activations": "uint8",
-                               "ops": QUANTIZED_OPS, "calibration_images": calibration_images,
-                               "fp32_version": card.model_version}}
+    recipe = {
+        **card.recipe,
+        "quantized": True,
+        "quantization": {
+            "method": "onnxruntime quantize_static",
+            "format": "QDQ",
+            "weights": "int8 per-channel",
+            "activations": "uint8",
+            "ops": QUANTIZED_OPS,
+            "calibration_images": calibration_images,
+            "fp32_version": card.model_version,
+        },
+    }
     return replace(card, model_version=f"{card.model_version}-int8", recipe=recipe)

@@ -39,9 +39,9 @@ from training.distributed import (
     shutdown,
 )
 from training.losses import LossWeights, grader_loss
-from training.manifest import Manifest, load_manifest, merge_manifests
 from training.model import CheckpointMeta, GraderNet, read_checkpoint, save_checkpoint
 from vision.errors import ConfigError, DataError
+from vision.manifest import Manifest, load_manifest, merge_manifests
 from vision.preprocess import PreprocessSpec
 
 __all__ = ["TrainResult", "TrainingError", "load_training_manifest", "train"]
@@ -71,13 +71,16 @@ class _State:
 
 def load_training_manifest(paths: tuple[str, ...]) -> Manifest:
     if not paths:
-        raise ConfigError("no training manifest given; pass --manifest PATH or set manifest: "
-                          "in the config")
+        raise ConfigError(
+            "no training manifest given; pass --manifest PATH or set manifest: in the config"
+        )
     manifest = load_manifest(paths[0]) if len(paths) == 1 else merge_manifests(list(paths))
     for split in ("train", "val"):
         if not manifest.split(split):
-            raise DataError(f"the manifest has no {split} records; training needs train and "
-                            "val splits (val drives early stopping and calibration)")
+            raise DataError(
+                f"the manifest has no {split} records; training needs train and "
+                "val splits (val drives early stopping and calibration)"
+            )
     return manifest
 
 
@@ -89,17 +92,24 @@ def _improved(value: float, best: float, metric: str) -> bool:
     return value > best if EARLY_STOP_METRICS[metric] == "max" else value < best
 
 
-def _check_resume_labels(meta: dict[str, Any], manifest: Manifest, path: Path,
-                         config: TrainConfig) -> None:
-    for key, labels in (("grade_labels", manifest.header.grade_labels),
-                        ("damage_labels", manifest.header.damage_labels)):
+def _check_resume_labels(
+    meta: dict[str, Any], manifest: Manifest, path: Path, config: TrainConfig
+) -> None:
+    for key, labels in (
+        ("grade_labels", manifest.header.grade_labels),
+        ("damage_labels", manifest.header.damage_labels),
+    ):
         if tuple(meta[key]) != tuple(labels):
             raise DataError(
                 f"cannot resume from {path}: it was trained with {key.replace('_', ' ')} "
-                f"{list(meta[key])} but the manifest has {list(labels)}", code="label_mismatch")
+                f"{list(meta[key])} but the manifest has {list(labels)}",
+                code="label_mismatch",
+            )
     if meta["backbone"] != config.backbone:
-        raise ConfigError(f"cannot resume from {path}: it uses backbone {meta['backbone']!r}, "
-                          f"the config asks for {config.backbone!r}")
+        raise ConfigError(
+            f"cannot resume from {path}: it uses backbone {meta['backbone']!r}, "
+            f"the config asks for {config.backbone!r}"
+        )
 
 
 class _Run:
@@ -113,42 +123,71 @@ class _Run:
         self.grade_labels, self.damage_labels = header.grade_labels, header.damage_labels
         self.spec = PreprocessSpec(config.image_size, config.resize_mode)  # type: ignore[arg-type]
         sku_index: dict[str, int] = {}
-        train_enc = encode_records(self.manifest.split("train"), self.grade_labels,
-                                   self.damage_labels, sku_index)
-        val_enc = encode_records(self.manifest.split("val"), self.grade_labels,
-                                 self.damage_labels, sku_index)
-        self.train_set = PhotoDataset(train_enc, self.spec, Augmenter(config.aug_strength),
-                                      config.seed)
+        train_enc = encode_records(
+            self.manifest.split("train"), self.grade_labels, self.damage_labels, sku_index
+        )
+        val_enc = encode_records(
+            self.manifest.split("val"), self.grade_labels, self.damage_labels, sku_index
+        )
+        self.train_set = PhotoDataset(
+            train_enc, self.spec, Augmenter(config.aug_strength), config.seed
+        )
         self.val_set = PhotoDataset(val_enc, self.spec, None, config.seed)
-        self.sampler = SkuBatchSampler(train_enc.skus, train_enc.grades, config.batch_size,
-                                       config.photos_per_sku, config.seed,
-                                       balance=config.class_balance == "sampler",
-                                       rank=ctx.rank, world_size=ctx.world_size)
-        self.class_weights = (grade_class_weights(train_enc.grades, len(self.grade_labels))
-                              if config.class_balance == "loss" else None)
-        self.weights = LossWeights(config.loss_grade, config.loss_grade_mae, config.loss_damage,
-                                   config.loss_embedding)
+        self.sampler = SkuBatchSampler(
+            train_enc.skus,
+            train_enc.grades,
+            config.batch_size,
+            config.photos_per_sku,
+            config.seed,
+            balance=config.class_balance == "sampler",
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        self.class_weights = (
+            grade_class_weights(train_enc.grades, len(self.grade_labels))
+            if config.class_balance == "loss"
+            else None
+        )
+        self.weights = LossWeights(
+            config.loss_grade, config.loss_grade_mae, config.loss_damage, config.loss_embedding
+        )
         self.dtype = engine.amp_dtype(config.amp, device)
-        self.model = GraderNet(config.backbone, len(self.grade_labels), len(self.damage_labels),
-                               config.embedding_dim, pretrained=config.pretrained).to(device)
+        self.model = GraderNet(
+            config.backbone,
+            len(self.grade_labels),
+            len(self.damage_labels),
+            config.embedding_dim,
+            pretrained=config.pretrained,
+        ).to(device)
         self.frozen_norms = engine.freeze_leading(self.model.features, config.backbone_trainable)
         if config.bn_momentum is not None:
             for m in engine.batch_norms(self.model):
                 m.momentum = config.bn_momentum
         # NHWC weights match the NHWC input the model permutes; ~20% faster convs on CPU.
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = (engine.WeightAverage(self.model, config.ema_decay)
-                    if config.ema_decay is not None else None)
+        self.ema = (
+            engine.WeightAverage(self.model, config.ema_decay)
+            if config.ema_decay is not None
+            else None
+        )
         self.optimizer = engine.build_optimizer(self.model, config)
         self.scheduler = engine.build_scheduler(self.optimizer, config, len(self.sampler))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.state = _State()
         self.current_epoch = 0
         pin = device.type == "cuda"
-        self.train_loader = make_loader(self.train_set, batch_sampler=self.sampler,
-                                        num_workers=config.num_workers, pin_memory=pin)
-        self.val_loader = make_loader(self.val_set, batch_size=config.batch_size,
-                                      num_workers=config.num_workers, pin_memory=pin)
+        self.train_loader = make_loader(
+            self.train_set,
+            batch_sampler=self.sampler,
+            num_workers=config.num_workers,
+            pin_memory=pin,
+        )
+        self.val_loader = make_loader(
+            self.val_set,
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            pin_memory=pin,
+        )
         # Under torchrun the model is wrapped once. Freezing the backbone is done by the
         # schedule (backbone lr 0) plus frozen BatchNorm statistics, not requires_grad, so
         # the DDP reducer never has to be rebuilt mid-run.
@@ -162,10 +201,17 @@ class _Run:
 
     def meta(self, val_metrics: dict[str, float]) -> CheckpointMeta:
         return CheckpointMeta(
-            backbone=self.config.backbone, grade_labels=tuple(self.grade_labels),
-            damage_labels=tuple(self.damage_labels), embedding_dim=self.config.embedding_dim,
-            preprocess=self.spec, config=self.config.to_dict(), epoch=self.state.epoch,
-            best_metric=self.state.best, data_summary=self.summary(), val_metrics=val_metrics)
+            backbone=self.config.backbone,
+            grade_labels=tuple(self.grade_labels),
+            damage_labels=tuple(self.damage_labels),
+            embedding_dim=self.config.embedding_dim,
+            preprocess=self.spec,
+            config=self.config.to_dict(),
+            epoch=self.state.epoch,
+            best_metric=self.state.best,
+            data_summary=self.summary(),
+            val_metrics=val_metrics,
+        )
 
     @property
     def evaluated(self) -> GraderNet:
@@ -174,14 +220,25 @@ class _Run:
 
     def save(self, path: Path, val_metrics: dict[str, float], *, best: bool = False) -> None:
         s = self.state
-        extra: dict[str, Any] = {"epoch": s.epoch, "step": s.step, "best": s.best,
-                                 "bad_epochs": s.bad_epochs, "stopped": s.stopped,
-                                 "rng": engine.rng_state()}
+        extra: dict[str, Any] = {
+            "epoch": s.epoch,
+            "step": s.step,
+            "best": s.best,
+            "bad_epochs": s.bad_epochs,
+            "stopped": s.stopped,
+            "rng": engine.rng_state(),
+        }
         if self.ema is not None and not best:
             extra["ema"] = self.ema.model.state_dict()
-        save_checkpoint(path, self.evaluated if best else self.model, self.meta(val_metrics),
-                        optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-                        extra=extra)
+        save_checkpoint(
+            path,
+            self.evaluated if best else self.model,
+            self.meta(val_metrics),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            extra=extra,
+        )
 
     def resume(self) -> None:
         path = self.out / "last.pt"
@@ -194,8 +251,13 @@ class _Run:
         extra = payload["extra"]
         if self.ema is not None and "ema" in extra:
             self.ema.model.load_state_dict(extra["ema"])
-        self.state = _State(int(extra["epoch"]), int(extra["step"]), float(extra["best"]),
-                            int(extra["bad_epochs"]), bool(extra["stopped"]))
+        self.state = _State(
+            int(extra["epoch"]),
+            int(extra["step"]),
+            float(extra["best"]),
+            int(extra["bad_epochs"]),
+            bool(extra["stopped"]),
+        )
         engine.set_rng_state(extra["rng"])
 
     def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
@@ -207,8 +269,13 @@ class _Run:
             norm.eval()
         self.sampler.set_epoch(epoch)
         self.current_epoch = epoch
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and self.ctx.is_main), dynamic_ncols=True)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (progress and self.ctx.is_main),
+            dynamic_ncols=True,
+        )
         sums = torch.zeros(5, dtype=torch.float64)
         seen = 0
         for batch in bar:
@@ -217,29 +284,46 @@ class _Run:
             parts = self._step(batch)
             sums += torch.stack([p.double().cpu() for p in parts])
             seen += 1
-            bar.set_postfix(loss=f"{float(parts.total):.3f}", grade=f"{float(parts.grade):.3f}",
-                            lr=f"{self.optimizer.param_groups[2]['lr']:.2e}")
+            bar.set_postfix(
+                loss=f"{float(parts.total):.3f}",
+                grade=f"{float(parts.grade):.3f}",
+                lr=f"{self.optimizer.param_groups[2]['lr']:.2e}",
+            )
         bar.close()
-        names = ("train_loss", "train_grade_loss", "train_grade_mae_loss", "train_damage_loss",
-                 "train_embedding_loss")
+        names = (
+            "train_loss",
+            "train_grade_loss",
+            "train_grade_mae_loss",
+            "train_damage_loss",
+            "train_embedding_loss",
+        )
         return {n: float(v) / max(seen, 1) for n, v in zip(names, sums.tolist(), strict=True)}
 
     def _step(self, batch: dict[str, torch.Tensor]) -> Any:
         dev = self.device
-        image, grade, damage, sku = (batch[k].to(dev, non_blocking=True)
-                                     for k in ("image", "grade", "damage", "sku"))
+        image, grade, damage, sku = (
+            batch[k].to(dev, non_blocking=True) for k in ("image", "grade", "damage", "sku")
+        )
         with engine.autocast(dev, self.dtype):
             out = self.net(image)
-        parts = grader_loss(out, grade, damage, sku, weights=self.weights,
-                            sord_alpha=self.config.sord_alpha,
-                            supcon_temperature=self.config.supcon_temperature,
-                            class_weights=self.class_weights)
+        parts = grader_loss(
+            out,
+            grade,
+            damage,
+            sku,
+            weights=self.weights,
+            sord_alpha=self.config.sord_alpha,
+            supcon_temperature=self.config.supcon_temperature,
+            class_weights=self.class_weights,
+        )
         total = mean_across(self.ctx, parts.total.detach())
         if not bool(torch.isfinite(total)):
             raise TrainingError(
                 f"the training loss became non-finite ({float(total)}) at step "
                 f"{self.state.step + 1} (epoch {self.current_epoch + 1}); lower the learning "
-                "rates or check the data", details={"step": self.state.step + 1})
+                "rates or check the data",
+                details={"step": self.state.step + 1},
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(parts.total).backward()
         if self.config.grad_clip > 0:
@@ -253,24 +337,33 @@ class _Run:
             self.ema.update(self.model, self.state.step)
         return parts._replace(total=total)
 
-    def end_epoch(self, epoch: int, train_metrics: dict[str, float],
-                  seconds: float) -> dict[str, Any]:
+    def end_epoch(
+        self, epoch: int, train_metrics: dict[str, float], seconds: float
+    ) -> dict[str, Any]:
         cfg, s = self.config, self.state
-        val = engine.validate(self.evaluated, self.val_loader, cfg, self.device, self.dtype,
-                              self.weights)
+        val = engine.validate(
+            self.evaluated, self.val_loader, cfg, self.device, self.dtype, self.weights
+        )
         value = val[cfg.early_stop_metric]
-        improved = broadcast_flag(self.ctx, _improved(value, s.best, cfg.early_stop_metric),
-                                  self.device)
+        improved = broadcast_flag(
+            self.ctx, _improved(value, s.best, cfg.early_stop_metric), self.device
+        )
         s.epoch = epoch
         if improved:
             s.best, s.bad_epochs = value, 0
         else:
             s.bad_epochs += 1
         s.stopped = s.bad_epochs >= cfg.patience
-        row = {"epoch": epoch, "step": s.step, **train_metrics, **val,
-               "lr_backbone": self.optimizer.param_groups[0]["lr"],
-               "lr_head": self.optimizer.param_groups[2]["lr"],
-               "backbone_frozen": epoch < cfg.freeze_epochs, "seconds": round(seconds, 2)}
+        row = {
+            "epoch": epoch,
+            "step": s.step,
+            **train_metrics,
+            **val,
+            "lr_backbone": self.optimizer.param_groups[0]["lr"],
+            "lr_head": self.optimizer.param_groups[2]["lr"],
+            "backbone_frozen": epoch < cfg.freeze_epochs,
+            "seconds": round(seconds, 2),
+        }
         if not self.ctx.is_main:
             return row
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
@@ -286,8 +379,10 @@ def _prepare_out(config: TrainConfig, resume: bool, ctx: DistContext) -> None:
     if resume and not (out / "last.pt").is_file():
         raise ConfigError(f"nothing to resume: {out / 'last.pt'} does not exist")
     if not resume and (out / "last.pt").exists():
-        raise ConfigError(f"{out} already holds a training run (last.pt); pass --resume to "
-                          "continue it or choose another output directory")
+        raise ConfigError(
+            f"{out} already holds a training run (last.pt); pass --resume to "
+            "continue it or choose another output directory"
+        )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.yaml")
@@ -305,8 +400,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         shutdown(ctx)
 
 
-def _train(config: TrainConfig, resume: bool, progress: bool, ctx: DistContext,
-           device: torch.device) -> TrainResult:
+def _train(
+    config: TrainConfig, resume: bool, progress: bool, ctx: DistContext, device: torch.device
+) -> TrainResult:
     _prepare_out(config, resume, ctx)
     engine.seed_everything(config.seed, device)
     run = _Run(config, ctx, device)
@@ -315,8 +411,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, ctx: DistContext,
         run.resume()
     started = time.monotonic()
     for epoch in range(run.state.epoch + 1, config.epochs):
-        if run.state.stopped or (config.max_steps is not None
-                                 and run.state.step >= config.max_steps):
+        if run.state.stopped or (
+            config.max_steps is not None and run.state.step >= config.max_steps
+        ):
             break
         if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
             if progress and ctx.is_main:
@@ -330,13 +427,27 @@ def _train(config: TrainConfig, resume: bool, progress: bool, ctx: DistContext,
     out = Path(config.out)
     if ctx.is_main and not (out / "best.pt").exists() and (out / "last.pt").exists():
         shutil.copyfile(out / "last.pt", out / "best.pt")
-    return TrainResult(out, out / "best.pt", out / "last.pt", run.state.best,
-                       run.state.epoch + 1, run.state.step, run.state.stopped, run.manifest,
-                       run.evaluated)
+    return TrainResult(
+        out,
+        out / "best.pt",
+        out / "last.pt",
+        run.state.best,
+        run.state.epoch + 1,
+        run.state.step,
+        run.state.stopped,
+        run.manifest,
+        run.evaluated,
+    )
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
-    keys = ("train_loss", "val_loss", "val_grade_acc", "val_grade_mae", "val_damage_auroc",
-            "val_sku_auc")
+    keys = (
+        "train_loss",
+        "val_loss",
+        "val_grade_acc",
+        "val_grade_mae",
+        "val_damage_auroc",
+        "val_sku_auc",
+    )
     parts = [f"{k}={row[k]:.4f}" for k in keys if isinstance(row.get(k), float)]
     return f"epoch {row['epoch'] + 1}: " + " ".join(parts)

@@ -28,8 +28,9 @@ def worst_view_grade(grade_probs: np.ndarray) -> np.ndarray:
     return (probs / probs.sum()).astype(np.float32)
 
 
-def aggregate(scores: Sequence[PhotoScores], grade_labels: Sequence[str],
-              damage_labels: Sequence[str]) -> ItemScores:
+def aggregate(
+    scores: Sequence[PhotoScores], grade_labels: Sequence[str], damage_labels: Sequence[str]
+) -> ItemScores:
     if not scores:
         raise ValueError("aggregate needs at least one photo")
     grade = worst_view_grade(np.stack([s.grade_probs for s in scores]))

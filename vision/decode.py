@@ -91,8 +91,9 @@ def decode_image(
         raise DecodeError("The upload is not binary data.", code="unreadable_image")
     size = memoryview(data).nbytes
     if size == 0:
-        raise DecodeError("The upload is empty (0 bytes).", code="unreadable_image",
-                          details={"byte_size": 0})
+        raise DecodeError(
+            "The upload is empty (0 bytes).", code="unreadable_image", details={"byte_size": 0}
+        )
     if size > limits.max_bytes:
         raise DecodeError(
             f"The photo is {size / 1e6:.1f} MB; the limit is "
@@ -135,9 +136,12 @@ def decode_image(
 
 
 def _header_error(fmt: str) -> DecodeError:
-    return DecodeError(f"The {fmt} file has no valid header and cannot be read. Please "
-                       "take or upload the photo again.", code="unreadable_image",
-                       details={"format": fmt.lower()})
+    return DecodeError(
+        f"The {fmt} file has no valid header and cannot be read. Please "
+        "take or upload the photo again.",
+        code="unreadable_image",
+        details={"format": fmt.lower()},
+    )
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -153,14 +157,18 @@ def _webp_size(data: bytes) -> tuple[int, int]:
         raise _header_error("WebP")
     chunk = data[12:16]
     if chunk == b"VP8X":
-        return (1 + int.from_bytes(data[24:27], "little"),
-                1 + int.from_bytes(data[27:30], "little"))
+        return (
+            1 + int.from_bytes(data[24:27], "little"),
+            1 + int.from_bytes(data[27:30], "little"),
+        )
     if chunk == b"VP8L" and data[20] == 0x2F:
         bits = int.from_bytes(data[21:25], "little")
         return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
     if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-        return (int.from_bytes(data[26:28], "little") & 0x3FFF,
-                int.from_bytes(data[28:30], "little") & 0x3FFF)
+        return (
+            int.from_bytes(data[26:28], "little") & 0x3FFF,
+            int.from_bytes(data[28:30], "little") & 0x3FFF,
+        )
     raise _header_error("WebP")
 
 
@@ -183,8 +191,10 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if pos + 9 > end:
                 break
-            return (int.from_bytes(data[pos + 7 : pos + 9], "big"),
-                    int.from_bytes(data[pos + 5 : pos + 7], "big"))
+            return (
+                int.from_bytes(data[pos + 7 : pos + 9], "big"),
+                int.from_bytes(data[pos + 5 : pos + 7], "big"),
+            )
         pos += 2 + length
     raise _header_error("JPEG")
 
@@ -206,13 +216,18 @@ def _check_png_chunks(data: bytes) -> None:
         if zlib.crc32(view[pos + 4 : stop - 4]) & 0xFFFFFFFF != crc:
             raise DecodeError(
                 "The PNG file is damaged (a checksum does not match). Please upload the "
-                "photo again.", code="unreadable_image",
-                details={"format": "png", "chunk": kind.decode("latin-1")})
+                "photo again.",
+                code="unreadable_image",
+                details={"format": "png", "chunk": kind.decode("latin-1")},
+            )
         if kind == b"IEND":
             return
         pos = stop
-    raise DecodeError("The PNG file is incomplete. Please upload the photo again.",
-                      code="unreadable_image", details={"format": "png"})
+    raise DecodeError(
+        "The PNG file is incomplete. Please upload the photo again.",
+        code="unreadable_image",
+        details={"format": "png"},
+    )
 
 
 def _too_many_pixels(size: tuple[int, int] | None, limits: DecodeLimits) -> DecodeError:
@@ -248,8 +263,9 @@ def _decode(
         if fmt == "jpeg" and target_long_side is not None and target_long_side > 0:
             scale = target_long_side / max(width, height)
             if scale <= 0.5:  # draft can only halve, quarter or eighth
-                im.draft("RGB", (max(1, math.ceil(width * scale)),
-                                 max(1, math.ceil(height * scale))))
+                im.draft(
+                    "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+                )
         im.load()
         upright = _to_rgb(im)
         if orientation in _TRANSPOSE:

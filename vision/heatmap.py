@@ -32,8 +32,9 @@ def cam_to_photo(cam: np.ndarray, height: int, width: int, spec: PreprocessSpec)
     return cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def render_overlay(rgb: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45,
-                   floor: float = 0.2) -> np.ndarray:
+def render_overlay(
+    rgb: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45, floor: float = 0.2
+) -> np.ndarray:
     """Blend a [0,1] heat map (same HxW as ``rgb``) onto the photo as a JET colour map.
 
     Values under ``floor`` stay transparent so undamaged areas keep their true colours.
@@ -54,8 +55,9 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()

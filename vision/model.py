@@ -71,16 +71,22 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
 def read_card(session: ort.InferenceSession) -> ModelCard:
     meta = session.get_modelmeta().custom_metadata_map
     if CARD_KEY not in meta:
-        raise ModelError(f"the ONNX file has no {CARD_KEY!r} entry in metadata_props",
-                         code="invalid_model")
+        raise ModelError(
+            f"the ONNX file has no {CARD_KEY!r} entry in metadata_props", code="invalid_model"
+        )
     return ModelCard.from_json(meta[CARD_KEY])
 
 
 class OnnxModel:
     """A loaded grading model: the ONNX session plus its card."""
 
-    def __init__(self, path: Path | str, *, intra_op_threads: int | None = None,
-                 providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        intra_op_threads: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist", code="model_not_found")
@@ -88,12 +94,14 @@ class OnnxModel:
         self.sha256 = hashlib.sha256(data).hexdigest()
         try:
             self.session = ort.InferenceSession(
-                data, sess_options=session_options(intra_op_threads),
+                data,
+                sess_options=session_options(intra_op_threads),
                 providers=list(providers or ["CPUExecutionProvider"]),
             )
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"ONNX Runtime cannot load {self.path.name}: {exc}",
-                             code="invalid_model") from exc
+            raise ModelError(
+                f"ONNX Runtime cannot load {self.path.name}: {exc}", code="invalid_model"
+            ) from exc
         self.card = read_card(self.session)
         self._check_contract()
 
@@ -104,13 +112,16 @@ class OnnxModel:
     def _check_contract(self) -> None:
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
-            raise ModelError("the model must take one uint8 input named 'image' [N,H,W,3]",
-                             code="invalid_model")
+            raise ModelError(
+                "the model must take one uint8 input named 'image' [N,H,W,3]", code="invalid_model"
+            )
         shape = inputs[0].shape
         size = self.card.preprocess.input_size
         if len(shape) != 4 or shape[1:] != [size, size, 3]:
-            raise ModelError(f"input shape {shape} does not match the card's {size}x{size}x3",
-                             code="invalid_model")
+            raise ModelError(
+                f"input shape {shape} does not match the card's {size}x{size}x3",
+                code="invalid_model",
+            )
         names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in OUTPUT_NAMES if n not in names]
         if missing:
@@ -126,8 +137,9 @@ class OnnxModel:
         result = ModelOutputs(*(np.asarray(o, dtype=np.float32) for o in out))
         g, d = len(self.card.grade_labels), len(self.card.damage_labels)
         if result.grade_probs.shape[1] != g or result.damage_probs.shape[1] != d:
-            raise ModelError("output sizes do not match the card's label lists",
-                             code="invalid_model")
+            raise ModelError(
+                "output sizes do not match the card's label lists", code="invalid_model"
+            )
         return result
 
     def predict_images(self, images: Sequence[np.ndarray]) -> ModelOutputs:

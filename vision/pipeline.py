@@ -55,11 +55,16 @@ class GradeResult:
 DECODE_LONG_SIDE = 512
 
 
-def decode_for_grading(data: bytes, input_size: int, limits: DecodeLimits | None = None,
-                       target_long_side: int = DECODE_LONG_SIDE) -> DecodedPhoto:
+def decode_for_grading(
+    data: bytes,
+    input_size: int,
+    limits: DecodeLimits | None = None,
+    target_long_side: int = DECODE_LONG_SIDE,
+) -> DecodedPhoto:
     """Decode an upload the way every grading path does (serving, dock, training, eval)."""
-    return decode_image(data, limits=limits or DecodeLimits(),
-                        target_long_side=max(target_long_side, input_size))
+    return decode_image(
+        data, limits=limits or DecodeLimits(), target_long_side=max(target_long_side, input_size)
+    )
 
 
 # Shared by every Grader of the process: the work it takes (gate + hash of one request's
@@ -70,11 +75,16 @@ _GATE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="returnlens-ga
 class Grader:
     """A model plus a quality profile; cheap to share across threads."""
 
-    def __init__(self, model: OnnxModel, *, profile: str = "shopper",
-                 thresholds: QualityThresholds | None = None,
-                 limits: DecodeLimits | None = None,
-                 target_long_side: int = DECODE_LONG_SIDE,
-                 gate_pool: Executor | None = _GATE_POOL) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        *,
+        profile: str = "shopper",
+        thresholds: QualityThresholds | None = None,
+        limits: DecodeLimits | None = None,
+        target_long_side: int = DECODE_LONG_SIDE,
+        gate_pool: Executor | None = _GATE_POOL,
+    ) -> None:
         self.model = model
         self.profile = profile
         self.thresholds = thresholds or PROFILES[profile]
@@ -83,8 +93,9 @@ class Grader:
         self.gate_pool = gate_pool  # None: gate and inference run one after the other
 
     @classmethod
-    def load(cls, path: Path | str, *, profile: str = "shopper",
-             intra_op_threads: int | None = None) -> Grader:
+    def load(
+        cls, path: Path | str, *, profile: str = "shopper", intra_op_threads: int | None = None
+    ) -> Grader:
         return cls(OnnxModel(path, intra_op_threads=intra_op_threads), profile=profile)
 
     @property
@@ -92,8 +103,9 @@ class Grader:
         return self.model.card
 
     def decode(self, data: bytes) -> DecodedPhoto:
-        return decode_for_grading(data, self.model.card.preprocess.input_size, self.limits,
-                                  self.target_long_side)
+        return decode_for_grading(
+            data, self.model.card.preprocess.input_size, self.limits, self.target_long_side
+        )
 
     def grade(self, uploads: Sequence[bytes]) -> GradeResult:
         """Decode every upload first, so one bad file refuses the request before any work."""
@@ -119,8 +131,9 @@ class Grader:
         return GradeResult(photos=graded, item=item, model_version=card.model_version)
 
     def _gate(self, photos: Sequence[DecodedPhoto]) -> list[tuple[QualityReport, int]]:
-        return [(assess_quality(p, self.thresholds, profile=self.profile), phash(p.rgb))
-                for p in photos]
+        return [
+            (assess_quality(p, self.thresholds, profile=self.profile), phash(p.rgb)) for p in photos
+        ]
 
     def embed(self, photo: DecodedPhoto) -> np.ndarray:
         """Embedding of one photo, e.g. a catalog reference photo."""

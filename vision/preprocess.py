@@ -50,8 +50,11 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
-        known = {k: data[k] for k in ("input_size", "resize_mode", "interpolation", "pad_value")
-                 if k in data}
+        known = {
+            k: data[k]
+            for k in ("input_size", "resize_mode", "interpolation", "pad_value")
+            if k in data
+        }
         try:
             return cls(**known)
         except TypeError as exc:  # wrong value types

@@ -56,49 +56,60 @@ class QualityThresholds:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"quality threshold {f.name} must be a number >= 0, "
-                                  f"got {value!r}")
+                raise ConfigError(
+                    f"quality threshold {f.name} must be a number >= 0, got {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, base: QualityThresholds | None = None
-                  ) -> QualityThresholds:
+    def from_dict(
+        cls, data: dict[str, Any], *, base: QualityThresholds | None = None
+    ) -> QualityThresholds:
         """Thresholds from a mapping; missing keys keep ``base`` (default: class defaults)."""
         if not isinstance(data, dict):
             raise ConfigError("quality thresholds must be a mapping")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown quality threshold(s): {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown quality threshold(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         values: dict[str, Any] = (base or cls()).to_dict() | data
         return cls(**values)
 
 
 SHOPPER = QualityThresholds()
 # Dock cameras are fixed and lit; the gate there only stops frames that cannot be graded.
-DOCK = QualityThresholds(min_sharpness=0.27, min_brightness=50.0, max_clipped_fraction=0.35,
-                         max_glare_fraction=0.05, min_long_side=480, min_short_side=360,
-                         min_coverage=0.03, max_edge_cut=0.15)
+DOCK = QualityThresholds(
+    min_sharpness=0.27,
+    min_brightness=50.0,
+    max_clipped_fraction=0.35,
+    max_glare_fraction=0.05,
+    min_long_side=480,
+    min_short_side=360,
+    min_coverage=0.03,
+    max_edge_cut=0.15,
+)
 PROFILES: dict[str, QualityThresholds] = {"shopper": SHOPPER, "dock": DOCK}
 
 _MESSAGES = {
     "blur": "The photo is blurry. Hold the phone steady, tap the screen to focus on the "
-            "item, and take the photo again.",
+    "item, and take the photo again.",
     "underexposed": "The photo is too dark. Turn on a light or move near a window, then "
-                    "take the photo again.",
+    "take the photo again.",
     "overexposed": "The photo is too bright and washed out. Avoid direct sunlight and "
-                   "turn off the flash, then tap the item to set the exposure.",
+    "turn off the flash, then tap the item to set the exposure.",
     "glare": "A bright reflection hides part of the item. Turn off the flash or tilt the "
-             "phone so the reflection moves off the item.",
+    "phone so the reflection moves off the item.",
     "resolution": "The photo is too small ({w} x {h} pixels). Take it with the phone camera "
-                  "at full resolution (at least {mw} x {mh} pixels).",
+    "at full resolution (at least {mw} x {mh} pixels).",
     "coverage": "The item is too small in the photo. Move closer so the item fills most "
-                "of the frame.",
+    "of the frame.",
     "cut_off": "Part of the item is cut off at the edge of the photo. Step back a little "
-               "so the whole item is inside the frame.",
+    "so the whole item is inside the frame.",
 }
 
 
@@ -166,15 +177,23 @@ def sharpness(rgb: np.ndarray) -> float:
     per_direction = []
     for theta, kernel in zip(_DIRECTIONS, _LINE_KERNELS, strict=True):
         # (type: ignore: opencv's stubs lack the array-vs-scalar overloads it accepts)
-        deriv = cv2.absdiff(cv2.addWeighted(gx, float(np.cos(theta)), gy,  # type: ignore
-                                            float(np.sin(theta)), 0.0), 0.0)
+        deriv = cv2.absdiff(
+            cv2.addWeighted(
+                gx,
+                float(np.cos(theta)),
+                gy,  # type: ignore
+                float(np.sin(theta)),
+                0.0,
+            ),
+            0.0,
+        )
         contrast = cv2.subtract(cv2.dilate(gray, kernel), cv2.erode(gray, kernel))
         # OpenCV's SIMD compares give 0/255 masks; peaks are sparse (~1%), so the ratio
         # is computed on their indices only.
-        peaks = cv2.bitwise_and(
-            cv2.bitwise_and(cv2.compare(deriv, cv2.dilate(deriv, square), cv2.CMP_GE),
-                            cv2.compare(deriv, 0.0, cv2.CMP_GT)),  # type: ignore
-            cv2.compare(contrast, min_level, cv2.CMP_GE))  # type: ignore
+        is_max = cv2.compare(deriv, cv2.dilate(deriv, square), cv2.CMP_GE)
+        positive = cv2.compare(deriv, 0.0, cv2.CMP_GT)  # type: ignore[call-overload]
+        strong = cv2.compare(contrast, min_level, cv2.CMP_GE)  # type: ignore[call-overload]
+        peaks = cv2.bitwise_and(cv2.bitwise_and(is_max, positive), strong)
         if cv2.countNonZero(peaks) < 20:
             continue
         xy = cv2.findNonZero(peaks).reshape(-1, 2)  # 3x faster than np.flatnonzero here
@@ -200,15 +219,22 @@ def _kmeans(x: np.ndarray, k: int, iters: int = 8) -> tuple[np.ndarray, np.ndarr
     for _ in range(iters):
         labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
         counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=x[:, c], minlength=k)
-                         for c in range(x.shape[1])], axis=1)
+        sums = np.stack(
+            [np.bincount(labels, weights=x[:, c], minlength=k) for c in range(x.shape[1])], axis=1
+        )
         filled = counts > 0  # an empty cluster keeps its centre
         centres[filled] = sums[filled] / counts[filled, None]
     return centres, labels
 
 
-def item_mask(rgb: np.ndarray, *, ring: int = 3, clusters: int = 4, merge: float = 12.0,
-              min_distance: float = 9.0) -> np.ndarray:
+def item_mask(
+    rgb: np.ndarray,
+    *,
+    ring: int = 3,
+    clusters: int = 4,
+    merge: float = 12.0,
+    min_distance: float = 9.0,
+) -> np.ndarray:
     """Item (1) vs background (0), uint8 at 128 px long side.
 
     The background is the dominant colour mode of the border ring (k-means in Lab, similar
@@ -237,11 +263,11 @@ def item_mask(rgb: np.ndarray, *, ring: int = 3, clusters: int = 4, merge: float
     best = max(totals, key=lambda g: totals[g])
     bg = [j for j in range(clusters) if group[j] == best and share[j] > 0]
     members = np.isin(labels, bg)
-    spread = np.min(np.linalg.norm(samples[members, None, :] - centres[None, bg], axis=2),
-                    axis=1)
+    spread = np.min(np.linalg.norm(samples[members, None, :] - centres[None, bg], axis=2), axis=1)
     threshold = max(min_distance, 1.5 * float(np.percentile(spread, 95)))
-    dist = np.min(np.stack([np.linalg.norm(lab - centres[j].astype(np.float32), axis=2)
-                            for j in bg]), axis=0)
+    dist = np.min(
+        np.stack([np.linalg.norm(lab - centres[j].astype(np.float32), axis=2) for j in bg]), axis=0
+    )
     fg = (dist > threshold).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
@@ -305,16 +331,23 @@ def measure(photo: DecodedPhoto) -> QualityMeasures:
     )
 
 
-def _check(name: str, value: float, threshold: float, direction: Literal["min", "max"],
-           **fmt: Any) -> QualityCheck:
+def _check(
+    name: str, value: float, threshold: float, direction: Literal["min", "max"], **fmt: Any
+) -> QualityCheck:
     passed = value >= threshold if direction == "min" else value <= threshold
-    return QualityCheck(name=name, passed=bool(passed), value=float(value),
-                        threshold=float(threshold), direction=direction,
-                        message="" if passed else _MESSAGES[name].format(**fmt))
+    return QualityCheck(
+        name=name,
+        passed=bool(passed),
+        value=float(value),
+        threshold=float(threshold),
+        direction=direction,
+        message="" if passed else _MESSAGES[name].format(**fmt),
+    )
 
 
-def assess_quality(photo: DecodedPhoto, thresholds: QualityThresholds | None = None, *,
-                   profile: str = "shopper") -> QualityReport:
+def assess_quality(
+    photo: DecodedPhoto, thresholds: QualityThresholds | None = None, *, profile: str = "shopper"
+) -> QualityReport:
     """Run every check; ``thresholds`` defaults to the named profile's.
 
     Measurements happen at a 512 px working size, so decode with
@@ -322,16 +355,21 @@ def assess_quality(photo: DecodedPhoto, thresholds: QualityThresholds | None = N
     """
     if thresholds is None:
         if profile not in PROFILES:
-            raise ConfigError(f"unknown quality profile {profile!r}; "
-                              f"choose one of {', '.join(PROFILES)}")
+            raise ConfigError(
+                f"unknown quality profile {profile!r}; choose one of {', '.join(PROFILES)}"
+            )
         thresholds = PROFILES[profile]
     m, t = measure(photo), thresholds
     if m.long_side / max(t.min_long_side, 1) < m.short_side / max(t.min_short_side, 1):
         res_value, res_threshold = m.long_side, t.min_long_side
     else:
         res_value, res_threshold = m.short_side, t.min_short_side
-    size = {"w": photo.original_width, "h": photo.original_height,
-            "mw": t.min_long_side, "mh": t.min_short_side}
+    size = {
+        "w": photo.original_width,
+        "h": photo.original_height,
+        "mw": t.min_long_side,
+        "mh": t.min_short_side,
+    }
     checks = (
         _check("blur", m.sharpness, t.min_sharpness, "min"),
         _check("underexposed", m.brightness, t.min_brightness, "min"),

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from serving.api.deps import AdminDep, LimiterDep, ServiceDep, SettingsDep
 from serving.api.schemas import V1, ApiKeyIn, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
+from serving.domain_errors import Invalid
 from serving.errors import error_responses
-from serving.services.errors import Invalid
 from vision.errors import DecodeError
 
 router = APIRouter(prefix=f"{V1}/admin", tags=["admin"])
@@ -34,10 +34,15 @@ Row = TypeVar("Row", bound=BaseModel)
 
 def _table_body(model: type[BaseModel], example_csv: str) -> dict[str, Any]:
     schema = {"type": "array", "items": {"$ref": f"#/components/schemas/{model.__name__}"}}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": schema},
-        "text/csv": {"schema": {"type": "string"}, "example": example_csv},
-    }}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "text/csv": {"schema": {"type": "string"}, "example": example_csv},
+            },
+        }
+    }
 
 
 async def _rows(request: Request, model: type[Row]) -> list[Row]:
@@ -50,13 +55,20 @@ async def _rows(request: Request, model: type[Row]) -> list[Row]:
         except UnicodeDecodeError as exc:
             raise Invalid("the CSV must be UTF-8 text", code="invalid_csv") from exc
         reader = csv.DictReader(io.StringIO(text))
-        missing = [f for f, info in model.model_fields.items()
-                   if info.is_required() and f not in (reader.fieldnames or [])]
+        missing = [
+            f
+            for f, info in model.model_fields.items()
+            if info.is_required() and f not in (reader.fieldnames or [])
+        ]
         if missing:
-            raise Invalid(f"the CSV header lacks the column(s) {', '.join(missing)}",
-                          code="invalid_csv", details={"missing_columns": missing})
-        raw: list[Any] = [{k: v for k, v in row.items() if k and v not in (None, "")}
-                          for row in reader]
+            raise Invalid(
+                f"the CSV header lacks the column(s) {', '.join(missing)}",
+                code="invalid_csv",
+                details={"missing_columns": missing},
+            )
+        raw: list[Any] = [
+            {k: v for k, v in row.items() if k and v not in (None, "")} for row in reader
+        ]
         where = "row"
     elif content_type == "application/json" or content_type.endswith("+json"):
         try:
@@ -64,12 +76,16 @@ async def _rows(request: Request, model: type[Row]) -> list[Row]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise Invalid("the request body is not valid JSON", code="invalid_json") from exc
         if not isinstance(raw, list):
-            raise Invalid("send a JSON array of rows", code="invalid_field",
-                          details={"field": "body"})
+            raise Invalid(
+                "send a JSON array of rows", code="invalid_field", details={"field": "body"}
+            )
         where = "item"
     else:
-        raise DecodeError(f"send application/json or text/csv, not {content_type or 'nothing'}",
-                          code="unsupported_media_type", details={"content_type": content_type})
+        raise DecodeError(
+            f"send application/json or text/csv, not {content_type or 'nothing'}",
+            code="unsupported_media_type",
+            details={"content_type": content_type},
+        )
     rows: list[Row] = []
     errors: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
@@ -77,8 +93,10 @@ async def _rows(request: Request, model: type[Row]) -> list[Row]:
             rows.append(model.model_validate(item))
         except ValidationError as exc:
             number = i + 2 if where == "row" else i  # CSV rows count the header as row 1
-            errors.extend({**e, "loc": ("body", f"{where} {number}", *e["loc"])}
-                          for e in exc.errors(include_url=False))
+            errors.extend(
+                {**e, "loc": ("body", f"{where} {number}", *e["loc"])}
+                for e in exc.errors(include_url=False)
+            )
     if errors:
         raise RequestValidationError(errors)
     return rows
@@ -90,69 +108,122 @@ def _photo(value: str | None, sku: str, limit: int) -> bytes | None:
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise Invalid(f"reference_photo_base64 of {sku} is not valid base64",
-                      code="invalid_field", details={"field": "reference_photo_base64",
-                                                     "sku": sku}) from exc
+        raise Invalid(
+            f"reference_photo_base64 of {sku} is not valid base64",
+            code="invalid_field",
+            details={"field": "reference_photo_base64", "sku": sku},
+        ) from exc
     if len(data) > limit:
-        raise DecodeError(f"the reference photo of {sku} is larger than {limit} bytes",
-                          code="too_large", details={"sku": sku, "limit_bytes": limit})
+        raise DecodeError(
+            f"the reference photo of {sku} is larger than {limit} bytes",
+            code="too_large",
+            details={"sku": sku, "limit_bytes": limit},
+        )
     return data
 
 
-@router.put("/catalog", response_model=UpsertOut,
-            responses=error_responses(401, 403, 413, 415, 422, 429),
-            openapi_extra=_table_body(CatalogItemIn, "sku,category,name,price\n"
-                                                     "mug-02,mug,Stoneware mug,18.0\n"),
-            summary="Insert or update catalog items (JSON array or CSV)")
-async def put_catalog(request: Request, who: AdminDep, svc: ServiceDep,
-                      settings: SettingsDep, limiter: LimiterDep) -> UpsertOut:
+@router.put(
+    "/catalog",
+    response_model=UpsertOut,
+    responses=error_responses(401, 403, 413, 415, 422, 429),
+    openapi_extra=_table_body(
+        CatalogItemIn, "sku,category,name,price\nmug-02,mug,Stoneware mug,18.0\n"
+    ),
+    summary="Insert or update catalog items (JSON array or CSV)",
+)
+async def put_catalog(
+    request: Request, who: AdminDep, svc: ServiceDep, settings: SettingsDep, limiter: LimiterDep
+) -> UpsertOut:
     rows = await _rows(request, CatalogItemIn)
-    items = [{"sku": r.sku, "category": r.category, "name": r.name, "price": r.price,
-              "reference_photo": _photo(r.reference_photo_base64, r.sku,
-                                        settings.max_upload_bytes)} for r in rows]
+    items = [
+        {
+            "sku": r.sku,
+            "category": r.category,
+            "name": r.name,
+            "price": r.price,
+            "reference_photo": _photo(r.reference_photo_base64, r.sku, settings.max_upload_bytes),
+        }
+        for r in rows
+    ]
     count = await anyio.to_thread.run_sync(
-        functools.partial(svc.upsert_catalog, items, actor=who.name), limiter=limiter)
+        functools.partial(svc.upsert_catalog, items, actor=who.name), limiter=limiter
+    )
     return UpsertOut(upserted=count)
 
 
-@router.put("/catalog/{sku}/reference", status_code=204,
-            responses=error_responses(401, 403, 404, 413, 415, 422, 429),
-            openapi_extra={"requestBody": {"required": True, "content": {
+@router.put(
+    "/catalog/{sku}/reference",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 413, 415, 422, 429),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
                 t: {"schema": {"type": "string", "format": "binary"}}
-                for t in ("image/jpeg", "image/png", "image/webp")}}},
-            summary="Set one SKU's reference photo (raw image bytes)")
-async def put_reference(sku: str, request: Request, who: AdminDep, svc: ServiceDep,
-                        settings: SettingsDep, limiter: LimiterDep) -> None:
+                for t in ("image/jpeg", "image/png", "image/webp")
+            },
+        }
+    },
+    summary="Set one SKU's reference photo (raw image bytes)",
+)
+async def put_reference(
+    sku: str,
+    request: Request,
+    who: AdminDep,
+    svc: ServiceDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+) -> None:
     del who
     data = await request.body()
     if len(data) > settings.max_upload_bytes:
-        raise DecodeError(f"the photo is larger than {settings.max_upload_bytes} bytes",
-                          code="too_large")
+        raise DecodeError(
+            f"the photo is larger than {settings.max_upload_bytes} bytes", code="too_large"
+        )
     if not data:
         raise Invalid("send the photo bytes as the request body", code="no_photos")
     await anyio.to_thread.run_sync(svc.set_reference_photo, sku, data, limiter=limiter)
 
 
-@router.put("/orders", response_model=UpsertOut,
-            responses=error_responses(401, 403, 413, 415, 422, 429),
-            openapi_extra=_table_body(
-                OrderIn, "order_id,customer_id,customer_email,sku,price,delivered_at\n"
-                         "ORD-1,C-1,ada@example.com,mug-02,18.0,2025-05-01T10:00:00Z\n"),
-            summary="Insert or update delivered orders (JSON array or CSV)")
+@router.put(
+    "/orders",
+    response_model=UpsertOut,
+    responses=error_responses(401, 403, 413, 415, 422, 429),
+    openapi_extra=_table_body(
+        OrderIn,
+        "order_id,customer_id,customer_email,sku,price,delivered_at\n"
+        "ORD-1,C-1,ada@example.com,mug-02,18.0,2025-05-01T10:00:00Z\n",
+    ),
+    summary="Insert or update delivered orders (JSON array or CSV)",
+)
 async def put_orders(request: Request, who: AdminDep, svc: ServiceDep) -> UpsertOut:
     rows = await _rows(request, OrderIn)
-    orders = [{"order_id": r.order_id, "customer_id": r.customer_id,
-               "customer_email": r.customer_email, "sku": r.sku, "price": r.price,
-               "delivered_at": (r.delivered_at if r.delivered_at.tzinfo
-                                else r.delivered_at.replace(tzinfo=UTC))} for r in rows]
+    orders = [
+        {
+            "order_id": r.order_id,
+            "customer_id": r.customer_id,
+            "customer_email": r.customer_email,
+            "sku": r.sku,
+            "price": r.price,
+            "delivered_at": (
+                r.delivered_at if r.delivered_at.tzinfo else r.delivered_at.replace(tzinfo=UTC)
+            ),
+        }
+        for r in rows
+    ]
     count = await anyio.to_thread.run_sync(
-        functools.partial(svc.upsert_orders, orders, actor=who.name))
+        functools.partial(svc.upsert_orders, orders, actor=who.name)
+    )
     return UpsertOut(upserted=count)
 
 
-@router.post("/api-keys", status_code=201, response_model=ApiKeyOut,
-             responses=error_responses(401, 403, 409, 422, 429),
-             summary="Create a dock, reviewer or admin API key (shown once)")
+@router.post(
+    "/api-keys",
+    status_code=201,
+    response_model=ApiKeyOut,
+    responses=error_responses(401, 403, 409, 422, 429),
+    summary="Create a dock, reviewer or admin API key (shown once)",
+)
 def create_api_key(body: ApiKeyIn, who: AdminDep, svc: ServiceDep) -> ApiKeyOut:
     key = svc.create_api_key(body.name, body.role, actor=who.name)
     return ApiKeyOut(name=body.name, role=body.role, key=key)

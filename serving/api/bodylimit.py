@@ -26,9 +26,12 @@ class BodyTooLarge(HTTPException):
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return error_response(413, "too_large",
-                          f"the request body is larger than the {limit} bytes this "
-                          "endpoint accepts", {"limit_bytes": limit})
+    return error_response(
+        413,
+        "too_large",
+        f"the request body is larger than the {limit} bytes this endpoint accepts",
+        {"limit_bytes": limit},
+    )
 
 
 class BodyLimitMiddleware:

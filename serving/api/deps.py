@@ -22,10 +22,16 @@ from serving.services.service import ReturnLensService
 from serving.settings import Settings
 
 bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="bearer",
-    description="A staff API key (dock, reviewer, admin) or a shopper's return token.")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
-                              description="A staff API key (alternative header).")
+    auto_error=False,
+    scheme_name="bearer",
+    description="A staff API key (dock, reviewer, admin) or a shopper's return token.",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
+    description="A staff API key (alternative header).",
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -41,13 +47,16 @@ def get_metrics(request: Request) -> Metrics:
 def get_service(request: Request) -> ReturnLensService:
     service: ReturnLensService | None = getattr(request.app.state, "service", None)
     if service is None or not request.app.state.ready:
-        raise ServiceUnavailable("the service is starting up (model or database not ready); "
-                                 "retry shortly", code="not_ready")
+        raise ServiceUnavailable(
+            "the service is starting up (model or database not ready); retry shortly",
+            code="not_ready",
+        )
     return service
 
 
-def get_authenticator(request: Request,
-                      _svc: Annotated[ReturnLensService, Depends(get_service)]) -> Authenticator:
+def get_authenticator(
+    request: Request, _svc: Annotated[ReturnLensService, Depends(get_service)]
+) -> Authenticator:
     auth: Authenticator = request.app.state.authenticator
     return auth
 

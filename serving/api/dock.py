@@ -17,48 +17,77 @@ from fastapi import APIRouter, Header, Request, Response
 from serving.api.deps import DockDep, LimiterDep, MetricsDep, ServiceDep, SettingsDep
 from serving.api.schemas import V1, InspectionOut, inspection_out
 from serving.api.uploads import multipart_body, read_photo_form
+from serving.domain_errors import Invalid
 from serving.errors import error_responses
-from serving.services.errors import Invalid
 from serving.services.views import InspectionRequest
 
 router = APIRouter(prefix=V1, tags=["dock"])
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_FORM = multipart_body({
-    "return_id": {"type": "string", "description": "Return id read from the parcel label "
-                  "(optional: an unmatched item is still graded)."},
-    "station_id": {"type": "string", "description": "Camera station name (default: the "
-                   "API key's name)."},
-    "idempotency_key": {"type": "string", "description": "Alternative to the header."},
-})
+_FORM = multipart_body(
+    {
+        "return_id": {
+            "type": "string",
+            "description": "Return id read from the parcel label "
+            "(optional: an unmatched item is still graded).",
+        },
+        "station_id": {
+            "type": "string",
+            "description": "Camera station name (default: the API key's name).",
+        },
+        "idempotency_key": {"type": "string", "description": "Alternative to the header."},
+    }
+)
 
 
 def _checked_key(value: str | None) -> str:
     if not value:
-        raise Invalid("an idempotency key is required: send the 'Idempotency-Key' header or "
-                      "the form field 'idempotency_key'", code="invalid_field",
-                      details={"field": "idempotency_key"})
+        raise Invalid(
+            "an idempotency key is required: send the 'Idempotency-Key' header or "
+            "the form field 'idempotency_key'",
+            code="invalid_field",
+            details={"field": "idempotency_key"},
+        )
     if not _KEY.match(value):
-        raise Invalid("the idempotency key must be 1-128 characters of letters, digits and "
-                      "_.:-", code="invalid_field", details={"field": "idempotency_key"})
+        raise Invalid(
+            "the idempotency key must be 1-128 characters of letters, digits and _.:-",
+            code="invalid_field",
+            details={"field": "idempotency_key"},
+        )
     return value
 
 
-@router.post("/dock/inspections", status_code=201, response_model=InspectionOut,
-             responses={200: {"model": InspectionOut,
-                              "description": "Replay of a stored inspection (same key)."},
-                        **error_responses(401, 403, 409, 413, 415, 422, 429)},
-             openapi_extra=_FORM, summary="Grade an item at the dock and pick its channel")
+@router.post(
+    "/dock/inspections",
+    status_code=201,
+    response_model=InspectionOut,
+    responses={
+        200: {"model": InspectionOut, "description": "Replay of a stored inspection (same key)."},
+        **error_responses(401, 403, 409, 413, 415, 422, 429),
+    },
+    openapi_extra=_FORM,
+    summary="Grade an item at the dock and pick its channel",
+)
 async def create_inspection(
-    request: Request, response: Response, who: DockDep, svc: ServiceDep,
-    settings: SettingsDep, metrics: MetricsDep, limiter: LimiterDep,
+    request: Request,
+    response: Response,
+    who: DockDep,
+    svc: ServiceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    limiter: LimiterDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> InspectionOut:
-    form = await read_photo_form(request, settings,
-                                 text_fields=("return_id", "station_id", "idempotency_key"))
+    form = await read_photo_form(
+        request, settings, text_fields=("return_id", "station_id", "idempotency_key")
+    )
     key = _checked_key(idempotency_key or form.fields.get("idempotency_key"))
     station = form.fields.get("station_id") or who.name
-    req = InspectionRequest(return_id=form.fields.get("return_id") or None,
-                            photos=form.photos, idempotency_key=key, station_id=station)
+    req = InspectionRequest(
+        return_id=form.fields.get("return_id") or None,
+        photos=form.photos,
+        idempotency_key=key,
+        station_id=station,
+    )
     view = await anyio.to_thread.run_sync(svc.inspect, req, limiter=limiter)
     if view.replayed:
         response.status_code = 200

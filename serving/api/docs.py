@@ -48,10 +48,11 @@ def _missing_page(app: FastAPI, what: str) -> HTMLResponse:
     title = html.escape(f"{app.title} - {what}")
     spec = html.escape(str(app.openapi_url))
     return HTMLResponse(
-        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}"
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}'
         f"</title></head><body><h1>{title}</h1><p>The {what} files are not installed on "
         f"this server (Python package <code>fastapi-offline</code>). The API description "
-        f"is at <a href=\"{spec}\">{spec}</a>.</p></body></html>")
+        f'is at <a href="{spec}">{spec}</a>.</p></body></html>'
+    )
 
 
 def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -66,11 +67,13 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
             return _missing_page(app, "Swagger UI")
         base = _base(request)
         return get_swagger_ui_html(
-            openapi_url=f"{base}{app.openapi_url}", title=f"{app.title} - API docs",
+            openapi_url=f"{base}{app.openapi_url}",
+            title=f"{app.title} - API docs",
             swagger_js_url=f"{base}{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{base}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{base}{FAVICON_URL}",
-            swagger_ui_parameters=SWAGGER_PARAMETERS | (app.swagger_ui_parameters or {}))
+            swagger_ui_parameters=SWAGGER_PARAMETERS | (app.swagger_ui_parameters or {}),
+        )
 
     @app.get(redoc_url, include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
@@ -78,6 +81,9 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
             return _missing_page(app, "ReDoc")
         base = _base(request)
         return get_redoc_html(
-            openapi_url=f"{base}{app.openapi_url}", title=f"{app.title} - API reference",
+            openapi_url=f"{base}{app.openapi_url}",
+            title=f"{app.title} - API reference",
             redoc_js_url=f"{base}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{base}{FAVICON_URL}", with_google_fonts=False)
+            redoc_favicon_url=f"{base}{FAVICON_URL}",
+            with_google_fonts=False,
+        )

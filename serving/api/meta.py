@@ -22,28 +22,46 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=error_responses(503),
-            summary="Readiness: model loaded and warmed up, database migrated")
+@router.get(
+    "/readyz",
+    responses=error_responses(503),
+    summary="Readiness: model loaded and warmed up, database migrated",
+)
 def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     if not getattr(state, "ready", False):
-        return error_response(503, "not_ready", "the model or the database is not ready yet",
-                              {"ready": False})
+        return error_response(
+            503, "not_ready", "the model or the database is not ready yet", {"ready": False}
+        )
     if not state.service.db.ping():
-        return error_response(503, "not_ready", "the database does not answer",
-                              {"ready": False, "database": False})
-    return JSONResponse({"status": "ready", "ready": True,
-                         "model_version": getattr(state, "model_version", None),
-                         "policy_version": getattr(state, "policy_version", None)})
+        return error_response(
+            503, "not_ready", "the database does not answer", {"ready": False, "database": False}
+        )
+    return JSONResponse(
+        {
+            "status": "ready",
+            "ready": True,
+            "model_version": getattr(state, "model_version", None),
+            "policy_version": getattr(state, "policy_version", None),
+        }
+    )
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {}}}},
+)
 def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 
 
-@router.get("/v1/model", response_model=ModelInfoOut, responses=error_responses(503),
-            summary="The served model's card summary and the policy version")
+@router.get(
+    "/v1/model",
+    response_model=ModelInfoOut,
+    responses=error_responses(503),
+    summary="The served model's card summary and the policy version",
+)
 def model_info(svc: ServiceDep) -> ModelInfoOut:
     return ModelInfoOut.model_validate(svc.model_info())

@@ -21,8 +21,14 @@ from serving.services.views import (
     ReviewView,
 )
 
-ReasonCode = Literal["changed_mind", "defective", "damaged_in_transit", "wrong_item",
-                     "not_as_described", "does_not_fit"]
+ReasonCode = Literal[
+    "changed_mind",
+    "defective",
+    "damaged_in_transit",
+    "wrong_item",
+    "not_as_described",
+    "does_not_fit",
+]
 assert set(get_args(ReasonCode)) == set(REASON_CODES), "reason codes drifted from the policy"
 
 V1 = "/v1"
@@ -35,9 +41,13 @@ class _In(BaseModel):
 # ---------------------------------------------------------------- requests
 class CreateReturnIn(_In):
     order_id: str = Field(min_length=1, max_length=64, examples=["ORD-1001"])
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
-                       description="The order's customer email; it must match the order "
-                                   "(stops anyone from opening returns by guessing ids).")
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The order's customer email; it must match the order "
+        "(stops anyone from opening returns by guessing ids).",
+    )
     sku: str = Field(min_length=1, max_length=64)
     reason: ReasonCode
     note: str | None = Field(default=None, max_length=2000)
@@ -47,10 +57,12 @@ class VerdictIn(_In):
     subject_type: Literal["return", "inspection"]
     subject_id: str = Field(min_length=1, max_length=64)
     verdict: Literal["approve", "reject", "correct"]
-    grade: str | None = Field(default=None, max_length=64,
-                              description="Corrected grade (required for 'correct').")
-    damage: list[str] | None = Field(default=None, max_length=32,
-                                     description="Corrected damage labels ([] = none).")
+    grade: str | None = Field(
+        default=None, max_length=64, description="Corrected grade (required for 'correct')."
+    )
+    damage: list[str] | None = Field(
+        default=None, max_length=32, description="Corrected damage labels ([] = none)."
+    )
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -65,7 +77,8 @@ class CatalogItemIn(_In):
     name: str = Field(min_length=1, max_length=200)
     price: float = Field(ge=0, le=1_000_000)
     reference_photo_base64: str | None = Field(
-        None, description="Optional reference photo (JPEG/PNG/WebP), base64-encoded.")
+        None, description="Optional reference photo (JPEG/PNG/WebP), base64-encoded."
+    )
 
 
 class OrderIn(_In):
@@ -255,21 +268,32 @@ def photo_url(photo_id: str) -> str:
 
 def heatmap_links(photo: PhotoView) -> list[HeatmapLink]:
     base = photo_url(photo.photo_id)
-    return [HeatmapLink(photo_id=photo.photo_id, label=label,
-                        url=f"{base}/heatmap?label={label}") for label in photo.heatmap_labels]
+    return [
+        HeatmapLink(photo_id=photo.photo_id, label=label, url=f"{base}/heatmap?label={label}")
+        for label in photo.heatmap_labels
+    ]
 
 
 def photo_out(photo: PhotoView) -> PhotoOut:
-    return PhotoOut(photo_id=photo.photo_id, index=photo.index, url=photo_url(photo.photo_id),
-                    quality=QualityOut.model_validate(photo.quality), grade=photo.grade,
-                    grade_probs=photo.grade_probs, damage_probs=photo.damage_probs,
-                    heatmaps=heatmap_links(photo))
+    return PhotoOut(
+        photo_id=photo.photo_id,
+        index=photo.index,
+        url=photo_url(photo.photo_id),
+        quality=QualityOut.model_validate(photo.quality),
+        grade=photo.grade,
+        grade_probs=photo.grade_probs,
+        damage_probs=photo.damage_probs,
+        heatmaps=heatmap_links(photo),
+    )
 
 
 def shown_labels(photo: PhotoView, min_prob: float = 0.5) -> list[str]:
     """Overlays worth showing with a decision: the overall one plus detected damage."""
-    return [label for label in photo.heatmap_labels
-            if label == "grade" or photo.damage_probs.get(label, 0.0) >= min_prob]
+    return [
+        label
+        for label in photo.heatmap_labels
+        if label == "grade" or photo.damage_probs.get(label, 0.0) >= min_prob
+    ]
 
 
 def decision_out(decision: DecisionView, photos: dict[str, PhotoView]) -> DecisionOut:
@@ -278,63 +302,108 @@ def decision_out(decision: DecisionView, photos: dict[str, PhotoView]) -> Decisi
     overlay stays listed under each photo)."""
     grade = None
     if decision.grade is not None:
-        grade = GradeOut(label=decision.grade, confidence=decision.confidence,
-                         probs=decision.grade_probs)
+        grade = GradeOut(
+            label=decision.grade, confidence=decision.confidence, probs=decision.grade_probs
+        )
     heatmaps: list[HeatmapLink] = []
     for pid in decision.photo_ids:
         if pid in photos:
             shown = shown_labels(photos[pid])
             heatmaps += [link for link in heatmap_links(photos[pid]) if link.label in shown]
         else:  # a photo of an earlier upload: its overall overlay
-            heatmaps.append(HeatmapLink(photo_id=pid, label="grade",
-                                        url=f"{photo_url(pid)}/heatmap?label=grade"))
+            heatmaps.append(
+                HeatmapLink(
+                    photo_id=pid, label="grade", url=f"{photo_url(pid)}/heatmap?label=grade"
+                )
+            )
     return DecisionOut(
-        decision_id=decision.decision_id, sequence=decision.sequence,
+        decision_id=decision.decision_id,
+        sequence=decision.sequence,
         outcome=decision.outcome,  # type: ignore[arg-type]
-        message=decision.shopper_message, flags=[FlagOut.model_validate(f)
-                                                 for f in decision.flags],
-        grade=grade, damage_probs=decision.damage_probs, heatmaps=heatmaps,
-        model_version=decision.model_version, policy_version=decision.policy_version,
-        created_at=decision.created_at, photo_ids=list(decision.photo_ids))
+        message=decision.shopper_message,
+        flags=[FlagOut.model_validate(f) for f in decision.flags],
+        grade=grade,
+        damage_probs=decision.damage_probs,
+        heatmaps=heatmaps,
+        model_version=decision.model_version,
+        policy_version=decision.policy_version,
+        created_at=decision.created_at,
+        photo_ids=list(decision.photo_ids),
+    )
 
 
 def return_out(view: ReturnView) -> ReturnOut:
     by_id = {p.photo_id: p for p in view.photos}
     decisions = [decision_out(d, by_id) for d in view.decisions]
     return ReturnOut(
-        return_id=view.return_id, order_id=view.order_id, sku=view.sku,
-        item_name=view.item_name, category=view.category, reason=view.reason, note=view.note,
+        return_id=view.return_id,
+        order_id=view.order_id,
+        sku=view.sku,
+        item_name=view.item_name,
+        category=view.category,
+        reason=view.reason,
+        note=view.note,
         status=view.status,
-        created_at=view.created_at, decision=decisions[-1] if decisions else None,
-        decisions=decisions, photos=[photo_out(p) for p in view.photos])
+        created_at=view.created_at,
+        decision=decisions[-1] if decisions else None,
+        decisions=decisions,
+        photos=[photo_out(p) for p in view.photos],
+    )
 
 
 def inspection_out(view: InspectionView) -> InspectionOut:
     return InspectionOut(
-        inspection_id=view.inspection_id, return_id=view.return_id,
-        claimed_return_id=view.claimed_return_id, station_id=view.station_id,
-        status=view.status, grade=view.grade, grade_probs=view.grade_probs,
-        damage_probs=view.damage_probs, shopper_grade=view.shopper_grade, tier=view.tier,
-        markdown=view.markdown, channel=view.channel,
-        expected_recovery=view.expected_recovery, alternatives=list(view.alternatives),
-        flags=[FlagOut.model_validate(f) for f in view.flags], needs_review=view.needs_review,
-        model_version=view.model_version, policy_version=view.policy_version,
-        created_at=view.created_at, photo_ids=list(view.photo_ids),
-        photo_urls=[photo_url(p) for p in view.photo_ids], replayed=view.replayed)
+        inspection_id=view.inspection_id,
+        return_id=view.return_id,
+        claimed_return_id=view.claimed_return_id,
+        station_id=view.station_id,
+        status=view.status,
+        grade=view.grade,
+        grade_probs=view.grade_probs,
+        damage_probs=view.damage_probs,
+        shopper_grade=view.shopper_grade,
+        tier=view.tier,
+        markdown=view.markdown,
+        channel=view.channel,
+        expected_recovery=view.expected_recovery,
+        alternatives=list(view.alternatives),
+        flags=[FlagOut.model_validate(f) for f in view.flags],
+        needs_review=view.needs_review,
+        model_version=view.model_version,
+        policy_version=view.policy_version,
+        created_at=view.created_at,
+        photo_ids=list(view.photo_ids),
+        photo_urls=[photo_url(p) for p in view.photo_ids],
+        replayed=view.replayed,
+    )
 
 
 def queue_item_out(item: QueueItem) -> QueueItemOut:
     return QueueItemOut(
-        subject_type=item.subject_type, subject_id=item.subject_id,
-        created_at=item.created_at, value=item.value, grade=item.grade,
-        flags=list(item.flags), outcome=item.outcome, channel=item.channel, sku=item.sku,
-        category=item.category, photo_ids=list(item.photo_ids),
-        detail_url=f"{V1}/review/items/{item.subject_type}/{item.subject_id}")
+        subject_type=item.subject_type,
+        subject_id=item.subject_id,
+        created_at=item.created_at,
+        value=item.value,
+        grade=item.grade,
+        flags=list(item.flags),
+        outcome=item.outcome,
+        channel=item.channel,
+        sku=item.sku,
+        category=item.category,
+        photo_ids=list(item.photo_ids),
+        detail_url=f"{V1}/review/items/{item.subject_type}/{item.subject_id}",
+    )
 
 
 def review_out(view: ReviewView) -> ReviewOut:
     return ReviewOut(
-        review_id=view.review_id, subject_type=view.subject_type, subject_id=view.subject_id,
-        reviewer=view.reviewer, verdict=view.verdict, grade=view.grade,
-        damage=list(view.damage) if view.damage is not None else None, note=view.note,
-        created_at=view.created_at)
+        review_id=view.review_id,
+        subject_type=view.subject_type,
+        subject_id=view.subject_id,
+        reviewer=view.reviewer,
+        verdict=view.verdict,
+        grade=view.grade,
+        damage=list(view.damage) if view.damage is not None else None,
+        note=view.note,
+        created_at=view.created_at,
+    )

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
-from serving.services.errors import Invalid
+from serving.domain_errors import Invalid
 from serving.settings import Settings
 from vision.errors import DecodeError
 
@@ -49,69 +49,102 @@ def keep_photos_in_memory(max_upload_bytes: int) -> None:
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes)
 
 
-def multipart_body(extra: dict[str, Any] | None = None,
-                   required: Sequence[str] = (PHOTOS_FIELD,), max_items: int = 6
-                   ) -> dict[str, Any]:
+def multipart_body(
+    extra: dict[str, Any] | None = None,
+    required: Sequence[str] = (PHOTOS_FIELD,),
+    max_items: int = 6,
+) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for routes that parse their multipart form themselves."""
     properties: dict[str, Any] = {
-        PHOTOS_FIELD: {"type": "array", "minItems": 1, "maxItems": max_items,
-                       "items": {"type": "string", "format": "binary"},
-                       "description": "1-6 photos (JPEG, PNG or WebP), one part each."},
+        PHOTOS_FIELD: {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": max_items,
+            "items": {"type": "string", "format": "binary"},
+            "description": "1-6 photos (JPEG, PNG or WebP), one part each.",
+        },
     }
     properties.update(extra or {})
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": list(required), "properties": properties},
-    }}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": list(required),
+                        "properties": properties,
+                    },
+                }
+            },
+        }
+    }
 
 
 def _too_many(limit: int, got: int | None = None) -> Invalid:
     count = f" ({got} were sent)" if got is not None else ""
-    return Invalid(f"send at most {limit} photos per item{count}", code="too_many_photos",
-                   details={"max_photos": limit, **({"sent": got} if got is not None else {})})
+    return Invalid(
+        f"send at most {limit} photos per item{count}",
+        code="too_many_photos",
+        details={"max_photos": limit, **({"sent": got} if got is not None else {})},
+    )
 
 
-async def read_photo_form(request: Request, settings: Settings,
-                          text_fields: Sequence[str] = ()) -> PhotoForm:
+async def read_photo_form(
+    request: Request, settings: Settings, text_fields: Sequence[str] = ()
+) -> PhotoForm:
     """The photos (1..max_photos, each <= max_upload_bytes) and the named text fields."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise DecodeError(
             f"send the photos as multipart/form-data in the field '{PHOTOS_FIELD}', "
             f"not {content_type or 'a body without a content type'}",
-            code="unsupported_media_type", details={"content_type": content_type})
+            code="unsupported_media_type",
+            details={"content_type": content_type},
+        )
     limit, max_photos = settings.max_upload_bytes, settings.max_photos
     try:
-        form = await request.form(max_files=max_photos + 1, max_fields=len(text_fields) + 4,
-                                  max_part_size=MAX_TEXT_FIELD)
+        form = await request.form(
+            max_files=max_photos + 1, max_fields=len(text_fields) + 4, max_part_size=MAX_TEXT_FIELD
+        )
     except HTTPException as exc:
         if exc.status_code == 400 and "too many files" in str(exc.detail).lower():
             raise _too_many(max_photos) from exc
         if exc.status_code != 400:
             raise
-        raise Invalid(f"the multipart body cannot be parsed: {exc.detail}",
-                      code="invalid_multipart") from exc
+        raise Invalid(
+            f"the multipart body cannot be parsed: {exc.detail}", code="invalid_multipart"
+        ) from exc
     except Exception as exc:  # python-multipart's own parse errors on malformed bodies
-        raise Invalid(f"the multipart body cannot be parsed: {exc}",
-                      code="invalid_multipart") from exc
+        raise Invalid(
+            f"the multipart body cannot be parsed: {exc}", code="invalid_multipart"
+        ) from exc
     try:
         files: list[UploadFile] = []
         fields: dict[str, str] = {}
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != PHOTOS_FIELD:
-                    raise Invalid(f"unexpected file field '{name}'; photos go in the field "
-                                  f"'{PHOTOS_FIELD}'", code="invalid_field",
-                                  details={"field": name})
+                    raise Invalid(
+                        f"unexpected file field '{name}'; photos go in the field '{PHOTOS_FIELD}'",
+                        code="invalid_field",
+                        details={"field": name},
+                    )
                 files.append(value)
             elif name in text_fields:
                 fields[name] = value.strip()
             elif name == PHOTOS_FIELD:
-                raise Invalid(f"the field '{PHOTOS_FIELD}' must hold files, not text",
-                              code="invalid_field", details={"field": PHOTOS_FIELD})
+                raise Invalid(
+                    f"the field '{PHOTOS_FIELD}' must hold files, not text",
+                    code="invalid_field",
+                    details={"field": PHOTOS_FIELD},
+                )
         if not files:
-            raise Invalid(f"attach 1 to {max_photos} photos in the multipart field "
-                          f"'{PHOTOS_FIELD}'", code="no_photos",
-                          details={"field": PHOTOS_FIELD})
+            raise Invalid(
+                f"attach 1 to {max_photos} photos in the multipart field '{PHOTOS_FIELD}'",
+                code="no_photos",
+                details={"field": PHOTOS_FIELD},
+            )
         if len(files) > max_photos:
             raise _too_many(max_photos, len(files))
         photos = [await _read_capped(f, i, limit) for i, f in enumerate(files)]
@@ -133,7 +166,12 @@ async def _read_capped(upload: UploadFile, index: int, limit: int) -> bytes:
 
 def _file_too_large(upload: UploadFile, index: int, limit: int, size: int | None) -> DecodeError:
     name = upload.filename or f"photo {index + 1}"
-    return DecodeError(f"{name} is larger than the {limit // 1024} KiB allowed per photo",
-                       code="too_large",
-                       details={"index": index, "limit_bytes": limit,
-                                **({"size_bytes": size} if size is not None else {})})
+    return DecodeError(
+        f"{name} is larger than the {limit // 1024} KiB allowed per photo",
+        code="too_large",
+        details={
+            "index": index,
+            "limit_bytes": limit,
+            **({"size_bytes": size} if size is not None else {}),
+        },
+    )

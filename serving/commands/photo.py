@@ -32,8 +32,12 @@ def _add_check_photo(sub: Any) -> None:
     )
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="photo files")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
-    parser.add_argument("--profile", choices=("shopper", "dock"), default="shopper",
-                        help="threshold profile (default: shopper; dock is looser)")
+    parser.add_argument(
+        "--profile",
+        choices=("shopper", "dock"),
+        default="shopper",
+        help="threshold profile (default: shopper; dock is looser)",
+    )
     parser.set_defaults(handler=check_photo)
 
 
@@ -56,8 +60,9 @@ def read_photo_file(path: Path, max_bytes: int) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise ReturnLensError(f"The file cannot be read ({exc.strerror or exc}).",
-                              code="unreadable_file") from exc
+        raise ReturnLensError(
+            f"The file cannot be read ({exc.strerror or exc}).", code="unreadable_file"
+        ) from exc
     return data
 
 
@@ -83,8 +88,10 @@ def _check_one(path: Path, profile: str) -> dict[str, Any]:
 def _print_text(result: dict[str, Any]) -> None:
     quality = result["quality"]
     verdict = "PASS" if result["passed"] else "RETAKE"
-    print(f"{result['path']}: {verdict} ({quality['profile']} profile, "
-          f"{result['width']} x {result['height']} {result['format']})")
+    print(
+        f"{result['path']}: {verdict} ({quality['profile']} profile, "
+        f"{result['width']} x {result['height']} {result['format']})"
+    )
     for c in quality["checks"]:
         bound = f"{'>=' if c['direction'] == 'min' else '<='} {c['threshold']:g}"
         mark = "ok  " if c["passed"] else "FAIL"
@@ -148,14 +155,20 @@ def _print_grade(entry: dict[str, Any]) -> None:
     if "error" in entry:
         return
     scores = entry.get("scores")
-    quality = "quality ok" if entry["quality"]["passed"] else "RETAKE: " + "; ".join(
-        c["message"] for c in entry["quality"]["checks"] if not c["passed"])
+    quality = (
+        "quality ok"
+        if entry["quality"]["passed"]
+        else "RETAKE: "
+        + "; ".join(c["message"] for c in entry["quality"]["checks"] if not c["passed"])
+    )
     if scores is None:
         print(f"{entry['path']}: no usable photo ({quality})")
         return
     damage = [f"{k} {v:.2f}" for k, v in scores["damage_probs"].items() if v >= 0.5]
-    print(f"{entry['path']}: {scores['grade']} ({scores['confidence']:.0%}); "
-          f"damage: {', '.join(damage) or 'none'}; {quality}")
+    print(
+        f"{entry['path']}: {scores['grade']} ({scores['confidence']:.0%}); "
+        f"damage: {', '.join(damage) or 'none'}; {quality}"
+    )
 
 
 def grade(args: argparse.Namespace) -> int:
@@ -182,12 +195,21 @@ def grade(args: argparse.Namespace) -> int:
         result = grader.grade_decoded([photo for _, photo in group])
         for (path, _), graded in zip(group, result.photos, strict=True):
             single = aggregate([graded.scores], card.grade_labels, card.damage_labels)
-            entries.append({"path": str(path), "quality": graded.quality.to_dict(),
-                            "scores": _item_dict(single) if graded.quality.passed else None})
+            entries.append(
+                {
+                    "path": str(path),
+                    "quality": graded.quality.to_dict(),
+                    "scores": _item_dict(single) if graded.quality.passed else None,
+                }
+            )
         if args.item:
-            entries.append({"path": "item", "quality": {"passed": result.item is not None,
-                                                        "checks": []},
-                            "scores": _item_dict(result.item) if result.item else None})
+            entries.append(
+                {
+                    "path": "item",
+                    "quality": {"passed": result.item is not None, "checks": []},
+                    "scores": _item_dict(result.item) if result.item else None,
+                }
+            )
     if args.json:
         print(json.dumps({"model_version": card.model_version, "results": entries}, indent=2))
     else:

@@ -17,30 +17,54 @@ from typing import Any
 
 from vision.errors import ConfigError
 
-FLAG_FIELDS = ("host", "port", "workers", "database_url", "model_version", "model_path",
-               "models_dir", "seed_demo", "log_level")
+FLAG_FIELDS = (
+    "host",
+    "port",
+    "workers",
+    "database_url",
+    "model_version",
+    "model_path",
+    "models_dir",
+    "seed_demo",
+    "log_level",
+)
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
     p = sub.add_parser(
-        "serve", help="run the grading API (shopper, dock, review, admin)",
+        "serve",
+        help="run the grading API (shopper, dock, review, admin)",
         description="Run the ReturnLens API with uvicorn. Every flag can also be set with "
-                    "a RETURNLENS_* environment variable (e.g. RETURNLENS_DATABASE_URL).")
+        "a RETURNLENS_* environment variable (e.g. RETURNLENS_DATABASE_URL).",
+    )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
-    p.add_argument("--database-url", dest="database_url",
-                   help="sqlite:///./var/returnlens.db (default) or postgresql+psycopg://...")
-    p.add_argument("--model-version", dest="model_version",
-                   help="serve this version from the models directory instead of the "
-                        "promoted or shipped default model")
+    p.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="sqlite:///./var/returnlens.db (default) or postgresql+psycopg://...",
+    )
+    p.add_argument(
+        "--model-version",
+        dest="model_version",
+        help="serve this version from the models directory instead of the "
+        "promoted or shipped default model",
+    )
     p.add_argument("--model-path", dest="model_path", help="serve this .onnx file")
-    p.add_argument("--models-dir", dest="models_dir",
-                   help="model registry folder (default ./models)")
-    p.add_argument("--seed-demo", dest="seed_demo", action=argparse.BooleanOptionalAction,
-                   default=None, help="load the demo catalog, orders and API keys first")
-    p.add_argument("--log-level", dest="log_level",
-                   choices=("debug", "info", "warning", "error", "critical"))
+    p.add_argument(
+        "--models-dir", dest="models_dir", help="model registry folder (default ./models)"
+    )
+    p.add_argument(
+        "--seed-demo",
+        dest="seed_demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the demo catalog, orders and API keys first",
+    )
+    p.add_argument(
+        "--log-level", dest="log_level", choices=("debug", "info", "warning", "error", "critical")
+    )
     p.set_defaults(handler=serve)
 
 
@@ -57,8 +81,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting {field}: {first['msg']}",
-                          code="invalid_setting") from exc
+        raise ConfigError(
+            f"invalid setting {field}: {first['msg']}", code="invalid_setting"
+        ) from exc
 
 
 def export_env(settings: Any, model_path: str) -> None:
@@ -93,11 +118,14 @@ def _build(build: Any, settings: Any) -> Any:
         return build(settings)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise ConfigError(f"cannot open the database {settings.database_url}: {reason}",
-                          code="database_unavailable") from exc
+        raise ConfigError(
+            f"cannot open the database {settings.database_url}: {reason}",
+            code="database_unavailable",
+        ) from exc
     except OSError as exc:
-        raise ConfigError(f"cannot prepare {settings.data_dir}: {exc}",
-                          code="storage_unavailable") from exc
+        raise ConfigError(
+            f"cannot prepare {settings.data_dir}: {exc}", code="storage_unavailable"
+        ) from exc
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -123,6 +151,12 @@ def serve(args: argparse.Namespace) -> int:
     del runtime
     export_env(settings, str(model_path.resolve()))
     print("\n".join(lines), flush=True)
-    uvicorn.run("serving.app:create_app", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level=settings.log_level)
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
     return 0

@@ -65,9 +65,13 @@ class DockOptions:
     delivery_backoff: Backoff = DELIVERY_BACKOFF
 
     def trigger_config(self) -> TriggerConfig:
-        return TriggerConfig(still_frames=self.still_frames, empty_frames=self.empty_frames,
-                             min_item_fraction=self.min_item, motion_fraction=self.motion,
-                             diff_threshold=self.diff)
+        return TriggerConfig(
+            still_frames=self.still_frames,
+            empty_frames=self.empty_frames,
+            min_item_fraction=self.min_item,
+            motion_fraction=self.motion,
+            diff_threshold=self.diff,
+        )
 
 
 def load_grader(model: Path | None) -> Any:
@@ -92,9 +96,13 @@ def open_spool(path: Path) -> Spool:
         raise ConfigError(f"cannot open the spool {path}: {exc}", code="spool_unavailable") from exc
 
 
-def run_station(opts: DockOptions, *, echo: Callable[[dict[str, Any]], None] | None = None,
-                stop: threading.Event | None = None,
-                on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
+def run_station(
+    opts: DockOptions,
+    *,
+    echo: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     stop = stop or threading.Event()
     trigger_cfg = opts.trigger_config()  # validate before touching anything
     if opts.price is not None and not (math.isfinite(opts.price) and opts.price >= 0):
@@ -111,8 +119,13 @@ def run_station(opts: DockOptions, *, echo: Callable[[dict[str, Any]], None] | N
         grader = load_grader(opts.model) if opts.model else None
         reporter = Reporter(events, opts.out, grader=grader, save_frames=opts.save_frames)
         poster = HttpPoster(opts.api, opts.key or "")
-        deliverer = Deliverer(spool, poster, backoff=opts.delivery_backoff,
-                              on_delivered=reporter.delivered, on_event=events).start()
+        deliverer = Deliverer(
+            spool,
+            poster,
+            backoff=opts.delivery_backoff,
+            on_delivered=reporter.delivered,
+            on_event=events,
+        ).start()
         sink = ApiSink(spool, opts.station_id, events, kick=deliverer.kick)
     else:
         from serving.policy import load_policy
@@ -121,18 +134,32 @@ def run_station(opts: DockOptions, *, echo: Callable[[dict[str, Any]], None] | N
         policy = load_policy(opts.policy)
         policy.require_compatible(grader.card.grade_labels, grader.card.damage_labels)
         reporter = Reporter(events, opts.out, grader=grader, save_frames=opts.save_frames)
-        sink = LocalSink(grader, policy, spool, reporter,
-                         station_id=opts.station_id, category=opts.category, price=opts.price)
+        sink = LocalSink(
+            grader,
+            policy,
+            spool,
+            reporter,
+            station_id=opts.station_id,
+            category=opts.category,
+            price=opts.price,
+        )
     stdin = StdinIds(sys.stdin).start() if opts.use_stdin else None
     identifier = Identifier(stdin=stdin, cli_id=opts.return_id, wait=opts.id_wait)
     preparer = Preparer(identifier, crop_items=opts.crop, gate=bool(opts.api))
     worker = Worker(preparer, sink, events).start()
-    source = ResilientSource.from_spec(spec, loop=opts.loop, backoff=opts.source_backoff,
-                                       on_event=events, stop=stop)
-    station = Station(source, PresenceTrigger(trigger_cfg), worker, events, k=opts.k,
-                      on_frame=on_frame)
-    events("station_started", station_id=opts.station_id, source=str(spec.target),
-           mode="api" if opts.api else "standalone", spool=spool.counts())
+    source = ResilientSource.from_spec(
+        spec, loop=opts.loop, backoff=opts.source_backoff, on_event=events, stop=stop
+    )
+    station = Station(
+        source, PresenceTrigger(trigger_cfg), worker, events, k=opts.k, on_frame=on_frame
+    )
+    events(
+        "station_started",
+        station_id=opts.station_id,
+        source=str(spec.target),
+        mode="api" if opts.api else "standalone",
+        spool=spool.counts(),
+    )
     try:
         stats = station.run(opts.max_frames)
     finally:
@@ -145,8 +172,15 @@ def run_station(opts: DockOptions, *, echo: Callable[[dict[str, Any]], None] | N
             poster.close()
         counts = spool.counts()
         spool.close()
-    summary = {"frames": stats.frames, "fps": stats.fps, "seconds": stats.seconds,
-               "inspections": stats.inspections, "errors": stats.errors, "spool": counts,
-               "drained": drained, "reconnects": source.reconnects}
+    summary = {
+        "frames": stats.frames,
+        "fps": stats.fps,
+        "seconds": stats.seconds,
+        "inspections": stats.inspections,
+        "errors": stats.errors,
+        "spool": counts,
+        "drained": drained,
+        "reconnects": source.reconnects,
+    }
     events("station_stopped", **summary)
     return summary

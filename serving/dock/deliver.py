@@ -56,28 +56,30 @@ def verdict(outcome: PostOutcome) -> str:
 class HttpPoster:
     """POST /v1/dock/inspections as multipart with httpx."""
 
-    def __init__(self, base_url: str, key: str, *, timeout: float = 30.0,
-                 transport: Any = None) -> None:
+    def __init__(
+        self, base_url: str, key: str, *, timeout: float = 30.0, transport: Any = None
+    ) -> None:
         import httpx
 
         self._httpx = httpx
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                   transport=transport)
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
         self.key = key
 
     def close(self) -> None:
         self.client.close()
 
     def post(self, item: SpoolItem) -> PostOutcome:
-        files = [("photos", (f"frame{i}.jpg", data, "image/jpeg"))
-                 for i, data in enumerate(item.frames)]
+        files = [
+            ("photos", (f"frame{i}.jpg", data, "image/jpeg")) for i, data in enumerate(item.frames)
+        ]
         data = {"station_id": item.station_id}
         if item.return_id:
             data["return_id"] = item.return_id
         headers = {"Idempotency-Key": item.key, "Authorization": f"Bearer {self.key}"}
         try:
-            resp = self.client.post("/v1/dock/inspections", files=files, data=data,
-                                    headers=headers)
+            resp = self.client.post("/v1/dock/inspections", files=files, data=data, headers=headers)
         except self._httpx.HTTPError as exc:
             return PostOutcome(None, error=f"{type(exc).__name__}: {exc}")
         try:
@@ -85,9 +87,12 @@ class HttpPoster:
         except ValueError:
             body = None
         body = body if isinstance(body, dict) else None
-        return PostOutcome(resp.status_code, body, error="" if resp.is_success
-                           else f"HTTP {resp.status_code}: {resp.text[:300]}",
-                           retry_after=_retry_after(resp.headers.get("retry-after")))
+        return PostOutcome(
+            resp.status_code,
+            body,
+            error="" if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:300]}",
+            retry_after=_retry_after(resp.headers.get("retry-after")),
+        )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -104,10 +109,17 @@ EventFn = Callable[..., None]
 class Deliverer:
     """Sends pending rows oldest first; one background thread, or driven by hand in tests."""
 
-    def __init__(self, spool: Spool, poster: Poster, *, backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_delivered: Delivered | None = None, on_event: EventFn | None = None,
-                 batch: int = 8) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        poster: Poster,
+        *,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_delivered: Delivered | None = None,
+        on_event: EventFn | None = None,
+        batch: int = 8,
+    ) -> None:
         self.spool = spool
         self.poster = poster
         self.backoff = backoff or Backoff(initial=1.0, factor=2.0, maximum=60.0)
@@ -140,8 +152,9 @@ class Deliverer:
                 elif kind == "failed":
                     self.spool.mark_failed(item.key, outcome.status, outcome.error)
                     log.error("inspection %s refused by the service: %s", item.key, outcome.error)
-                    self.on_event("delivery_failed", key=item.key, status=outcome.status,
-                                  error=outcome.error)
+                    self.on_event(
+                        "delivery_failed", key=item.key, status=outcome.status, error=outcome.error
+                    )
                 else:
                     self._hold(item, outcome)
                     return delivered
@@ -150,8 +163,13 @@ class Deliverer:
         body = outcome.body or {}
         self.spool.mark_delivered(item.key, int(outcome.status or 0), body)
         self.failures = 0
-        self.on_event("delivered", key=item.key, status=outcome.status,
-                      inspection_id=body.get("inspection_id"), replay=outcome.status == 200)
+        self.on_event(
+            "delivered",
+            key=item.key,
+            status=outcome.status,
+            inspection_id=body.get("inspection_id"),
+            replay=outcome.status == 200,
+        )
         if self.on_delivered is not None:
             try:
                 self.on_delivered(item, body, int(outcome.status or 0))
@@ -166,8 +184,13 @@ class Deliverer:
         self.failures += 1
         self.delays.append(delay)
         self.hold_until = self.clock() + delay
-        self.on_event("delivery_retry", key=item.key, status=outcome.status,
-                      error=outcome.error, retry_in_s=delay)
+        self.on_event(
+            "delivery_retry",
+            key=item.key,
+            status=outcome.status,
+            error=outcome.error,
+            retry_in_s=delay,
+        )
 
     # background thread ---------------------------------------------------------------
 
@@ -186,8 +209,9 @@ class Deliverer:
             except Exception:  # a broken spool file must not kill the station silently
                 log.exception("delivery pass failed")
                 self.hold_until = self.clock() + self.backoff.maximum
-            wait = max(0.05, self.hold_until - self.clock()) if self.hold_until > self.clock() \
-                else 5.0
+            wait = (
+                max(0.05, self.hold_until - self.clock()) if self.hold_until > self.clock() else 5.0
+            )
             self._kick.wait(wait)
             self._kick.clear()
 

@@ -70,8 +70,9 @@ class QrReader:
                 found = self._decode(roi)
                 if found:
                     return found
-                big = cv2.resize(roi, None, fx=self.upscale, fy=self.upscale,
-                                 interpolation=cv2.INTER_CUBIC)
+                big = cv2.resize(
+                    roi, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
+                )
                 found = self._decode(big)
                 if found:
                     return found
@@ -90,8 +91,9 @@ class StdinIds:
 
     def __init__(self, stream: TextIO, maxsize: int = 8) -> None:
         self._queue: queue.Queue[str] = queue.Queue(maxsize=maxsize)
-        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True,
-                                        name="dock-stdin")
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,), daemon=True, name="dock-stdin"
+        )
         self.rejected: list[str] = []
 
     def start(self) -> StdinIds:
@@ -135,8 +137,14 @@ class StdinIds:
 class Identifier:
     """QR first, then stdin, then the command-line id, else unmatched."""
 
-    def __init__(self, *, qr: QrReader | None = None, stdin: StdinIds | None = None,
-                 cli_id: str | None = None, wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        qr: QrReader | None = None,
+        stdin: StdinIds | None = None,
+        cli_id: str | None = None,
+        wait: float = 0.0,
+    ) -> None:
         self.qr = qr or QrReader()
         self.stdin = stdin
         self.cli_id = clean_id(cli_id)

@@ -44,8 +44,9 @@ def qr_image(text: str, module_px: int, border: int = 2) -> np.ndarray:
 class EventLog:
     """Append-only JSON lines (one event a line, flushed), shared by the station threads."""
 
-    def __init__(self, path: Path | None, *,
-                 echo: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self, path: Path | None, *, echo: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.path = path
         self.echo = echo  # e.g. a console printer for the operator
         self.records: deque[dict[str, Any]] = deque(maxlen=256)  # recent events, bounded
@@ -75,8 +76,14 @@ class EventLog:
                 log.exception("cannot write the event log %s", self.path)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float,
-          color: tuple[int, int, int] = (0, 0, 0), thickness: int = 2) -> None:
+def _text(
+    img: np.ndarray,
+    text: str,
+    org: tuple[int, int],
+    scale: float,
+    color: tuple[int, int, int] = (0, 0, 0),
+    thickness: int = 2,
+) -> None:
     cv2.putText(img, text, org, _FONT, scale, color, thickness, cv2.LINE_AA)
 
 
@@ -109,9 +116,12 @@ def routing_label(result: dict[str, Any], *, width: int = 812, height: int = 121
     """A 4 x 6 inch label at 203 dpi: return id, grade, tier, channel, QR of the inspection."""
     img = np.full((height, width, 3), 255, np.uint8)
     rid = result.get("return_id") or result.get("claimed_return_id") or "UNMATCHED"
-    rows = [("RETURN", str(rid)), ("GRADE", str(result.get("grade") or "-")),
-            ("TIER", str(result.get("tier") or "-")),
-            ("CHANNEL", str(result.get("channel") or "review").upper())]
+    rows = [
+        ("RETURN", str(rid)),
+        ("GRADE", str(result.get("grade") or "-")),
+        ("TIER", str(result.get("tier") or "-")),
+        ("CHANNEL", str(result.get("channel") or "review").upper()),
+    ]
     y = 90
     for label, value in rows:
         _text(img, label, (40, y), 0.9, (90, 90, 90), 2)
@@ -124,7 +134,7 @@ def routing_label(result: dict[str, Any], *, width: int = 812, height: int = 121
         mods = qr_matrix(inspection_id).shape[0]
         qr = qr_image(inspection_id, max(4, min(12, 460 // mods)))
         top, left = height - qr.shape[0] - 70, (width - qr.shape[1]) // 2
-        img[top: top + qr.shape[0], left: left + qr.shape[1]] = qr
+        img[top : top + qr.shape[0], left : left + qr.shape[1]] = qr
         _text(img, inspection_id[:40], (40, height - 30), 0.7, (0, 0, 0), 2)
     cv2.rectangle(img, (8, 8), (width - 9, height - 9), (0, 0, 0), 3)
     return img

@@ -68,8 +68,16 @@ class Preparer:
     aggregates only the photos that pass, so gating here too would only double the work.
     """
 
-    def __init__(self, identifier: Identifier, *, crop_items: bool = True, margin: float = 0.15,
-                 jpeg_quality: int = 92, threads: int = 3, gate: bool = True) -> None:
+    def __init__(
+        self,
+        identifier: Identifier,
+        *,
+        crop_items: bool = True,
+        margin: float = 0.15,
+        jpeg_quality: int = 92,
+        threads: int = 3,
+        gate: bool = True,
+    ) -> None:
         self.identifier = identifier
         self.gate = gate
         self.crop_items = crop_items
@@ -95,29 +103,47 @@ class Preparer:
         region = None
         if self.crop_items and capture.box is not None:
             t = self.thresholds
-            region = expand_box(capture.box, capture.frames[0].shape, margin=self.margin,
-                                min_size=(t.min_long_side, t.min_short_side))
+            region = expand_box(
+                capture.box,
+                capture.frames[0].shape,
+                margin=self.margin,
+                min_size=(t.min_long_side, t.min_short_side),
+            )
         done = list(self.pool.map(lambda bgr: self._one(bgr, region), capture.frames))
         jpegs = [d for d, _, _ in done]
         photos = [p for _, p, _ in done]
         passed = [ok for _, _, ok in done]
         keep = [i for i, ok in enumerate(passed) if ok] or list(range(len(jpegs)))
-        return Prepared(capture, identity_job.result(), tuple(jpegs[i] for i in keep),
-                        tuple(photos[i] for i in keep), tuple(passed[i] for i in keep))
+        return Prepared(
+            capture,
+            identity_job.result(),
+            tuple(jpegs[i] for i in keep),
+            tuple(photos[i] for i in keep),
+            tuple(passed[i] for i in keep),
+        )
 
 
 def spool_item(p: Prepared, station_id: str, status: str = "pending") -> SpoolItem:
-    return SpoolItem(key=p.capture.key, station_id=station_id, return_id=p.identity.return_id,
-                     id_source=p.identity.source, frames=p.jpegs, created_at=p.capture.created_at,
-                     meta={"frame_index": p.capture.frame_index, "box": p.capture.box,
-                           "quality_passed": list(p.quality_passed)}, status=status)
+    return SpoolItem(
+        key=p.capture.key,
+        station_id=station_id,
+        return_id=p.identity.return_id,
+        id_source=p.identity.source,
+        frames=p.jpegs,
+        created_at=p.capture.created_at,
+        meta={
+            "frame_index": p.capture.frame_index,
+            "box": p.capture.box,
+            "quality_passed": list(p.quality_passed),
+        },
+        status=status,
+    )
 
 
 class ApiSink:
     """Spool first (durable), then wake the delivery worker."""
 
-    def __init__(self, spool: Spool, station_id: str, events: EventLog,
-                 kick: Any = None) -> None:
+    def __init__(self, spool: Spool, station_id: str, events: EventLog, kick: Any = None) -> None:
         self.spool = spool
         self.station_id = station_id
         self.events = events
@@ -125,42 +151,72 @@ class ApiSink:
 
     def submit(self, prepared: Prepared) -> None:
         self.spool.add(spool_item(prepared, self.station_id))
-        self.events("spooled", key=prepared.capture.key, return_id=prepared.identity.return_id,
-                    id_source=prepared.identity.source, frames=len(prepared.jpegs),
-                    frame_index=prepared.capture.frame_index)
+        self.events(
+            "spooled",
+            key=prepared.capture.key,
+            return_id=prepared.identity.return_id,
+            id_source=prepared.identity.source,
+            frames=len(prepared.jpegs),
+            frame_index=prepared.capture.frame_index,
+        )
         if self.kick is not None:
             self.kick()
 
 
-def local_result(grader: Any, policy: Any, prepared: Prepared, *, category: str,
-                 price: float | None) -> dict[str, Any]:
+def local_result(
+    grader: Any, policy: Any, prepared: Prepared, *, category: str, price: float | None
+) -> dict[str, Any]:
     """Grade + dock disposition on the station, shaped like the API's InspectionView."""
     from serving.policy import DockContext, Scores, decide_disposition
 
     graded = grader.grade_decoded(list(prepared.photos))
     item = graded.item
     result: dict[str, Any] = {
-        "inspection_id": f"local-{prepared.capture.key}", "return_id": prepared.identity.return_id,
+        "inspection_id": f"local-{prepared.capture.key}",
+        "return_id": prepared.identity.return_id,
         "status": "matched" if prepared.identity.return_id else "unmatched",
-        "grade": None, "grade_probs": {}, "damage_probs": {}, "tier": None, "markdown": None,
-        "channel": None, "expected_recovery": None, "alternatives": [], "flags": [],
-        "needs_review": True, "model_version": graded.model_version,
-        "policy_version": policy.version, "photo_ids": [],
+        "grade": None,
+        "grade_probs": {},
+        "damage_probs": {},
+        "tier": None,
+        "markdown": None,
+        "channel": None,
+        "expected_recovery": None,
+        "alternatives": [],
+        "flags": [],
+        "needs_review": True,
+        "model_version": graded.model_version,
+        "policy_version": policy.version,
+        "photo_ids": [],
         "created_at": datetime.now(UTC).isoformat(),
-        "station_id": None, "id_source": prepared.identity.source,
+        "station_id": None,
+        "id_source": prepared.identity.source,
         "photo_quality": [g.quality.passed for g in graded.photos],
     }
     if item is None:  # nothing passed the quality gate: grade the frames anyway, flag it
         item = grade_all(grader, prepared.photos)
-    ctx = DockContext(category=category, price=price or 0.0, scores=Scores.from_item_scores(item),
-                      quality_passed=graded.item is not None)
+    ctx = DockContext(
+        category=category,
+        price=price or 0.0,
+        scores=Scores.from_item_scores(item),
+        quality_passed=graded.item is not None,
+    )
     d = decide_disposition(policy, ctx)
-    result.update(grade=d.grade, grade_probs=item.grade_dict(), damage_probs=item.damage_dict(),
-                  tier=d.tier, markdown=d.markdown, flags=[f.to_dict() for f in d.flags],
-                  needs_review=d.needs_review or not prepared.identity.return_id)
+    result.update(
+        grade=d.grade,
+        grade_probs=item.grade_dict(),
+        damage_probs=item.damage_dict(),
+        tier=d.tier,
+        markdown=d.markdown,
+        flags=[f.to_dict() for f in d.flags],
+        needs_review=d.needs_review or not prepared.identity.return_id,
+    )
     if price is not None:
-        result.update(channel=d.channel, expected_recovery=round(d.expected_recovery, 2),
-                      alternatives=[_option(o) for o in d.alternatives])
+        result.update(
+            channel=d.channel,
+            expected_recovery=round(d.expected_recovery, 2),
+            alternatives=[_option(o) for o in d.alternatives],
+        )
     return result
 
 
@@ -169,10 +225,16 @@ def grade_all(grader: Any, photos: Sequence[DecodedPhoto]) -> Any:
 
     card = grader.card
     outputs = grader.model.predict_images([p.rgb for p in photos])
-    return aggregate([outputs.photo(i) for i in range(len(photos))], card.grade_labels,
-                     card.damage_labels)
+    return aggregate(
+        [outputs.photo(i) for i in range(len(photos))], card.grade_labels, card.damage_labels
+    )
 
 
 def _option(o: Any) -> dict[str, Any]:
-    return {"channel": o.channel, "eligible": o.eligible, "markdown": round(o.markdown, 4),
-            "cost": o.cost, "expected_recovery": round(o.expected_recovery, 2)}
+    return {
+        "channel": o.channel,
+        "eligible": o.eligible,
+        "markdown": round(o.markdown, 4),
+        "cost": o.cost,
+        "expected_recovery": round(o.expected_recovery, 2),
+    }

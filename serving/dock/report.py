@@ -41,23 +41,44 @@ def heat_for(grader: Any, rgb: np.ndarray, damage_probs: dict[str, float]) -> np
 class Reporter:
     """Writes ``out/labels/<key>.png``, ``out/snapshots/<key>.png`` and the result event."""
 
-    def __init__(self, events: EventLog, out_dir: Path | None, *, grader: Any = None,
-                 save_frames: bool = False) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        out_dir: Path | None,
+        *,
+        grader: Any = None,
+        save_frames: bool = False,
+    ) -> None:
         self.events = events
         self.out_dir = out_dir
         self.grader = grader  # optional: only for the heatmap in API mode
         self.save_frames = save_frames
 
-    def report(self, key: str, frames: tuple[bytes, ...], result: dict[str, Any],
-               created_at: float, *, status: int | None = None,
-               rgb: np.ndarray | None = None) -> None:
+    def report(
+        self,
+        key: str,
+        frames: tuple[bytes, ...],
+        result: dict[str, Any],
+        created_at: float,
+        *,
+        status: int | None = None,
+        rgb: np.ndarray | None = None,
+    ) -> None:
         latency_ms = round((time.time() - created_at) * 1000.0, 1)
-        self.events("result", key=key, inspection_id=result.get("inspection_id"),
-                    return_id=result.get("return_id"), status=result.get("status"),
-                    grade=result.get("grade"), tier=result.get("tier"),
-                    channel=result.get("channel"), needs_review=result.get("needs_review"),
-                    flags=[f.get("code") for f in result.get("flags", [])], http_status=status,
-                    latency_ms=latency_ms)
+        self.events(
+            "result",
+            key=key,
+            inspection_id=result.get("inspection_id"),
+            return_id=result.get("return_id"),
+            status=result.get("status"),
+            grade=result.get("grade"),
+            tier=result.get("tier"),
+            channel=result.get("channel"),
+            needs_review=result.get("needs_review"),
+            flags=[f.get("code") for f in result.get("flags", [])],
+            http_status=status,
+            latency_ms=latency_ms,
+        )
         if self.out_dir is None:
             return
         write_png(self.out_dir / "labels" / f"{key}.png", routing_label(result))
@@ -67,8 +88,11 @@ class Reporter:
         if rgb is None and frames:
             rgb = _decode(frames[0])
         if rgb is not None:
-            heat = heat_for(self.grader, rgb, result.get("damage_probs") or {}) \
-                if self.grader is not None else None
+            heat = (
+                heat_for(self.grader, rgb, result.get("damage_probs") or {})
+                if self.grader is not None
+                else None
+            )
             write_png(self.out_dir / "snapshots" / f"{key}.png", annotate(rgb, result, heat))
 
     def delivered(self, item: SpoolItem, result: dict[str, Any], status: int) -> None:
@@ -89,8 +113,17 @@ def _decode(data: bytes) -> np.ndarray | None:
 class LocalSink:
     """Standalone mode: grade and decide on the station, store as ``delivered-local``."""
 
-    def __init__(self, grader: Any, policy: Any, spool: Spool, reporter: Reporter, *,
-                 station_id: str, category: str, price: float | None) -> None:
+    def __init__(
+        self,
+        grader: Any,
+        policy: Any,
+        spool: Spool,
+        reporter: Reporter,
+        *,
+        station_id: str,
+        category: str,
+        price: float | None,
+    ) -> None:
         self.grader = grader
         self.policy = policy
         self.spool = spool
@@ -100,10 +133,17 @@ class LocalSink:
         self.price = price
 
     def submit(self, prepared: Prepared) -> None:
-        result = local_result(self.grader, self.policy, prepared, category=self.category,
-                              price=self.price)
+        result = local_result(
+            self.grader, self.policy, prepared, category=self.category, price=self.price
+        )
         result["station_id"] = self.station_id
-        self.spool.add(spool_item(prepared, self.station_id, status="delivered-local"),
-                       result=result)
-        self.reporter.report(prepared.capture.key, prepared.jpegs, result,
-                             prepared.capture.created_at, rgb=prepared.photos[0].rgb)
+        self.spool.add(
+            spool_item(prepared, self.station_id, status="delivered-local"), result=result
+        )
+        self.reporter.report(
+            prepared.capture.key,
+            prepared.jpegs,
+            result,
+            prepared.capture.created_at,
+            rgb=prepared.photos[0].rgb,
+        )

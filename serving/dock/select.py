@@ -20,8 +20,11 @@ def sharpness(bgr: np.ndarray, box: Box | None = None, measure_width: int = 480)
     region = crop(bgr, box) if box is not None else bgr
     h, w = region.shape[:2]
     if w > measure_width:
-        region = cv2.resize(region, (measure_width, max(1, round(h * measure_width / w))),
-                            interpolation=cv2.INTER_AREA)
+        region = cv2.resize(
+            region,
+            (measure_width, max(1, round(h * measure_width / w))),
+            interpolation=cv2.INTER_AREA,
+        )
     grey = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
@@ -39,8 +42,13 @@ def crop(bgr: np.ndarray, box: Box) -> np.ndarray:
     return bgr[y0:y1, x0:x1]
 
 
-def expand_box(box: Box, shape: tuple[int, ...], *, margin: float = 0.15,
-               min_size: tuple[int, int] = (480, 360)) -> Box:
+def expand_box(
+    box: Box,
+    shape: tuple[int, ...],
+    *,
+    margin: float = 0.15,
+    min_size: tuple[int, int] = (480, 360),
+) -> Box:
     """Grow an item box by ``margin`` of its size, to at least ``min_size`` pixels (w, h).
 
     The dock quality profile refuses photos smaller than its resolution bound, so the

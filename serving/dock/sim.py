@@ -70,8 +70,9 @@ class SimConfig:
         if self.width < 160 or self.height < 120 or not 1 <= self.fps <= 120 or self.items < 0:
             raise ConfigError("simulator size must be at least 160x120, fps 1-120, items >= 0")
         if self.return_ids is not None and len(self.return_ids) < self.items:
-            raise ConfigError(f"{self.items} items need {self.items} return ids, "
-                              f"got {len(self.return_ids)}")
+            raise ConfigError(
+                f"{self.items} items need {self.items} return ids, got {len(self.return_ids)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -94,25 +95,41 @@ def _ease(u: float) -> float:
     return 1.0 - (1.0 - u) ** 3
 
 
-def _item_sprite(cfg: SimConfig, i: int, rng: np.random.Generator,
-                 return_id: str) -> tuple[Sprite, dict[str, Any]]:
+def _item_sprite(
+    cfg: SimConfig, i: int, rng: np.random.Generator, return_id: str
+) -> tuple[Sprite, dict[str, Any]]:
     canvas = max(64, int(0.5 * cfg.height))
     grade = GRADES[int(rng.integers(0, len(GRADES)))]
-    info: dict[str, Any] = {"index": i, "return_id": return_id, "qr": i not in cfg.no_qr,
-                            "grade": grade}
+    info: dict[str, Any] = {
+        "index": i,
+        "return_id": return_id,
+        "qr": i not in cfg.no_qr,
+        "grade": grade,
+    }
     try:
-        from training.synth import catalog_skus, render_item, sample_state
+        from vision.synth import catalog_skus, render_item, sample_state
 
         skus = catalog_skus(cfg.seed, 2)
         sku = skus[int(rng.integers(0, len(skus)))]
         state = sample_state(sku, grade, rng)
         rgba = render_item(sku, state, rng, canvas).rgba
-        info.update(sku=sku.sku, category=sku.category, price=sku.price, grade=state.grade,
-                    damage=[[k, round(v, 3)] for k, v in state.damage], generator="training.synth")
+        info.update(
+            sku=sku.sku,
+            category=sku.category,
+            price=sku.price,
+            grade=state.grade,
+            damage=[[k, round(v, 3)] for k, v in state.damage],
+            generator="vision.synth",
+        )
     except ImportError:
         rgba = placeholder_rgba(canvas, rng, GRADES.index(grade))
-        info.update(sku=f"placeholder-{i}", category="default", price=50.0, damage=[],
-                    generator="placeholder")
+        info.update(
+            sku=f"placeholder-{i}",
+            category="default",
+            price=50.0,
+            damage=[],
+            generator="placeholder",
+        )
     module = max(3, round(cfg.height / 240))
     label = parcel_label(return_id if info["qr"] else None, module, rng)
     return make_sprite(rgba, label), info
@@ -125,8 +142,9 @@ def _offscreen(points: np.ndarray, edge: str, w: int, h: int, margin: float) -> 
     return float((points @ d).max() - bound + margin)
 
 
-def _item_shots(cfg: SimConfig, sprite: Sprite, k: int, rng: np.random.Generator,
-                t: SimTiming) -> tuple[list[Shot], dict[str, list[int]], str]:
+def _item_shots(
+    cfg: SimConfig, sprite: Sprite, k: int, rng: np.random.Generator, t: SimTiming
+) -> tuple[list[Shot], dict[str, list[int]], str]:
     W, H, fps = cfg.width, cfg.height, cfg.fps
     sh, sw = sprite.alpha.shape
     edge = ("left", "right", "bottom")[int(rng.integers(0, 3))]
@@ -147,8 +165,13 @@ def _item_shots(cfg: SimConfig, sprite: Sprite, k: int, rng: np.random.Generator
         hand = None if disp_hand is None else tuple(contact - d * disp_hand)
         return Shot(k, (round(pos[0]), round(pos[1])), hand, edge)  # type: ignore[arg-type]
 
-    phases = [("enter", _n(t.enter, fps)), ("retract", _n(t.retract, fps)),
-              ("rest", _n(t.rest, fps)), ("fetch", _n(t.fetch, fps)), ("exit", _n(t.exit, fps))]
+    phases = [
+        ("enter", _n(t.enter, fps)),
+        ("retract", _n(t.retract, fps)),
+        ("rest", _n(t.rest, fps)),
+        ("fetch", _n(t.fetch, fps)),
+        ("exit", _n(t.exit, fps)),
+    ]
     shots: list[Shot] = []
     ranges: dict[str, list[int]] = {}
     for name, n in phases:
@@ -213,16 +236,20 @@ def plan(cfg: SimConfig) -> tuple[list[Shot], list[Sprite], dict[str, Any]]:
             sprites.append(sprite)
             seg, ranges, edge = _item_shots(cfg, sprite, k, rng, t)
             shots += [Shot(s.sprite, s.pos, s.hand, s.edge, 1.0, who) for s in seg]
-            info.update(edge=edge,
-                        frames={n: [a + start, b + start] for n, (a, b) in ranges.items()})
+            info.update(
+                edge=edge, frames={n: [a + start, b + start] for n, (a, b) in ranges.items()}
+            )
             truth["items"].append(info)
         elif kind == "hand":
-            shots += [Shot(None, s.pos, s.hand, s.edge, 1.0, who)
-                      for s in _hand_pass(cfg, rng, _n(t.hand_pass, fps))]
+            shots += [
+                Shot(None, s.pos, s.hand, s.edge, 1.0, who)
+                for s in _hand_pass(cfg, rng, _n(t.hand_pass, fps))
+            ]
             truth["hands"].append([start, len(shots)])
         else:
-            shots += [Shot(gain=float(1.0 + rng.uniform(-0.14, 0.14)))
-                      for _ in range(_n(t.flicker, fps))]
+            shots += [
+                Shot(gain=float(1.0 + rng.uniform(-0.14, 0.14))) for _ in range(_n(t.flicker, fps))
+            ]
             truth["flicker"].append([start, len(shots)])
         shots += [Shot() for _ in range(_n(t.gap * rng.uniform(0.8, 1.2), fps))]
     truth["frames"] = len(shots)
@@ -256,11 +283,14 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, Any]:
     """Write the video (mp4v) and ``<out>.json`` with the ground truth; returns the truth."""
     truth, frames = render_frames(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), cfg.fps,
-                             (cfg.width, cfg.height))
+    writer = cv2.VideoWriter(
+        str(out), cv2.VideoWriter.fourcc(*"mp4v"), cfg.fps, (cfg.width, cfg.height)
+    )
     if not writer.isOpened():
-        raise ReturnLensError(f"cannot write the video {out} (OpenCV has no mp4v writer here)",
-                              code="video_write_failed")
+        raise ReturnLensError(
+            f"cannot write the video {out} (OpenCV has no mp4v writer here)",
+            code="video_write_failed",
+        )
     try:
         for frame in frames:
             writer.write(frame)
@@ -268,8 +298,14 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, Any]:
         writer.release()
     cfg_json = asdict(cfg)
     cfg_json["return_ids"] = list(cfg.return_ids) if cfg.return_ids else None
-    truth.update(video=out.name, width=cfg.width, height=cfg.height, fps=cfg.fps, seed=cfg.seed,
-                 config=cfg_json)
+    truth.update(
+        video=out.name,
+        width=cfg.width,
+        height=cfg.height,
+        fps=cfg.fps,
+        seed=cfg.seed,
+        config=cfg_json,
+    )
     sidecar_path(out).write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
     return truth
 

@@ -82,20 +82,30 @@ def parse_source(spec: str) -> SourceSpec:
         return SourceSpec("folder", str(path))
     if path.is_file():
         return SourceSpec("file", str(path))
-    raise ConfigError(f"source {spec!r} is not a camera index, a stream URL, a video file or a "
-                      "folder of frames", code="invalid_source")
+    raise ConfigError(
+        f"source {spec!r} is not a camera index, a stream URL, a video file or a folder of frames",
+        code="invalid_source",
+    )
 
 
 class CaptureReader:
     """cv2.VideoCapture over a camera index, stream URL or video file."""
 
-    def __init__(self, spec: SourceSpec, position: int = 0,
-                 timeout_ms: int = STREAM_TIMEOUT_MS) -> None:
+    def __init__(
+        self, spec: SourceSpec, position: int = 0, timeout_ms: int = STREAM_TIMEOUT_MS
+    ) -> None:
         self.spec = spec
         if spec.kind == "stream":  # a dead stream must fail a read, not hang it forever
-            self.cap = cv2.VideoCapture(str(spec.target), cv2.CAP_ANY, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+            self.cap = cv2.VideoCapture(
+                str(spec.target),
+                cv2.CAP_ANY,
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    timeout_ms,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    timeout_ms,
+                ],
+            )
         else:
             self.cap = cv2.VideoCapture(spec.target)
         if not self.cap.isOpened():
@@ -128,8 +138,9 @@ class FolderReader:
     def __init__(self, folder: str | Path, position: int = 0, fps: float | None = None) -> None:
         self.folder = Path(folder)
         try:
-            self.files = sorted(p for p in self.folder.iterdir()
-                                if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files = sorted(
+                p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            )
         except OSError as exc:
             raise SourceFailure(f"cannot list {self.folder}: {exc}") from exc
         self.position = position
@@ -161,10 +172,18 @@ EventFn = Callable[..., None]
 class ResilientSource:
     """Iterate frames forever (live) or to the end (file/folder); reconnect on failure."""
 
-    def __init__(self, opener: Opener, *, finite: bool, loop: bool = False,
-                 backoff: Backoff | None = None, sleep: Callable[[float], object] | None = None,
-                 on_event: EventFn | None = None, max_reconnects: int | None = None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        opener: Opener,
+        *,
+        finite: bool,
+        loop: bool = False,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], object] | None = None,
+        on_event: EventFn | None = None,
+        max_reconnects: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.opener = opener
         self.finite = finite
         self.loop = loop

@@ -69,8 +69,9 @@ class SpoolItem:
 class Spool:
     """A thread-safe SQLite spool file (one connection guarded by a lock)."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
-                 keep_frames: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, keep_frames: bool = False
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -96,12 +97,23 @@ class Spool:
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO inspections (key, created_at, station_id, return_id,"
                     " id_source, status, result, meta, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (item.key, item.created_at, item.station_id, item.return_id, item.id_source,
-                     item.status, json.dumps(result) if result is not None else None,
-                     json.dumps(item.meta), now))
+                    (
+                        item.key,
+                        item.created_at,
+                        item.station_id,
+                        item.return_id,
+                        item.id_source,
+                        item.status,
+                        json.dumps(result) if result is not None else None,
+                        json.dumps(item.meta),
+                        now,
+                    ),
+                )
                 if cur.rowcount and (item.status == "pending" or self.keep_frames):
-                    self._db.executemany("INSERT INTO frames (key, idx, jpeg) VALUES (?,?,?)",
-                                         [(item.key, i, f) for i, f in enumerate(item.frames)])
+                    self._db.executemany(
+                        "INSERT INTO frames (key, idx, jpeg) VALUES (?,?,?)",
+                        [(item.key, i, f) for i, f in enumerate(item.frames)],
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -113,27 +125,43 @@ class Spool:
             rows = self._db.execute(
                 "SELECT key, station_id, return_id, id_source, created_at, meta, status, attempts"
                 " FROM inspections WHERE status = 'pending' ORDER BY created_at, key LIMIT ?",
-                (limit,)).fetchall()
+                (limit,),
+            ).fetchall()
             return [self._item(row) for row in rows]
 
     def get(self, key: str) -> SpoolItem | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT key, station_id, return_id, id_source, created_at, meta, status, attempts"
-                " FROM inspections WHERE key = ?", (key,)).fetchone()
+                " FROM inspections WHERE key = ?",
+                (key,),
+            ).fetchone()
             return self._item(row) if row else None
 
     def _item(self, row: tuple[Any, ...]) -> SpoolItem:
-        frames = tuple(bytes(f) for (f,) in self._db.execute(
-            "SELECT jpeg FROM frames WHERE key = ? ORDER BY idx", (row[0],)))
-        return SpoolItem(key=row[0], station_id=row[1], return_id=row[2], id_source=row[3],
-                         created_at=row[4], meta=json.loads(row[5] or "{}"), frames=frames,
-                         status=row[6], attempts=row[7])
+        frames = tuple(
+            bytes(f)
+            for (f,) in self._db.execute(
+                "SELECT jpeg FROM frames WHERE key = ? ORDER BY idx", (row[0],)
+            )
+        )
+        return SpoolItem(
+            key=row[0],
+            station_id=row[1],
+            return_id=row[2],
+            id_source=row[3],
+            created_at=row[4],
+            meta=json.loads(row[5] or "{}"),
+            frames=frames,
+            status=row[6],
+            attempts=row[7],
+        )
 
     def result(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute("SELECT result FROM inspections WHERE key = ?",
-                                   (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT result FROM inspections WHERE key = ?", (key,)
+            ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def mark_delivered(self, key: str, http_status: int, result: dict[str, Any]) -> None:
@@ -142,16 +170,29 @@ class Spool:
     def mark_failed(self, key: str, http_status: int | None, error: str) -> None:
         self._finish(key, "failed", http_status, error, None)
 
-    def _finish(self, key: str, status: str, http_status: int | None, error: str | None,
-                result: dict[str, Any] | None) -> None:
+    def _finish(
+        self,
+        key: str,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        result: dict[str, Any] | None,
+    ) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "UPDATE inspections SET status = ?, http_status = ?, last_error = ?,"
                 " result = COALESCE(?, result), attempts = attempts + 1, updated_at = ?"
                 " WHERE key = ? AND status = 'pending'",
-                (status, http_status, error, json.dumps(result) if result is not None else None,
-                 self.clock(), key))
+                (
+                    status,
+                    http_status,
+                    error,
+                    json.dumps(result) if result is not None else None,
+                    self.clock(),
+                    key,
+                ),
+            )
             if status == "delivered" and not self.keep_frames:
                 self._db.execute("DELETE FROM frames WHERE key = ?", (key,))
             self._db.execute("COMMIT")
@@ -162,18 +203,23 @@ class Spool:
             self._db.execute(
                 "UPDATE inspections SET attempts = attempts + 1, http_status = ?,"
                 " last_error = ?, updated_at = ? WHERE key = ?",
-                (http_status, error, self.clock(), key))
+                (http_status, error, self.clock(), key),
+            )
 
     def requeue_failed(self) -> int:
         with self._lock:
             return self._db.execute(
                 "UPDATE inspections SET status = 'pending', updated_at = ? WHERE status = 'failed'",
-                (self.clock(),)).rowcount
+                (self.clock(),),
+            ).rowcount
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            found = dict(self._db.execute(
-                "SELECT status, COUNT(*) FROM inspections GROUP BY status").fetchall())
+            found = dict(
+                self._db.execute(
+                    "SELECT status, COUNT(*) FROM inspections GROUP BY status"
+                ).fetchall()
+            )
         return {s: int(found.get(s, 0)) for s in STATUSES}
 
     def keys(self, status: str | None = None) -> list[str]:
@@ -181,6 +227,8 @@ class Spool:
             if status is None:
                 rows = self._db.execute("SELECT key FROM inspections ORDER BY created_at, key")
             else:
-                rows = self._db.execute("SELECT key FROM inspections WHERE status = ?"
-                                        " ORDER BY created_at, key", (status,))
+                rows = self._db.execute(
+                    "SELECT key FROM inspections WHERE status = ? ORDER BY created_at, key",
+                    (status,),
+                )
             return [r[0] for r in rows.fetchall()]

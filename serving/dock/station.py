@@ -50,8 +50,9 @@ class StationStats:
 class Worker:
     """Runs prepare + submit for each capture on its own thread; errors are logged, counted."""
 
-    def __init__(self, preparer: Preparer, sink: Sink, events: EventLog,
-                 queue_size: int = 4) -> None:
+    def __init__(
+        self, preparer: Preparer, sink: Sink, events: EventLog, queue_size: int = 4
+    ) -> None:
         self.preparer = preparer
         self.sink = sink
         self.events = events
@@ -80,8 +81,9 @@ class Worker:
             except Exception as exc:  # one bad capture must not stop the station
                 self.errors += 1
                 log.exception("inspection %s failed", capture.key)
-                self.events("inspection_error", key=capture.key,
-                            error=f"{type(exc).__name__}: {exc}")
+                self.events(
+                    "inspection_error", key=capture.key, error=f"{type(exc).__name__}: {exc}"
+                )
 
     def close(self) -> None:
         self.queue.put(None)
@@ -91,9 +93,16 @@ class Worker:
 class Station:
     """Frame loop over a resilient source; see the module docstring."""
 
-    def __init__(self, source: ResilientSource, trigger: PresenceTrigger, worker: Worker,
-                 events: EventLog, *, k: int = 3,
-                 on_frame: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: ResilientSource,
+        trigger: PresenceTrigger,
+        worker: Worker,
+        events: EventLog,
+        *,
+        k: int = 3,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> None:
         self.source = source
         self.trigger = trigger
         self.worker = worker
@@ -132,8 +141,12 @@ class Station:
         capture = Capture(frames=tuple(f for _, _, f in best), box=update.bbox, frame_index=index)
         self.selector.clear()
         self.inspections += 1
-        self.events("triggered", key=capture.key, frame_index=index,
-                    foreground=round(update.foreground, 4),
-                    sharpness=[round(s, 1) for s, _, _ in best])
+        self.events(
+            "triggered",
+            key=capture.key,
+            frame_index=index,
+            foreground=round(update.foreground, 4),
+            sharpness=[round(s, 1) for s, _, _ in best],
+        )
         self.worker.put(capture)
         return True

@@ -62,8 +62,12 @@ class TriggerConfig:
             raise ConfigError("trigger work_width must be >= 32 and blur an odd number >= 1")
         if self.still_frames < 1 or self.empty_frames < 1:
             raise ConfigError("trigger still_frames and empty_frames must be >= 1")
-        for name in ("motion_fraction", "min_item_fraction", "background_alpha",
-                     "max_border_fraction"):
+        for name in (
+            "motion_fraction",
+            "min_item_fraction",
+            "background_alpha",
+            "max_border_fraction",
+        ):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ConfigError(f"trigger {name} must be between 0 and 1")
 
@@ -116,8 +120,11 @@ class PresenceTrigger:
         if self._bg is None or self._prev is None or self._bg.shape != small.shape:
             self._bg, self._prev = small, small
             return TriggerUpdate(self.state, False, False, 0.0, 0.0, None)
-        fg_mask = cv2.morphologyEx(_changed(small, self._bg, cfg.diff_threshold).astype(np.uint8),
-                                   cv2.MORPH_OPEN, self._kernel)
+        fg_mask = cv2.morphologyEx(
+            _changed(small, self._bg, cfg.diff_threshold).astype(np.uint8),
+            cv2.MORPH_OPEN,
+            self._kernel,
+        )
         fg = float(fg_mask.mean())
         motion = float(_changed(small, self._prev, cfg.diff_threshold).mean())
         self._prev = small
@@ -127,8 +134,9 @@ class PresenceTrigger:
         fired, still = self._step(present, moving)
         if self.state is State.EMPTY and not present:
             self._bg += cfg.background_alpha * (small - self._bg)
-        return TriggerUpdate(self.state, fired, still, fg, motion,
-                             _bbox(fg_mask) if present else None)
+        return TriggerUpdate(
+            self.state, fired, still, fg, motion, _bbox(fg_mask) if present else None
+        )
 
     def _step(self, present: bool, moving: bool) -> tuple[bool, bool]:
         """Advance the state machine; returns (fired, still-with-item)."""
@@ -165,5 +173,9 @@ def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     if xs.size == 0:
         return None
     h, w = mask.shape
-    return (float(xs.min()) / w, float(ys.min()) / h, float(xs.max() + 1) / w,
-            float(ys.max() + 1) / h)
+    return (
+        float(xs.min()) / w,
+        float(ys.min()) / h,
+        float(xs.max() + 1) / w,
+        float(ys.max() + 1) / h,
+    )

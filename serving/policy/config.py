@@ -362,8 +362,9 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
             try:
                 categories[name] = CategoryPolicy.model_validate(_merge(raw_defaults, override))
             except ValidationError as exc:
-                issues += issues_from(exc, CategoryPolicy,
-                                      _origin_fn(name, override, raw_defaults), POLICY_FORMAT)
+                issues += issues_from(
+                    exc, CategoryPolicy, _origin_fn(name, override, raw_defaults), POLICY_FORMAT
+                )
     if issues or spec is None:
         _raise(source, issues)
     assert spec is not None

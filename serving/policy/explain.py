@@ -37,11 +37,11 @@ _TYPE_WORDS = {
 }
 
 
-def issues_from(exc: ValidationError, root: type[BaseModel], where: Any,
-                policy_format: int) -> list[Issue]:
+def issues_from(
+    exc: ValidationError, root: type[BaseModel], where: Any, policy_format: int
+) -> list[Issue]:
     """One Issue per pydantic error; ``where`` maps an error location to a YAML path."""
-    return [Issue(where(err["loc"]), _describe(err, root, policy_format))
-            for err in exc.errors()]
+    return [Issue(where(err["loc"]), _describe(err, root, policy_format)) for err in exc.errors()]
 
 
 def _describe(err: Any, root: type[BaseModel], policy_format: int) -> str:

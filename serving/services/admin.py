@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.services.context import Deps
-from serving.services.errors import Conflict, Invalid, NotFound
 from serving.services.views import ROLES
 from serving.storage import repo
 from serving.storage.tables import ApiKey, CatalogItem, Customer, Order, OrderLine
@@ -30,18 +30,25 @@ from vision.types import DecodedPhoto
 KEY_PREFIX = "rlk_"
 
 
-def _field(row: dict[str, Any], name: str, i: int, *, required: bool = True,
-           max_len: int = 200) -> str | None:
+def _field(
+    row: dict[str, Any], name: str, i: int, *, required: bool = True, max_len: int = 200
+) -> str | None:
     value = row.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise Invalid(f"Row {i + 1}: the field {name!r} is required.", code="invalid_field",
-                          details={"row": i, "field": name})
+            raise Invalid(
+                f"Row {i + 1}: the field {name!r} is required.",
+                code="invalid_field",
+                details={"row": i, "field": name},
+            )
         return None
     text = str(value).strip()
     if len(text) > max_len:
-        raise Invalid(f"Row {i + 1}: {name!r} is longer than {max_len} characters.",
-                      code="invalid_field", details={"row": i, "field": name})
+        raise Invalid(
+            f"Row {i + 1}: {name!r} is longer than {max_len} characters.",
+            code="invalid_field",
+            details={"row": i, "field": name},
+        )
     return text
 
 
@@ -51,8 +58,11 @@ def _price(row: dict[str, Any], i: int) -> float:
     except (TypeError, ValueError):
         price = math.nan
     if not math.isfinite(price) or price < 0:
-        raise Invalid(f"Row {i + 1}: price must be a number >= 0.", code="invalid_field",
-                      details={"row": i, "field": "price"})
+        raise Invalid(
+            f"Row {i + 1}: price must be a number >= 0.",
+            code="invalid_field",
+            details={"row": i, "field": "price"},
+        )
     return round(price, 2)
 
 
@@ -65,9 +75,11 @@ def _when(value: Any, i: int) -> datetime | None:
         try:
             when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError as exc:
-            raise Invalid(f"Row {i + 1}: delivered_at {value!r} is not an ISO 8601 time.",
-                          code="invalid_field",
-                          details={"row": i, "field": "delivered_at"}) from exc
+            raise Invalid(
+                f"Row {i + 1}: delivered_at {value!r} is not an ISO 8601 time.",
+                code="invalid_field",
+                details={"row": i, "field": "delivered_at"},
+            ) from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -77,18 +89,29 @@ def upsert_catalog(deps: Deps, items: list[dict[str, Any]], *, actor: str = "adm
     for i, it in enumerate(items):
         ref = it.get("reference_photo")
         if ref is not None and not isinstance(ref, bytes | bytearray):
-            raise Invalid(f"Row {i + 1}: reference_photo must be image bytes.",
-                          code="invalid_field", details={"row": i, "field": "reference_photo"})
-        rows.append((_field(it, "sku", i, max_len=64), _field(it, "category", i, max_len=64),
-                     _field(it, "name", i, required=False) or "", _price(it, i),
-                     deps.grader.decode(bytes(ref)) if ref is not None else None))
+            raise Invalid(
+                f"Row {i + 1}: reference_photo must be image bytes.",
+                code="invalid_field",
+                details={"row": i, "field": "reference_photo"},
+            )
+        rows.append(
+            (
+                _field(it, "sku", i, max_len=64),
+                _field(it, "category", i, max_len=64),
+                _field(it, "name", i, required=False) or "",
+                _price(it, i),
+                deps.grader.decode(bytes(ref)) if ref is not None else None,
+            )
+        )
     refs: list[DecodedPhoto] = [r[4] for r in rows if r[4] is not None]
     embeddings: list[np.ndarray] = (
-        list(deps.grader.model.predict_images([p.rgb for p in refs]).embedding) if refs else [])
+        list(deps.grader.model.predict_images([p.rgb for p in refs]).embedding) if refs else []
+    )
     emb_iter = iter(embeddings)
     now, version = deps.now(), deps.model_version
-    stored = [(deps.photos.put(r[4].rgb), next(emb_iter)) if r[4] is not None else None
-              for r in rows]
+    stored = [
+        (deps.photos.put(r[4].rgb), next(emb_iter)) if r[4] is not None else None for r in rows
+    ]
     with deps.db.write() as s:
         for (sku, category, name, price, photo), ref_data in zip(rows, stored, strict=True):
             assert sku is not None and category is not None
@@ -100,9 +123,15 @@ def upsert_catalog(deps: Deps, items: list[dict[str, Any]], *, actor: str = "adm
                 row.reference_model_version = version
                 row.reference_phash = phash_hex(phash(photo.rgb))
             s.add(row)
-        repo.append_audit(s, at=now, actor=actor, action="catalog_upserted",
-                          subject_type="catalog", subject_id="catalog",
-                          payload={"skus": [r[0] for r in rows][:1000], "count": len(rows)})
+        repo.append_audit(
+            s,
+            at=now,
+            actor=actor,
+            action="catalog_upserted",
+            subject_type="catalog",
+            subject_id="catalog",
+            payload={"skus": [r[0] for r in rows][:1000], "count": len(rows)},
+        )
     return len(rows)
 
 
@@ -110,8 +139,9 @@ def set_reference_photo(deps: Deps, sku: str, data: bytes, *, actor: str = "admi
     """Replace one SKU's reference photo (decoded, embedded and stored like upserts)."""
     with deps.db.read() as s:
         if s.get(CatalogItem, sku) is None:
-            raise NotFound(f"There is no SKU {sku!r} in the catalog.", code="unknown_sku",
-                           details={"sku": sku})
+            raise NotFound(
+                f"There is no SKU {sku!r} in the catalog.", code="unknown_sku", details={"sku": sku}
+            )
     photo = deps.grader.decode(data)
     embedding = deps.grader.embed(photo)
     digest = deps.photos.put(photo.rgb)
@@ -125,8 +155,15 @@ def set_reference_photo(deps: Deps, sku: str, data: bytes, *, actor: str = "admi
         row.reference_model_version = deps.model_version
         row.reference_phash = phash_hex(phash(photo.rgb))
         row.updated_at = now
-        repo.append_audit(s, at=now, actor=actor, action="reference_photo_set",
-                          subject_type="catalog", subject_id=sku, payload={"digest": digest})
+        repo.append_audit(
+            s,
+            at=now,
+            actor=actor,
+            action="reference_photo_set",
+            subject_type="catalog",
+            subject_id=sku,
+            payload={"digest": digest},
+        )
 
 
 def upsert_orders(deps: Deps, orders: list[dict[str, Any]], *, actor: str = "admin") -> int:
@@ -142,17 +179,24 @@ def upsert_orders(deps: Deps, orders: list[dict[str, Any]], *, actor: str = "adm
             price, delivered = _price(o, i), _when(o.get("delivered_at"), i)
             assert order_id is not None and customer_id is not None and sku is not None
             if s.get(CatalogItem, sku) is None:
-                raise NotFound(f"Row {i + 1}: unknown SKU {sku!r}; upsert the catalog first.",
-                               code="unknown_sku", details={"row": i, "sku": sku})
+                raise NotFound(
+                    f"Row {i + 1}: unknown SKU {sku!r}; upsert the catalog first.",
+                    code="unknown_sku",
+                    details={"row": i, "sku": sku},
+                )
             customer = s.get(Customer, customer_id) or Customer(id=customer_id, created_at=now)
             customer.email = email or customer.email
             s.add(customer)
             s.flush()  # parent rows first: there are no ORM relationships to order them
-            order = s.get(Order, order_id) or Order(id=order_id, created_at=now,
-                                                    customer_id=customer_id)
+            order = s.get(Order, order_id) or Order(
+                id=order_id, created_at=now, customer_id=customer_id
+            )
             if order.customer_id != customer_id:
-                raise Invalid(f"Row {i + 1}: order {order_id!r} belongs to another customer.",
-                              code="invalid_field", details={"row": i, "field": "customer_id"})
+                raise Invalid(
+                    f"Row {i + 1}: order {order_id!r} belongs to another customer.",
+                    code="invalid_field",
+                    details={"row": i, "field": "customer_id"},
+                )
             order.delivered_at = delivered
             s.add(order)
             s.flush()
@@ -160,9 +204,15 @@ def upsert_orders(deps: Deps, orders: list[dict[str, Any]], *, actor: str = "adm
             line.price = price
             line.quantity = int(o.get("quantity") or 1)
             s.add(line)
-        repo.append_audit(s, at=now, actor=actor, action="orders_upserted",
-                          subject_type="orders", subject_id="orders",
-                          payload={"count": len(orders)})
+        repo.append_audit(
+            s,
+            at=now,
+            actor=actor,
+            action="orders_upserted",
+            subject_type="orders",
+            subject_id="orders",
+            payload={"count": len(orders)},
+        )
     return len(orders)
 
 
@@ -173,21 +223,41 @@ def hash_key(key: str) -> str:
 def create_api_key(deps: Deps, name: str, role: str, *, actor: str = "admin") -> str:
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise Invalid("A key name of 1 to 100 characters is required.", code="invalid_field",
-                      details={"field": "name"})
+        raise Invalid(
+            "A key name of 1 to 100 characters is required.",
+            code="invalid_field",
+            details={"field": "name"},
+        )
     if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}.", code="invalid_field",
-                      details={"field": "role", "allowed": list(ROLES)})
+        raise Invalid(
+            f"role must be one of {', '.join(ROLES)}.",
+            code="invalid_field",
+            details={"field": "role", "allowed": list(ROLES)},
+        )
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     now = deps.now()
     with deps.db.write() as s:
         if s.scalars(select(ApiKey).where(ApiKey.name == name)).first() is not None:
             raise Conflict(f"An API key named {name!r} already exists.", code="name_taken")
-        s.add(ApiKey(id=repo.new_id("key"), name=name, role=role, key_hash=hash_key(key),
-                     prefix=key[:10], created_at=now))
-        repo.append_audit(s, at=now, actor=actor, action="api_key_created",
-                          subject_type="api_key", subject_id=name,
-                          payload={"role": role, "prefix": key[:10]})
+        s.add(
+            ApiKey(
+                id=repo.new_id("key"),
+                name=name,
+                role=role,
+                key_hash=hash_key(key),
+                prefix=key[:10],
+                created_at=now,
+            )
+        )
+        repo.append_audit(
+            s,
+            at=now,
+            actor=actor,
+            action="api_key_created",
+            subject_type="api_key",
+            subject_id=name,
+            payload={"role": role, "prefix": key[:10]},
+        )
     return key
 
 
@@ -197,8 +267,7 @@ def authenticate_key(deps: Deps, key: str) -> tuple[str, str] | None:
     digest = hash_key(key)
     with deps.db.read() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash,
-                                                                              digest):
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row.name, row.role
 
@@ -211,15 +280,30 @@ def revoke_api_key(deps: Deps, name: str, *, actor: str = "admin") -> None:
             raise NotFound(f"There is no API key named {name!r}.", code="not_found")
         if row.revoked_at is None:
             row.revoked_at = now
-            repo.append_audit(s, at=now, actor=actor, action="api_key_revoked",
-                              subject_type="api_key", subject_id=name, payload={})
+            repo.append_audit(
+                s,
+                at=now,
+                actor=actor,
+                action="api_key_revoked",
+                subject_type="api_key",
+                subject_id=name,
+                payload={},
+            )
 
 
 def list_catalog(deps: Deps) -> list[dict[str, Any]]:
     with deps.db.read() as s:
         rows = s.scalars(select(CatalogItem).order_by(CatalogItem.sku)).all()
-        return [{"sku": r.sku, "category": r.category, "name": r.name, "price": r.price,
-                 "reference_digest": r.reference_digest} for r in rows]
+        return [
+            {
+                "sku": r.sku,
+                "category": r.category,
+                "name": r.name,
+                "price": r.price,
+                "reference_digest": r.reference_digest,
+            }
+            for r in rows
+        ]
 
 
 def catalog_reference(deps: Deps, sku: str) -> tuple[bytes, str]:

@@ -39,8 +39,11 @@ class Deps:
     # Helper threads for a request's I/O that can overlap its CPU work (the context read
     # while photos decode, photo-file writes while they are graded). Tasks never wait on
     # this pool themselves, so a small fixed size cannot deadlock.
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        max_workers=8, thread_name_prefix="returnlens-io"))
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="returnlens-io"
+        )
+    )
 
     def now(self) -> datetime:
         """The injected clock's time as aware UTC (a naive clock is a programming error)."""

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from serving.services.views import DecisionView, InspectionView, PhotoView, ReviewView
+from serving.storage.label_order import stored_label_order
 from serving.storage.tables import Decision, Inspection, Photo, Review
 from vision.types import PhotoScores
 
@@ -22,8 +23,12 @@ def probs_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
     return {k: _r(v) for k, v in zip(labels, values, strict=True)}
 
 
-def photo_scores_json(scores: PhotoScores, grade_labels: Sequence[str],
-                      damage_labels: Sequence[str], model_version: str) -> dict[str, Any]:
+def photo_scores_json(
+    scores: PhotoScores,
+    grade_labels: Sequence[str],
+    damage_labels: Sequence[str],
+    model_version: str,
+) -> dict[str, Any]:
     """Everything needed to explain, re-aggregate and draw heatmaps without the model.
 
     The label lists are stored explicitly because the rows of ``damage_cam`` follow the
@@ -41,8 +46,9 @@ def photo_scores_json(scores: PhotoScores, grade_labels: Sequence[str],
     }
 
 
-def photo_scores_from_json(data: dict[str, Any], grade_labels: Sequence[str],
-                           damage_labels: Sequence[str]) -> PhotoScores:
+def photo_scores_from_json(
+    data: dict[str, Any], grade_labels: Sequence[str], damage_labels: Sequence[str]
+) -> PhotoScores:
     return PhotoScores(
         grade_probs=np.array([data["grade_probs"][k] for k in grade_labels], np.float32),
         damage_probs=np.array([data["damage_probs"][k] for k in damage_labels], np.float32),
@@ -51,67 +57,83 @@ def photo_scores_from_json(data: dict[str, Any], grade_labels: Sequence[str],
     )
 
 
-def stored_label_order(scores: dict[str, Any], *, fallback: Sequence[str] | None = None,
-                       kind: str = "damage") -> tuple[str, ...] | None:
-    """The ``kind`` ("grade" | "damage") labels of stored photo scores in model order.
-
-    Scores written since the lists were stored carry them; for older rows ``fallback``
-    (e.g. the current model card's list, when it names the same labels) is used, and
-    without one None: the probability dict's key order is not trustworthy on PostgreSQL.
-    """
-    probs: dict[str, float] = scores.get(f"{kind}_probs") or {}
-    stored = scores.get(f"{kind}_labels")
-    if isinstance(stored, list) and set(stored) == set(probs):
-        return tuple(str(x) for x in stored)
-    if fallback is not None and set(fallback) == set(probs):
-        return tuple(fallback)
-    return None
-
-
 def _ordered(probs: dict[str, float], order: Sequence[str] | None) -> dict[str, float]:
     return {k: probs[k] for k in order} if order is not None else dict(probs)
 
 
 def photo_view(row: Photo) -> PhotoView:
-    grade_probs = _ordered(row.scores.get("grade_probs") or {},
-                           stored_label_order(row.scores, kind="grade"))
+    grade_probs = _ordered(
+        row.scores.get("grade_probs") or {}, stored_label_order(row.scores, kind="grade")
+    )
     damage_order = stored_label_order(row.scores)
     damage_probs = _ordered(row.scores.get("damage_probs") or {}, damage_order)
     grade = max(grade_probs, key=lambda k: grade_probs[k]) if grade_probs else None
     labels = ("grade", *damage_probs) if row.scores.get("damage_cam") else ()
-    return PhotoView(photo_id=row.id, digest=row.digest, index=row.position,
-                     quality=dict(row.quality), grade=grade, grade_probs=grade_probs,
-                     damage_probs=damage_probs, heatmap_labels=tuple(labels))
+    return PhotoView(
+        photo_id=row.id,
+        digest=row.digest,
+        index=row.position,
+        quality=dict(row.quality),
+        grade=grade,
+        grade_probs=grade_probs,
+        damage_probs=damage_probs,
+        heatmap_labels=tuple(labels),
+    )
 
 
 def decision_view(row: Decision) -> DecisionView:
     return DecisionView(
-        decision_id=row.id, outcome=row.outcome, flags=list(row.flags), grade=row.grade,
-        confidence=row.confidence, grade_probs=dict(row.grade_probs),
-        damage_probs=dict(row.damage_probs), shopper_message=row.shopper_message,
-        model_version=row.model_version, policy_version=row.policy_version,
-        created_at=row.created_at, photo_ids=tuple(row.photo_ids), sequence=row.sequence,
+        decision_id=row.id,
+        outcome=row.outcome,
+        flags=list(row.flags),
+        grade=row.grade,
+        confidence=row.confidence,
+        grade_probs=dict(row.grade_probs),
+        damage_probs=dict(row.damage_probs),
+        shopper_message=row.shopper_message,
+        model_version=row.model_version,
+        policy_version=row.policy_version,
+        created_at=row.created_at,
+        photo_ids=tuple(row.photo_ids),
+        sequence=row.sequence,
     )
 
 
 def inspection_view(row: Inspection, *, replayed: bool = False) -> InspectionView:
     return InspectionView(
-        inspection_id=row.id, return_id=row.return_id, status=row.status, grade=row.grade,
-        grade_probs=dict(row.grade_probs), damage_probs=dict(row.damage_probs), tier=row.tier,
-        markdown=row.markdown, channel=row.channel, expected_recovery=row.expected_recovery,
-        alternatives=list(row.alternatives), flags=list(row.flags),
-        needs_review=row.needs_review, model_version=row.model_version,
-        policy_version=row.policy_version, created_at=row.created_at,
-        photo_ids=tuple(row.photo_ids), replayed=replayed,
-        claimed_return_id=row.claimed_return_id, station_id=row.station_id,
+        inspection_id=row.id,
+        return_id=row.return_id,
+        status=row.status,
+        grade=row.grade,
+        grade_probs=dict(row.grade_probs),
+        damage_probs=dict(row.damage_probs),
+        tier=row.tier,
+        markdown=row.markdown,
+        channel=row.channel,
+        expected_recovery=row.expected_recovery,
+        alternatives=list(row.alternatives),
+        flags=list(row.flags),
+        needs_review=row.needs_review,
+        model_version=row.model_version,
+        policy_version=row.policy_version,
+        created_at=row.created_at,
+        photo_ids=tuple(row.photo_ids),
+        replayed=replayed,
+        claimed_return_id=row.claimed_return_id,
+        station_id=row.station_id,
         shopper_grade=row.shopper_grade,
     )
 
 
 def review_view(row: Review) -> ReviewView:
     return ReviewView(
-        review_id=row.id, subject_type=row.subject_type, subject_id=row.subject_id,
-        reviewer=row.reviewer, verdict=row.verdict, grade=row.grade,
-        damage=tuple(row.damage) if row.damage is not None else None, note=row.note,
+        review_id=row.id,
+        subject_type=row.subject_type,
+        subject_id=row.subject_id,
+        reviewer=row.reviewer,
+        verdict=row.verdict,
+        grade=row.grade,
+        damage=tuple(row.damage) if row.damage is not None else None,
+        note=row.note,
         created_at=row.created_at,
     )

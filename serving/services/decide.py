@@ -45,35 +45,65 @@ def scores_of(item: ItemScores | None) -> Scores | None:
     return Scores.from_item_scores(item) if item is not None else None
 
 
-def precheck(policy: Policy, *, category: str, sku: str, price: float, reason: str,
-             delivered_at: datetime, now: datetime) -> list[Flag]:
+def precheck(
+    policy: Policy,
+    *,
+    category: str,
+    sku: str,
+    price: float,
+    reason: str,
+    delivered_at: datetime,
+    now: datetime,
+) -> list[Flag]:
     """Reject flags knowable before any photo: the return window and the category.
 
     Runs the real engine with no photos and keeps only these flags, so the rule lives in
     the policy alone.
     """
-    ctx = ReturnContext(category=category, sku=sku, price=price, reason=reason,
-                        delivered_at=delivered_at, now=now, photos=())
+    ctx = ReturnContext(
+        category=category,
+        sku=sku,
+        price=price,
+        reason=reason,
+        delivered_at=delivered_at,
+        now=now,
+        photos=(),
+    )
     decision = decide_return(policy, ctx)
     return [f for f in decision.flags if f.code in PRECHECK_CODES and f.effect == "reject"]
 
 
 def shopper_decision(
-    policy: Policy, *, category: str, sku: str, price: float, reason: str,
-    delivered_at: datetime, now: datetime,
-    photos: Sequence[PhotoQuality], item: ItemScores | None,
-    history_times: Sequence[datetime], rejected_returns: int,
-    similarity: float | None, reused: tuple[int, str, str] | None, previous_retakes: int,
+    policy: Policy,
+    *,
+    category: str,
+    sku: str,
+    price: float,
+    reason: str,
+    delivered_at: datetime,
+    now: datetime,
+    photos: Sequence[PhotoQuality],
+    item: ItemScores | None,
+    history_times: Sequence[datetime],
+    rejected_returns: int,
+    similarity: float | None,
+    reused: tuple[int, str, str] | None,
+    previous_retakes: int,
 ) -> ShopperDecision:
     """``photos``: the quality verdict of every photo the decision considers;
     ``reused``: (Hamming distance, other return id, other photo id) of the nearest hash."""
     ctx = ReturnContext(
-        category=category, sku=sku, price=price, reason=reason, delivered_at=delivered_at,
+        category=category,
+        sku=sku,
+        price=price,
+        reason=reason,
+        delivered_at=delivered_at,
         now=now,
         photos=tuple(photos),
         scores=scores_of(item),
-        history=CustomerHistory(return_times=tuple(history_times),
-                                rejected_returns=rejected_returns),
+        history=CustomerHistory(
+            return_times=tuple(history_times), rejected_returns=rejected_returns
+        ),
         similarity=similarity,
         reused_photo=ReusedPhoto(reused[0], reused[1], reused[2]) if reused else None,
         previous_retakes=previous_retakes,
@@ -81,10 +111,22 @@ def shopper_decision(
     return decide_return(policy, ctx)
 
 
-def dock_disposition(policy: Policy, *, category: str, price: float, item: ItemScores,
-                     shopper_grade: str | None, quality_passed: bool) -> DockDisposition:
-    ctx = DockContext(category=category, price=price, scores=Scores.from_item_scores(item),
-                      shopper_grade=shopper_grade, quality_passed=quality_passed)
+def dock_disposition(
+    policy: Policy,
+    *,
+    category: str,
+    price: float,
+    item: ItemScores,
+    shopper_grade: str | None,
+    quality_passed: bool,
+) -> DockDisposition:
+    ctx = DockContext(
+        category=category,
+        price=price,
+        scores=Scores.from_item_scores(item),
+        shopper_grade=shopper_grade,
+        quality_passed=quality_passed,
+    )
     return decide_disposition(policy, ctx)
 
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
 from serving.services import decide
 from serving.services.context import MAX_PHOTOS_PER_INSPECTION, Deps
 from serving.services.convert import inspection_view, probs_dict
-from serving.services.errors import Conflict, Invalid, NotFound
 from serving.services.facts import photo_row
 from serving.services.views import InspectionRequest, InspectionView
 from serving.storage import repo
@@ -44,25 +44,35 @@ def fingerprint(return_id: str | None, photo_sha256: list[str]) -> str:
 
 def _validate(req: InspectionRequest) -> None:
     if not req.idempotency_key or len(req.idempotency_key) > MAX_KEY:
-        raise Invalid(f"An idempotency key of 1 to {MAX_KEY} characters is required.",
-                      code="invalid_field", details={"field": "idempotency_key"})
+        raise Invalid(
+            f"An idempotency key of 1 to {MAX_KEY} characters is required.",
+            code="invalid_field",
+            details={"field": "idempotency_key"},
+        )
     if not req.station_id or len(req.station_id) > MAX_STATION:
-        raise Invalid(f"A station id of 1 to {MAX_STATION} characters is required.",
-                      code="invalid_field", details={"field": "station_id"})
+        raise Invalid(
+            f"A station id of 1 to {MAX_STATION} characters is required.",
+            code="invalid_field",
+            details={"field": "station_id"},
+        )
     if not req.photos:
         raise Invalid("Add at least one photo.", code="no_photos")
     if len(req.photos) > MAX_PHOTOS_PER_INSPECTION:
-        raise Invalid(f"An inspection takes at most {MAX_PHOTOS_PER_INSPECTION} photos.",
-                      code="too_many_photos",
-                      details={"uploaded": len(req.photos),
-                               "max_photos": MAX_PHOTOS_PER_INSPECTION})
+        raise Invalid(
+            f"An inspection takes at most {MAX_PHOTOS_PER_INSPECTION} photos.",
+            code="too_many_photos",
+            details={"uploaded": len(req.photos), "max_photos": MAX_PHOTOS_PER_INSPECTION},
+        )
 
 
 def _replay(row: Inspection, fp: str) -> InspectionView:
     if row.request_fingerprint != fp:
-        raise Conflict("This idempotency key was already used for a different inspection "
-                       "(other photos or another return).", code="idempotency_conflict",
-                       details={"inspection_id": row.id})
+        raise Conflict(
+            "This idempotency key was already used for a different inspection "
+            "(other photos or another return).",
+            code="idempotency_conflict",
+            details={"inspection_id": row.id},
+        )
     return inspection_view(row, replayed=True)
 
 
@@ -106,12 +116,19 @@ def _item(deps: Deps, result: GradeResult) -> tuple[ItemScores, bool]:
     if result.item is not None:
         return result.item, True
     card = deps.dock_grader.card
-    return aggregate([g.scores for g in result.photos], card.grade_labels,
-                     card.damage_labels), False
+    return aggregate(
+        [g.scores for g in result.photos], card.grade_labels, card.damage_labels
+    ), False
 
 
-def _build(deps: Deps, req: InspectionRequest, claimed: str | None, fp: str,
-           result: GradeResult, now: datetime) -> Inspection:
+def _build(
+    deps: Deps,
+    req: InspectionRequest,
+    claimed: str | None,
+    fp: str,
+    result: GradeResult,
+    now: datetime,
+) -> Inspection:
     item, quality_passed = _item(deps, result)
     card = deps.dock_grader.card
     with deps.db.read() as s:
@@ -122,32 +139,61 @@ def _build(deps: Deps, req: InspectionRequest, claimed: str | None, fp: str,
     fields: dict[str, Any] = {}
     if ret is not None and line is not None and cat is not None:
         shopper_grade = latest.grade if latest else None
-        disp = decide.dock_disposition(deps.policy, category=cat.category,
-                                       price=float(line.price), item=item,
-                                       shopper_grade=shopper_grade,
-                                       quality_passed=quality_passed)
-        fields = dict(status="matched", return_id=ret.id,
-                      shopper_decision_id=latest.id if latest else None,
-                      shopper_grade=shopper_grade, tier=disp.tier, markdown=disp.markdown,
-                      channel=disp.channel,
-                      expected_recovery=round(float(disp.expected_recovery), 2),
-                      alternatives=[a.to_dict() for a in disp.alternatives],
-                      flags=[f.to_dict() for f in disp.flags], needs_review=disp.needs_review,
-                      policy_version=disp.policy_version)
+        disp = decide.dock_disposition(
+            deps.policy,
+            category=cat.category,
+            price=float(line.price),
+            item=item,
+            shopper_grade=shopper_grade,
+            quality_passed=quality_passed,
+        )
+        fields = dict(
+            status="matched",
+            return_id=ret.id,
+            shopper_decision_id=latest.id if latest else None,
+            shopper_grade=shopper_grade,
+            tier=disp.tier,
+            markdown=disp.markdown,
+            channel=disp.channel,
+            expected_recovery=round(float(disp.expected_recovery), 2),
+            alternatives=[a.to_dict() for a in disp.alternatives],
+            flags=[f.to_dict() for f in disp.flags],
+            needs_review=disp.needs_review,
+            policy_version=disp.policy_version,
+        )
     else:
         tier, markdown = decide.tier_for(deps.policy, DEFAULT_CATEGORY, item.grade)
-        fields = dict(status="unmatched", return_id=None, shopper_decision_id=None,
-                      shopper_grade=None, tier=tier, markdown=markdown, channel=None,
-                      expected_recovery=None, alternatives=[], flags=[_unmatched_flag(claimed)],
-                      needs_review=True, policy_version=deps.policy.version)
+        fields = dict(
+            status="unmatched",
+            return_id=None,
+            shopper_decision_id=None,
+            shopper_grade=None,
+            tier=tier,
+            markdown=markdown,
+            channel=None,
+            expected_recovery=None,
+            alternatives=[],
+            flags=[_unmatched_flag(claimed)],
+            needs_review=True,
+            policy_version=deps.policy.version,
+        )
     return Inspection(
-        id=repo.new_id("ins"), idempotency_key=req.idempotency_key, request_fingerprint=fp,
-        station_id=req.station_id, claimed_return_id=claimed, grading_id=repo.new_id("grd"),
-        grade=item.grade, confidence=round(item.confidence, 6),
+        id=repo.new_id("ins"),
+        idempotency_key=req.idempotency_key,
+        request_fingerprint=fp,
+        station_id=req.station_id,
+        claimed_return_id=claimed,
+        grading_id=repo.new_id("grd"),
+        grade=item.grade,
+        confidence=round(item.confidence, 6),
         grade_probs=probs_dict(card.grade_labels, item.grade_probs),
         damage_probs=probs_dict(card.damage_labels, item.damage_probs),
         review_status="pending" if fields["needs_review"] else "none",
-        model_version=result.model_version, created_at=now, photo_ids=[], **fields)
+        model_version=result.model_version,
+        created_at=now,
+        photo_ids=[],
+        **fields,
+    )
 
 
 def _unmatched_flag(claimed: str | None) -> dict[str, Any]:
@@ -155,42 +201,96 @@ def _unmatched_flag(claimed: str | None) -> dict[str, Any]:
         message = "The parcel has no readable return label; match it to a return by hand."
         code = "no_return_label"
     else:
-        message = (f"The label names return {claimed!r}, which does not exist; "
-                   "match the parcel to a return by hand.")
+        message = (
+            f"The label names return {claimed!r}, which does not exist; "
+            "match the parcel to a return by hand."
+        )
         code = "unknown_return"
-    return {"code": code, "message": message, "effect": "review",
-            "evidence": {"claimed_return_id": claimed}}
+    return {
+        "code": code,
+        "message": message,
+        "effect": "review",
+        "evidence": {"claimed_return_id": claimed},
+    }
 
 
-def _store(s: Any, deps: Deps, row: Inspection, result: GradeResult, digests: list[str],
-           now: datetime) -> None:
+def _store(
+    s: Any, deps: Deps, row: Inspection, result: GradeResult, digests: list[str], now: datetime
+) -> None:
     card = deps.dock_grader.card
     ids = [repo.new_id("pho") for _ in result.photos]
     usable = [pid for pid, g in zip(ids, result.photos, strict=True) if g.quality.passed]
     row.photo_ids = ids
-    s.add(Grading(id=row.grading_id, subject_type="inspection", subject_id=row.id,
-                  profile=deps.dock_grader.profile, model_version=row.model_version,
-                  grade=row.grade, confidence=row.confidence, grade_probs=row.grade_probs,
-                  damage_probs=row.damage_probs,
-                  embedding=None if result.item is None
-                  else [round(float(v), 6) for v in result.item.embedding],
-                  photo_ids=ids, usable_photo_ids=usable, created_at=now))
+    s.add(
+        Grading(
+            id=row.grading_id,
+            subject_type="inspection",
+            subject_id=row.id,
+            profile=deps.dock_grader.profile,
+            model_version=row.model_version,
+            grade=row.grade,
+            confidence=row.confidence,
+            grade_probs=row.grade_probs,
+            damage_probs=row.damage_probs,
+            embedding=None
+            if result.item is None
+            else [round(float(v), 6) for v in result.item.embedding],
+            photo_ids=ids,
+            usable_photo_ids=usable,
+            created_at=now,
+        )
+    )
     s.flush()
     s.add(row)
     s.flush()  # the key's UNIQUE constraint fires here for a racing duplicate
-    s.add_all([
-        photo_row(pid, g.photo, g.quality.to_dict(), g.phash, g.scores, digest, i,
-                  card.grade_labels, card.damage_labels, row.model_version, now,
-                  role="dock", inspection_id=row.id)
-        for i, (pid, g, digest) in enumerate(zip(ids, result.photos, digests, strict=True))
-    ])
-    payload = {"inspection_id": row.id, "status": row.status, "return_id": row.return_id,
-               "claimed_return_id": row.claimed_return_id, "grade": row.grade,
-               "channel": row.channel, "flags": [f["code"] for f in row.flags],
-               "model_version": row.model_version, "policy_version": row.policy_version}
+    s.add_all(
+        [
+            photo_row(
+                pid,
+                g.photo,
+                g.quality.to_dict(),
+                g.phash,
+                g.scores,
+                digest,
+                i,
+                card.grade_labels,
+                card.damage_labels,
+                row.model_version,
+                now,
+                role="dock",
+                inspection_id=row.id,
+            )
+            for i, (pid, g, digest) in enumerate(zip(ids, result.photos, digests, strict=True))
+        ]
+    )
+    payload = {
+        "inspection_id": row.id,
+        "status": row.status,
+        "return_id": row.return_id,
+        "claimed_return_id": row.claimed_return_id,
+        "grade": row.grade,
+        "channel": row.channel,
+        "flags": [f["code"] for f in row.flags],
+        "model_version": row.model_version,
+        "policy_version": row.policy_version,
+    }
     actor = f"station:{row.station_id}"
-    repo.append_audit(s, at=now, actor=actor, action="dock_inspected",
-                      subject_type="inspection", subject_id=row.id, payload=payload)
+    repo.append_audit(
+        s,
+        at=now,
+        actor=actor,
+        action="dock_inspected",
+        subject_type="inspection",
+        subject_id=row.id,
+        payload=payload,
+    )
     if row.return_id is not None:
-        repo.append_audit(s, at=now, actor=actor, action="dock_inspected",
-                          subject_type="return", subject_id=row.return_id, payload=payload)
+        repo.append_audit(
+            s,
+            at=now,
+            actor=actor,
+            action="dock_inspected",
+            subject_type="return",
+            subject_id=row.return_id,
+            payload=payload,
+        )

@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
+from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
 from serving.services import decide
 from serving.services.context import OPEN_STATUSES, Deps
@@ -24,7 +25,6 @@ from serving.services.convert import (
     photo_scores_json,
     probs_dict,
 )
-from serving.services.errors import Conflict, Invalid, NotFound
 from serving.storage import repo
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo
@@ -87,31 +87,44 @@ def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadCont
         line = repo.order_line(s, ret.order_id, ret.sku)
         item = repo.get_catalog_item(s, ret.sku)
         if order is None or line is None or item is None:
-            raise NotFound("The order line of this return no longer exists.",
-                           code="unknown_order")
+            raise NotFound("The order line of this return no longer exists.", code="unknown_order")
         if order.delivered_at is None:
-            raise Invalid(f"Order {ret.order_id!r} has not been delivered yet.",
-                          code="not_delivered")
+            raise Invalid(
+                f"Order {ret.order_id!r} has not been delivered yet.", code="not_delivered"
+            )
         existing = list(repo.return_photos(s, return_id))
         decisions = repo.return_decisions(s, return_id)
         since = now - decide.history_window(deps.policy)
         history = repo.customer_returns_since(s, ret.customer_id, since, return_id)
         rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
         deps.phash_index.refresh(s)
-        earlier = [p for p in existing if p.quality.get("passed")
-                   and p.scores.get("model_version") == card.model_version]
+        earlier = [
+            p
+            for p in existing
+            if p.quality.get("passed") and p.scores.get("model_version") == card.model_version
+        ]
         ctx = UploadContext(
-            return_id=return_id, status=ret.status, customer_id=ret.customer_id, sku=ret.sku,
-            category=item.category, price=float(line.price), reason=ret.reason,
-            delivered_at=order.delivered_at, existing_count=len(existing),
+            return_id=return_id,
+            status=ret.status,
+            customer_id=ret.customer_id,
+            sku=ret.sku,
+            category=item.category,
+            price=float(line.price),
+            reason=ret.reason,
+            delivered_at=order.delivered_at,
+            existing_count=len(existing),
             known_sha256=tuple(p.upload_sha256 for p in existing),
             max_sequence=max((d.sequence for d in decisions), default=0),
             previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
             earlier_usable_ids=tuple(p.id for p in earlier),
-            earlier_scores=tuple(photo_scores_from_json(p.scores, card.grade_labels,
-                                                        card.damage_labels) for p in earlier),
-            history_times=tuple(r.created_at for r in history), rejected_returns=rejected,
-            reference=None)
+            earlier_scores=tuple(
+                photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels)
+                for p in earlier
+            ),
+            history_times=tuple(r.created_at for r in history),
+            rejected_returns=rejected,
+            reference=None,
+        )
     # Outside the session: a stale reference embedding runs the model.
     return replace(ctx, reference=_reference_embedding(deps, item))
 
@@ -122,17 +135,26 @@ def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> 
     new_ids = tuple(repo.new_id("pho") for _ in result.photos)
     usable = [*ctx.earlier_scores, *(g.scores for g in result.photos if g.quality.passed)]
     combined = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
-    qualities = tuple(PhotoQuality(passed=True, photo_id=pid)
-                      for pid in ctx.earlier_usable_ids) + tuple(
+    qualities = tuple(
+        PhotoQuality(passed=True, photo_id=pid) for pid in ctx.earlier_usable_ids
+    ) + tuple(
         PhotoQuality.from_report(g.quality, photo_id=pid)
-        for pid, g in zip(new_ids, result.photos, strict=True))
-    similarity = (cosine_similarity(combined.embedding, ctx.reference)
-                  if combined is not None and ctx.reference is not None else None)
+        for pid, g in zip(new_ids, result.photos, strict=True)
+    )
+    similarity = (
+        cosine_similarity(combined.embedding, ctx.reference)
+        if combined is not None and ctx.reference is not None
+        else None
+    )
     shared = {f.name: getattr(ctx, f.name) for f in fields(ReturnFacts)}
     return UploadFacts(
-        **shared, new_photo_ids=new_ids, photo_qualities=qualities, item=combined,
+        **shared,
+        new_photo_ids=new_ids,
+        photo_qualities=qualities,
+        item=combined,
         similarity=similarity,
-        reused=deps.phash_index.nearest([g.phash for g in result.photos], ctx.return_id))
+        reused=deps.phash_index.nearest([g.phash for g in result.photos], ctx.return_id),
+    )
 
 
 def _reference_embedding(deps: Deps, item: CatalogItem) -> np.ndarray | None:
@@ -153,9 +175,15 @@ def _reference_embedding(deps: Deps, item: CatalogItem) -> np.ndarray | None:
     return cached
 
 
-def store_upload(s: Session, deps: Deps, f: UploadFacts, result: GradeResult,
-                 decision: ShopperDecision, digests: list[str],
-                 now: datetime) -> tuple[list[Photo], Decision]:
+def store_upload(
+    s: Session,
+    deps: Deps,
+    f: UploadFacts,
+    result: GradeResult,
+    decision: ShopperDecision,
+    digests: list[str],
+    now: datetime,
+) -> tuple[list[Photo], Decision]:
     """Re-check under the return's row lock, then insert everything of one upload."""
     ret = repo.get_return(s, f.return_id, lock=True)
     if ret is None:
@@ -163,53 +191,100 @@ def store_upload(s: Session, deps: Deps, f: UploadFacts, result: GradeResult,
     if ret.status not in OPEN_STATUSES:
         raise Conflict(f"Return {ret.id} is already {ret.status}.", code="already_decided")
     existing = repo.return_photos(s, f.return_id)
-    if (len(existing) != f.existing_count
-            or repo.max_decision_sequence(s, f.return_id) != f.max_sequence):
-        raise Conflict("Another upload to this return was saved at the same moment; "
-                       "reload the return and try again.", code="concurrent_upload")
+    if (
+        len(existing) != f.existing_count
+        or repo.max_decision_sequence(s, f.return_id) != f.max_sequence
+    ):
+        raise Conflict(
+            "Another upload to this return was saved at the same moment; "
+            "reload the return and try again.",
+            code="concurrent_upload",
+        )
     card, version = deps.grader.card, deps.model_version
     item = f.item
     grading = Grading(
-        id=repo.new_id("grd"), subject_type="return", subject_id=f.return_id,
-        profile=deps.grader.profile, model_version=version,
-        grade=item.grade if item else None, confidence=item.confidence if item else None,
+        id=repo.new_id("grd"),
+        subject_type="return",
+        subject_id=f.return_id,
+        profile=deps.grader.profile,
+        model_version=version,
+        grade=item.grade if item else None,
+        confidence=item.confidence if item else None,
         grade_probs=probs_dict(card.grade_labels, item.grade_probs) if item else {},
         damage_probs=probs_dict(card.damage_labels, item.damage_probs) if item else {},
         embedding=[round(float(v), 6) for v in item.embedding] if item else None,
         photo_ids=list(f.new_photo_ids),
-        usable_photo_ids=[*f.earlier_usable_ids, *(
-            pid for pid, g in zip(f.new_photo_ids, result.photos, strict=True)
-            if g.quality.passed)],
-        created_at=now)
+        usable_photo_ids=[
+            *f.earlier_usable_ids,
+            *(
+                pid
+                for pid, g in zip(f.new_photo_ids, result.photos, strict=True)
+                if g.quality.passed
+            ),
+        ],
+        created_at=now,
+    )
     s.add(grading)
     photos = [
-        photo_row(pid, g.photo, g.quality.to_dict(), g.phash, g.scores, digest,
-                   f.existing_count + i, card.grade_labels, card.damage_labels, version, now,
-                   return_id=f.return_id, role="shopper")
-        for i, (pid, g, digest) in enumerate(zip(f.new_photo_ids, result.photos, digests,
-                                                strict=True))
+        photo_row(
+            pid,
+            g.photo,
+            g.quality.to_dict(),
+            g.phash,
+            g.scores,
+            digest,
+            f.existing_count + i,
+            card.grade_labels,
+            card.damage_labels,
+            version,
+            now,
+            return_id=f.return_id,
+            role="shopper",
+        )
+        for i, (pid, g, digest) in enumerate(
+            zip(f.new_photo_ids, result.photos, digests, strict=True)
+        )
     ]
     s.add_all(photos)
     s.flush()  # parents before the decision row (no ORM relationships to order them)
     row = Decision(
-        id=repo.new_id("dec"), return_id=f.return_id, sequence=f.max_sequence + 1,
-        grading_id=grading.id, outcome=decision.outcome,
-        flags=[fl.to_dict() for fl in decision.flags], grade=decision.grade,
-        confidence=decision.confidence, grade_probs=grading.grade_probs,
-        damage_probs=grading.damage_probs, shopper_message=decision.shopper_message,
-        model_version=version, policy_version=decision.policy_version,
-        inputs=_decision_inputs(f), photo_ids=[*f.earlier_usable_ids, *f.new_photo_ids],
-        created_at=now)
+        id=repo.new_id("dec"),
+        return_id=f.return_id,
+        sequence=f.max_sequence + 1,
+        grading_id=grading.id,
+        outcome=decision.outcome,
+        flags=[fl.to_dict() for fl in decision.flags],
+        grade=decision.grade,
+        confidence=decision.confidence,
+        grade_probs=grading.grade_probs,
+        damage_probs=grading.damage_probs,
+        shopper_message=decision.shopper_message,
+        model_version=version,
+        policy_version=decision.policy_version,
+        inputs=_decision_inputs(f),
+        photo_ids=[*f.earlier_usable_ids, *f.new_photo_ids],
+        created_at=now,
+    )
     s.add(row)
     ret.status = decision.outcome
     ret.updated_at = now
-    repo.append_audit(s, at=now, actor=f"shopper:{f.return_id}", action="photos_uploaded",
-                      subject_type="return", subject_id=f.return_id,
-                      payload={"decision_id": row.id, "sequence": row.sequence,
-                               "outcome": row.outcome,
-                               "flags": [fl.code for fl in decision.flags],
-                               "photo_ids": list(f.new_photo_ids), "model_version": version,
-                               "policy_version": decision.policy_version})
+    repo.append_audit(
+        s,
+        at=now,
+        actor=f"shopper:{f.return_id}",
+        action="photos_uploaded",
+        subject_type="return",
+        subject_id=f.return_id,
+        payload={
+            "decision_id": row.id,
+            "sequence": row.sequence,
+            "outcome": row.outcome,
+            "flags": [fl.code for fl in decision.flags],
+            "photo_ids": list(f.new_photo_ids),
+            "model_version": version,
+            "policy_version": decision.policy_version,
+        },
+    )
     s.flush()
     return photos, row
 
@@ -217,31 +292,59 @@ def store_upload(s: Session, deps: Deps, f: UploadFacts, result: GradeResult,
 def _decision_inputs(f: UploadFacts) -> dict[str, object]:
     """The non-model facts the policy read, stored so the decision can be replayed."""
     return {
-        "category": f.category, "sku": f.sku, "price": f.price, "reason": f.reason,
+        "category": f.category,
+        "sku": f.sku,
+        "price": f.price,
+        "reason": f.reason,
         "delivered_at": f.delivered_at.isoformat(),
         "history_times": [t.isoformat() for t in f.history_times],
         "rejected_returns": f.rejected_returns,
         "similarity": None if f.similarity is None else round(f.similarity, 6),
-        "reused_photo": None if f.reused is None else {
-            "distance": f.reused[0], "other_return_id": f.reused[1],
-            "other_photo_id": f.reused[2]},
+        "reused_photo": None
+        if f.reused is None
+        else {
+            "distance": f.reused[0],
+            "other_return_id": f.reused[1],
+            "other_photo_id": f.reused[2],
+        },
         "previous_retakes": f.previous_retakes,
         "photos": [{"photo_id": q.photo_id, "passed": q.passed} for q in f.photo_qualities],
     }
 
 
-def photo_row(pid: str, photo: DecodedPhoto, quality: dict[str, object], phash_value: int,
-               scores: PhotoScores, digest: str, position: int, grade_labels: tuple[str, ...],
-               damage_labels: tuple[str, ...], model_version: str, now: datetime, *,
-               role: str, return_id: str | None = None,
-               inspection_id: str | None = None) -> Photo:
+def photo_row(
+    pid: str,
+    photo: DecodedPhoto,
+    quality: dict[str, object],
+    phash_value: int,
+    scores: PhotoScores,
+    digest: str,
+    position: int,
+    grade_labels: tuple[str, ...],
+    damage_labels: tuple[str, ...],
+    model_version: str,
+    now: datetime,
+    *,
+    role: str,
+    return_id: str | None = None,
+    inspection_id: str | None = None,
+) -> Photo:
     return Photo(
-        id=pid, role=role, return_id=return_id, inspection_id=inspection_id,
-        position=position, digest=digest, upload_sha256=photo.sha256,
-        upload_format=photo.format, media_type=MEDIA_TYPE, width=photo.width,
-        height=photo.height, original_width=photo.original_width,
-        original_height=photo.original_height, phash=phash_hex(phash_value),
+        id=pid,
+        role=role,
+        return_id=return_id,
+        inspection_id=inspection_id,
+        position=position,
+        digest=digest,
+        upload_sha256=photo.sha256,
+        upload_format=photo.format,
+        media_type=MEDIA_TYPE,
+        width=photo.width,
+        height=photo.height,
+        original_width=photo.original_width,
+        original_height=photo.original_height,
+        phash=phash_hex(phash_value),
         quality=quality,
         scores=photo_scores_json(scores, grade_labels, damage_labels, model_version),
-        created_at=now)
-
+        created_at=now,
+    )

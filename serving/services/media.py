@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from serving.domain_errors import NotFound
 from serving.services.context import Deps
-from serving.services.convert import stored_label_order
-from serving.services.errors import NotFound
+from serving.storage.label_order import stored_label_order
 from serving.storage.tables import Photo
 from vision.heatmap import cam_to_photo, encode_png, render_overlay
 
@@ -64,9 +64,11 @@ def heatmap_png(deps: Deps, photo_id: str, label: str) -> bytes:
         raise NotFound("This photo has no heatmap.", code="not_found")
     labels = list(order)
     if label != "grade" and label not in damage:
-        raise NotFound(f"No heatmap named {label!r}; choose grade or one of "
-                       f"{', '.join(labels)}.", code="not_found",
-                       details={"labels": ["grade", *labels]})
+        raise NotFound(
+            f"No heatmap named {label!r}; choose grade or one of {', '.join(labels)}.",
+            code="not_found",
+            details={"labels": ["grade", *labels]},
+        )
     data = deps.photos.get(row.digest)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:

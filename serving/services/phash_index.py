@@ -41,8 +41,9 @@ def _ts(at: datetime) -> float:
 class PhashIndex:
     """Process-local and thread-safe; every worker process keeps its own."""
 
-    def __init__(self, *, resync_s: float = RESYNC_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, resync_s: float = RESYNC_S, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._lock = threading.Lock()
         self._resync_s, self._monotonic = resync_s, monotonic
         self._reset()
@@ -80,8 +81,7 @@ class PhashIndex:
         with self._lock:
             self._add(rows)
 
-    def nearest(self, hashes: Sequence[int], exclude_return: str
-                ) -> tuple[int, str, str] | None:
+    def nearest(self, hashes: Sequence[int], exclude_return: str) -> tuple[int, str, str] | None:
         """(distance, return id, photo id) of the closest photo of another return."""
         with self._lock:
             stored, returns, ids = self._hashes, self._returns, self._photo_ids
@@ -100,9 +100,11 @@ class PhashIndex:
         if not fresh:
             return
         self._hashes = np.concatenate(
-            [self._hashes, np.array([int(r[2], 16) for r in fresh], np.uint64)])
+            [self._hashes, np.array([int(r[2], 16) for r in fresh], np.uint64)]
+        )
         self._returns = np.concatenate(
-            [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)])
+            [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)]
+        )
         self._times = np.concatenate([self._times, np.array([_ts(r[3]) for r in fresh])])
         self._photo_ids.extend(r[0] for r in fresh)
         self._held.update(r[0] for r in fresh)

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from serving.domain_errors import Invalid, NotFound
 from serving.services.context import Deps
 from serving.services.convert import review_view
-from serving.services.errors import Invalid, NotFound
 from serving.services.views import (
     SUBJECT_TYPES,
     VERDICTS,
@@ -35,29 +35,49 @@ _RETURN_STATUS = {"approve": "approved", "reject": "rejected", "correct": "revie
 def _validate(deps: Deps, req: ReviewRequest) -> None:
     card = deps.grader.card
     if req.subject_type not in SUBJECT_TYPES:
-        raise Invalid(f"subject_type must be one of {', '.join(SUBJECT_TYPES)}.",
-                      code="invalid_field", details={"field": "subject_type"})
+        raise Invalid(
+            f"subject_type must be one of {', '.join(SUBJECT_TYPES)}.",
+            code="invalid_field",
+            details={"field": "subject_type"},
+        )
     if req.verdict not in VERDICTS:
-        raise Invalid(f"verdict must be one of {', '.join(VERDICTS)}.", code="invalid_field",
-                      details={"field": "verdict"})
+        raise Invalid(
+            f"verdict must be one of {', '.join(VERDICTS)}.",
+            code="invalid_field",
+            details={"field": "verdict"},
+        )
     if not req.reviewer.strip() or len(req.reviewer) > 100:
-        raise Invalid("A reviewer name of 1 to 100 characters is required.",
-                      code="invalid_field", details={"field": "reviewer"})
+        raise Invalid(
+            "A reviewer name of 1 to 100 characters is required.",
+            code="invalid_field",
+            details={"field": "reviewer"},
+        )
     if req.note is not None and len(req.note) > MAX_NOTE:
-        raise Invalid(f"The note is longer than {MAX_NOTE} characters.", code="invalid_field",
-                      details={"field": "note"})
+        raise Invalid(
+            f"The note is longer than {MAX_NOTE} characters.",
+            code="invalid_field",
+            details={"field": "note"},
+        )
     if req.grade is not None and req.grade not in card.grade_labels:
-        raise Invalid(f"Unknown grade {req.grade!r}; the model's grades are "
-                      f"{', '.join(card.grade_labels)}.", code="invalid_label",
-                      details={"field": "grade", "allowed": list(card.grade_labels)})
+        raise Invalid(
+            f"Unknown grade {req.grade!r}; the model's grades are {', '.join(card.grade_labels)}.",
+            code="invalid_label",
+            details={"field": "grade", "allowed": list(card.grade_labels)},
+        )
     unknown = [d for d in req.damage or () if d not in card.damage_labels]
     if unknown:
-        raise Invalid(f"Unknown damage label(s) {', '.join(unknown)}; the model's labels are "
-                      f"{', '.join(card.damage_labels)}.", code="invalid_label",
-                      details={"field": "damage", "allowed": list(card.damage_labels)})
+        raise Invalid(
+            f"Unknown damage label(s) {', '.join(unknown)}; the model's labels are "
+            f"{', '.join(card.damage_labels)}.",
+            code="invalid_label",
+            details={"field": "damage", "allowed": list(card.damage_labels)},
+        )
     if req.verdict == "correct" and req.grade is None and req.damage is None:
-        raise Invalid("A correction needs a grade or damage labels.", code="invalid_field",
-                      details={"field": "grade"})
+        raise Invalid(
+            "A correction needs a grade or damage labels.",
+            code="invalid_field",
+            details={"field": "grade"},
+        )
 
 
 def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
@@ -68,12 +88,12 @@ def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
         if req.subject_type == "return":
             ret = repo.get_return(s, req.subject_id, lock=True)
             if ret is None:
-                raise NotFound(f"There is no return {req.subject_id!r}.",
-                               code="unknown_return")
+                raise NotFound(f"There is no return {req.subject_id!r}.", code="unknown_return")
             latest = repo.latest_decision(s, ret.id)
             if latest is None:
-                raise Invalid("This return has no photos or decision to review yet.",
-                              code="nothing_to_review")
+                raise Invalid(
+                    "This return has no photos or decision to review yet.", code="nothing_to_review"
+                )
             photo_ids = [p.id for p in repo.return_photos(s, ret.id)]
             model_version: str | None = latest.model_version
             ret.status = _RETURN_STATUS[req.verdict]
@@ -81,22 +101,41 @@ def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
         else:
             ins = s.get(Inspection, req.subject_id)
             if ins is None:
-                raise NotFound(f"There is no inspection {req.subject_id!r}.",
-                               code="unknown_inspection")
+                raise NotFound(
+                    f"There is no inspection {req.subject_id!r}.", code="unknown_inspection"
+                )
             photo_ids, model_version = list(ins.photo_ids), ins.model_version
             ins.review_status = "reviewed"
-        row = Review(id=repo.new_id("rev"), subject_type=req.subject_type,
-                     subject_id=req.subject_id,
-                     return_id=req.subject_id if req.subject_type == "return" else None,
-                     inspection_id=req.subject_id if req.subject_type == "inspection" else None,
-                     reviewer=req.reviewer.strip(), verdict=req.verdict, grade=req.grade,
-                     damage=damage, note=req.note, model_version=model_version,
-                     photo_ids=photo_ids, created_at=now)
+        row = Review(
+            id=repo.new_id("rev"),
+            subject_type=req.subject_type,
+            subject_id=req.subject_id,
+            return_id=req.subject_id if req.subject_type == "return" else None,
+            inspection_id=req.subject_id if req.subject_type == "inspection" else None,
+            reviewer=req.reviewer.strip(),
+            verdict=req.verdict,
+            grade=req.grade,
+            damage=damage,
+            note=req.note,
+            model_version=model_version,
+            photo_ids=photo_ids,
+            created_at=now,
+        )
         s.add(row)
-        repo.append_audit(s, at=now, actor=f"reviewer:{row.reviewer}", action="reviewed",
-                          subject_type=req.subject_type, subject_id=req.subject_id,
-                          payload={"review_id": row.id, "verdict": req.verdict,
-                                   "grade": req.grade, "damage": damage})
+        repo.append_audit(
+            s,
+            at=now,
+            actor=f"reviewer:{row.reviewer}",
+            action="reviewed",
+            subject_type=req.subject_type,
+            subject_id=req.subject_id,
+            payload={
+                "review_id": row.id,
+                "verdict": req.verdict,
+                "grade": req.grade,
+                "damage": damage,
+            },
+        )
         s.flush()
         return review_view(row)
 
@@ -108,11 +147,15 @@ def review_queue(deps: Deps, *, sort: str = "age", limit: int = 50) -> list[Queu
     highest price at stake first.
     """
     if sort not in ("age", "value"):
-        raise Invalid("sort must be 'age' or 'value'.", code="invalid_field",
-                      details={"field": "sort"})
+        raise Invalid(
+            "sort must be 'age' or 'value'.", code="invalid_field", details={"field": "sort"}
+        )
     if not 1 <= limit <= MAX_QUEUE:
-        raise Invalid(f"limit must be between 1 and {MAX_QUEUE}.", code="invalid_field",
-                      details={"field": "limit"})
+        raise Invalid(
+            f"limit must be between 1 and {MAX_QUEUE}.",
+            code="invalid_field",
+            details={"field": "limit"},
+        )
     with deps.db.read() as s:
         items = _return_items(s, sort, limit) + _inspection_items(s, sort, limit)
     if sort == "value":
@@ -123,60 +166,96 @@ def review_queue(deps: Deps, *, sort: str = "age", limit: int = 50) -> list[Queu
 
 
 def _return_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
-    stmt = (select(Return, OrderLine.price, CatalogItem.category)
-            .join(OrderLine, (OrderLine.order_id == Return.order_id)
-                  & (OrderLine.sku == Return.sku))
-            .join(CatalogItem, CatalogItem.sku == Return.sku)
-            .where(Return.status == "needs_review"))
+    stmt = (
+        select(Return, OrderLine.price, CatalogItem.category)
+        .join(OrderLine, (OrderLine.order_id == Return.order_id) & (OrderLine.sku == Return.sku))
+        .join(CatalogItem, CatalogItem.sku == Return.sku)
+        .where(Return.status == "needs_review")
+    )
     stmt = stmt.order_by(OrderLine.price.desc() if sort == "value" else Return.updated_at)
     out = []
     for ret, price, category in s.execute(stmt.limit(limit)).all():
         d: Decision | None = repo.latest_decision(s, ret.id)
-        out.append(QueueItem(
-            subject_type="return", subject_id=ret.id,
-            created_at=d.created_at if d else ret.created_at, value=float(price),
-            grade=d.grade if d else None,
-            flags=tuple(f["code"] for f in d.flags if f.get("effect") != "note") if d else (),
-            outcome=ret.status, sku=ret.sku, category=category,
-            photo_ids=tuple(d.photo_ids) if d else ()))
+        out.append(
+            QueueItem(
+                subject_type="return",
+                subject_id=ret.id,
+                created_at=d.created_at if d else ret.created_at,
+                value=float(price),
+                grade=d.grade if d else None,
+                flags=tuple(f["code"] for f in d.flags if f.get("effect") != "note") if d else (),
+                outcome=ret.status,
+                sku=ret.sku,
+                category=category,
+                photo_ids=tuple(d.photo_ids) if d else (),
+            )
+        )
     return out
 
 
 def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
-    stmt = (select(Inspection, OrderLine.price, CatalogItem.category, Return.sku)
-            .outerjoin(Return, Return.id == Inspection.return_id)
-            .outerjoin(OrderLine, (OrderLine.order_id == Return.order_id)
-                       & (OrderLine.sku == Return.sku))
-            .outerjoin(CatalogItem, CatalogItem.sku == Return.sku)
-            .where(Inspection.review_status == "pending"))
-    stmt = stmt.order_by(OrderLine.price.desc().nulls_last() if sort == "value"
-                         else Inspection.created_at)
+    stmt = (
+        select(Inspection, OrderLine.price, CatalogItem.category, Return.sku)
+        .outerjoin(Return, Return.id == Inspection.return_id)
+        .outerjoin(
+            OrderLine, (OrderLine.order_id == Return.order_id) & (OrderLine.sku == Return.sku)
+        )
+        .outerjoin(CatalogItem, CatalogItem.sku == Return.sku)
+        .where(Inspection.review_status == "pending")
+    )
+    stmt = stmt.order_by(
+        OrderLine.price.desc().nulls_last() if sort == "value" else Inspection.created_at
+    )
     return [
-        QueueItem(subject_type="inspection", subject_id=ins.id, created_at=ins.created_at,
-                  value=float(price or 0.0), grade=ins.grade,
-                  flags=tuple(f["code"] for f in ins.flags if f.get("effect") != "note"),
-                  channel=ins.channel, sku=sku, category=category,
-                  photo_ids=tuple(ins.photo_ids))
+        QueueItem(
+            subject_type="inspection",
+            subject_id=ins.id,
+            created_at=ins.created_at,
+            value=float(price or 0.0),
+            grade=ins.grade,
+            flags=tuple(f["code"] for f in ins.flags if f.get("effect") != "note"),
+            channel=ins.channel,
+            sku=sku,
+            category=category,
+            photo_ids=tuple(ins.photo_ids),
+        )
         for ins, price, category, sku in s.execute(stmt.limit(limit)).all()
     ]
 
 
 def audit_history(deps: Deps, subject_type: str, subject_id: str) -> list[dict[str, Any]]:
     with deps.db.read() as s:
-        return [_audit_dict(r.id, r.at, r.actor, r.action, r.subject_type, r.subject_id,
-                            r.payload) for r in repo.audit_rows(s, subject_type, subject_id)]
+        return [
+            _audit_dict(r.id, r.at, r.actor, r.action, r.subject_type, r.subject_id, r.payload)
+            for r in repo.audit_rows(s, subject_type, subject_id)
+        ]
 
 
-def _audit_dict(id_: int, at: datetime, actor: str, action: str, subject_type: str,
-                subject_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"id": id_, "at": at, "actor": actor, "action": action,
-            "subject_type": subject_type, "subject_id": subject_id, "payload": payload}
+def _audit_dict(
+    id_: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "payload": payload,
+    }
 
 
 def reviews_for(deps: Deps, subject_type: str, subject_id: str) -> list[ReviewView]:
     with deps.db.read() as s:
         rows: Sequence[Review] = s.scalars(
-            select(Review).where(Review.subject_type == subject_type,
-                                 Review.subject_id == subject_id)
-            .order_by(Review.created_at)).all()
+            select(Review)
+            .where(Review.subject_type == subject_type, Review.subject_id == subject_id)
+            .order_by(Review.created_at)
+        ).all()
         return [review_view(r) for r in rows]

@@ -38,14 +38,23 @@ def utc_now() -> datetime:
 
 
 class ReturnLensService:
-    def __init__(self, db: Database, photos: PhotoStore, grader: Grader, dock_grader: Grader,
-                 policy: Policy, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        photos: PhotoStore,
+        grader: Grader,
+        dock_grader: Grader,
+        policy: Policy,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         """Checks at construction that the policy's grade/damage names are the model's
         (ConfigError otherwise), so a mismatch stops start-up, not the first request."""
         decide.check_policy_fits(policy, grader.card)
         decide.check_policy_fits(policy, dock_grader.card)
-        self.deps = Deps(db=db, photos=photos, grader=grader, dock_grader=dock_grader,
-                         policy=policy, clock=clock)
+        self.deps = Deps(
+            db=db, photos=photos, grader=grader, dock_grader=dock_grader, policy=policy, clock=clock
+        )
 
     @property
     def db(self) -> Database:

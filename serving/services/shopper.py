@@ -29,11 +29,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from serving.policy import REASON_CODES
 from serving.services import decide, facts
 from serving.services.context import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, Deps
 from serving.services.convert import decision_view, photo_view
-from serving.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from serving.services.views import (
     CreatedReturn,
     CreateReturnRequest,
@@ -55,33 +55,54 @@ def hash_token(token: str) -> str:
 
 def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
     if req.reason not in REASON_CODES:
-        raise Invalid(f"Unknown return reason {req.reason!r}; choose one of "
-                      f"{', '.join(REASON_CODES)}.", code="invalid_reason",
-                      details={"field": "reason", "allowed": list(REASON_CODES)})
+        raise Invalid(
+            f"Unknown return reason {req.reason!r}; choose one of {', '.join(REASON_CODES)}.",
+            code="invalid_reason",
+            details={"field": "reason", "allowed": list(REASON_CODES)},
+        )
     note = (req.note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE:
-        raise Invalid(f"The note is longer than {MAX_NOTE} characters.", code="invalid_field",
-                      details={"field": "note", "max_length": MAX_NOTE})
+        raise Invalid(
+            f"The note is longer than {MAX_NOTE} characters.",
+            code="invalid_field",
+            details={"field": "note", "max_length": MAX_NOTE},
+        )
     now = deps.now()
     with deps.db.read() as s:
         order = repo.get_order(s, req.order_id)
         customer = repo.get_customer(s, order.customer_id) if order is not None else None
-        if order is None or (req.email is not None
-                             and not _same_email(req.email, customer.email if customer else None)):
-            raise NotFound(f"There is no order {req.order_id!r}.", code="unknown_order",
-                           details={"order_id": req.order_id})
+        if order is None or (
+            req.email is not None
+            and not _same_email(req.email, customer.email if customer else None)
+        ):
+            raise NotFound(
+                f"There is no order {req.order_id!r}.",
+                code="unknown_order",
+                details={"order_id": req.order_id},
+            )
         line = repo.order_line(s, req.order_id, req.sku)
         item = repo.get_catalog_item(s, req.sku)
         if line is None or item is None:
-            raise NotFound(f"SKU {req.sku!r} is not on order {req.order_id!r}.",
-                           code="unknown_sku", details={"order_id": req.order_id,
-                                                        "sku": req.sku})
+            raise NotFound(
+                f"SKU {req.sku!r} is not on order {req.order_id!r}.",
+                code="unknown_sku",
+                details={"order_id": req.order_id, "sku": req.sku},
+            )
         if order.delivered_at is None:
-            raise Invalid(f"Order {req.order_id!r} has not been delivered yet.",
-                          code="not_delivered", details={"order_id": req.order_id})
-        blockers = decide.precheck(deps.policy, category=item.category, sku=item.sku,
-                                   price=float(line.price), reason=req.reason,
-                                   delivered_at=order.delivered_at, now=now)
+            raise Invalid(
+                f"Order {req.order_id!r} has not been delivered yet.",
+                code="not_delivered",
+                details={"order_id": req.order_id},
+            )
+        blockers = decide.precheck(
+            deps.policy,
+            category=item.category,
+            sku=item.sku,
+            price=float(line.price),
+            reason=req.reason,
+            delivered_at=order.delivered_at,
+            now=now,
+        )
         customer_id = order.customer_id
     if blockers:
         flag = blockers[0]
@@ -89,13 +110,34 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
     token = secrets.token_urlsafe(32)
     return_id = repo.new_id("ret")
     with deps.db.write() as s:
-        s.add(Return(id=return_id, order_id=req.order_id, sku=req.sku, customer_id=customer_id,
-                     reason=req.reason, note=note, status="awaiting_photos",
-                     shopper_token_hash=hash_token(token), created_at=now, updated_at=now))
-        repo.append_audit(s, at=now, actor=f"shopper:{return_id}", action="return_created",
-                          subject_type="return", subject_id=return_id,
-                          payload={"order_id": req.order_id, "sku": req.sku,
-                                   "reason": req.reason, "note": note is not None})
+        s.add(
+            Return(
+                id=return_id,
+                order_id=req.order_id,
+                sku=req.sku,
+                customer_id=customer_id,
+                reason=req.reason,
+                note=note,
+                status="awaiting_photos",
+                shopper_token_hash=hash_token(token),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        repo.append_audit(
+            s,
+            at=now,
+            actor=f"shopper:{return_id}",
+            action="return_created",
+            subject_type="return",
+            subject_id=return_id,
+            payload={
+                "order_id": req.order_id,
+                "sku": req.sku,
+                "reason": req.reason,
+                "note": note is not None,
+            },
+        )
     return CreatedReturn(return_id=return_id, token=token)
 
 
@@ -109,11 +151,19 @@ def lookup_order(deps: Deps, order_id: str, email: str) -> OrderView:
         order = repo.get_order(s, order_id)
         customer = repo.get_customer(s, order.customer_id) if order is not None else None
         if order is None or not _same_email(email, customer.email if customer else None):
-            raise NotFound("We can't find an order with that number and email address.",
-                           code="unknown_order")
-        items = tuple(OrderItemView(sku=line.sku, name=item.name, category=item.category,
-                                    price=float(line.price), quantity=int(line.quantity or 1))
-                      for line, item in repo.order_items(s, order_id))
+            raise NotFound(
+                "We can't find an order with that number and email address.", code="unknown_order"
+            )
+        items = tuple(
+            OrderItemView(
+                sku=line.sku,
+                name=item.name,
+                category=item.category,
+                price=float(line.price),
+                quantity=int(line.quantity or 1),
+            )
+            for line, item in repo.order_items(s, order_id)
+        )
         return OrderView(order_id=order.id, delivered_at=order.delivered_at, items=items)
 
 
@@ -138,26 +188,34 @@ def check_shopper_token(deps: Deps, return_id: str, token: str) -> None:
 
 def _check_open(return_id: str, status: str) -> None:
     if status not in OPEN_STATUSES:
-        raise Conflict(f"Return {return_id} is already {status}; no more photos are needed.",
-                       code="already_decided", details={"status": status})
+        raise Conflict(
+            f"Return {return_id} is already {status}; no more photos are needed.",
+            code="already_decided",
+            details={"status": status},
+        )
 
 
 def _check_count(existing: int, n_new: int) -> None:
     if n_new == 0:
         raise Invalid("Add at least one photo.", code="no_photos")
     if existing + n_new > MAX_PHOTOS_PER_RETURN:
-        raise Invalid(f"A return takes at most {MAX_PHOTOS_PER_RETURN} photos; it has "
-                      f"{existing} and this upload adds {n_new}.", code="too_many_photos",
-                      details={"existing": existing, "uploaded": n_new,
-                               "max_photos": MAX_PHOTOS_PER_RETURN})
+        raise Invalid(
+            f"A return takes at most {MAX_PHOTOS_PER_RETURN} photos; it has "
+            f"{existing} and this upload adds {n_new}.",
+            code="too_many_photos",
+            details={"existing": existing, "uploaded": n_new, "max_photos": MAX_PHOTOS_PER_RETURN},
+        )
 
 
 def _check_duplicates(known: Sequence[str], new: Sequence[str]) -> None:
     seen = set(known)
     for i, digest in enumerate(new):
         if digest in seen:
-            raise Conflict(f"Photo {i + 1} was already uploaded to this return.",
-                           code="duplicate_upload", details={"index": i})
+            raise Conflict(
+                f"Photo {i + 1} was already uploaded to this return.",
+                code="duplicate_upload",
+                details={"index": i},
+            )
         seen.add(digest)
 
 
@@ -177,21 +235,36 @@ def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadRes
     result = deps.grader.grade_decoded(decoded)
     f = facts.gather_upload_facts(deps, ctx, result)
     decision = decide.shopper_decision(
-        deps.policy, category=f.category, sku=f.sku, price=f.price, reason=f.reason,
-        delivered_at=f.delivered_at, now=now, photos=f.photo_qualities, item=f.item,
-        history_times=f.history_times, rejected_returns=f.rejected_returns,
-        similarity=f.similarity, reused=f.reused, previous_retakes=f.previous_retakes)
+        deps.policy,
+        category=f.category,
+        sku=f.sku,
+        price=f.price,
+        reason=f.reason,
+        delivered_at=f.delivered_at,
+        now=now,
+        photos=f.photo_qualities,
+        item=f.item,
+        history_times=f.history_times,
+        rejected_returns=f.rejected_returns,
+        similarity=f.similarity,
+        reused=f.reused,
+        previous_retakes=f.previous_retakes,
+    )
     digests = [job.result() for job in stored]  # files first, then the rows
     try:
         with deps.db.write() as s:
-            photo_rows, decision_row = facts.store_upload(s, deps, f, result, decision,
-                                                          digests, now)
+            photo_rows, decision_row = facts.store_upload(
+                s, deps, f, result, decision, digests, now
+            )
             views = tuple(photo_view(p) for p in photo_rows)
             dview = decision_view(decision_row)
             hashes = [(p.id, return_id, p.phash, now) for p in photo_rows]
     except IntegrityError as exc:  # a concurrent upload to the same return won the race
-        raise Conflict("Another upload to this return was saved at the same moment; "
-                       "reload the return and try again.", code="concurrent_upload") from exc
+        raise Conflict(
+            "Another upload to this return was saved at the same moment; "
+            "reload the return and try again.",
+            code="concurrent_upload",
+        ) from exc
     deps.phash_index.add(hashes)  # committed: later uploads compare against these too
     return UploadResult(return_id=return_id, photos=views, decision=dview)
 
@@ -209,8 +282,16 @@ def get_return(deps: Deps, return_id: str) -> ReturnView:
         item = repo.get_catalog_item(s, ret.sku)
         decisions = tuple(decision_view(d) for d in repo.return_decisions(s, return_id))
         photos = tuple(photo_view(p) for p in repo.return_photos(s, return_id))
-        return ReturnView(return_id=ret.id, order_id=ret.order_id, sku=ret.sku,
-                          category=item.category if item else "", reason=ret.reason,
-                          note=ret.note, status=ret.status, created_at=ret.created_at,
-                          decisions=decisions, photos=photos,
-                          item_name=item.name if item else "")
+        return ReturnView(
+            return_id=ret.id,
+            order_id=ret.order_id,
+            sku=ret.sku,
+            category=item.category if item else "",
+            reason=ret.reason,
+            note=ret.note,
+            status=ret.status,
+            created_at=ret.created_at,
+            decisions=decisions,
+            photos=photos,
+            item_name=item.name if item else "",
+        )

@@ -54,13 +54,16 @@ class Database:
         try:
             parsed = make_url(url)
         except Exception as exc:  # ArgumentError for malformed URLs
-            raise ConfigError(f"invalid database URL {url!r}: {exc}",
-                              code="invalid_database_url") from exc
+            raise ConfigError(
+                f"invalid database URL {url!r}: {exc}", code="invalid_database_url"
+            ) from exc
         self.url = parsed
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
-            raise ConfigError(f"unsupported database {self.dialect!r}; use sqlite:/// or "
-                              "postgresql+psycopg://", code="invalid_database_url")
+            raise ConfigError(
+                f"unsupported database {self.dialect!r}; use sqlite:/// or postgresql+psycopg://",
+                code="invalid_database_url",
+            )
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             db = parsed.database
@@ -75,8 +78,9 @@ class Database:
         if self.dialect == "sqlite":
             _sqlite_events(self.engine, busy_timeout_ms)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.engine.execution_options(**{_WRITE_OPTION: True}),
-                                   expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from serving.services.errors import NotFound
+from serving.domain_errors import NotFound
 
 JPEG_QUALITY = 92
 MEDIA_TYPE = "image/jpeg"
@@ -35,8 +35,9 @@ def encode_clean_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """RGB uint8 -> baseline JPEG with no EXIF/ICC/XMP segments."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
@@ -86,8 +87,9 @@ class PhotoStore:
         try:
             return target.read_bytes()
         except FileNotFoundError as exc:
-            raise NotFound(f"photo {digest[:12]}... is not in the photo store",
-                           code="not_found") from exc
+            raise NotFound(
+                f"photo {digest[:12]}... is not in the photo store", code="not_found"
+            ) from exc
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()

@@ -33,15 +33,34 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def append_audit(session: Session, *, at: datetime, actor: str, action: str,
-                 subject_type: str, subject_id: str, payload: dict[str, Any]) -> None:
-    session.add(AuditLog(at=at, actor=actor[:120], action=action, subject_type=subject_type,
-                         subject_id=subject_id, payload=payload))
+def append_audit(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    payload: dict[str, Any],
+) -> None:
+    session.add(
+        AuditLog(
+            at=at,
+            actor=actor[:120],
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            payload=payload,
+        )
+    )
 
 
 def audit_rows(session: Session, subject_type: str, subject_id: str) -> Sequence[AuditLog]:
-    stmt = (select(AuditLog).where(AuditLog.subject_type == subject_type,
-                                   AuditLog.subject_id == subject_id).order_by(AuditLog.id))
+    stmt = (
+        select(AuditLog)
+        .where(AuditLog.subject_type == subject_type, AuditLog.subject_id == subject_id)
+        .order_by(AuditLog.id)
+    )
     return session.scalars(stmt).all()
 
 
@@ -64,8 +83,12 @@ def get_order(session: Session, order_id: str) -> Order | None:
 
 def order_items(session: Session, order_id: str) -> list[tuple[OrderLine, CatalogItem]]:
     """The order's lines with their catalog items, by SKU."""
-    stmt = (select(OrderLine, CatalogItem).join(CatalogItem, CatalogItem.sku == OrderLine.sku)
-            .where(OrderLine.order_id == order_id).order_by(OrderLine.sku))
+    stmt = (
+        select(OrderLine, CatalogItem)
+        .join(CatalogItem, CatalogItem.sku == OrderLine.sku)
+        .where(OrderLine.order_id == order_id)
+        .order_by(OrderLine.sku)
+    )
     return [(line, item) for line, item in session.execute(stmt)]
 
 
@@ -78,14 +101,16 @@ def get_catalog_item(session: Session, sku: str) -> CatalogItem | None:
 
 
 def return_photos(session: Session, return_id: str) -> Sequence[Photo]:
-    stmt = (select(Photo).where(Photo.return_id == return_id, Photo.role == "shopper")
-            .order_by(Photo.position))
+    stmt = (
+        select(Photo)
+        .where(Photo.return_id == return_id, Photo.role == "shopper")
+        .order_by(Photo.position)
+    )
     return session.scalars(stmt).all()
 
 
 def inspection_photos(session: Session, inspection_id: str) -> Sequence[Photo]:
-    stmt = (select(Photo).where(Photo.inspection_id == inspection_id)
-            .order_by(Photo.position))
+    stmt = select(Photo).where(Photo.inspection_id == inspection_id).order_by(Photo.position)
     return session.scalars(stmt).all()
 
 
@@ -102,37 +127,54 @@ def return_decisions(session: Session, return_id: str) -> Sequence[Decision]:
 
 
 def latest_decision(session: Session, return_id: str) -> Decision | None:
-    stmt = (select(Decision).where(Decision.return_id == return_id)
-            .order_by(Decision.sequence.desc()).limit(1))
+    stmt = (
+        select(Decision)
+        .where(Decision.return_id == return_id)
+        .order_by(Decision.sequence.desc())
+        .limit(1)
+    )
     return session.scalars(stmt).first()
 
 
 def max_decision_sequence(session: Session, return_id: str) -> int:
-    value = session.scalar(select(func.max(Decision.sequence))
-                           .where(Decision.return_id == return_id))
+    value = session.scalar(
+        select(func.max(Decision.sequence)).where(Decision.return_id == return_id)
+    )
     return int(value or 0)
 
 
-def customer_returns_since(session: Session, customer_id: str, since: datetime,
-                           exclude_return_id: str) -> Sequence[Return]:
-    stmt = select(Return).where(Return.customer_id == customer_id, Return.created_at >= since,
-                                Return.id != exclude_return_id)
+def customer_returns_since(
+    session: Session, customer_id: str, since: datetime, exclude_return_id: str
+) -> Sequence[Return]:
+    stmt = select(Return).where(
+        Return.customer_id == customer_id,
+        Return.created_at >= since,
+        Return.id != exclude_return_id,
+    )
     return session.scalars(stmt).all()
 
 
 def customer_rejected_count(session: Session, customer_id: str, exclude_return_id: str) -> int:
-    value = session.scalar(select(func.count()).select_from(Return).where(
-        Return.customer_id == customer_id, Return.status == "rejected",
-        Return.id != exclude_return_id))
+    value = session.scalar(
+        select(func.count())
+        .select_from(Return)
+        .where(
+            Return.customer_id == customer_id,
+            Return.status == "rejected",
+            Return.id != exclude_return_id,
+        )
+    )
     return int(value or 0)
 
 
-def shopper_phashes_since(session: Session, since: datetime | None
-                          ) -> Sequence[tuple[str, str, str, datetime]]:
+def shopper_phashes_since(
+    session: Session, since: datetime | None
+) -> Sequence[tuple[str, str, str, datetime]]:
     """(photo id, return id, phash hex, created at) of shopper photos created at or after
     ``since`` (all of them for None); served by the (role, created_at) index."""
     stmt = select(Photo.id, Photo.return_id, Photo.phash, Photo.created_at).where(
-        Photo.role == "shopper")
+        Photo.role == "shopper"
+    )
     if since is not None:
         stmt = stmt.where(Photo.created_at >= since)
     return [(r[0], r[1] or "", r[2], r[3]) for r in session.execute(stmt).all()]
@@ -140,8 +182,14 @@ def shopper_phashes_since(session: Session, since: datetime | None
 
 def shopper_photo_count(session: Session, since: datetime) -> int:
     """Shopper photos created at or after ``since`` (a range count on the index)."""
-    return int(session.scalar(select(func.count()).select_from(Photo).where(
-        Photo.role == "shopper", Photo.created_at >= since)) or 0)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Photo)
+            .where(Photo.role == "shopper", Photo.created_at >= since)
+        )
+        or 0
+    )
 
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:

@@ -86,8 +86,11 @@ class OrderLine(Base):
 class Return(Base):
     __tablename__ = "returns"
     __table_args__ = (
-        ForeignKeyConstraint(["order_id", "sku"], ["order_lines.order_id", "order_lines.sku"],
-                             name="fk_returns_order_line"),
+        ForeignKeyConstraint(
+            ["order_id", "sku"],
+            ["order_lines.order_id", "order_lines.sku"],
+            name="fk_returns_order_line",
+        ),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     order_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -135,8 +138,10 @@ class Inspection(Base):
 class Photo(Base):
     __tablename__ = "photos"
     # (role, created_at): the reused-photo index reads only shopper photos added lately.
-    __table_args__ = (UniqueConstraint("return_id", "upload_sha256"),
-                      Index("ix_photos_role_created_at", "role", "created_at"))
+    __table_args__ = (
+        UniqueConstraint("return_id", "upload_sha256"),
+        Index("ix_photos_role_created_at", "role", "created_at"),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     role: Mapped[str] = mapped_column(String(16), index=True)  # shopper | dock | reference
     return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
@@ -240,4 +245,3 @@ class AuditLog(Base):
     subject_type: Mapped[str] = mapped_column(String(20))
     subject_id: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
-

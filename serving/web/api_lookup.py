@@ -28,8 +28,12 @@ class OrderLookupIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     order_id: str = Field(min_length=1, max_length=64, examples=["ORD-1001"])
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
-                       description="The email the order was placed with.")
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The email the order was placed with.",
+    )
 
 
 class OrderItemOut(BaseModel):
@@ -48,14 +52,23 @@ class OrderLookupOut(BaseModel):
 
 def order_out(view: OrderView) -> OrderLookupOut:
     return OrderLookupOut(
-        order_id=view.order_id, delivered_at=view.delivered_at,
-        items=[OrderItemOut(sku=i.sku, name=i.name, category=i.category, price=i.price,
-                            quantity=i.quantity) for i in view.items])
+        order_id=view.order_id,
+        delivered_at=view.delivered_at,
+        items=[
+            OrderItemOut(
+                sku=i.sku, name=i.name, category=i.category, price=i.price, quantity=i.quantity
+            )
+            for i in view.items
+        ],
+    )
 
 
-@router.post("/orders/lookup", response_model=OrderLookupOut,
-             responses=error_responses(404, 422, 429),
-             summary="The items of an order (order number + the order's email)")
+@router.post(
+    "/orders/lookup",
+    response_model=OrderLookupOut,
+    responses=error_responses(404, 422, 429),
+    summary="The items of an order (order number + the order's email)",
+)
 def post_order_lookup(body: OrderLookupIn, svc: ServiceDep) -> OrderLookupOut:
     """Unknown order and wrong email: the same 404 ``unknown_order``."""
     return order_out(svc.lookup_order(body.order_id, body.email))

@@ -20,13 +20,15 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from serving.services.errors import NotFound
+from serving.domain_errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
-       "img-src 'self' blob: data:; connect-src 'self'; font-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' blob: data:; connect-src 'self'; font-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "Referrer-Policy": "no-referrer",
@@ -50,8 +52,11 @@ def _allowed_files(root: Path) -> dict[str, Path]:
     """Relative POSIX path -> file, for every servable file under ``root``."""
     if not root.is_dir():
         return {}
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix in MEDIA_TYPES}
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in MEDIA_TYPES
+    }
 
 
 STATIC_FILES = _allowed_files(STATIC_DIR)

