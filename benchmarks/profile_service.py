@@ -45,7 +45,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("multipart parsing", ("multipart", "serving/api/uploads.py")),
     (
         "JSON / response models",
-        ("pydantic", "json/", "serving/api/schemas.py", "serving/services/convert.py"),
+        ("pydantic", "json/", "serving/services/outputs.py", "serving/services/records.py"),
     ),
     (
         "HTTP server + framework",

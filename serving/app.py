@@ -29,6 +29,7 @@ from serving.auth import Authenticator
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
+from serving.services.admin import model_info
 from serving.services.service import ReturnLensService
 from serving.settings import Settings
 from serving.web import router as web_router
@@ -135,10 +136,10 @@ def create_app(
             app.state.policy_version = runtime.policy_version
             metrics.set_model(runtime.model_version, runtime.model_sha256)
         else:
-            info = app.state.service.model_info()
-            app.state.model_version = str(info.get("model_version", ""))
-            app.state.policy_version = str(info.get("policy_version", ""))
-            metrics.set_model(app.state.model_version, str(info.get("model_sha256", "")))
+            info = model_info(app.state.service)
+            app.state.model_version = info.model_version
+            app.state.policy_version = info.policy_version
+            metrics.set_model(info.model_version, info.model_sha256)
         if settings.seed_demo:  # `returnlens serve` seeds in its parent and turns this off
             from serving.demo import seed_demo
 

@@ -2,8 +2,8 @@
 
 Credentials arrive as ``Authorization: Bearer <secret>`` or ``X-API-Key: <secret>``.
 
-- **Staff keys** are checked by the service against the stored sha256 hashes
-  (``authenticate_key``); the plaintext exists only in the response that created it.
+- **Staff keys** are checked by the service against the stored hashes
+  (``admin.authenticate_key``); the plaintext exists only in the response that created it.
   ``admin`` passes every staff check; ``dock`` and ``reviewer`` pass only their own.
   An optional bootstrap admin key from the settings (``RETURNLENS_ADMIN_KEY``) lets an
   operator create the first keys; it is compared by hash in constant time and never
@@ -15,12 +15,12 @@ Credentials arrive as ``Authorization: Bearer <secret>`` or ``X-API-Key: <secret
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Literal
 
+from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Forbidden, NotFound, Unauthorized
+from serving.services import admin, media, shopper
 from serving.services.service import ReturnLensService
 
 Kind = Literal["shopper", "dock", "reviewer", "admin"]
@@ -41,10 +41,6 @@ class Principal:
         return self.is_staff and (self.kind == "admin" or self.kind in roles)
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", "replace")).digest()
-
-
 def missing_credential() -> Unauthorized:
     return Unauthorized(
         "this endpoint needs a credential: send 'Authorization: Bearer "
@@ -58,15 +54,13 @@ class Authenticator:
 
     def __init__(self, service: ReturnLensService, *, admin_key: str | None = None) -> None:
         self.service = service
-        self._admin_digest = _digest(admin_key) if admin_key else None
+        self._admin_hash = secret_hash(admin_key) if admin_key else None
 
     def staff(self, credential: str) -> Principal | None:
         """The staff principal for an API key, or None when it is not a valid key."""
-        if self._admin_digest is not None and hmac.compare_digest(
-            _digest(credential), self._admin_digest
-        ):
+        if self._admin_hash is not None and same_secret(credential, self._admin_hash):
             return Principal(kind="admin", name="bootstrap-admin")
-        found = self.service.authenticate_key(credential)
+        found = admin.authenticate_key(self.service, credential)
         if found is None:
             return None
         name, role = found
@@ -102,7 +96,7 @@ class Authenticator:
         if not credential:
             raise missing_credential()
         try:
-            self.service.check_shopper_token(return_id, credential)
+            shopper.check_shopper_token(self.service, return_id, credential)
         except (Unauthorized, Forbidden, NotFound) as refused:
             principal = self.staff(credential)
             if principal is None:
@@ -125,10 +119,10 @@ class Authenticator:
             return principal
         refused = Forbidden("this token does not give access to this photo", code="forbidden")
         try:
-            kind, subject = self.service.photo_subject(photo_id)
+            kind, subject = media.photo_subject(self.service, photo_id)
         except NotFound:
             raise refused from None
         if kind != "return":
             raise refused
-        self.service.check_shopper_token(subject, credential)
+        shopper.check_shopper_token(self.service, subject, credential)
         return Principal(kind="shopper", name=f"shopper:{subject}", return_id=subject)

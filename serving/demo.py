@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from serving.domain_errors import Conflict
+from serving.services import admin, shopper
+from serving.services.fields import Role
+from serving.services.inputs import ApiKeyRequest, CatalogRow, CreateReturnRequest, OrderRow
 from serving.services.service import ReturnLensService
-from serving.services.views import CreateReturnRequest
+from vision.fsio import atomic_write_text
 
 STATE_FILE = "demo.json"
 STATE_VERSION = 1
-ROLES = ("admin", "dock", "reviewer")
+ROLES: tuple[Role, ...] = ("admin", "dock", "reviewer")
 
 
 @dataclass(frozen=True)
@@ -110,20 +112,13 @@ def _jpeg(rgb: Any) -> bytes:
 
 def demo_catalog(
     seed: int, skus_per_category: int = 2, reference_size: int = 384
-) -> list[dict[str, Any]]:
-    """Catalog rows with a generated reference photo (JPEG bytes) for each SKU."""
+) -> tuple[list[CatalogRow], dict[str, bytes]]:
+    """Catalog rows, and a generated reference photo (JPEG bytes) for each SKU."""
     from vision.synth import catalog_skus, render_reference
 
-    return [
-        {
-            "sku": s.sku,
-            "category": s.category,
-            "name": s.name,
-            "price": s.price,
-            "reference_photo": _jpeg(render_reference(s, reference_size)),
-        }
-        for s in catalog_skus(seed, skus_per_category)
-    ]
+    skus = catalog_skus(seed, skus_per_category)
+    rows = [CatalogRow(sku=s.sku, category=s.category, name=s.name, price=s.price) for s in skus]
+    return rows, {s.sku: _jpeg(render_reference(s, reference_size)) for s in skus}
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -136,23 +131,22 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(state, indent=2), mode=0o600)  # it holds API keys
 
 
 def _keys(service: ReturnLensService, state: dict[str, Any]) -> tuple[dict[str, str], bool]:
     """Reuse remembered keys while they still authenticate; otherwise mint new ones."""
     known = state.get("keys", {})
     if isinstance(known, dict) and all(
-        isinstance(known.get(r), str) and service.authenticate_key(known[r]) is not None
+        isinstance(known.get(r), str) and admin.authenticate_key(service, known[r]) is not None
         for r in ROLES
     ):
         return {r: str(known[r]) for r in ROLES}, False
     suffix = secrets.token_hex(3)
-    return {r: service.create_api_key(f"demo-{r}-{suffix}", r) for r in ROLES}, True
+    return {
+        r: admin.create_api_key(service, ApiKeyRequest(name=f"demo-{r}-{suffix}", role=r))
+        for r in ROLES
+    }, True
 
 
 def seed_demo(
@@ -164,9 +158,9 @@ def seed_demo(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DemoResult:
     """Load the demo catalog, customers, orders and keys (idempotent)."""
-    catalog = demo_catalog(seed, skus_per_category)
-    service.upsert_catalog(catalog)
-    by_key = {(c["category"], int(c["sku"].rsplit("-", 1)[1])): c for c in catalog}
+    catalog, photos = demo_catalog(seed, skus_per_category)
+    admin.upsert_catalog(service, catalog, photos=photos)
+    by_key = {(c.category, int(c.sku.rsplit("-", 1)[1])): c for c in catalog}
     today = now().replace(microsecond=0)
     seeded: list[SeededOrder] = []
     for o in DEMO_ORDERS:
@@ -175,25 +169,26 @@ def seed_demo(
             SeededOrder(
                 o.order_id,
                 o.email,
-                item["sku"],
-                item["name"],
-                float(item["price"]),
+                item.sku,
+                item.name,
+                item.price,
                 today - timedelta(days=o.days_ago),
                 o.note,
             )
         )
-    service.upsert_orders(
+    admin.upsert_orders(
+        service,
         [
-            {
-                "order_id": s.order_id,
-                "customer_id": o.customer_id,
-                "customer_email": s.email,
-                "sku": s.sku,
-                "price": s.price,
-                "delivered_at": s.delivered_at,
-            }
+            OrderRow(
+                order_id=s.order_id,
+                customer_id=o.customer_id,
+                customer_email=s.email,
+                sku=s.sku,
+                price=s.price,
+                delivered_at=s.delivered_at,
+            )
             for s, o in zip(seeded, DEMO_ORDERS, strict=True)
-        ]
+        ],
     )
     state_path = data_dir / STATE_FILE
     state = _read_state(state_path)
@@ -204,14 +199,15 @@ def seed_demo(
             if s.order_id not in HISTORY_ORDERS:
                 continue
             try:
-                created = service.create_return(
+                created = shopper.create_return(
+                    service,
                     CreateReturnRequest(
                         order_id=s.order_id,
                         sku=s.sku,
                         reason="changed_mind",
                         note="demo history",
                         email=s.email,
-                    )
+                    ),
                 )
                 history.append(created.return_id)
             except Conflict:

@@ -3,7 +3,8 @@
 Domain errors are mapped to HTTP statuses here and nowhere else: by exception class
 (NotFound -> 404, Conflict -> 409, ...) with a few codes that need a more precise
 status (an unsupported image type is 415, an oversized one 413). FastAPI's own
-validation errors become 422 ``invalid_field`` with a sentence naming the field, and
+validation errors, and those of the service's input models built inside a route (the
+dock form), become 422 ``invalid_field`` with a sentence naming the field, and
 Starlette's HTTP errors (unknown route, wrong method, malformed multipart) keep their
 status but get the same JSON shape. Anything unexpected is logged with its traceback
 and answered with a 500 that reveals nothing; bad input must never get there.
@@ -18,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -75,10 +76,6 @@ class ServiceUnavailable(ReturnLensError):
     """The process is starting or stopping: the model or the database is not ready."""
 
     code = "not_ready"
-
-
-class TooManyRequests(ReturnLensError):
-    code = "rate_limited"
 
 
 def status_for(exc: ReturnLensError) -> int:
@@ -144,8 +141,9 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    sentence, problems = validation_message(exc.errors())
+    assert isinstance(exc, RequestValidationError | ValidationError)
+    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
+    sentence, problems = validation_message(errors)
     field = problems[0]["field"] if problems else None
     return error_response(422, "invalid_field", sentence, {"field": field, "errors": problems})
 
@@ -186,6 +184,7 @@ def _jsonable(value: Any) -> Any:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ReturnLensError, _domain_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(ValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
 

@@ -13,7 +13,6 @@ A shared limiter (Redis, the proxy in front) is the answer for strict global lim
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serving.credentials import credential_of, secret_hash
 from serving.errors import error_response
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -94,16 +94,6 @@ class TokenBucketLimiter:
                 break
 
 
-def credential_of(headers: Headers) -> str | None:
-    """The bearer token or API key a request carries, if any (not validated here)."""
-    auth = headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    key = headers.get("x-api-key", "").strip()
-    return key or None
-
-
 class RateLimitMiddleware:
     """Pure ASGI middleware: one token per request from the IP and credential buckets."""
 
@@ -130,8 +120,7 @@ class RateLimitMiddleware:
         which = "ip"
         credential = credential_of(Headers(scope=scope))
         if wait == 0.0 and credential:
-            digest = hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()[:32]
-            wait = self.per_key.acquire(f"key:{digest}")
+            wait = self.per_key.acquire(f"key:{secret_hash(credential)[:32]}")
             which = "key"
         if wait > 0.0:
             if self.on_limited:

@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from vision.errors import ModelError
+from vision.settings import SharedSettings
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 MiB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class Settings(SharedSettings):
     """Every knob of the API process. Defaults give a working single-box install."""
 
     model_config = SettingsConfigDict(
@@ -40,7 +41,6 @@ class Settings(BaseSettings):
     photo_dir: Path = Path("./var/photos")
     model_path: Path | None = None  # an explicit .onnx file wins over everything else
     model_version: str | None = None
-    models_dir: Path = Path("./models")
     policy_path: Path | None = None  # None: the policy shipped in serving/policy/default.yaml
 
     # Limits. A request body may hold max_photos files of max_upload_bytes plus overhead.
@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     rate_limit_per_key_burst: int = Field(default=60, ge=1)
     rate_limit_max_buckets: int = Field(default=10_000, ge=10)
 
-    # Inference: ONNX Runtime intra-op threads per process (None: cores // workers), and
-    # how many requests may run decode + inference at the same time in one process.
-    ort_threads: int | None = Field(default=None, ge=1)
+    # Inference: how many requests may run decode + inference at the same time in one
+    # process. The ONNX Runtime thread count (`ort_threads`) and the registry folder
+    # (`models_dir`) are shared with the torch-free tools: vision.settings.SharedSettings.
     inference_concurrency: int = Field(default=2, ge=1, le=64)
 
     seed_demo: bool = False

@@ -6,8 +6,9 @@ file, so there is no race for a "free" port; the parent then polls ``/readyz`` u
 answers 200, within a deadline, failing with the server's log otherwise.
 
 ``chromium()`` launches ``/usr/bin/chromium`` through Playwright (the sync API) with
-flags for a sandbox-less CI box; tests that need it skip with a reason when the binary
-or Playwright is missing. ``.ci/run`` installs the ``chromium`` package when absent.
+flags for a sandbox-less CI box; tests that need it call ``require_chromium()``
+(``tests/requires.py``): a skip naming what is missing, a failure under ``CI=true``.
+``.ci/run`` installs the ``chromium`` package when absent.
 
 Run as a module, this file is the server child: ``python -m tests.browser --port-file F
 --database-url URL --photo-dir D --model M --admin-key K``.
@@ -23,7 +24,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,8 +34,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from tests import live
+from tests.requires import CHROMIUM
+
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -54,20 +56,6 @@ ARTIFACTS = REPO / "test-artifacts"
 
 
 # --------------------------------------------------------------------------- chromium
-def chromium_skip_reason() -> str | None:
-    """Why browser tests cannot run here, or None when they can."""
-    if not CHROMIUM.is_file():
-        return (
-            f"{CHROMIUM} is missing: install Debian's chromium package "
-            "(apt-get install -y chromium; .ci/run does this in CI)"
-        )
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    return None
-
-
 @contextmanager
 def chromium() -> Iterator[Any]:
     """A headless Chromium ``Browser`` (Playwright sync API); closed on exit."""
@@ -244,71 +232,50 @@ class LiveServer:
 
 @contextmanager
 def live_server(root: Path, model: Path) -> Iterator[LiveServer]:
-    """The app under uvicorn in a subprocess, SQLite + photo store under ``root``."""
+    """The app under uvicorn in a subprocess, SQLite + photo store under ``root``.
+
+    The child binds port 0 itself and writes the port to a file (no race for a "free"
+    port); ``tests.live.wait_ready`` polls for it, then for ``/readyz``, with a deadline.
+    """
     root.mkdir(parents=True, exist_ok=True)
     port_file = root / "port"
     database_url = f"sqlite:///{root / 'returnlens.db'}"
     photo_dir = root / "photos"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with (root / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.browser",
-                "--port-file",
-                str(port_file),
-                "--database-url",
-                database_url,
-                "--photo-dir",
-                str(photo_dir),
-                "--model",
-                str(model),
-                "--admin-key",
-                ADMIN_KEY,
-            ],
-            cwd=str(REPO),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.browser",
+        "--port-file",
+        str(port_file),
+        "--database-url",
+        database_url,
+        "--photo-dir",
+        str(photo_dir),
+        "--model",
+        str(model),
+        "--admin-key",
+        ADMIN_KEY,
+    ]
+
+    def base() -> str | None:
+        text = port_file.read_text().strip() if port_file.is_file() else ""
+        return f"http://127.0.0.1:{int(text)}" if text else None
+
+    log = root / "server.log"
+    with live.running(argv, base=base, env=env, cwd=REPO, log=log, timeout_s=READY_TIMEOUT_S) as (
+        proc,
+        url,
+    ):
+        yield LiveServer(
+            base=url,
+            root=root,
+            database_url=database_url,
+            photo_dir=photo_dir,
+            model=model,
+            proc=proc,
         )
-    server = LiveServer(
-        base="", root=root, database_url=database_url, photo_dir=photo_dir, model=model, proc=proc
-    )
-    try:
-        server.base = _wait_ready(server, port_file)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-
-
-def _wait_ready(server: LiveServer, port_file: Path) -> str:
-    """Poll for the port file, then /readyz, until READY_TIMEOUT_S; raise with the log."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    base = ""
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(
-                f"the test server exited with {server.proc.returncode}:\n{server.log()}"
-            )
-        if not base and port_file.is_file() and port_file.read_text().strip():
-            base = f"http://127.0.0.1:{int(port_file.read_text())}"
-        if base:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)  # polling interval of a bounded readiness wait, not a timing guess
-    raise RuntimeError(
-        f"the test server was not ready within {READY_TIMEOUT_S:.0f} s:\n{server.log()}"
-    )
 
 
 def web_app(settings: Any) -> Any:

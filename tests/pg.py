@@ -1,19 +1,19 @@
-"""A throwaway PostgreSQL 15 cluster for tests, plus a ``db_url`` fixture over both DBs.
+"""A throwaway PostgreSQL 15 cluster for tests, and fresh databases on SQLite or it.
 
-Import the fixtures into a test module together with the session cluster they use:
-``from tests.pg import db_url, pg_cluster, pg_url  # noqa: F401``.
+The fixtures over these (``pg_cluster``, ``pg_url``, ``db_url``, ``empty_db_url``) live in
+``tests/conftest.py``.
 
-``pg_url`` (session scope) runs ``initdb`` into a temporary folder, starts the server with
+``PgCluster.start`` runs ``initdb`` into a temporary folder, starts the server with
 ``pg_ctl`` listening only on 127.0.0.1 at a free port (unix socket inside the folder,
-fsync off: it is a throwaway), creates the database ``returnlens`` and yields
+fsync off: it is a throwaway) and creates the database ``returnlens``; ``url()`` is
 ``postgresql+psycopg://postgres@127.0.0.1:PORT/returnlens`` (trust auth on loopback).
-At the end it stops the server (``-m immediate``) and deletes the folder. initdb refuses
-to run as root, so as root the folder is handed to the ``postgres`` user and the
-binaries run through ``runuser``. The tests skip only if the binaries are absent.
+``stop`` stops the server (``-m immediate``) and deletes the folder. initdb refuses to run
+as root, so as root the folder is handed to the ``postgres`` user and the binaries run
+through ``runuser``. Missing binaries skip (fail under CI=true): ``tests/requires.py``.
 
-``db_url`` is parametrized over sqlite and postgresql: each test gets a fresh, migrated
-database (a new SQLite file; on PostgreSQL a copy of a template database migrated once
-per session, which is faster than migrating every test's database).
+``fresh_database_url`` gives each test a fresh database: a new SQLite file, or on
+PostgreSQL a copy of a template database migrated once per session (faster than
+migrating every test's database).
 """
 
 from __future__ import annotations
@@ -21,23 +21,17 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("RETURNLENS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+from tests.live import free_port
+from tests.requires import PG_BIN
+
 PG_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_pg_user(cmd: list[str]) -> list[str]:
@@ -63,7 +57,7 @@ class PgCluster:
             pw = pwd.getpwnam(PG_USER)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.started = False
         self.template: str | None = None
 
@@ -149,23 +143,6 @@ class PgCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    if not (PG_BIN / "initdb").is_file() or not (PG_BIN / "pg_ctl").is_file():
-        pytest.skip(f"PostgreSQL 15 binaries not found in {PG_BIN}")
-    cluster = PgCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def pg_url(pg_cluster: PgCluster) -> str:
-    return pg_cluster.url()
-
-
 def fresh_database_url(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, migrated: bool
 ) -> str:
@@ -183,15 +160,3 @@ def fresh_database_url(
         return url
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return cluster.url(cluster.create_database(migrated=migrated))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, NOT migrated database (for migration tests)."""
-    return fresh_database_url(request.param, tmp_path, request, migrated=False)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database migrated to head, on SQLite and on PostgreSQL."""
-    return fresh_database_url(request.param, tmp_path, request, migrated=True)

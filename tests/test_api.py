@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from serving.app import create_app
-from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import Shop, jpeg, make_settings, red, scene
+from serving.services import shopper
 from tests.photo_factory import gaussian_blur
+from tests.shop import Shop, jpeg, make_settings, red, scene
 
 
 def _decision(r: object) -> dict:  # type: ignore[type-arg]
@@ -87,7 +87,7 @@ def test_wrong_item_photo_goes_to_review_with_the_flag(shop: Shop) -> None:
 
 def test_all_photos_of_a_request_run_as_one_batch(sqlite_shop: Shop) -> None:
     svc = sqlite_shop.client.app.state.service  # type: ignore[attr-defined]
-    model = svc.deps.grader.model
+    model = svc.grader.model
     original, batches = model.predict, []
 
     def counting(batch: np.ndarray) -> object:
@@ -106,17 +106,17 @@ def test_all_photos_of_a_request_run_as_one_batch(sqlite_shop: Shop) -> None:
 
 def test_inference_runs_off_the_event_loop(sqlite_shop: Shop) -> None:
     """While one upload is inside the service, the loop still answers /healthz."""
-    client, svc = sqlite_shop.client, sqlite_shop.client.app.state.service  # type: ignore
+    client = sqlite_shop.client
     served, inside = threading.Event(), threading.Event()
-    original = svc.upload_photos
+    original = shopper.upload_photos  # the route calls the module's function at each request
     outcome: dict[str, object] = {}
 
-    def blocking_upload(return_id: str, uploads: list[bytes]) -> object:
+    def blocking_upload(svc: object, return_id: str, uploads: list[bytes]) -> object:
         inside.set()
         outcome["loop_free"] = served.wait(timeout=30)  # a blocked loop never sets it
-        return original(return_id, uploads)
+        return original(svc, return_id, uploads)  # type: ignore[arg-type]
 
-    svc.upload_photos = blocking_upload
+    shopper.upload_photos = blocking_upload  # type: ignore[assignment]
     rid, token = sqlite_shop.open_return()
     worker = threading.Thread(
         target=lambda: outcome.setdefault(
@@ -131,7 +131,7 @@ def test_inference_runs_off_the_event_loop(sqlite_shop: Shop) -> None:
     finally:
         served.set()
         worker.join(timeout=60)
-        svc.upload_photos = original
+        shopper.upload_photos = original
     assert outcome == {"loop_free": True, "upload": 200}
 
 

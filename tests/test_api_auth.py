@@ -12,8 +12,7 @@ from sqlalchemy import create_engine, text
 
 from serving.app import create_app
 from serving.ratelimit import TokenBucketLimiter
-from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import ADMIN_KEY, Shop, jpeg, make_settings, scene
+from tests.shop import ADMIN_KEY, Shop, jpeg, make_settings, scene
 
 STAFF_CALLS: tuple[tuple[str, str, Any], ...] = (
     ("get", "/v1/review/queue", None),
@@ -204,3 +203,34 @@ def test_bootstrap_admin_key_and_unknown_keys(sqlite_shop: Shop) -> None:
     key = sqlite_shop.keys["reviewer"]
     assert c.get("/v1/review/queue", headers={"X-API-Key": key}).status_code == 200
     assert c.get("/v1/review/queue", headers=_bearer(key)).status_code == 200
+
+
+def test_admin_creates_lists_and_revokes_a_key(sqlite_shop: Shop) -> None:
+    """The README's key lifecycle: bootstrap admin -> new key works -> listed without
+    the secret -> revoked -> refused at once; revoking a missing name is a 404."""
+    s = sqlite_shop
+    admin = {"X-API-Key": ADMIN_KEY}
+    made = s.client.post(
+        "/v1/admin/api-keys", headers=admin, json={"name": "dock-7", "role": "dock"}
+    )
+    assert made.status_code == 201
+    key = made.json()["key"]
+    dock = {"Authorization": f"Bearer {key}"}
+    assert s.client.get("/v1/review/queue", headers=dock).status_code == 403  # a dock key
+    listed = s.client.get("/v1/admin/api-keys", headers=admin)
+    assert listed.status_code == 200
+    row = next(k for k in listed.json() if k["name"] == "dock-7")
+    assert row["role"] == "dock" and row["revoked_at"] is None
+    assert key.startswith(row["prefix"]) and key not in listed.text
+    assert s.client.get("/v1/admin/api-keys", headers=dock).status_code == 403
+    assert s.client.delete("/v1/admin/api-keys/dock-7", headers=dock).status_code == 403
+
+    assert s.client.delete("/v1/admin/api-keys/dock-7", headers=admin).status_code == 204
+    refused = s.client.get("/v1/admin/api-keys", headers=dock)
+    assert refused.status_code == 401
+    after = next(
+        k for k in s.client.get("/v1/admin/api-keys", headers=admin).json() if k["name"] == "dock-7"
+    )
+    assert after["revoked_at"] is not None
+    missing = s.client.delete("/v1/admin/api-keys/nobody", headers=admin)
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"

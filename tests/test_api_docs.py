@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 from serving.api import docs
 from serving.app import create_app
 from serving.settings import Settings
-from tests.browser import chromium, chromium_skip_reason
+from tests.browser import chromium
+from tests.requires import require_chromium
 
 URL_ATTR = re.compile(r"""(?:src|href|url|spec-url)\s*[:=]\s*["']([^"']+)["']""")
 ORIGIN = "http://returnlens.test"
@@ -72,9 +73,7 @@ def test_swagger_assets_are_served_and_nothing_else(client: TestClient) -> None:
 
 
 def test_swagger_ui_renders_the_api_offline_in_chromium(client: TestClient) -> None:
-    reason = chromium_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_chromium()
     refused: list[str] = []
 
     def serve(route: object) -> None:

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import Shop, jpeg, scene
 from tests.photo_factory import gaussian_blur, png_bomb
+from tests.shop import Shop, jpeg, scene
 
 
 def _assert_error(r: Any, status: int, code: str) -> dict[str, Any]:
@@ -400,6 +399,11 @@ def test_settings_come_from_flags_over_environment(monkeypatch: pytest.MonkeyPat
         seed_demo=None,
         log_level=None,
     )
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
     s = settings_from_args(args)
     assert (s.database_url, s.port, s.workers) == ("postgresql+psycopg://u@db/returns", 9100, 4)
-    assert s.threads_per_worker() == max(1, (os.cpu_count() or 1) // 4)
+    assert s.threads_per_worker() == 4  # 16 cores shared by 4 workers
+    monkeypatch.setenv("RETURNLENS_WORKERS", "32")
+    assert settings_from_args(args).threads_per_worker() == 1  # never below one thread
+    monkeypatch.setenv("RETURNLENS_ORT_THREADS", "3")
+    assert settings_from_args(args).threads_per_worker() == 3  # an explicit setting wins

@@ -155,11 +155,45 @@ def test_imagenet_weights_are_never_downloaded(
         build_backbone("mobilenet_v3_small", "imagenet")
 
 
-def test_normalisation_per_backbone() -> None:
-    lite = get_backbone("efficientnet_lite0")
-    assert lite.mean == (127.0,) * 3 and lite.std == (128.0,) * 3
-    x = np.array([127.0, 255.0])
-    assert np.allclose((x - lite.mean[0]) / lite.std[0], [0.0, 1.0])
+# What the weights were trained with, written out here rather than read from the code under
+# test: TF's (x - 127) / 128 for the Lite family, torchvision's ImageNet mean/std otherwise.
+_LITE = ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
+_IMAGENET = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+
+
+@pytest.mark.parametrize(
+    ("name", "norm"),
+    [("efficientnet_lite0", _LITE), ("mobilenet_v3_small", _IMAGENET), ("resnet18", _IMAGENET)],
+)
+def test_normalisation_per_backbone(
+    name: str, norm: tuple[tuple[float, ...], tuple[float, ...]], tmp_path: Path
+) -> None:
+    """The exported graph normalises uint8 RGB with its backbone's own mean/std, per
+    channel and in RGB order: a constant image is fed through the real ONNX export with
+    the backbone swapped for an identity whose damage map is sigmoid(normalised pixel)."""
+    import onnxruntime as ort
+
+    from training.export import ExportWrapper, export_graph
+    from training.model import GraderNet
+
+    model = GraderNet(name, 5, 3, embedding_dim=4, pretrained=None)
+    model.features = torch.nn.Identity()  # the "feature map" is the normalised input
+    model.grade_head, model.embed_head = torch.nn.Linear(3, 5), torch.nn.Linear(3, 4)
+    model.damage_head = torch.nn.Conv2d(3, 3, kernel_size=1)
+    with torch.no_grad():
+        model.damage_head.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        model.damage_head.bias.zero_()
+    export_graph(ExportWrapper(model, 1.0), tmp_path / "m.onnx", 32)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    pixel = np.array([10, 128, 250], np.uint8)  # a different value per channel
+    image = np.broadcast_to(pixel, (1, 32, 32, 3)).copy()
+    cam = session.run(["damage_cam"], {"image": image})[0][0]  # [3, 32, 32]
+    inside = np.log(cam / (1 - cam))  # undo the sigmoid
+    mean, std = (np.array(v) for v in norm)
+    want = (pixel - mean) / std
+    assert np.allclose(inside, want[:, None, None], atol=1e-4), (inside[:, 0, 0], want)
+    spec = get_backbone(name)
+    assert np.allclose(spec.mean, mean) and np.allclose(spec.std, std)
 
 
 def test_lite2_weights_map_and_chelsea_is_a_cat() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train import make_tiny_dataset, tiny_config
+from tests.train_data import make_tiny_dataset, tiny_config
 
 WORKER = """
 import hashlib, os, sys

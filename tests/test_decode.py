@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import types
 from dataclasses import fields
 from pathlib import Path
 
@@ -72,16 +74,35 @@ def test_accepts_bytearray_and_memoryview(scene: np.ndarray) -> None:
     assert decode_image(bytearray(data)).sha256 == decode_image(memoryview(data)).sha256
 
 
+def _reachable(root: object) -> list[object]:
+    """Every object reachable from ``root`` (array bases included), types and modules aside."""
+    seen: set[int] = set()
+    stack, found = [root], []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType):
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        stack.extend(gc.get_referents(obj))
+        if isinstance(obj, np.ndarray) and obj.base is not None:
+            stack.append(obj.base)
+    return found
+
+
 def test_decoded_photo_carries_pixels_only(scene: np.ndarray) -> None:
-    """EXIF (with GPS), ICC and comments in the upload never reach the decoded value."""
+    """EXIF (with GPS), ICC and comments in the upload never reach the decoded value:
+    nothing reachable from it is a Pillow image or holds a byte of that metadata."""
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make
     exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPS IFD
     buf = io.BytesIO()
     Image.fromarray(scene).save(
-        buf, "JPEG", exif=exif.tobytes(), comment=b"secret", icc_profile=b"\x00" * 128
+        buf, "JPEG", exif=exif.tobytes(), comment=b"secret", icc_profile=b"ICC-marker" * 16
     )
-    photo = decode_image(buf.getvalue())
+    upload = buf.getvalue()
+    assert all(m in upload for m in (b"PhoneMaker", b"secret", b"ICC-marker"))
+    photo = decode_image(upload)
     assert {f.name for f in fields(photo)} == {
         "rgb",
         "original_width",
@@ -90,11 +111,18 @@ def test_decoded_photo_carries_pixels_only(scene: np.ndarray) -> None:
         "sha256",
         "byte_size",
     }
-    out = io.BytesIO()
-    Image.fromarray(photo.rgb).save(out, "JPEG")
-    again = Image.open(io.BytesIO(out.getvalue()))
-    assert len(again.getexif()) == 0
-    assert "icc_profile" not in again.info and "comment" not in again.info
+    assert type(photo.rgb) is np.ndarray and photo.rgb.shape == scene.shape
+    reachable = _reachable(photo)
+    assert any(obj is photo.rgb for obj in reachable)  # the walk does see the pixels
+    for obj in reachable:
+        assert not isinstance(obj, Image.Image | Image.Exif), type(obj)
+        if isinstance(obj, dict):
+            assert not {"exif", "icc_profile", "comment"} & set(obj), sorted(obj)
+        raw = obj.encode() if isinstance(obj, str) else obj
+        if isinstance(raw, bytes | bytearray | memoryview | np.ndarray):
+            data = bytes(raw) if not isinstance(raw, np.ndarray) else raw.tobytes()
+            for marker in (b"PhoneMaker", b"secret", b"ICC-marker", b"Exif\x00\x00"):
+                assert marker not in data, marker
 
 
 # --------------------------------------------------------------------------- EXIF

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from serving.dock.app import DockOptions, run_station
 from serving.dock.sim import SimConfig, SimTiming, plan, simulate
 from serving.dock.source import Backoff
 from serving.dock.spool import Spool
+from tests import live
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "admin-e2e-secret-0123456789"
@@ -53,9 +53,7 @@ class Service:
     """A uvicorn subprocess that can be stopped and started again on the same database."""
 
     def __init__(self, root: Path, model: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = live.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = root / "service.db"
         path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -74,42 +72,25 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "serving.app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the service exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # polling for readiness, not timing anything
-        pytest.fail("the service did not become ready in 60 s")
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        self.proc = live.start(argv, env=self.env, cwd=ROOT, log=self.log)
+        live.wait_ready(self.proc, self.url, self.log, timeout_s=60)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
+        if self.proc is not None:
+            live.stop(self.proc)
         self.proc = None
 
     def admin(self, method: str, path: str, json: Any) -> Any:
@@ -125,9 +106,9 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("service")
-    svc = Service(root, build_test_model(root / "test-model.onnx"))
+    svc = Service(root, tiny_model)
     svc.start()
     try:
         yield svc

@@ -3,21 +3,33 @@
 The server is a tiny stdlib ``http.server`` in a thread that can answer 503, 201, a
 dropped connection, 422 or 429, and that stores each idempotency key once (a repeated key
 is answered 200 with the stored id, as the service does). The clock is injected: the
-backoff schedule is checked without sleeping.
+backoff schedule is checked without sleeping, and the jitter comes from a seeded
+``random.Random``. ``Retry-After`` in its HTTP-date form is tested through httpx's
+``MockTransport``, which lets the test set the answer's ``Date`` header exactly.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from serving.dock.deliver import Deliverer, HttpPoster, PostOutcome, verdict
+from serving.dock.deliver import (
+    RETRY_AFTER_CAP_S,
+    Deliverer,
+    HttpPoster,
+    PostOutcome,
+    parse_retry_after,
+    verdict,
+)
 from serving.dock.source import Backoff
 from serving.dock.spool import Spool, SpoolItem
 
@@ -115,13 +127,18 @@ def _item(n: int, return_id: str | None = "R-1") -> SpoolItem:
     )
 
 
+SEED = 1234
+BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=4.0)
+
+
 def _deliverer(spool: Spool, url: str, clock: Clock, **kw: Any) -> tuple[Deliverer, list[str]]:
     seen: list[str] = []
     d = Deliverer(
         spool,
         HttpPoster(url, "dock-secret", timeout=5.0),
-        backoff=Backoff(initial=1.0, factor=2.0, maximum=4.0),
+        backoff=BACKOFF,
         clock=clock,
+        rng=random.Random(SEED),
         on_delivered=lambda item, body, status: seen.append(body["inspection_id"]),
         **kw,
     )
@@ -139,13 +156,15 @@ def test_pending_while_503_then_delivered_once_with_capped_backoff(
     spool.add(_item(1))  # same key again: ignored, not a second inspection
     d, seen = _deliverer(spool, url, clock)
 
-    for expected in (1.0, 2.0, 4.0, 4.0):  # doubling, capped at 4 s
+    same_draws = random.Random(SEED)
+    for ceiling in (1.0, 2.0, 4.0, 4.0):  # doubling, capped at 4 s; full jitter below it
         assert d.deliver_due() == 0
-        assert d.delays[-1] == expected
+        assert d.delays[-1] == same_draws.uniform(0.0, ceiling)
+        assert 0.0 < d.delays[-1] <= ceiling
         before = len(fake.requests)
         assert d.deliver_due() == 0  # holding: no request before the backoff has passed
         assert len(fake.requests) == before
-        clock.now += expected
+        clock.now += d.delays[-1]
     assert spool.counts()["pending"] == 2
     assert spool.get("key-1").attempts == 4  # type: ignore[union-attr]
 
@@ -218,11 +237,105 @@ def test_429_honours_retry_after_and_no_server_is_a_retry(
     d, _ = _deliverer(spool, url, clock)
     fake.mode = "429"
     d.deliver_due()
-    assert d.delays == [4.0]  # Retry-After 7 s, capped at the backoff maximum (4 s)
+    assert d.delays == [7.0]  # Retry-After: 7 asked, above the backoff maximum, under the cap
     # Nothing listens on this port: a connection error is retried, not failed.
     dead, _ = _deliverer(spool, "http://127.0.0.1:9", clock)
-    assert dead.deliver_due() == 0 and dead.delays == [1.0]
+    assert dead.deliver_due() == 0 and len(dead.delays) == 1
+    assert 0.0 <= dead.delays[0] <= BACKOFF.initial
     assert spool.counts()["pending"] == 1
+
+
+SERVER_NOW = "Wed, 02 Dec 2026 07:00:00 GMT"
+
+
+def _answer_429(tmp_path: Path, headers: dict[str, str], **kw: Any) -> Deliverer:
+    """One delivery answered 429 with ``headers``, through the real HttpPoster."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(429, headers=headers))
+    spool = Spool(tmp_path / "spool.db", clock=Clock())
+    spool.add(_item(1))
+    d = Deliverer(
+        spool,
+        HttpPoster("http://dock-api.test", "k", transport=transport, **kw),
+        backoff=BACKOFF,
+        clock=Clock(),
+        rng=random.Random(SEED),
+    )
+    assert d.deliver_due() == 0
+    spool.close()
+    return d
+
+
+def test_retry_after_as_an_http_date_is_read_against_the_answers_date(tmp_path: Path) -> None:
+    d = _answer_429(tmp_path, {"date": SERVER_NOW, "retry-after": "Wed, 02 Dec 2026 07:00:42 GMT"})
+    assert d.delays == [42.0]  # the station's own clock (years off here) plays no part
+
+
+def test_retry_after_date_without_a_date_header_uses_the_wall_clock(tmp_path: Path) -> None:
+    d = _answer_429(
+        tmp_path,
+        {"retry-after": "Wed, 02 Dec 2026 07:01:30 GMT"},
+        wall_clock=lambda: datetime(2026, 12, 2, 7, 0, 0, tzinfo=UTC),
+    )
+    assert d.delays == [90.0]
+
+
+@pytest.mark.parametrize(
+    "asked", [str(int(RETRY_AFTER_CAP_S) * 12), "Thu, 03 Dec 2026 07:00:00 GMT"]
+)
+def test_retry_after_above_the_cap_is_clamped_to_the_cap(tmp_path: Path, asked: str) -> None:
+    d = _answer_429(tmp_path, {"date": SERVER_NOW, "retry-after": asked})
+    assert d.delays == [RETRY_AFTER_CAP_S]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("Wed, 02 Dec 2026 07:00:30 GMT", 30.0),  # IMF-fixdate
+        ("Wednesday, 02-Dec-26 07:00:30 GMT", 30.0),  # obsolete RFC 850 form
+        ("Wed Dec  2 07:00:30 2026", 30.0),  # obsolete asctime form (no zone: GMT)
+        ("Wed, 02 Dec 2026 06:59:00 GMT", 0.0),  # already past: go now
+        ("soon", None),
+        ("inf", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+    now = datetime(2026, 12, 2, 7, 0, 0, tzinfo=UTC)
+    assert parse_retry_after(value, now=now) == seconds
+
+
+class AlwaysDown:
+    def post(self, item: SpoolItem) -> PostOutcome:
+        return PostOutcome(503, error="HTTP 503")
+
+
+def _schedule(tmp_path: Path, seed: int, failures: int) -> list[float]:
+    clock = Clock()
+    spool = Spool(tmp_path / f"spool-{seed}.db", clock=clock)
+    spool.add(_item(1))
+    d = Deliverer(spool, AlwaysDown(), backoff=BACKOFF, clock=clock, rng=random.Random(seed))
+    for _ in range(failures):
+        assert d.deliver_due() == 0
+        clock.now += d.delays[-1]
+    spool.close()
+    return d.delays
+
+
+def test_jittered_backoff_stays_within_its_bounds_and_is_reproducible(tmp_path: Path) -> None:
+    delays = _schedule(tmp_path, SEED, 12)
+    ceilings = [BACKOFF.delay(n) for n in range(12)]  # 1, 2, 4, 4, ...
+    assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert _schedule(tmp_path, SEED, 12) == delays  # same seed, same schedule
+    assert _schedule(tmp_path, SEED + 1, 12) != delays  # stations draw differently
+    draws = [BACKOFF.full_jitter(5, random.Random(n)) for n in range(400)]
+    assert 0.0 <= min(draws) < 0.25 * BACKOFF.maximum  # spread over the whole window,
+    assert 0.75 * BACKOFF.maximum < max(draws) <= BACKOFF.maximum  # not bunched at the top
 
 
 @pytest.mark.parametrize(

@@ -29,15 +29,15 @@ from sqlalchemy import update
 from benchmarks.tiny_model import DAMAGE, GRADES, build_test_model
 from serving.domain_errors import NotFound
 from serving.policy import load_policy
+from serving.services import admin, media, review, shopper
+from serving.services.inputs import CatalogRow, CreateReturnRequest, OrderRow, ReviewRequest
 from serving.services.service import ReturnLensService
-from serving.services.views import CreateReturnRequest, ReviewRequest
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
 from serving.storage.review_export import ExportOptions, export_reviewed
 from serving.storage.tables import Photo
-from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
 from tests.photo_factory import item_scene
-from tests.test_service import DELIVERED, NOW, jpeg
+from tests.service_data import DELIVERED, NOW, jpeg
 from vision.errors import DataError
 from vision.heatmap import cam_to_photo, render_overlay
 from vision.model import OnnxModel
@@ -68,7 +68,7 @@ def grader(tmp_path_factory: pytest.TempPathFactory) -> Grader:
 
 
 @pytest.fixture()
-def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensService]:  # noqa: F811
+def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensService]:
     db = Database(db_url)
     service = ReturnLensService(
         db,
@@ -78,20 +78,21 @@ def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensServi
         load_policy(),
         clock=lambda: NOW,
     )
-    service.upsert_catalog(
-        [{"sku": "mug-01", "category": "mug", "name": "Blue mug", "price": 25.0}]
+    admin.upsert_catalog(
+        service, [CatalogRow(sku="mug-01", category="mug", name="Blue mug", price=25.0)]
     )
-    service.upsert_orders(
+    admin.upsert_orders(
+        service,
         [
-            {
-                "order_id": "o-1",
-                "customer_id": "c-1",
-                "customer_email": "a@example.com",
-                "sku": "mug-01",
-                "price": 25.0,
-                "delivered_at": DELIVERED,
-            }
-        ]
+            OrderRow(
+                order_id="o-1",
+                customer_id="c-1",
+                customer_email="a@example.com",
+                sku="mug-01",
+                price=25.0,
+                delivered_at=DELIVERED,
+            )
+        ],
     )
     yield service
     db.dispose()
@@ -107,11 +108,11 @@ def red_photo() -> bytes:
 
 def _upload(svc: ReturnLensService) -> tuple[str, str, bytes]:
     """(return id, photo id, uploaded bytes) of one red photo."""
-    created = svc.create_return(
-        CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
+    created = shopper.create_return(
+        svc, CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
     )
     data = red_photo()
-    result = svc.upload_photos(created.return_id, [data])
+    result = shopper.upload_photos(svc, created.return_id, [data])
     return created.return_id, result.photos[0].photo_id, data
 
 
@@ -126,7 +127,7 @@ def _expected(
 ) -> np.ndarray:
     """The overlay drawn straight from the model's CAM rows ``rows`` (card order)."""
     scores = grader.grade([data]).photos[0].scores
-    stored = _decode(svc.photo_bytes(photo_id)[0]).astype(np.uint8)
+    stored = _decode(media.photo_bytes(svc, photo_id)[0]).astype(np.uint8)
     h, w = stored.shape[:2]
     heat = np.zeros((h, w), np.float32)
     for i in rows:
@@ -153,25 +154,25 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 def test_each_heatmap_is_drawn_from_its_own_labels_cam_row(
     svc: ReturnLensService,
     grader: Grader,
-    db_url: str,  # noqa: F811
+    db_url: str,
 ) -> None:
     _, pid, data = _upload(svc)
     scores = _scores(svc, pid)
     assert scores["damage_labels"] == list(DAMAGE) and scores["grade_labels"] == list(GRADES)
     if db_url.startswith("postgresql"):  # the condition the fix is about is really there
         assert list(scores["damage_probs"]) != list(DAMAGE)
-    photo = svc.get_return(svc.photo_subject(pid)[1]).photos[0]
+    photo = shopper.get_return(svc, media.photo_subject(svc, pid)[1]).photos[0]
     assert photo.heatmap_labels == ("grade", *DAMAGE)
     assert list(photo.damage_probs) == list(DAMAGE) and list(photo.grade_probs) == list(GRADES)
     for label in VISIBLE:
-        got = _decode(svc.heatmap_png(pid, label))
+        got = _decode(media.heatmap_png(svc, pid, label))
         own = DAMAGE.index(label)
         assert _diff(got, _expected(svc, grader, pid, data, [own])) < TOLERANCE, label
         for other in VISIBLE:  # another label's map would be visibly different
             if other != label:
                 wrong = _expected(svc, grader, pid, data, [DAMAGE.index(other)])
                 assert _diff(got, wrong) > 5 * TOLERANCE, (label, other)
-    combined = _decode(svc.heatmap_png(pid, "grade"))
+    combined = _decode(media.heatmap_png(svc, pid, "grade"))
     assert _diff(combined, _expected(svc, grader, pid, data, list(range(len(DAMAGE))))) < TOLERANCE
 
 
@@ -183,7 +184,7 @@ def test_rows_stored_without_label_lists_use_the_card_of_the_same_model_only(
     legacy = {k: v for k, v in scores.items() if k not in ("grade_labels", "damage_labels")}
     with svc.db.write() as s:
         s.execute(update(Photo).where(Photo.id == pid).values(scores=legacy))
-    got = _decode(svc.heatmap_png(pid, "scratch"))
+    got = _decode(media.heatmap_png(svc, pid, "scratch"))
     assert _diff(got, _expected(svc, grader, pid, data, [DAMAGE.index("scratch")])) < TOLERANCE
     with svc.db.write() as s:  # graded by another model: the row order is unknown
         s.execute(
@@ -192,28 +193,29 @@ def test_rows_stored_without_label_lists_use_the_card_of_the_same_model_only(
             .values(scores={**legacy, "model_version": "older-model"})
         )
     with pytest.raises(NotFound) as err:
-        svc.heatmap_png(pid, "scratch")
+        media.heatmap_png(svc, pid, "scratch")
     assert err.value.code == "not_found"
 
 
 def test_review_export_reads_the_stored_label_lists(
     svc: ReturnLensService,
     tmp_path: Path,
-    db_url: str,  # noqa: F811
+    db_url: str,
 ) -> None:
     rid, pid, _ = _upload(svc)
-    svc.submit_review(
+    review.submit_review(
+        svc,
         ReviewRequest(
             subject_type="return",
             subject_id=rid,
-            reviewer="rita",
             verdict="correct",
             grade="D_fair",
-            damage=("dent",),
-        )
+            damage=["dent"],
+        ),
+        reviewer="rita",
     )
     options = ExportOptions(include_failed_quality=True)
-    photos = svc.deps.photos.root
+    photos = svc.photos.root
     report = export_reviewed(db_url, photos, tmp_path / "out", options)
     header = json.loads(report.manifest.read_text(encoding="utf-8").splitlines()[0])
     assert (header["grade_labels"], header["damage_labels"]) == (list(GRADES), list(DAMAGE))

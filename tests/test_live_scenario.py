@@ -9,13 +9,9 @@ damaged item, and a photo of an item from another category.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -24,6 +20,7 @@ import numpy as np
 import pytest
 
 from serving.models import default_model_path
+from tests import live
 
 pytestmark = pytest.mark.slow
 ADMIN_KEY = "live-test-admin-key-0123456789abcdef"
@@ -31,19 +28,13 @@ READY_TIMEOUT_S = 180.0
 SEED = 7
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = default_model_path()
     if not model.is_file():
-        pytest.skip("default model not trained yet")
+        pytest.skip(f"the shipped default model is missing: {model} (make default-model)")
     root = tmp_path_factory.mktemp("live")
-    port = _free_port()
+    port = live.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
     env.update(
         {
@@ -55,57 +46,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "RETURNLENS_ORT_THREADS": "2",
         }
     )
-    log = (root / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "returnlens.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--database-url",
-            f"sqlite:///{root / 'live.db'}",
-            "--model-path",
-            str(model),
-            "--seed-demo",
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    argv = [
+        sys.executable,
+        "-m",
+        "returnlens.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite:///{root / 'live.db'}",
+        "--model-path",
+        str(model),
+        "--seed-demo",
+        "--log-level",
+        "warning",
+    ]
+    with live.running(
+        argv,
+        base=f"http://127.0.0.1:{port}",
         env=env,
-        cwd=str(root),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc, root / "server.log")
+        cwd=root,
+        log=root / "server.log",
+        timeout_s=READY_TIMEOUT_S,
+    ) as (_, base):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll /readyz until 200; fail with the server's output if it dies or never gets there."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"server not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:

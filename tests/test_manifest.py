@@ -648,28 +648,63 @@ def test_cli_import_folder_and_merge(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 @pytest.mark.realdata
 def test_real_car_damage_import(tmp_path: Path) -> None:
+    """The shipped train/val/test folders are kept: every photo lands in its folder's
+    split with its folder's grade, once, and nothing else is imported."""
     root = SHARED / "car-damage-severity"
     if not root.is_dir():
         pytest.skip(f"{root} is absent")
+    grade_map = {"minor": "C_good", "moderate": "D_fair", "severe": "E_damaged"}
     out = tmp_path / "car" / "manifest.jsonl"
-    import_folder(
-        root,
-        out,
-        grade_map={"minor": "C_good", "moderate": "D_fair", "severe": "E_damaged"},
-        category="car",
-    )
+    import_folder(root, out, grade_map=grade_map, category="car")
     assert validate_manifest(out) == []
-    s = load_manifest(out).summary()["splits"]
-    grades = {k: tuple(v["grades"].values()) for k, v in s.items()}
-    assert grades == {"train": (722, 577, 533), "val": (180, 144, 133), "test": (91, 74, 55)}
+    records = load_manifest(out).records
+    on_disk = {
+        p.resolve(): (p.parent.parent.name, p.parent.name)
+        for p in root.glob("*/*/*")
+        if p.is_file() and p.read_bytes()[:3] == b"\xff\xd8\xff"
+    }
+    assert {Path(r.image).resolve() for r in records} == set(on_disk)
+    assert len(records) == len(on_disk)  # each photo once
+    for r in records:
+        split, folder = on_disk[Path(r.image).resolve()]
+        assert (r.split, r.grade, r.meta["folder"]) == (split, grade_map[folder], folder), r.id
+    assert {r.split for r in records} == {"train", "val", "test"}
+
+
+def _round_half_up(x: float) -> int:
+    return int(x + 0.5)
 
 
 @pytest.mark.realdata
 def test_real_elpv_import(tmp_path: Path) -> None:
+    """Every labelled cell is imported with the grade of its defect probability, and the
+    split is 70/15/15 within each (grade, cell type) group, exactly and reproducibly."""
+    import csv
+    from collections import Counter
+
     root = SHARED / "elpv"
     if not root.is_dir():
         pytest.skip(f"{root} is absent")
     m = import_elpv(root, tmp_path / "elpv.jsonl")
     assert validate_manifest(tmp_path / "elpv.jsonl") == []
-    assert len(m.records) == 856
-    assert [len(m.split(s)) for s in ("train", "val", "test")] == [598, 129, 129]
+    with (root / "labels.csv").open(newline="") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh)}
+    assert {r.id.removeprefix("elpv/") for r in m.records} == set(rows)
+    grades = ["p0", "p33", "p67", "p100"]
+    groups: dict[tuple[str, str], Counter[str]] = {}
+    for r in m.records:
+        row = rows[r.id.removeprefix("elpv/")]
+        assert r.grade == grades[round(float(row["defect_probability"]) * 3)], r.id
+        assert r.category == r.sku == row["cell_type"]
+        groups.setdefault((str(r.grade), row["cell_type"]), Counter())[r.split] += 1
+    assert len(groups) == 8  # 4 grades x mono/poly, each split on its own
+    for key, counts in groups.items():
+        n = sum(counts.values())
+        assert n >= 3, key  # large enough that the small-group rules do not apply
+        assert counts["val"] == counts["test"] == _round_half_up(0.15 * n), (key, counts)
+        assert counts["train"] == n - 2 * counts["val"]
+    again = import_elpv(root, tmp_path / "again.jsonl")
+    assert [r.split for r in again.records] == [r.split for r in m.records]  # deterministic
+    other = import_elpv(root, tmp_path / "seed1.jsonl", seed=1)
+    assert [r.split for r in other.records] != [r.split for r in m.records]
+    assert Counter(r.split for r in other.records) == Counter(r.split for r in m.records)

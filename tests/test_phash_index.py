@@ -17,14 +17,13 @@ import pytest
 from serving.services.phash_index import WINDOW, PhashIndex
 from serving.storage.db import Database
 from serving.storage.tables import CatalogItem, Customer, Order, OrderLine, Photo, Return
-from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 RETURNS = ("ret_a", "ret_b", "ret_c")
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:  # noqa: F811
+def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     with database.write() as s:
         s.add(Customer(id="c1", created_at=T0))

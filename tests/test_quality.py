@@ -16,8 +16,9 @@ pixels of the 1200 x 900 frame:
 - cut_off: a crop through the item so that it runs off the edges.
 
 Mild versions a person may accept (Gaussian sigma 1.5, 9 px motion, -1 and -3 EV,
-+1 EV, a 5% glare spot, the item at 35% of the frame height) are measured and reported,
-not asserted. The seeds here differ from the ones the thresholds were tuned on.
++1 EV, a 5% glare spot, the item at 35% of the frame height) are reported, and bounded:
+no mild version is refused on every photo, and the gentlest two pass on most photos.
+The seeds here differ from the ones the thresholds were tuned on.
 Run with ``pytest -s`` to see the rates.
 """
 
@@ -203,6 +204,17 @@ def test_degraded_photos_fail_with_the_right_check(
         if MUST_FAIL[label][0] not in failed
     ]
     assert not misses, misses
+    # The mild versions sit between clean and must-fail: the named check may refuse
+    # some, never all (a threshold that tight refuses photos a person would accept), and
+    # the gentlest two pass on at least 7 photos in 10.
+    flagged = {
+        label: sum(MILD[label][0] in failed for _, failed in rows) for label, rows in mild.items()
+    }
+    assert set(flagged) == set(MILD)  # every mild version ran on some photo
+    for label, rows in mild.items():
+        assert flagged[label] < len(rows), (label, rows)
+    for label in ("gaussian sigma 1.5", "dark -1 EV"):
+        assert flagged[label] <= 0.3 * len(mild[label]), (label, mild[label])
 
 
 def test_flat_box_is_not_called_blurry(clean_reports: dict[str, QualityReport]) -> None:
@@ -261,7 +273,9 @@ def test_sharpness_is_monotonic_in_blur() -> None:
     assert values == sorted(values, reverse=True)
 
 
-def test_report_shape_and_messages(clean_reports: dict[str, QualityReport]) -> None:
+def test_report_shape_and_messages(
+    cleans: list[Clean], clean_reports: dict[str, QualityReport]
+) -> None:
     report = _assess(pf.exposure(pf.downscale(pf.item_scene(5).rgb, 320), 1 / 16))
     assert [c.name for c in report.checks] == list(CHECKS)
     assert {"resolution", "underexposed"} <= _failed(report)
@@ -274,9 +288,20 @@ def test_report_shape_and_messages(clean_reports: dict[str, QualityReport]) -> N
     assert "320 x 240" in res.message and "640 x 480" in res.message
     blob = json.loads(json.dumps(report.to_dict()))
     assert blob["passed"] is False and blob["profile"] == "shopper"
-    for name in CHECKS:  # every check has an actionable sentence
-        msg = next(c.message for c in clean_reports["box/plain"].checks if c.name == name)
-        assert msg == ""
+    clean = clean_reports["box/plain"]
+    assert clean.passed and all(c.message == "" for c in clean.checks)  # passing: silent
+    # every check, when it fails, has its own sentence: what is wrong, then what to do
+    item = next(c for c in cleans if c.name == "box/plain")
+    # the first (mildest) must-fail version of each check
+    degrade_for = {check: degrade for check, degrade in reversed(MUST_FAIL.values())}
+    sentences = {}
+    for name in CHECKS:
+        degraded = degrade_for[name](item)
+        assert degraded is not None, name
+        sentences[name] = next(c.message for c in _assess(degraded).failures if c.name == name)
+    for name, msg in sentences.items():
+        assert msg[0].isupper() and msg.endswith(".") and ". " in msg, (name, msg)
+    assert len(set(sentences.values())) == len(CHECKS)  # no generic sentence shared
 
 
 def test_failure_sentences_are_actionable(cleans: list[Clean]) -> None:

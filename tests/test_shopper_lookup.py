@@ -3,8 +3,8 @@
 ``ReturnLensService.lookup_order`` answers ``POST /v1/orders/lookup`` (the router only
 maps JSON); an unknown order and a wrong email are the same NotFound. The return view
 carries the catalog item's name so a shopper's deep link shows "Test box-01", not the
-SKU. Service tests run on SQLite and PostgreSQL with the tiny model, as in
-tests/test_service.py (whose fixtures are reused).
+SKU. Service tests run on SQLite and PostgreSQL with the tiny model, on the ``svc``
+fixture of tests/conftest.py (the one tests/test_service.py uses).
 """
 
 from __future__ import annotations
@@ -14,18 +14,19 @@ from typing import Any
 import pytest
 
 from serving.domain_errors import NotFound
+from serving.services import shopper
+from serving.services.inputs import CreateReturnRequest
 from serving.services.service import ReturnLensService
-from serving.services.views import CreateReturnRequest
-from tests.api_fixtures import Shop, sqlite_shop, tiny_model  # noqa: F401  (fixtures)
-from tests.browser import chromium, chromium_skip_reason
-from tests.pg import db_url, pg_cluster  # noqa: F401  (fixtures)
-from tests.test_service import DELIVERED, clean, model, svc  # noqa: F401  (fixtures)
+from tests.browser import chromium
+from tests.requires import require_chromium
+from tests.service_data import DELIVERED
+from tests.shop import Shop
 
 ORIGIN = "http://returnlens.test"
 
 
-def test_lookup_order_lists_the_items_with_their_names(svc: ReturnLensService) -> None:  # noqa: F811
-    view = svc.lookup_order("o-1", "  A@Example.COM ")  # strip + casefold, like returns
+def test_lookup_order_lists_the_items_with_their_names(svc: ReturnLensService) -> None:
+    view = shopper.lookup_order(svc, "o-1", "  A@Example.COM ")  # strip + casefold, like returns
     assert view.order_id == "o-1" and view.delivered_at == DELIVERED
     assert [(i.sku, i.name, i.category, i.price, i.quantity) for i in view.items] == [
         ("box-02", "Box", "package", 40.0, 1),
@@ -33,7 +34,7 @@ def test_lookup_order_lists_the_items_with_their_names(svc: ReturnLensService) -
     ]
 
 
-def test_unknown_order_and_wrong_email_are_the_same_not_found(svc: ReturnLensService) -> None:  # noqa: F811
+def test_unknown_order_and_wrong_email_are_the_same_not_found(svc: ReturnLensService) -> None:
     errors = []
     for order_id, email in (
         ("o-404", "a@example.com"),
@@ -41,21 +42,21 @@ def test_unknown_order_and_wrong_email_are_the_same_not_found(svc: ReturnLensSer
         ("o-2", "a@example.com"),
     ):  # o-2's customer has no email
         with pytest.raises(NotFound) as err:
-            svc.lookup_order(order_id, email)
+            shopper.lookup_order(svc, order_id, email)
         errors.append((err.value.code, str(err.value), err.value.details))
     assert errors[0][0] == "unknown_order"
     assert errors[0] == errors[1] == errors[2]  # nothing tells which part was wrong
 
 
-def test_return_view_names_the_item(svc: ReturnLensService) -> None:  # noqa: F811
-    created = svc.create_return(
-        CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
+def test_return_view_names_the_item(svc: ReturnLensService) -> None:
+    created = shopper.create_return(
+        svc, CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
     )
-    view = svc.get_return(created.return_id)
+    view = shopper.get_return(svc, created.return_id)
     assert (view.sku, view.item_name, view.category) == ("mug-01", "Mug", "mug")
 
 
-def test_api_return_carries_the_item_name(sqlite_shop: Shop) -> None:  # noqa: F811
+def test_api_return_carries_the_item_name(sqlite_shop: Shop) -> None:
     rid, token = sqlite_shop.open_return()
     body = sqlite_shop.client.get(
         f"/v1/returns/{rid}", headers={"Authorization": f"Bearer {token}"}
@@ -63,11 +64,9 @@ def test_api_return_carries_the_item_name(sqlite_shop: Shop) -> None:  # noqa: F
     assert (body["sku"], body["item_name"], body["category"]) == ("box-01", "Test box-01", "box")
 
 
-def test_deep_link_shows_the_item_name_in_chromium(sqlite_shop: Shop) -> None:  # noqa: F811
+def test_deep_link_shows_the_item_name_in_chromium(sqlite_shop: Shop) -> None:
     """The shopper page opened from the return email's link (no order lookup before)."""
-    reason = chromium_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_chromium()
     rid, token = sqlite_shop.open_return()
     client = sqlite_shop.client
 

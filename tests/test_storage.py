@@ -17,7 +17,7 @@ from serving.storage import repo
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
 from serving.storage.tables import AuditLog, Customer, Return
-from tests.pg import PgCluster, db_url, empty_db_url, pg_cluster  # noqa: F401  (fixtures)
+from tests.pg import PgCluster
 from vision.errors import ConfigError
 
 TABLES = {
@@ -37,19 +37,19 @@ TABLES = {
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(empty_db_url: str) -> None:  # noqa: F811
+def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(empty_db_url: str) -> None:
     db = Database(empty_db_url)
     try:
         assert db.current_revision() is None
         db.upgrade()
-        assert db.current_revision() == "0002"
+        assert db.current_revision() == "0003"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "alembic_version" in names
         uniques = inspect(db.engine).get_unique_constraints("inspections")
         assert any(u["column_names"] == ["idempotency_key"] for u in uniques)
         db.upgrade()  # nothing to do, nothing breaks
-        assert db.current_revision() == "0002"
+        assert db.current_revision() == "0003"
         with db.engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM alembic_version")) == 1
     finally:
@@ -70,7 +70,7 @@ def _audit(db: Database) -> None:
 
 
 @pytest.mark.parametrize("sql", ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"])
-def test_the_audit_log_refuses_update_and_delete_in_the_database(db_url: str, sql: str) -> None:  # noqa: F811
+def test_the_audit_log_refuses_update_and_delete_in_the_database(db_url: str, sql: str) -> None:
     db = Database(db_url)
     try:
         _audit(db)
@@ -83,7 +83,7 @@ def test_the_audit_log_refuses_update_and_delete_in_the_database(db_url: str, sq
         db.dispose()
 
 
-def test_the_audit_log_refuses_truncate_on_postgresql(pg_cluster: PgCluster) -> None:  # noqa: F811
+def test_the_audit_log_refuses_truncate_on_postgresql(pg_cluster: PgCluster) -> None:
     db = Database(pg_cluster.url(pg_cluster.create_database(migrated=True)))
     try:
         _audit(db)
@@ -111,7 +111,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_foreign_keys_are_enforced(db_url: str) -> None:  # noqa: F811
+def test_foreign_keys_are_enforced(db_url: str) -> None:
     db = Database(db_url)
     try:
         with pytest.raises(IntegrityError), db.write() as s:
@@ -132,7 +132,7 @@ def test_foreign_keys_are_enforced(db_url: str) -> None:  # noqa: F811
         db.dispose()
 
 
-def test_timestamps_come_back_as_aware_utc(db_url: str) -> None:  # noqa: F811
+def test_timestamps_come_back_as_aware_utc(db_url: str) -> None:
     db = Database(db_url)
     plus2 = datetime(2026, 3, 10, 14, 0, tzinfo=timezone(timedelta(hours=2)))
     try:

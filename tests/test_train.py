@@ -8,12 +8,12 @@ import json
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from returnlens.cli import main
+from tests.train_data import DAMAGE, GRADES, make_tiny_dataset, tiny_config
 from training.augment import Augmenter
 from training.config import TrainConfig, TrainingError
 from training.data import PhotoDataset, SkuBatchSampler, encode_records, grade_class_weights
@@ -30,53 +30,6 @@ from vision.errors import ConfigError, DataError, ModelError
 from vision.manifest import load_manifest
 from vision.preprocess import PreprocessSpec
 
-GRADES = ["A_new", "B_like_new", "C_good", "D_fair", "E_damaged"]
-DAMAGE = ["scratch", "dent"]
-COLOURS = [(200, 40, 40), (40, 170, 60), (40, 60, 200), (210, 190, 40)]
-VAL_IDS = {3, 8, 13, 19, 24, 31, 36, 38}
-
-
-def make_tiny_dataset(
-    root: Path, n: int = 40, size: int = 64, grade_labels: list[str] | None = None
-) -> Path:
-    """n PNG photos: SKU = item colour, grade = number of scratch lines, 4 SKUs."""
-    rng = np.random.default_rng(0)
-    labels = grade_labels or GRADES
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    header = {
-        "kind": "returnlens-manifest",
-        "version": 1,
-        "source": "test",
-        "grade_labels": labels,
-        "damage_labels": DAMAGE,
-    }
-    lines = [json.dumps(header)]
-    for i in range(n):
-        grade = i % 5
-        img = np.full((size, size, 3), 225, np.uint8)
-        cv2.rectangle(img, (10, 10), (size - 10, size - 10), COLOURS[i % 4], -1)
-        for _ in range(grade * 2):
-            x = int(rng.integers(12, size - 16))
-            cv2.line(img, (x, 12), (x + 4, size - 12), (10, 10, 10), 2)
-        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), img[..., ::-1])
-        split = "val" if i in VAL_IDS else "train"
-        lines.append(
-            json.dumps(
-                {
-                    "id": f"photo-{i:03d}",
-                    "image": f"images/{i:03d}.png",
-                    "grade": labels[grade],
-                    "damage": ["scratch"] if grade >= 2 else [],
-                    "category": "box",
-                    "sku": f"sku-{i % 4}",
-                    "split": split,
-                }
-            )
-        )
-    path = root / "manifest.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> object:
@@ -90,24 +43,6 @@ def _one_thread() -> object:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
-
-
-def tiny_config(manifest: Path, out: Path, **changes: object) -> TrainConfig:
-    base = TrainConfig(
-        manifest=(str(manifest),),
-        backbone="mobilenet_v3_small",
-        pretrained=None,
-        image_size=64,
-        epochs=2,
-        batch_size=8,
-        embedding_dim=16,
-        num_workers=0,
-        freeze_epochs=0,
-        warmup_epochs=0.5,
-        out=str(out),
-        device="cpu",
-    )
-    return base.replace(**changes)
 
 
 def _jsonl(path: Path) -> list[dict[str, object]]:
@@ -375,7 +310,7 @@ def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
     assert config.pretrained is None
     with pytest.raises(ConfigError, match=r"unknown training config key.*lr_hed"):
         TrainConfig.from_yaml("lr_hed: 0.1\n")
-    with pytest.raises(ConfigError, match="'epochs' must be an integer"):
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1, got 'ten'"):
         TrainConfig.from_yaml("epochs: ten\n")
     with pytest.raises(ConfigError, match="aug_strength"):
         TrainConfig(aug_strength=2.0)
@@ -442,6 +377,68 @@ def test_partial_fine_tuning_keeps_the_early_backbone(tiny: Path, tmp_path: Path
 def test_shipped_recipes_load(recipe: str) -> None:
     config = TrainConfig.load(Path(__file__).parents[1] / "training/configs" / recipe)
     assert config.backbone == "efficientnet_lite0" and config.pretrained == "imagenet"
+
+
+def _resolve(*argv: str) -> TrainConfig:
+    from returnlens.cli import build_parser
+    from training.cli import resolve_config
+
+    return resolve_config(build_parser().parse_args(["train", *argv]))
+
+
+def test_every_config_key_is_a_flag_typed_by_the_schema() -> None:
+    """The flags come from TrainConfig: a new field is a flag, coerced like YAML."""
+    from returnlens.cli import build_parser
+
+    train_cmd = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    flags = {o for a in train_cmd._actions for o in a.option_strings}
+    keys = set(TrainConfig.field_names()) - {"extra"}
+    assert {"--" + k.replace("_", "-") for k in keys} <= flags
+    config = _resolve(
+        "--epochs", "3", "--lr-head", "2e-3", "--pretrained", "none", "--tta-flip",
+        "--resize-mode", "center_crop", "--set", "max_steps=5", "--set", "extra={note: x}",
+    )  # fmt: skip
+    assert (config.epochs, config.lr_head, config.max_steps) == (3, 0.002, 5)
+    assert type(config.epochs) is int and type(config.lr_head) is float
+    assert config.pretrained is None and config.tta_flip and config.extra == {"note": "x"}
+    assert config.resize_mode == "center_crop"
+    assert _resolve("--epochs", "3", "--set", "epochs=4").epochs == 4  # --set wins
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "2.5"], "epochs must be an integer >= 1, got '2.5'"),
+        (["--batch-size", "1"], "batch_size must be >= 2, got '1'"),  # as typed
+        (["--lr-head", "fast"], "lr_head must be a number > 0, got 'fast'"),
+        (["--set", "epochs=true"], "epochs must be an integer >= 1, got True"),
+        (["--set", "ema_decay=1"], "ema_decay must be in (0, 1), got 1"),
+        (["--set", "amp=fp8"], "amp must be one of auto, bf16, fp16, off, got 'fp8'"),
+        (["--set", "max_minutes=.inf"], "max_minutes must be a number > 0 (or null)"),
+        (["--photos-per-sku", "9", "--batch-size", "8"], "photos_per_sku must be 1..batch_size"),
+    ],
+)
+def test_bad_flag_or_set_value_is_one_sentence_naming_the_key(
+    argv: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _resolve(*argv)
+    text = info.value.message
+    assert text.startswith(f"invalid training config: {message}"), text
+    assert "\n" not in text and "pydantic" not in text
+
+
+def test_saved_config_round_trips_through_resume(tmp_path: Path) -> None:
+    """OUT/config.yaml is the resolved schema: --resume reads back the same recipe."""
+    config = _resolve(
+        "--out", str(tmp_path), "--manifest", "a.jsonl", "--manifest", "b.jsonl",
+        "--max-minutes", "2.5", "--set", "bn_momentum=0.1", "--set", "extra={run: 1}",
+    )  # fmt: skip
+    config.save(tmp_path / "config.yaml")
+    assert TrainConfig.load(tmp_path / "config.yaml") == config
+    resumed = _resolve("--out", str(tmp_path), "--resume", "--epochs", "7")
+    assert resumed == config.replace(epochs=7)
+    assert resumed.manifest == ("a.jsonl", "b.jsonl") and resumed.max_minutes == 2.5
 
 
 # --------------------------------------------------------------------------- CLI
@@ -538,9 +535,20 @@ def test_cli_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_cli_train_then_export(
     tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("training.export")
+    """`returnlens train` without --no-export leaves a servable, calibrated model."""
+    from vision.model import OnnxModel
+
     out = tmp_path / "run"
-    code = main(_cli_args(tiny, out))
+    code = main([*_cli_args(tiny, out), "--model-version", "tiny-v1"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert (out / "model.onnx").is_file() and "exported" in captured.out
+    assert f"exported {out / 'model.onnx'}" in captured.out
+    model = OnnxModel(out / "model.onnx", intra_op_threads=1)  # the serving contract check
+    card = model.card
+    assert card.model_version == "tiny-v1" and card.backbone == "mobilenet_v3_small"
+    assert card.grade_labels == tuple(GRADES) and card.damage_labels == tuple(DAMAGE)
+    assert card.preprocess.input_size == 64 and card.temperature > 0
+    assert card.recipe.get("image_size") == 64  # the resolved recipe travels with it
+    photos = model.predict(np.zeros((2, 64, 64, 3), np.uint8))
+    assert photos.grade_probs.shape == (2, len(GRADES))
+    assert np.allclose(photos.grade_probs.sum(axis=1), 1.0, atol=1e-5)

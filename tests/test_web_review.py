@@ -27,7 +27,6 @@ from tests.browser import (
     PhotoKit,
     accessibility_problems,
     chromium,
-    chromium_skip_reason,
     inspect,
     jpeg,
     live_server,
@@ -38,6 +37,7 @@ from tests.browser import (
     seed_shop,
     upload,
 )
+from tests.requires import require_chromium
 
 pytestmark = pytest.mark.browser
 PHOTOS_SHOWN = "() => document.querySelectorAll('.gallery img[src^=blob]').length >= 2"
@@ -45,9 +45,7 @@ PHOTOS_SHOWN = "() => document.querySelectorAll('.gallery img[src^=blob]').lengt
 
 @pytest.fixture(scope="module")
 def flagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    reason = chromium_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_chromium()
     root = tmp_path_factory.mktemp("live-review")
     kit: PhotoKit = photo_kit(root)
     with live_server(root / "server", kit.model) as server:

@@ -29,9 +29,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from benchmarks.tiny_model import build_test_model
 from serving.storage.tables import Photo
-from tests.api_fixtures import EMAIL, Shop, load_shop, make_settings
 from tests.browser import (
     DESKTOP,
     PHONE,
@@ -40,7 +38,6 @@ from tests.browser import (
     PhotoKit,
     accessibility_problems,
     chromium,
-    chromium_skip_reason,
     live_server,
     overflowing,
     phone_photo_file,
@@ -50,16 +47,18 @@ from tests.browser import (
     web_app,
 )
 from tests.photo_factory import encode
+from tests.requires import require_chromium
+from tests.shop import EMAIL, Shop, load_shop, make_settings
 
 EXTERNAL = re.compile(r"""(?:https?:)?//(?!www\.w3\.org/2000/svg)[a-z0-9.-]+\.[a-z]{2,}""", re.I)
 
 
 # ----------------------------------------------------------------------- in-process
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+def shop(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Shop]:
+    """The demo shop on SQLite, once for this module (overrides conftest's per-test one)."""
     root = tmp_path_factory.mktemp("web")
-    model = build_test_model(root / "tiny.onnx")
-    settings = make_settings(f"sqlite:///{root / 'web.db'}", root, model)
+    settings = make_settings(f"sqlite:///{root / 'web.db'}", root, tiny_model)
     with TestClient(web_app(settings)) as client:
         yield load_shop(client, settings)
 
@@ -176,9 +175,7 @@ def test_order_lookup_lists_items_and_hides_which_part_was_wrong(shop: Shop) -> 
 # ----------------------------------------------------------------------- in Chromium
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, PhotoKit]]:
-    reason = chromium_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_chromium()
     root = tmp_path_factory.mktemp("live-shopper")
     kit = photo_kit(root)
     with live_server(root / "server", kit.model) as server:

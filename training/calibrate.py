@@ -1,4 +1,4 @@
-"""Temperature scaling and suggested operating thresholds (numpy only).
+"""Temperature scaling and suggested operating thresholds (numpy; scipy for the fit).
 
 Temperature scaling (Guo et al., 2017) divides the grade logits by one scalar T fitted
 on the validation split; it changes confidences, never the argmax, so accuracy is
@@ -25,7 +25,6 @@ from vision.errors import DataError
 
 T_MIN, T_MAX = 0.05, 20.0
 MIN_DECIDED = 50
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 def temperature_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -36,9 +35,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, tol: float = 1e-4
     """T in [0.05, 20] minimising the validation NLL of softmax(logits / T).
 
     The NLL is convex in 1/T (log-sum-exp of a linear function minus a linear term), so
-    it is unimodal in log T and a golden-section search on log T finds the optimum
-    without gradients or scipy. A bound is returned when the optimum lies beyond it.
+    it is unimodal in log T and scipy's bounded Brent search on log T finds the optimum
+    without gradients. A bound is returned when the optimum lies beyond it (Brent never
+    evaluates the ends exactly, so they are compared explicitly). scipy is imported here,
+    not at the top: ``returnlens evaluate`` imports this module in a serving install.
     """
+    from scipy.optimize import minimize_scalar
+
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     if z.ndim != 2 or len(z) != len(y) or len(y) == 0:
@@ -55,24 +58,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, tol: float = 1e-4
         return temperature_nll(z, y, math.exp(log_t))
 
     lo, hi = math.log(T_MIN), math.log(T_MAX)
-    a, b = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
-    fa, fb = f(a), f(b)
-    while hi - lo > tol:
-        if fa <= fb:
-            hi, b, fb = b, a, fa
-            a = hi - _GOLDEN * (hi - lo)
-            fa = f(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + _GOLDEN * (hi - lo)
-            fb = f(b)
-    best = (lo + hi) / 2.0
-    # The ends are candidates too: golden section never evaluates them exactly.
-    candidates = [
-        (f(best), best),
-        (f(math.log(T_MIN)), math.log(T_MIN)),
-        (f(math.log(T_MAX)), math.log(T_MAX)),
-    ]
+    found = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": tol})
+    best = float(found.x)
+    candidates = [(f(best), best), (f(lo), lo), (f(hi), hi)]
     return float(math.exp(min(candidates)[1]))
 
 

@@ -3,7 +3,9 @@
 Flags override the config file; ``--resume`` without ``--config`` continues from the
 run's own ``config.yaml``. After training, the best checkpoint is calibrated on the val
 split and exported to ``OUT/model.onnx`` with its parity check (``--no-export`` skips
-that). Under ``torchrun`` only rank 0 exports. Torch is imported inside the handler.
+that). Under ``torchrun`` only rank 0 exports. The flags are generated from the
+:class:`TrainConfig` schema, so a new config key is a flag without touching this file.
+Torch is imported inside the handler; the schema is torch-free.
 """
 
 from __future__ import annotations
@@ -13,29 +15,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-# flag dest -> TrainConfig key (the flags an ML engineer changes most often)
-_OVERRIDES = {
-    "backbone": "backbone",
-    "pretrained": "pretrained",
-    "image_size": "image_size",
-    "resize_mode": "resize_mode",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr_backbone": "lr_backbone",
-    "lr_head": "lr_head",
-    "aug_strength": "aug_strength",
-    "freeze_epochs": "freeze_epochs",
-    "seed": "seed",
-    "out": "out",
-    "num_workers": "num_workers",
-    "max_steps": "max_steps",
-    "device": "device",
-    "amp": "amp",
-    "embedding_dim": "embedding_dim",
-    "patience": "patience",
-    "class_balance": "class_balance",
-    "max_minutes": "max_minutes",
-}
+import yaml
+
+from training.config import TrainConfig
+from training.config_fields import field_shape
+from vision.errors import ConfigError
+
+# Keys that are not flags of their own: --manifest is a repeatable path, and a mapping
+# (extra) only fits --set or the YAML file.
+_NOT_FLAGS = frozenset({"manifest", "extra"})
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
@@ -43,8 +31,8 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
         "train",
         help="train a grader model from a manifest (YAML config and/or flags)",
         description="Train the multi-head grader (ordinal grade, damage labels, SKU embedding) "
-        "on a manifest, then calibrate and export OUT/model.onnx. Flags override --config. "
-        "Multi-GPU: torchrun --nproc_per_node=N -m returnlens train ...",
+        "on a manifest, then calibrate and export OUT/model.onnx. Flags override --config; "
+        "--set overrides both. Multi-GPU: torchrun --nproc_per_node=N -m returnlens train ...",
     )
     p.add_argument("--config", type=Path, help="YAML recipe (see training/configs/default.yaml)")
     p.add_argument(
@@ -53,33 +41,7 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
         metavar="PATH",
         help="manifest JSONL; repeat to merge several",
     )
-    p.add_argument(
-        "--backbone",
-        help="efficientnet_lite0 | efficientnet_lite2 | "
-        "mobilenet_v3_small | "
-        "mobilenet_v3_large | efficientnet_b0 | resnet18 | resnet50",
-    )
-    p.add_argument("--pretrained", help="imagenet | none | PATH to a local weights file")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--resize-mode", choices=("letterbox", "center_crop", "stretch"))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr-backbone", type=float)
-    p.add_argument("--lr-head", type=float)
-    p.add_argument("--aug-strength", type=float, help="0 (off) .. 1 (strong)")
-    p.add_argument("--freeze-epochs", type=int, help="train only the heads for N epochs")
-    p.add_argument("--embedding-dim", type=int)
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--class-balance", choices=("loss", "sampler", "none"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="output directory (checkpoints, metrics.jsonl, model.onnx)")
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--max-steps", type=int, help="stop after N optimiser steps (smoke tests)")
-    p.add_argument(
-        "--max-minutes", type=float, help="wall-clock budget; stops after the epoch that crosses it"
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"))
+    _add_config_flags(p)
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
     p.add_argument("--no-export", action="store_true", help="skip calibration + ONNX export")
     p.add_argument("--model-version", help="version written into the model card")
@@ -96,27 +58,49 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     p.set_defaults(handler=_train)
 
 
-def resolve_config(args: argparse.Namespace) -> Any:
-    """--config (or OUT/config.yaml when resuming) with the flags applied on top."""
-    from training.config import TrainConfig
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``image_size`` -> ``--image-size``).
 
+    Values stay strings (argparse ``type`` is not set) so the schema coerces and checks
+    them exactly as it does YAML and ``--set`` values, with the same one-sentence errors.
+    A flag left out is None and does not override the config file.
+    """
+    group = p.add_argument_group("training config (TrainConfig fields; see --config)")
+    for name, field in TrainConfig.model_fields.items():
+        if name in _NOT_FLAGS:
+            continue
+        shape = field_shape(field)
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        text = f"{field.description} (default: {'none' if default is None else default})"
+        if shape.base is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif shape.choices:
+            group.add_argument(flag, choices=shape.choices, help=text)
+        else:
+            metavar = {int: "N", float: "X"}.get(shape.base, "VALUE")
+            group.add_argument(flag, metavar=metavar, help=text)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """--config (or OUT/config.yaml when resuming), then the flags, then --set pairs."""
     if args.config is not None:
         base = TrainConfig.load(args.config)
     elif args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
         base = TrainConfig.load(Path(args.out) / "config.yaml")
     else:
         base = TrainConfig()
-    changes = {key: getattr(args, dest) for dest, key in _OVERRIDES.items()}
+    flags = {
+        name: getattr(args, name)
+        for name in TrainConfig.model_fields
+        if name not in _NOT_FLAGS and getattr(args, name) is not None
+    }
     if args.manifest:
-        changes["manifest"] = list(args.manifest)
-    return TrainConfig.from_dict({**base.replace(**changes).to_dict(), **_set_pairs(args.set)})
+        flags["manifest"] = list(args.manifest)
+    return TrainConfig.from_dict({**base.to_dict(), **flags, **_set_pairs(args.set)})
 
 
 def _set_pairs(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-
-    from vision.errors import ConfigError
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")

@@ -1,27 +1,47 @@
-"""The training recipe as one frozen, YAML round-trippable dataclass (torch-free).
+"""The training recipe: one frozen pydantic schema, YAML round-trippable (torch-free).
 
-``returnlens train`` loads ``--config file.yaml`` (if any), applies command-line overrides
-and writes the resolved recipe to ``config.yaml`` in the output directory, so every run
-can be repeated from its own folder. Unknown keys are refused rather than ignored: a typo
-in ``lr_hed`` would otherwise silently train with the default.
+Each field's type, bounds (``ge``/``gt``/``le``/``lt``), choices (``Literal``) and
+``description`` are written once, here. Everything else is derived from them, so a new
+knob is one line: ``returnlens train`` generates its flags from these fields
+(``training/cli.py``), ``--set KEY=VALUE`` and ``--config file.yaml`` are coerced and
+checked by the same validation, and the resolved recipe saved as ``OUT/config.yaml``
+(read back by ``--resume``) is this model dumped. Unknown keys are refused rather than
+ignored: a typo in ``lr_hed`` would otherwise silently train with the default. Every
+refusal is one :class:`ConfigError` sentence naming the key, never pydantic's report.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from training.config_fields import config_error
 from vision.errors import ConfigError, ReturnLensError
+from vision.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE, ResizeMode
 
-EARLY_STOP_METRICS = {"val_grade_acc": "max", "val_grade_mae": "min", "val_loss": "min"}
-RESIZE_MODES = ("letterbox", "center_crop", "stretch")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-CLASS_BALANCE = ("loss", "sampler", "none")
-DEVICES = ("auto", "cpu", "cuda")
+EarlyStopMetric = Literal["val_grade_acc", "val_grade_mae", "val_loss"]
+# metric -> which way is better
+EARLY_STOP_METRICS: dict[EarlyStopMetric, Literal["max", "min"]] = {
+    "val_grade_acc": "max",
+    "val_grade_mae": "min",
+    "val_loss": "min",
+}
+AmpMode = Literal["auto", "bf16", "fp16", "off"]
+ClassBalance = Literal["loss", "sampler", "none"]
+Device = Literal["auto", "cpu", "cuda"]
+# Spellings of "no pretrained weights" (random initialisation) in configs and flags.
+NO_WEIGHTS = ("", "none", "null", "random", "scratch")
 
 
 class TrainingError(ReturnLensError):
@@ -30,133 +50,148 @@ class TrainingError(ReturnLensError):
     code = "training_failed"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    manifest: tuple[str, ...] = ()
-    backbone: str = "efficientnet_lite0"
-    pretrained: str | None = "imagenet"
-    image_size: int = 224
-    resize_mode: str = "letterbox"
-    epochs: int = 30
-    batch_size: int = 64
-    lr_backbone: float = 5e-4
-    lr_head: float = 3e-3
-    weight_decay: float = 0.02
-    warmup_epochs: float = 1.0
-    aug_strength: float = 0.5
-    freeze_epochs: int = 1
-    seed: int = 0
-    out: str = "runs/train"
-    num_workers: int = 4
-    patience: int = 8
-    early_stop_metric: str = "val_grade_acc"
-    amp: str = "auto"
-    max_steps: int | None = None
-    max_minutes: float | None = None  # wall-clock budget: stop after the epoch that crosses it
-    embedding_dim: int = 128
-    loss_grade: float = 1.0
-    loss_grade_mae: float = 0.5
-    loss_damage: float = 1.0
-    loss_embedding: float = 0.5
-    sord_alpha: float = 2.0
-    supcon_temperature: float = 0.1
-    class_balance: str = "loss"
-    photos_per_sku: int = 4
-    grad_clip: float = 5.0
-    # BatchNorm running-stat momentum while fine-tuning (None: the backbone's own; Lite0
-    # keeps TF's 0.01, so on a few hundred steps its running statistics lag the weights).
-    bn_momentum: float | None = None
-    # Per-step decay of an exponential moving average of the weights, which is then
-    # validated, kept as best.pt and exported (None: off; ~0.99-0.999 on small sets).
-    ema_decay: float | None = None
-    # Share of the backbone (its deepest layers) that fine-tunes; the rest keeps the
-    # pretrained weights and BatchNorm statistics (1.0: everything trains).
-    backbone_trainable: float = 1.0
-    # Export the model averaged with its mirror image (training.model.FlipAveraged):
-    # calibrated, parity-checked and served that way; twice the inference cost.
-    tta_flip: bool = False
-    device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
+def _not_a_flag(value: Any) -> Any:
+    """YAML's ``true`` is an int to pydantic's lax mode; a count or a rate never is."""
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a number")
+    return value
 
-    def __post_init__(self) -> None:
-        manifest = self.manifest
-        if isinstance(manifest, str | Path):
-            manifest = (str(manifest),)
-        object.__setattr__(self, "manifest", tuple(str(m) for m in manifest))
-        if isinstance(self.pretrained, str) and self.pretrained.strip().lower() in (
-            "",
-            "none",
-            "null",
-            "random",
-            "scratch",
-        ):
-            object.__setattr__(self, "pretrained", None)
-        self._validate()
 
-    def _validate(self) -> None:
-        checks: list[tuple[bool, str]] = [
-            (16 <= self.image_size <= 2048, f"image_size must be 16..2048, got {self.image_size}"),
-            (self.resize_mode in RESIZE_MODES, f"resize_mode must be one of {RESIZE_MODES}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
-            (self.lr_backbone >= 0 and self.lr_head > 0, "learning rates must be positive"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (
-                0.0 <= self.aug_strength <= 1.0,
-                f"aug_strength must be 0..1, got {self.aug_strength}",
-            ),
-            (self.freeze_epochs >= 0, "freeze_epochs must be >= 0"),
-            (self.num_workers >= 0, "num_workers must be >= 0"),
-            (self.patience >= 1, "patience must be >= 1"),
-            (
-                self.early_stop_metric in EARLY_STOP_METRICS,
-                f"early_stop_metric must be one of {sorted(EARLY_STOP_METRICS)}",
-            ),
-            (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}"),
-            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
-            (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be > 0"),
-            (self.embedding_dim >= 2, "embedding_dim must be >= 2"),
-            (self.class_balance in CLASS_BALANCE, f"class_balance must be one of {CLASS_BALANCE}"),
-            (1 <= self.photos_per_sku <= self.batch_size, "photos_per_sku must be 1..batch_size"),
-            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
-            (
-                self.bn_momentum is None or 0 < self.bn_momentum <= 1,
-                "bn_momentum must be in (0, 1]",
-            ),
-            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
-            (0 <= self.backbone_trainable <= 1, "backbone_trainable must be 0..1"),
-            (isinstance(self.tta_flip, bool), "tta_flip must be true or false"),
-            (self.device in DEVICES, f"device must be one of {DEVICES}"),
-            (
-                min(self.loss_grade, self.loss_grade_mae, self.loss_damage, self.loss_embedding)
-                >= 0,
-                "loss weights must be >= 0",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"invalid training config: {message}")
+Int = Annotated[int, BeforeValidator(_not_a_flag)]
+Float = Annotated[float, BeforeValidator(_not_a_flag)]
+
+
+class TrainConfig(BaseModel):
+    """Every knob of a training run, with its bounds and the sentence its flag shows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    manifest: tuple[str, ...] = Field((), description="manifest JSONL path(s); several are merged")
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="feature backbone (training/backbones.py): efficientnet_lite0, "
+        "efficientnet_lite2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0, "
+        "resnet18, resnet50",
+    )
+    pretrained: str | None = Field(
+        "imagenet", description="imagenet | none | PATH to a local weights file"
+    )
+    image_size: Int = Field(
+        224, ge=MIN_INPUT_SIZE, le=MAX_INPUT_SIZE, description="square input side in pixels"
+    )
+    resize_mode: ResizeMode = Field(
+        "letterbox", description="how a photo becomes square; the spec travels in the model card"
+    )
+    epochs: Int = Field(30, ge=1, description="passes over the training split")
+    batch_size: Int = Field(64, ge=2, description="photos per step (per process under torchrun)")
+    lr_backbone: Float = Field(5e-4, ge=0, description="AdamW learning rate of the backbone")
+    lr_head: Float = Field(3e-3, gt=0, description="AdamW learning rate of the heads")
+    weight_decay: Float = Field(0.02, ge=0, description="AdamW weight decay (not on biases)")
+    warmup_epochs: Float = Field(1.0, ge=0, description="linear warm-up before the cosine decay")
+    aug_strength: Float = Field(0.5, ge=0, le=1, description="augmentation, 0 (off) .. 1 (strong)")
+    freeze_epochs: Int = Field(1, ge=0, description="train only the heads for N epochs")
+    seed: Int = Field(0, description="seed of weights, sampling and augmentation")
+    out: str = Field(
+        "runs/train", description="output directory (checkpoints, metrics.jsonl, model.onnx)"
+    )
+    num_workers: Int = Field(4, ge=0, description="DataLoader worker processes")
+    patience: Int = Field(8, ge=1, description="early-stopping patience in epochs")
+    early_stop_metric: EarlyStopMetric = Field(
+        "val_grade_acc", description="validation metric that picks best.pt and stops early"
+    )
+    amp: AmpMode = Field(
+        "auto", description="mixed precision: bf16 where the GPU has it, fp16, or off (CPU)"
+    )
+    max_steps: Int | None = Field(None, ge=1, description="stop after N optimiser steps")
+    max_minutes: Float | None = Field(
+        None, gt=0, description="wall-clock budget; stops after the epoch that crosses it"
+    )
+    embedding_dim: Int = Field(128, ge=2, description="size of the SKU embedding")
+    loss_grade: Float = Field(1.0, ge=0, description="weight of the SORD grade loss")
+    loss_grade_mae: Float = Field(0.5, ge=0, description="weight of the expected-grade error")
+    loss_damage: Float = Field(1.0, ge=0, description="weight of the damage BCE")
+    loss_embedding: Float = Field(0.5, ge=0, description="weight of the SKU contrastive loss")
+    sord_alpha: Float = Field(2.0, description="sharpness of the soft ordinal targets")
+    supcon_temperature: Float = Field(0.1, gt=0, description="temperature of the contrastive loss")
+    class_balance: ClassBalance = Field(
+        "loss", description="rare grades: class-weighted loss, resampling, or none"
+    )
+    photos_per_sku: Int = Field(4, ge=1, description="photos of one SKU per batch group (PxK)")
+    grad_clip: Float = Field(5.0, ge=0, description="gradient norm clip (0: off)")
+    bn_momentum: Float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="BatchNorm running-stat momentum while fine-tuning (none: the backbone's "
+        "own; Lite0 keeps TF's 0.01, which lags the weights on a few hundred steps)",
+    )
+    ema_decay: Float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="per-step decay of a weight average that is validated, kept as best.pt "
+        "and exported (none: off; ~0.99-0.999 on small sets)",
+    )
+    backbone_trainable: Float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of the backbone (its deepest layers) that fine-tunes; the rest "
+        "keeps the pretrained weights and BatchNorm statistics",
+    )
+    tta_flip: bool = Field(
+        False,
+        description="export the model averaged with its mirror image (twice the inference cost)",
+    )
+    device: Device = Field("auto", description="where to train")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="free-form notes kept with the run"
+    )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, type(self)) from None
+
+    @field_validator("manifest", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            return (str(value),)
+        if isinstance(value, list | tuple):
+            return tuple(str(v) if isinstance(v, Path) else v for v in value)
+        return value
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _no_weights(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in NO_WEIGHTS:
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _groups_fit_batches(self) -> TrainConfig:
+        if self.photos_per_sku > self.batch_size:
+            raise ValueError(
+                f"photos_per_sku must be 1..batch_size ({self.batch_size}), "
+                f"got {self.photos_per_sku}"
+            )
+        return self
 
     # ---- (de)serialisation -------------------------------------------------------------
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
+        return tuple(cls.model_fields)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
+    def from_dict(cls, data: Any) -> TrainConfig:
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise ConfigError("a training config must be a mapping of keys to values")
-        unknown = sorted(set(data) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(
-                f"unknown training config key(s): {', '.join(unknown)}; valid "
-                f"keys are {', '.join(cls.field_names())}"
-            )
-        return cls(**{k: _coerce(k, v) for k, v in data.items()})
+        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = self.model_dump()
         data["manifest"] = list(self.manifest)
         return data
 
@@ -190,58 +225,3 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
-
-
-_INT_FIELDS = {
-    "image_size",
-    "epochs",
-    "batch_size",
-    "freeze_epochs",
-    "seed",
-    "num_workers",
-    "patience",
-    "max_steps",
-    "embedding_dim",
-    "photos_per_sku",
-}
-_FLOAT_FIELDS = {
-    "max_minutes",
-    "lr_backbone",
-    "lr_head",
-    "weight_decay",
-    "warmup_epochs",
-    "aug_strength",
-    "loss_grade",
-    "loss_grade_mae",
-    "loss_damage",
-    "loss_embedding",
-    "sord_alpha",
-    "supcon_temperature",
-    "grad_clip",
-    "bn_momentum",
-    "ema_decay",
-    "backbone_trainable",
-}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """YAML/CLI value -> field type, with a sentence naming the key when it cannot be."""
-    if value is None:
-        return None
-    try:
-        if name in _INT_FIELDS:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if name in _FLOAT_FIELDS:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-    except (TypeError, ValueError):
-        kind = "an integer" if name in _INT_FIELDS else "a number"
-        raise ConfigError(f"training config key {name!r} must be {kind}, got {value!r}") from None
-    if name == "extra" and not isinstance(value, dict):
-        raise ConfigError("training config key 'extra' must be a mapping")
-    if name == "manifest" and not isinstance(value, str | list | tuple):
-        raise ConfigError("training config key 'manifest' must be a path or a list of paths")
-    return value

@@ -10,7 +10,6 @@ everything is renamed to the output path; a failed export leaves nothing behind.
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from training.metrics import nll, softmax
 from training.model import CheckpointMeta, FlipAveraged, GraderNet, load_checkpoint
 from vision.card import ModelCard
 from vision.errors import DataError, ReturnLensError
+from vision.fsio import atomic_path
 from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OUTPUT_NAMES, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
@@ -358,8 +358,7 @@ def calibrate_and_export(
         else (SYNTHETIC_NOTE if "synth" in manifest.header.source.lower() else ""),
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out_path) as tmp:
         export_graph(wrapper, tmp, meta.preprocess.input_size, exporter=exporter)
         write_card(tmp, card)
         outputs = predict_records(
@@ -383,9 +382,6 @@ def calibrate_and_export(
         card = replace(card, metrics=headline(full), recipe={**card.recipe, "export": export_info})
         write_card(tmp, card)  # metadata only: the graph the parity check ran is unchanged
         check_graph(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     report = ExportReport(out_path, temperature, parity, card.metrics, thresholds, card)
     if quantize:
         from training.quantize import quantize_model

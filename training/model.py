@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from training.backbones import build_backbone
 from vision.errors import ModelError
+from vision.fsio import atomic_path
 from vision.preprocess import PreprocessSpec
 
 CHECKPOINT_FORMAT = "returnlens-checkpoint"
@@ -181,9 +182,8 @@ def save_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def read_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:

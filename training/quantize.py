@@ -11,7 +11,6 @@ own measured metrics.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
 from vision.card import ModelCard
 from vision.errors import ModelError
+from vision.fsio import atomic_path
 from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
@@ -127,8 +127,7 @@ def quantize_model(
             "static quantisation needs calibration photos in the val or train split",
             code="too_few_photos",
         )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         with tempfile.TemporaryDirectory() as work:
             prepared = Path(work) / "prepared.onnx"
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
@@ -156,9 +155,6 @@ def quantize_model(
             )
         )
         write_card(tmp, replace(card, metrics=m8))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     # One thread each: per-image figures that do not depend on how busy the other cores are.
     fp32_1t, int8_1t = OnnxModel(fp32_path, intra_op_threads=1), OnnxModel(out, intra_op_threads=1)
     return QuantizationReport(

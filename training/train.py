@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from training import engine
 from training.augment import Augmenter
-from training.config import EARLY_STOP_METRICS, TrainConfig, TrainingError
+from training.config import EARLY_STOP_METRICS, EarlyStopMetric, TrainConfig, TrainingError
 from training.data import (
     PhotoDataset,
     SkuBatchSampler,
@@ -84,7 +84,7 @@ def load_training_manifest(paths: tuple[str, ...]) -> Manifest:
     return manifest
 
 
-def _improved(value: float, best: float, metric: str) -> bool:
+def _improved(value: float, best: float, metric: EarlyStopMetric) -> bool:
     if math.isnan(value):
         return False
     if math.isnan(best):

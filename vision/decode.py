@@ -11,8 +11,9 @@ Uploads are untrusted. The order of the steps is the defence:
 4. decode, with JPEGs downscaled in the DCT domain by libjpeg (``Image.draft``) when the
    caller only needs a smaller photo: a 12-megapixel phone photo decoded at 1/2 or 1/8
    scale skips most of the inverse-DCT and colour-conversion work;
-5. apply the EXIF orientation, composite transparency on white, convert every mode to
-   RGB uint8 and keep only the pixels (EXIF, GPS, ICC and XMP never leave this module).
+5. apply the EXIF orientation (``PIL.ImageOps.exif_transpose``), composite
+   transparency on white, convert every mode to RGB uint8 and keep only the pixels
+   (EXIF, GPS, ICC and XMP never leave this module).
 
 Anything Pillow raises on corrupt or truncated data becomes ``unreadable_image``.
 """
@@ -27,7 +28,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from vision.errors import DecodeError
 from vision.types import DecodedPhoto, ImageFormat
@@ -36,17 +37,6 @@ from vision.types import DecodedPhoto, ImageFormat
 # it is a process-wide switch, so pin it here in case some other import flipped it.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-_EXIF_ORIENTATION = 0x0112
-# EXIF orientation -> the transpose that makes the stored pixels upright.
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 _PIL_FORMAT: dict[ImageFormat, str] = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
@@ -259,7 +249,6 @@ def _decode(
             raise DecodeError("The photo has no pixels.", code="unreadable_image")
         if width * height > limits.max_pixels:
             raise _too_many_pixels((width, height), limits)
-        orientation = _orientation(im)
         if fmt == "jpeg" and target_long_side is not None and target_long_side > 0:
             scale = target_long_side / max(width, height)
             if scale <= 0.5:  # draft can only halve, quarter or eighth
@@ -267,22 +256,22 @@ def _decode(
                     "RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
                 )
         im.load()
-        upright = _to_rgb(im)
-        if orientation in _TRANSPOSE:
-            upright = upright.transpose(_TRANSPOSE[orientation])
-        rgb = np.ascontiguousarray(np.asarray(upright, dtype=np.uint8))
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
+        decoded = im.size  # after any DCT downscale
+        _make_upright(im)
+        if im.size != decoded:  # a quarter turn (orientations 5-8) swaps the sides
+            width, height = height, width
+        rgb = np.ascontiguousarray(np.asarray(_to_rgb(im), dtype=np.uint8))
     return rgb, width, height
 
 
-def _orientation(im: Image.Image) -> int:
-    """EXIF orientation 1..8 (1 when absent or malformed: a bad tag is not fatal)."""
+def _make_upright(im: Image.Image) -> None:
+    """Apply the EXIF orientation in place (Pillow's ``exif_transpose``; in place, so an
+    upright photo costs no copy). A malformed EXIF block is not fatal: the photo is then
+    used as stored, as it would be with no EXIF at all."""
     try:
-        value = im.getexif().get(_EXIF_ORIENTATION, 1)
-        return int(value) if int(value) in range(1, 9) else 1
-    except Exception:
-        return 1
+        ImageOps.exif_transpose(im, in_place=True)
+    except Exception:  # Pillow raises assorted types on a broken EXIF/TIFF structure
+        return
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

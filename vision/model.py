@@ -49,8 +49,10 @@ class ModelOutputs:
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     """Session options sized for small CPU boxes.
 
-    With several worker processes each session must use only its share of the cores,
-    or the workers oversubscribe the CPU; ``RETURNLENS_ORT_THREADS`` overrides.
+    ``intra_op_threads`` None means one thread per core. With several worker processes
+    each session must use only its share of the cores, or the workers oversubscribe the
+    CPU, so the caller passes that share: this module reads no environment, the service
+    and the dock take it from ``serving.settings.Settings`` (``RETURNLENS_ORT_THREADS``).
 
     Intra-op threads do not spin-wait between runs: in a server (or the dock station) the
     same cores decode, run the quality gate and serve HTTP in other threads, and spinning
@@ -58,8 +60,7 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     service photos/s and -25% CPU per photo, c1 latency unchanged, ~2 ms slower batch 1.
     """
     opts = ort.SessionOptions()
-    env = os.environ.get("RETURNLENS_ORT_THREADS")
-    threads = intra_op_threads or (int(env) if env else (os.cpu_count() or 1))
+    threads = intra_op_threads or os.cpu_count() or 1
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -19,6 +19,8 @@ from vision.errors import ConfigError
 
 ResizeMode = Literal["letterbox", "center_crop", "stretch"]
 Interpolation = Literal["area", "linear", "cubic"]
+# Input sides a model may take (the training config's image_size shares these bounds).
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 2048
 
 _CV2_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
@@ -33,9 +35,12 @@ class PreprocessSpec:
     pad_value: int = 0
 
     def __post_init__(self) -> None:
-        if not 16 <= self.input_size <= 2048:
-            raise ConfigError(f"input_size must be between 16 and 2048, got {self.input_size}")
-        if self.resize_mode not in ("letterbox", "center_crop", "stretch"):
+        if not MIN_INPUT_SIZE <= self.input_size <= MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"input_size must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}, "
+                f"got {self.input_size}"
+            )
+        if self.resize_mode not in get_args(ResizeMode):
             raise ConfigError(f"unknown resize_mode {self.resize_mode!r}")
         if self.interpolation not in _CV2_INTERP:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}")

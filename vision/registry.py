@@ -18,9 +18,7 @@ import builtins
 import getpass
 import hashlib
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ import onnx
 
 from vision.card import CARD_KEY, ModelCard
 from vision.errors import ModelError
+from vision.fsio import atomic_copy, atomic_write_text
 
 MODELS_DIR_ENV = "RETURNLENS_MODELS_DIR"
 PROMOTED_FILE = "PROMOTED"
@@ -40,8 +39,10 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
 
 def default_models_dir() -> Path:
-    """``$RETURNLENS_MODELS_DIR`` or ``./models``."""
-    return Path(os.environ.get(MODELS_DIR_ENV) or "models")
+    """``$RETURNLENS_MODELS_DIR`` or ``./models``, as the shared settings read it."""
+    from vision.settings import SharedSettings
+
+    return SharedSettings().models_dir
 
 
 def card_of(onnx_path: Path) -> ModelCard:
@@ -80,24 +81,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write(dst: Path, text: str) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -261,12 +244,12 @@ class ModelRegistry:
         else:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                _atomic_copy(src, dst)
+                atomic_copy(src, dst)
             except OSError as exc:
                 raise ModelError(f"cannot write {dst}: {exc}", code="write_failed") from exc
         if int8_path is not None:
             self._register_int8(Path(int8_path), folder, card)
-        _atomic_write(folder / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
+        atomic_write_text(folder / CARD_FILE, json.dumps(card.to_dict(), indent=2) + "\n")
         return self.get(version)
 
     def _register_int8(self, src: Path, folder: Path, card: ModelCard) -> None:
@@ -283,7 +266,7 @@ class ModelRegistry:
                 f"version {card.model_version!r} already has a different int8 file",
                 code="version_exists",
             )
-        _atomic_copy(src, dst)
+        atomic_copy(src, dst)
 
     def promote(self, version: str, *, by: str | None = None) -> ModelEntry:
         """Make ``version`` what serving loads (takes effect when serving reloads)."""
@@ -294,7 +277,7 @@ class ModelRegistry:
             "by": by or _user(),
         }
         try:
-            _atomic_write(self.root / PROMOTED_FILE, json.dumps(record, indent=2) + "\n")
+            atomic_write_text(self.root / PROMOTED_FILE, json.dumps(record, indent=2) + "\n")
         except OSError as exc:
             raise ModelError(
                 f"cannot write {self.root / PROMOTED_FILE}: {exc}", code="write_failed"

@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vision.fsio import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (benchmarks/, tests/ live here)
 SECTIONS = ("service", "runtime", "dock", "training", "memory")
 VERSIONED = (
@@ -173,9 +175,7 @@ def machine_info() -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
     return path
 
 

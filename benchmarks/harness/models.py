@@ -50,27 +50,25 @@ def export_untrained(
     from training.export import ExportWrapper, export_graph
     from training.model import GraderNet
     from vision.card import ModelCard
+    from vision.fsio import atomic_path
     from vision.preprocess import PreprocessSpec
     from vision.registry import write_card
     from vision.synth import DAMAGE_LABELS, GRADE_LABELS
 
     path.parent.mkdir(parents=True, exist_ok=True)
     net = GraderNet(backbone, len(GRADE_LABELS), len(DAMAGE_LABELS), embedding_dim, pretrained=None)
-    tmp = path.with_name(f".{path.name}.tmp")
-    export_graph(ExportWrapper(net, 1.0), tmp, size)
-    write_card(
-        tmp,
-        ModelCard(
-            model_version=UNTRAINED_VERSION,
-            grade_labels=tuple(GRADE_LABELS),
-            damage_labels=tuple(DAMAGE_LABELS),
-            preprocess=PreprocessSpec(input_size=size),
-            embedding_dim=embedding_dim,
-            backbone=backbone,
-            notes="Untrained: benchmark speed twin of the shipped model, not for grading.",
-        ),
+    card = ModelCard(
+        model_version=UNTRAINED_VERSION,
+        grade_labels=tuple(GRADE_LABELS),
+        damage_labels=tuple(DAMAGE_LABELS),
+        preprocess=PreprocessSpec(input_size=size),
+        embedding_dim=embedding_dim,
+        backbone=backbone,
+        notes="Untrained: benchmark speed twin of the shipped model, not for grading.",
     )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        export_graph(ExportWrapper(net, 1.0), tmp, size)
+        write_card(tmp, card)
     return path
 
 

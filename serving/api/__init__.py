@@ -1,5 +1,7 @@
 """HTTP routers of the ReturnLens API (``/v1``) and their dependencies.
 
-Routers call only ``serving.services.service.ReturnLensService``; they never touch
-storage. ``serving.app.create_app`` assembles them.
+Routers call the service's use-case functions (``serving.services.shopper`` and its
+siblings) with the ``ReturnLensService`` that ``deps.ServiceDep`` injects; they never
+touch storage. Their bodies and responses are the service's own models.
+``serving.app.create_app`` assembles them.
 """

@@ -1,7 +1,8 @@
 """Admin: load the shop's catalog and orders (JSON arrays or CSV), reference photos, keys.
 
-Both loaders validate every row before the service writes anything, so a bad row 17
-refuses the whole upload with a 422 that names the row and the field; nothing is half
+Both loaders validate every row with the service's own row models (``CatalogRow``,
+``OrderRow``, via their API subclasses) before the service writes anything, so a bad row
+17 refuses the whole upload with a 422 that names the row and the field; nothing is half
 loaded. Catalog reference photos come base64-encoded in JSON, or one at a time as raw
 image bytes to ``PUT /v1/admin/catalog/{sku}/reference``.
 """
@@ -14,7 +15,6 @@ import csv
 import functools
 import io
 import json
-from datetime import UTC
 from typing import Any, TypeVar
 
 import anyio
@@ -22,10 +22,13 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from serving.api.deps import AdminDep, LimiterDep, ServiceDep, SettingsDep
-from serving.api.schemas import V1, ApiKeyIn, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
+from serving.api.deps import ADMIN, AdminDep, LimiterDep, ServiceDep, SettingsDep
+from serving.api.schemas import V1, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
 from serving.domain_errors import Invalid
 from serving.errors import error_responses
+from serving.services import admin
+from serving.services.inputs import ApiKeyRequest
+from serving.services.records import ApiKeyInfoOut
 from vision.errors import DecodeError
 
 router = APIRouter(prefix=f"{V1}/admin", tags=["admin"])
@@ -102,9 +105,7 @@ async def _rows(request: Request, model: type[Row]) -> list[Row]:
     return rows
 
 
-def _photo(value: str | None, sku: str, limit: int) -> bytes | None:
-    if value is None:
-        return None
+def _photo(value: str, sku: str, limit: int) -> bytes:
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -135,18 +136,14 @@ async def put_catalog(
     request: Request, who: AdminDep, svc: ServiceDep, settings: SettingsDep, limiter: LimiterDep
 ) -> UpsertOut:
     rows = await _rows(request, CatalogItemIn)
-    items = [
-        {
-            "sku": r.sku,
-            "category": r.category,
-            "name": r.name,
-            "price": r.price,
-            "reference_photo": _photo(r.reference_photo_base64, r.sku, settings.max_upload_bytes),
-        }
+    photos = {
+        r.sku: _photo(r.reference_photo_base64, r.sku, settings.max_upload_bytes)
         for r in rows
-    ]
+        if r.reference_photo_base64 is not None
+    }
     count = await anyio.to_thread.run_sync(
-        functools.partial(svc.upsert_catalog, items, actor=who.name), limiter=limiter
+        functools.partial(admin.upsert_catalog, svc, rows, photos=photos, actor=who.name),
+        limiter=limiter,
     )
     return UpsertOut(upserted=count)
 
@@ -164,17 +161,12 @@ async def put_catalog(
             },
         }
     },
+    dependencies=[ADMIN],
     summary="Set one SKU's reference photo (raw image bytes)",
 )
 async def put_reference(
-    sku: str,
-    request: Request,
-    who: AdminDep,
-    svc: ServiceDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
+    sku: str, request: Request, svc: ServiceDep, settings: SettingsDep, limiter: LimiterDep
 ) -> None:
-    del who
     data = await request.body()
     if len(data) > settings.max_upload_bytes:
         raise DecodeError(
@@ -182,7 +174,7 @@ async def put_reference(
         )
     if not data:
         raise Invalid("send the photo bytes as the request body", code="no_photos")
-    await anyio.to_thread.run_sync(svc.set_reference_photo, sku, data, limiter=limiter)
+    await anyio.to_thread.run_sync(admin.set_reference_photo, svc, sku, data, limiter=limiter)
 
 
 @router.put(
@@ -198,21 +190,8 @@ async def put_reference(
 )
 async def put_orders(request: Request, who: AdminDep, svc: ServiceDep) -> UpsertOut:
     rows = await _rows(request, OrderIn)
-    orders = [
-        {
-            "order_id": r.order_id,
-            "customer_id": r.customer_id,
-            "customer_email": r.customer_email,
-            "sku": r.sku,
-            "price": r.price,
-            "delivered_at": (
-                r.delivered_at if r.delivered_at.tzinfo else r.delivered_at.replace(tzinfo=UTC)
-            ),
-        }
-        for r in rows
-    ]
     count = await anyio.to_thread.run_sync(
-        functools.partial(svc.upsert_orders, orders, actor=who.name)
+        functools.partial(admin.upsert_orders, svc, rows, actor=who.name)
     )
     return UpsertOut(upserted=count)
 
@@ -224,6 +203,27 @@ async def put_orders(request: Request, who: AdminDep, svc: ServiceDep) -> Upsert
     responses=error_responses(401, 403, 409, 422, 429),
     summary="Create a dock, reviewer or admin API key (shown once)",
 )
-def create_api_key(body: ApiKeyIn, who: AdminDep, svc: ServiceDep) -> ApiKeyOut:
-    key = svc.create_api_key(body.name, body.role, actor=who.name)
+def create_api_key(body: ApiKeyRequest, who: AdminDep, svc: ServiceDep) -> ApiKeyOut:
+    key = admin.create_api_key(svc, body, actor=who.name)
     return ApiKeyOut(name=body.name, role=body.role, key=key)
+
+
+@router.get(
+    "/api-keys",
+    response_model=list[ApiKeyInfoOut],
+    responses=error_responses(401, 403, 429),
+    dependencies=[ADMIN],
+    summary="List the staff API keys (names, roles, prefixes; never the keys)",
+)
+def list_api_keys(svc: ServiceDep) -> list[ApiKeyInfoOut]:
+    return admin.list_api_keys(svc)
+
+
+@router.delete(
+    "/api-keys/{name}",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 429),
+    summary="Revoke a staff API key; it stops working at once",
+)
+def revoke_api_key(name: str, who: AdminDep, svc: ServiceDep) -> None:
+    admin.revoke_api_key(svc, name, actor=who.name)

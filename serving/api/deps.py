@@ -1,9 +1,12 @@
 """FastAPI dependencies: the service, the settings, metrics and the caller's principal.
 
 Everything the routers need comes through ``Annotated[..., Depends(...)]`` aliases, so a
-route's signature says what it needs (``svc: ServiceDep, who: ReviewerDep``). The
-credential schemes are declared with FastAPI's security classes so ``/docs`` offers an
-"Authorize" button for both header forms.
+route's signature says what it needs (``svc: ServiceDep, who: AdminDep``); a route that
+only needs the check and not the caller lists it in ``dependencies=[...]`` instead
+(``REVIEWER``, ``RETURN_READER``, ...). The credential schemes are declared with
+FastAPI's security classes so ``/docs`` offers an "Authorize" button for both header
+forms; the credential itself is read by ``serving.credentials.credential_of``, the
+parser the rate limiter uses too.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.auth import Authenticator, Principal
+from serving.credentials import credential_of
 from serving.errors import ServiceUnavailable
 from serving.metrics import Metrics
 from serving.services.service import ReturnLensService
@@ -67,12 +72,12 @@ def get_inference_limiter(request: Request) -> anyio.CapacityLimiter:
 
 
 def get_credential(
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> str | None:
-    if bearer is not None and bearer.credentials.strip():
-        return bearer.credentials.strip()
-    return api_key.strip() if api_key and api_key.strip() else None
+    """The schemes only document the headers in OpenAPI; the one parser reads them."""
+    return credential_of(request.headers)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -91,10 +96,12 @@ def _role_dependency(*roles: str) -> Callable[[Authenticator, str | None], Princ
     return require
 
 
-DockDep = Annotated[Principal, Depends(_role_dependency("dock"))]
-ReviewerDep = Annotated[Principal, Depends(_role_dependency("reviewer"))]
-AdminDep = Annotated[Principal, Depends(_role_dependency("admin"))]
-StaffDep = Annotated[Principal, Depends(_role_dependency("reviewer", "dock"))]
+DOCK: DependsParam = Depends(_role_dependency("dock"))
+REVIEWER: DependsParam = Depends(_role_dependency("reviewer"))
+ADMIN: DependsParam = Depends(_role_dependency("admin"))
+DockDep = Annotated[Principal, DOCK]
+ReviewerDep = Annotated[Principal, REVIEWER]
+AdminDep = Annotated[Principal, ADMIN]
 
 
 def return_principal(return_id: str, auth: AuthDep, credential: CredentialDep) -> Principal:
@@ -107,12 +114,13 @@ def return_owner(return_id: str, auth: AuthDep, credential: CredentialDep) -> Pr
     return auth.for_return(credential, return_id, staff_roles=())
 
 
-ReturnReaderDep = Annotated[Principal, Depends(return_principal)]
-ReturnOwnerDep = Annotated[Principal, Depends(return_owner)]
+RETURN_READER: DependsParam = Depends(return_principal)
+RETURN_OWNER: DependsParam = Depends(return_owner)
 
 
 def photo_reader(photo_id: str, auth: AuthDep, credential: CredentialDep) -> Principal:
+    """Staff, or the shopper of the photo's return."""
     return auth.for_photo(credential, photo_id)
 
 
-PhotoReaderDep = Annotated[Principal, Depends(photo_reader)]
+PHOTO_READER: DependsParam = Depends(photo_reader)

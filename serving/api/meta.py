@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from serving.api.deps import MetricsDep, ServiceDep
-from serving.api.schemas import ModelInfoOut
 from serving.errors import error_response, error_responses
+from serving.services import admin
+from serving.services.records import ModelInfoOut
 
 router = APIRouter(tags=["meta"])
 
@@ -64,4 +65,4 @@ def metrics(metrics: MetricsDep) -> Response:
     summary="The served model's card summary and the policy version",
 )
 def model_info(svc: ServiceDep) -> ModelInfoOut:
-    return ModelInfoOut.model_validate(svc.model_info())
+    return admin.model_info(svc)

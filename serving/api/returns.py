@@ -15,27 +15,19 @@ import anyio
 from fastapi import APIRouter, Query, Request, Response
 
 from serving.api.deps import (
+    PHOTO_READER,
+    RETURN_OWNER,
+    RETURN_READER,
     LimiterDep,
     MetricsDep,
-    PhotoReaderDep,
-    ReturnOwnerDep,
-    ReturnReaderDep,
     ServiceDep,
     SettingsDep,
 )
-from serving.api.schemas import (
-    V1,
-    CreatedReturnOut,
-    CreateReturnIn,
-    ReturnOut,
-    UploadOut,
-    decision_out,
-    photo_out,
-    return_out,
-)
+from serving.api.schemas import V1, CreateReturnIn
 from serving.api.uploads import multipart_body, read_photo_form
 from serving.errors import error_responses
-from serving.services.views import CreateReturnRequest
+from serving.services import media, shopper
+from serving.services.outputs import CreatedReturnOut, ReturnOut, UploadOut
 
 router = APIRouter(prefix=V1, tags=["shopper"])
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -57,24 +49,7 @@ PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     summary="Open a return for one item of a delivered order",
 )
 def create_return(body: CreateReturnIn, svc: ServiceDep) -> CreatedReturnOut:
-    created = svc.create_return(
-        CreateReturnRequest(
-            order_id=body.order_id,
-            sku=body.sku,
-            reason=body.reason,
-            note=body.note or None,
-            email=body.email,
-        )
-    )
-    status = svc.get_return(created.return_id).status
-    base = f"{V1}/returns/{created.return_id}"
-    return CreatedReturnOut(
-        return_id=created.return_id,
-        token=created.token,
-        status=status,
-        upload_url=f"{base}/photos",
-        return_url=base,
-    )
+    return shopper.create_return(svc, body)
 
 
 @router.post(
@@ -82,42 +57,38 @@ def create_return(body: CreateReturnIn, svc: ServiceDep) -> CreatedReturnOut:
     response_model=UploadOut,
     responses=error_responses(401, 403, 404, 409, 413, 415, 422, 429),
     openapi_extra=multipart_body(),
+    dependencies=[RETURN_OWNER],  # only the return's shopper uploads
     summary="Upload 1-6 photos of the item and get the decision",
 )
 async def upload_photos(
     return_id: str,
     request: Request,
-    who: ReturnOwnerDep,
     svc: ServiceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     limiter: LimiterDep,
 ) -> UploadOut:
-    del who  # the dependency has checked the token; nothing else is needed from it
     form = await read_photo_form(request, settings)
     result = await anyio.to_thread.run_sync(
-        svc.upload_photos, return_id, form.photos, limiter=limiter
+        shopper.upload_photos, svc, return_id, form.photos, limiter=limiter
     )
-    by_id = {p.photo_id: p for p in result.photos}
-    decision = decision_out(result.decision, by_id)
-    metrics.record_photos((p.quality for p in result.photos), source="shopper")
+    decision = result.decision
+    metrics.record_photos((p.quality.model_dump() for p in result.photos), source="shopper")
     metrics.record_decision(
-        decision.outcome, decision.grade.label if decision.grade else None, result.decision.flags
+        decision.outcome, decision.grade_label, [f.model_dump() for f in decision.flags]
     )
-    return UploadOut(
-        return_id=result.return_id, photos=[photo_out(p) for p in result.photos], decision=decision
-    )
+    return result
 
 
 @router.get(
     "/returns/{return_id}",
     response_model=ReturnOut,
     responses=error_responses(401, 403, 404, 429),
+    dependencies=[RETURN_READER],
     summary="The return: status, decision history and photos",
 )
-def get_return(return_id: str, who: ReturnReaderDep, svc: ServiceDep) -> ReturnOut:
-    del who
-    return return_out(svc.get_return(return_id))
+def get_return(return_id: str, svc: ServiceDep) -> ReturnOut:
+    return shopper.get_return(svc, return_id)
 
 
 def _image(data: bytes, media_type: str) -> Response:
@@ -137,21 +108,19 @@ LabelQuery = Annotated[
     "/photos/{photo_id}",
     response_class=Response,
     responses={**IMAGE_RESPONSES, **error_responses(401, 403, 404)},
+    dependencies=[PHOTO_READER],
     summary="A stored photo (metadata stripped): its return's shopper, or staff",
 )
-def get_photo(photo_id: str, who: PhotoReaderDep, svc: ServiceDep) -> Response:
-    del who
-    return _image(*svc.photo_bytes(photo_id))
+def get_photo(photo_id: str, svc: ServiceDep) -> Response:
+    return _image(*media.photo_bytes(svc, photo_id))
 
 
 @router.get(
     "/photos/{photo_id}/heatmap",
     response_class=Response,
     responses={**PNG_RESPONSE, **error_responses(401, 403, 404)},
+    dependencies=[PHOTO_READER],
     summary="Heatmap overlay of a photo for one damage label (or 'grade')",
 )
-def get_photo_heatmap(
-    photo_id: str, who: PhotoReaderDep, svc: ServiceDep, label: LabelQuery = "grade"
-) -> Response:
-    del who
-    return _image(svc.heatmap_png(photo_id, label), "image/png")
+def get_photo_heatmap(photo_id: str, svc: ServiceDep, label: LabelQuery = "grade") -> Response:
+    return _image(media.heatmap_png(svc, photo_id, label), "image/png")

@@ -178,7 +178,9 @@ def grade(args: argparse.Namespace) -> int:
     from vision.pipeline import Grader
 
     settings = Settings(model_path=args.model, model_version=args.model_version)
-    grader = Grader.load(settings.resolve_model_path(), profile=args.profile)
+    grader = Grader.load(
+        settings.resolve_model_path(), profile=args.profile, intra_op_threads=settings.ort_threads
+    )
     card = grader.card
     status = EXIT_PASS
     decoded: list[tuple[Path, Any]] = []

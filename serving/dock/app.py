@@ -76,13 +76,13 @@ class DockOptions:
 
 def load_grader(model: Path | None) -> Any:
     """The dock Grader: --model, else the model `returnlens serve` would serve."""
+    from serving.settings import Settings
     from vision.pipeline import Grader
 
+    settings = Settings()  # RETURNLENS_ORT_THREADS sizes the session (None: every core)
     if model is None:
-        from serving.settings import Settings
-
-        model = Settings().resolve_model_path()
-    grader = Grader.load(model, profile="dock")
+        model = settings.resolve_model_path()
+    grader = Grader.load(model, profile="dock", intra_op_threads=settings.ort_threads)
     grader.model.warmup()  # the first item must not pay for graph set-up
     return grader
 

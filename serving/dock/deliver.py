@@ -5,21 +5,35 @@ Verdicts on the answer to one POST:
 * 2xx (201 created, 200 replay of the same idempotency key): ``delivered``.
 * no answer (connection refused, timeout), 5xx, 408, 429, 401/403 (a station credential
   problem, not a problem with the inspection) and 409 other than ``idempotency_conflict``:
-  **retry**. The worker then holds *all* deliveries for a capped exponential backoff
-  (``Retry-After`` is honoured when longer): the API is away, hammering it helps no one.
+  **retry**. The worker then holds *all* deliveries: the API is away, hammering it helps
+  no one.
 * any other 4xx (the request itself is refused: 413, 415, 422, 409
   ``idempotency_conflict``): ``failed``, logged and kept in the spool.
 
-The clock and the wait are injected, so tests drive the schedule without sleeping.
+How long a retry holds: a "full jitter" draw, uniform in ``[0, min(maximum, initial *
+factor**n)]`` after the n-th consecutive failure (:meth:`Backoff.full_jitter`), so a
+fleet of stations that lost the API together does not come back in lockstep. When the
+answer carries ``Retry-After`` (delay-seconds or an HTTP-date, read against the
+answer's own ``Date`` so a station with a wrong clock still waits the asked time), the
+hold is at least that long, up to :data:`RETRY_AFTER_CAP_S`: a longer ask is more likely
+a misconfigured proxy than a planned outage, and nothing is lost by asking again then
+(the rows wait in the durable spool).
+
+The clock, the wall clock and the random source are injected, so tests drive the
+schedule without sleeping and with a seeded generator.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from serving.dock.source import Backoff
@@ -27,6 +41,7 @@ from serving.dock.spool import Spool, SpoolItem
 
 log = logging.getLogger("returnlens.dock")
 RETRY_STATUSES = frozenset({401, 403, 408, 409, 429})
+RETRY_AFTER_CAP_S = 300.0  # the longest Retry-After honoured (5 minutes); see above
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,13 @@ class HttpPoster:
     """POST /v1/dock/inspections as multipart with httpx."""
 
     def __init__(
-        self, base_url: str, key: str, *, timeout: float = 30.0, transport: Any = None
+        self,
+        base_url: str,
+        key: str,
+        *,
+        timeout: float = 30.0,
+        transport: Any = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         import httpx
 
@@ -66,6 +87,7 @@ class HttpPoster:
             base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
         )
         self.key = key
+        self.wall_clock = wall_clock
 
     def close(self) -> None:
         self.client.close()
@@ -91,15 +113,41 @@ class HttpPoster:
             resp.status_code,
             body,
             error="" if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:300]}",
-            retry_after=_retry_after(resp.headers.get("retry-after")),
+            retry_after=parse_retry_after(
+                resp.headers.get("retry-after"),
+                now=_http_date(resp.headers.get("date")) or self.wall_clock(),
+            ),
         )
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 IMF-fixdate, or the obsolete forms) as an aware datetime."""
+    if not value:
         return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # "-0000": UTC
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds a ``Retry-After`` value asks to wait, from ``now``; None when unreadable.
+
+    Both forms of RFC 9110 section 10.2.3: delay-seconds (``"120"``; a decimal is read
+    too) and an HTTP-date (``"Wed, 21 Oct 2026 07:28:00 GMT"``). A date in the past or a
+    negative number means "now" (0). No cap here: :class:`Deliverer` applies it.
+    """
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        when = _http_date(value)
+        if when is None:
+            return None
+        seconds = (when - now).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 Delivered = Callable[[SpoolItem, dict[str, Any], int], None]
@@ -119,11 +167,15 @@ class Deliverer:
         on_delivered: Delivered | None = None,
         on_event: EventFn | None = None,
         batch: int = 8,
+        rng: random.Random | None = None,
+        retry_after_cap: float = RETRY_AFTER_CAP_S,
     ) -> None:
         self.spool = spool
         self.poster = poster
         self.backoff = backoff or Backoff(initial=1.0, factor=2.0, maximum=60.0)
         self.clock = clock
+        self.rng = rng or random.Random()  # seeded from the OS: stations draw differently
+        self.retry_after_cap = retry_after_cap
         self.on_delivered = on_delivered
         self.on_event = on_event or (lambda kind, **fields: None)
         self.batch = batch
@@ -178,9 +230,9 @@ class Deliverer:
 
     def _hold(self, item: SpoolItem, outcome: PostOutcome) -> None:
         self.spool.note_attempt(item.key, outcome.status, outcome.error)
-        delay = self.backoff.delay(self.failures)
-        if outcome.retry_after is not None:
-            delay = max(delay, min(outcome.retry_after, self.backoff.maximum))
+        delay = self.backoff.full_jitter(self.failures, self.rng)
+        if outcome.retry_after is not None:  # the service asked: at least that, up to the cap
+            delay = max(delay, min(outcome.retry_after, self.retry_after_cap))
         self.failures += 1
         self.delays.append(delay)
         self.hold_until = self.clock() + delay

@@ -18,6 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision.fsio import atomic_write_bytes
+
 log = logging.getLogger("returnlens.dock")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -145,20 +147,18 @@ def write_png(path: Path, rgb: np.ndarray) -> Path | None:
     from vision.heatmap import encode_png
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(encode_png(rgb))
-        tmp.replace(path)
-        return path
-    except (OSError, ValueError, cv2.error):
-        log.exception("cannot write %s", path)
+        data = encode_png(rgb)
+    except (ValueError, cv2.error):
+        log.exception("cannot encode %s", path)
         return None
+    return write_bytes(path, data)
 
 
 def write_bytes(path: Path, data: bytes) -> Path | None:
+    """Atomic write (a label printer or viewer never reads half a file); None on failure."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        atomic_write_bytes(path, data)
         return path
     except OSError:
         log.exception("cannot write %s", path)

@@ -12,6 +12,7 @@ Frames are BGR ``uint8`` arrays, as OpenCV delivers them.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from collections.abc import Callable, Generator
@@ -35,7 +36,14 @@ class SourceFailure(Exception):
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff: ``initial * factor**attempt``, at most ``maximum``."""
+    """Capped exponential backoff: ``initial * factor**attempt``, at most ``maximum``.
+
+    :meth:`delay` is the deterministic ceiling (a camera reconnect uses it as is: one
+    station, one camera, nobody to collide with). :meth:`full_jitter` draws uniformly
+    below it, the "full jitter" scheme of AWS's backoff study: when one API comes back
+    after an outage, a fleet of dock stations that failed together spread their retries
+    over the window instead of arriving in synchronised waves.
+    """
 
     initial: float = 0.5
     factor: float = 2.0
@@ -43,6 +51,10 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         return float(min(self.maximum, self.initial * self.factor ** max(0, attempt)))
+
+    def full_jitter(self, attempt: int, rng: random.Random) -> float:
+        """A uniform draw from ``[0, delay(attempt)]``; pass a seeded ``rng`` in tests."""
+        return rng.uniform(0.0, self.delay(attempt))
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
 from serving.services import decide
-from serving.services.context import MAX_PHOTOS_PER_INSPECTION, Deps
-from serving.services.convert import inspection_view, probs_dict
 from serving.services.facts import photo_row
-from serving.services.views import InspectionRequest, InspectionView
+from serving.services.inputs import InspectionRequest
+from serving.services.records import InspectionOut
+from serving.services.scores import probs_dict
+from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Grading, Inspection
 from vision.aggregate import aggregate
 from vision.pipeline import GradeResult
 from vision.types import ItemScores
-
-MAX_KEY = 200
-MAX_STATION = 100
 
 
 def fingerprint(return_id: str | None, photo_sha256: list[str]) -> str:
@@ -42,19 +40,9 @@ def fingerprint(return_id: str | None, photo_sha256: list[str]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _validate(req: InspectionRequest) -> None:
-    if not req.idempotency_key or len(req.idempotency_key) > MAX_KEY:
-        raise Invalid(
-            f"An idempotency key of 1 to {MAX_KEY} characters is required.",
-            code="invalid_field",
-            details={"field": "idempotency_key"},
-        )
-    if not req.station_id or len(req.station_id) > MAX_STATION:
-        raise Invalid(
-            f"A station id of 1 to {MAX_STATION} characters is required.",
-            code="invalid_field",
-            details={"field": "station_id"},
-        )
+def _check_count(req: InspectionRequest) -> None:
+    """Key, station and label were validated by ``InspectionRequest``; the photo count is
+    the service's own rule (the same codes as a return's)."""
     if not req.photos:
         raise Invalid("Add at least one photo.", code="no_photos")
     if len(req.photos) > MAX_PHOTOS_PER_INSPECTION:
@@ -65,7 +53,13 @@ def _validate(req: InspectionRequest) -> None:
         )
 
 
-def _replay(row: Inspection, fp: str) -> InspectionView:
+def _out(row: Inspection, *, replayed: bool = False) -> InspectionOut:
+    out = InspectionOut.model_validate(row)
+    out.replayed = replayed
+    return out
+
+
+def _replay(row: Inspection, fp: str) -> InspectionOut:
     if row.request_fingerprint != fp:
         raise Conflict(
             "This idempotency key was already used for a different inspection "
@@ -73,29 +67,29 @@ def _replay(row: Inspection, fp: str) -> InspectionView:
             code="idempotency_conflict",
             details={"inspection_id": row.id},
         )
-    return inspection_view(row, replayed=True)
+    return _out(row, replayed=True)
 
 
-def inspect(deps: Deps, req: InspectionRequest) -> InspectionView:
-    _validate(req)
-    claimed = (req.return_id or "").strip() or None
+def inspect(svc: ReturnLensService, req: InspectionRequest) -> InspectionOut:
+    _check_count(req)
+    claimed = req.return_id
     fp = fingerprint(claimed, [hashlib.sha256(p).hexdigest() for p in req.photos])
-    with deps.db.read() as s:
+    with svc.db.read() as s:
         existing = repo.inspection_by_key(s, req.idempotency_key)
         if existing is not None:
             return _replay(existing, fp)
-    grader = deps.dock_grader
+    grader = svc.dock_grader
     decoded = [grader.decode(data) for data in req.photos]  # any DecodeError: refuse all
     result = grader.grade_decoded(decoded)
-    now = deps.now()
-    row = _build(deps, req, claimed, fp, result, now)
-    digests = [deps.photos.put(p.rgb) for p in decoded]
+    now = svc.now()
+    row = _build(svc, req, claimed, fp, result, now)
+    digests = [svc.photos.put(p.rgb) for p in decoded]
     try:
-        with deps.db.write() as s:
-            _store(s, deps, row, result, digests, now)
-            view = inspection_view(row)
+        with svc.db.write() as s:
+            _store(s, svc, row, result, digests, now)
+            view = _out(row)
     except IntegrityError:
-        with deps.db.read() as s:
+        with svc.db.read() as s:
             winner = repo.inspection_by_key(s, req.idempotency_key)
             if winner is None:
                 raise
@@ -103,35 +97,35 @@ def inspect(deps: Deps, req: InspectionRequest) -> InspectionView:
     return view
 
 
-def get_inspection(deps: Deps, inspection_id: str) -> InspectionView:
-    with deps.db.read() as s:
+def get_inspection(svc: ReturnLensService, inspection_id: str) -> InspectionOut:
+    with svc.db.read() as s:
         row = s.get(Inspection, inspection_id)
     if row is None:
         raise NotFound(f"There is no inspection {inspection_id!r}.", code="unknown_inspection")
-    return inspection_view(row)
+    return _out(row)
 
 
-def _item(deps: Deps, result: GradeResult) -> tuple[ItemScores, bool]:
+def _item(svc: ReturnLensService, result: GradeResult) -> tuple[ItemScores, bool]:
     """Scores over the usable photos, or over all photos (flagged) when none passed."""
     if result.item is not None:
         return result.item, True
-    card = deps.dock_grader.card
+    card = svc.dock_grader.card
     return aggregate(
         [g.scores for g in result.photos], card.grade_labels, card.damage_labels
     ), False
 
 
 def _build(
-    deps: Deps,
+    svc: ReturnLensService,
     req: InspectionRequest,
     claimed: str | None,
     fp: str,
     result: GradeResult,
     now: datetime,
 ) -> Inspection:
-    item, quality_passed = _item(deps, result)
-    card = deps.dock_grader.card
-    with deps.db.read() as s:
+    item, quality_passed = _item(svc, result)
+    card = svc.dock_grader.card
+    with svc.db.read() as s:
         ret = repo.get_return(s, claimed) if claimed else None
         line = repo.order_line(s, ret.order_id, ret.sku) if ret else None
         cat = repo.get_catalog_item(s, ret.sku) if ret else None
@@ -140,7 +134,7 @@ def _build(
     if ret is not None and line is not None and cat is not None:
         shopper_grade = latest.grade if latest else None
         disp = decide.dock_disposition(
-            deps.policy,
+            svc.policy,
             category=cat.category,
             price=float(line.price),
             item=item,
@@ -162,7 +156,7 @@ def _build(
             policy_version=disp.policy_version,
         )
     else:
-        tier, markdown = decide.tier_for(deps.policy, DEFAULT_CATEGORY, item.grade)
+        tier, markdown = decide.tier_for(svc.policy, DEFAULT_CATEGORY, item.grade)
         fields = dict(
             status="unmatched",
             return_id=None,
@@ -175,7 +169,7 @@ def _build(
             alternatives=[],
             flags=[_unmatched_flag(claimed)],
             needs_review=True,
-            policy_version=deps.policy.version,
+            policy_version=svc.policy.version,
         )
     return Inspection(
         id=repo.new_id("ins"),
@@ -215,9 +209,14 @@ def _unmatched_flag(claimed: str | None) -> dict[str, Any]:
 
 
 def _store(
-    s: Any, deps: Deps, row: Inspection, result: GradeResult, digests: list[str], now: datetime
+    s: Any,
+    svc: ReturnLensService,
+    row: Inspection,
+    result: GradeResult,
+    digests: list[str],
+    now: datetime,
 ) -> None:
-    card = deps.dock_grader.card
+    card = svc.dock_grader.card
     ids = [repo.new_id("pho") for _ in result.photos]
     usable = [pid for pid, g in zip(ids, result.photos, strict=True) if g.quality.passed]
     row.photo_ids = ids
@@ -226,7 +225,7 @@ def _store(
             id=row.grading_id,
             subject_type="inspection",
             subject_id=row.id,
-            profile=deps.dock_grader.profile,
+            profile=svc.dock_grader.profile,
             model_version=row.model_version,
             grade=row.grade,
             confidence=row.confidence,

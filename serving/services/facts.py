@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
 from serving.services import decide
-from serving.services.context import OPEN_STATUSES, Deps
-from serving.services.convert import (
+from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
     probs_dict,
 )
+from serving.services.service import OPEN_STATUSES, ReturnLensService
 from serving.storage import repo
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo
@@ -77,9 +77,9 @@ class UploadFacts(ReturnFacts):
     reused: tuple[int, str, str] | None  # distance, other return id, other photo id
 
 
-def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadContext:
-    card = deps.grader.card
-    with deps.db.read() as s:
+def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -> UploadContext:
+    card = svc.grader.card
+    with svc.db.read() as s:
         ret = repo.get_return(s, return_id)
         if ret is None:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
@@ -94,10 +94,10 @@ def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadCont
             )
         existing = list(repo.return_photos(s, return_id))
         decisions = repo.return_decisions(s, return_id)
-        since = now - decide.history_window(deps.policy)
+        since = now - decide.history_window(svc.policy)
         history = repo.customer_returns_since(s, ret.customer_id, since, return_id)
         rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
-        deps.phash_index.refresh(s)
+        svc.phash_index.refresh(s)
         earlier = [
             p
             for p in existing
@@ -126,12 +126,14 @@ def load_upload_context(deps: Deps, return_id: str, now: datetime) -> UploadCont
             reference=None,
         )
     # Outside the session: a stale reference embedding runs the model.
-    return replace(ctx, reference=_reference_embedding(deps, item))
+    return replace(ctx, reference=_reference_embedding(svc, item))
 
 
-def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> UploadFacts:
+def gather_upload_facts(
+    svc: ReturnLensService, ctx: UploadContext, result: GradeResult
+) -> UploadFacts:
     """Combine the stored context with this upload's grading (no I/O)."""
-    card = deps.grader.card
+    card = svc.grader.card
     new_ids = tuple(repo.new_id("pho") for _ in result.photos)
     usable = [*ctx.earlier_scores, *(g.scores for g in result.photos if g.quality.passed)]
     combined = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
@@ -153,31 +155,31 @@ def gather_upload_facts(deps: Deps, ctx: UploadContext, result: GradeResult) -> 
         photo_qualities=qualities,
         item=combined,
         similarity=similarity,
-        reused=deps.phash_index.nearest([g.phash for g in result.photos], ctx.return_id),
+        reused=svc.phash_index.nearest([g.phash for g in result.photos], ctx.return_id),
     )
 
 
-def _reference_embedding(deps: Deps, item: CatalogItem) -> np.ndarray | None:
+def _reference_embedding(svc: ReturnLensService, item: CatalogItem) -> np.ndarray | None:
     """The SKU's reference embedding for the CURRENT model (recomputed if stale)."""
-    version = deps.model_version
+    version = svc.model_version
     if item.reference_embedding is not None and item.reference_model_version == version:
         return np.asarray(item.reference_embedding, dtype=np.float32)
     if item.reference_digest is None:
         return None
     key = (item.reference_digest, version)
-    with deps.lock:
-        cached = deps.reference_cache.get(key)
+    with svc.lock:
+        cached = svc.reference_cache.get(key)
     if cached is None:
-        photo = deps.grader.decode(deps.photos.get(item.reference_digest))
-        cached = deps.grader.embed(photo)
-        with deps.lock:
-            deps.reference_cache[key] = cached
+        photo = svc.grader.decode(svc.photos.get(item.reference_digest))
+        cached = svc.grader.embed(photo)
+        with svc.lock:
+            svc.reference_cache[key] = cached
     return cached
 
 
 def store_upload(
     s: Session,
-    deps: Deps,
+    svc: ReturnLensService,
     f: UploadFacts,
     result: GradeResult,
     decision: ShopperDecision,
@@ -200,13 +202,13 @@ def store_upload(
             "reload the return and try again.",
             code="concurrent_upload",
         )
-    card, version = deps.grader.card, deps.model_version
+    card, version = svc.grader.card, svc.model_version
     item = f.item
     grading = Grading(
         id=repo.new_id("grd"),
         subject_type="return",
         subject_id=f.return_id,
-        profile=deps.grader.profile,
+        profile=svc.grader.profile,
         model_version=version,
         grade=item.grade if item else None,
         confidence=item.confidence if item else None,
@@ -246,7 +248,7 @@ def store_upload(
         )
     ]
     s.add_all(photos)
-    s.flush()  # parents before the decision row (no ORM relationships to order them)
+    s.flush()  # parents before the decision row (view-only relationships order nothing)
     row = Decision(
         id=repo.new_id("dec"),
         return_id=f.return_id,

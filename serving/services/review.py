@@ -8,56 +8,26 @@ reviewer approved it unchanged).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from serving.domain_errors import Invalid, NotFound
-from serving.services.context import Deps
-from serving.services.convert import review_view
-from serving.services.views import (
-    SUBJECT_TYPES,
-    VERDICTS,
-    QueueItem,
-    ReviewRequest,
-    ReviewView,
-)
+from serving.services.fields import QueueSort
+from serving.services.inputs import ReviewRequest
+from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
+from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import CatalogItem, Decision, Inspection, OrderLine, Return, Review
 
-MAX_NOTE = 2000
 MAX_QUEUE = 500
 _RETURN_STATUS = {"approve": "approved", "reject": "rejected", "correct": "reviewed"}
 
 
-def _validate(deps: Deps, req: ReviewRequest) -> None:
-    card = deps.grader.card
-    if req.subject_type not in SUBJECT_TYPES:
-        raise Invalid(
-            f"subject_type must be one of {', '.join(SUBJECT_TYPES)}.",
-            code="invalid_field",
-            details={"field": "subject_type"},
-        )
-    if req.verdict not in VERDICTS:
-        raise Invalid(
-            f"verdict must be one of {', '.join(VERDICTS)}.",
-            code="invalid_field",
-            details={"field": "verdict"},
-        )
-    if not req.reviewer.strip() or len(req.reviewer) > 100:
-        raise Invalid(
-            "A reviewer name of 1 to 100 characters is required.",
-            code="invalid_field",
-            details={"field": "reviewer"},
-        )
-    if req.note is not None and len(req.note) > MAX_NOTE:
-        raise Invalid(
-            f"The note is longer than {MAX_NOTE} characters.",
-            code="invalid_field",
-            details={"field": "note"},
-        )
+def _check_labels(svc: ReturnLensService, req: ReviewRequest) -> None:
+    """The request's shape was validated by ``ReviewRequest``; the labels must be the
+    served model's, which only the service knows."""
+    card = svc.grader.card
     if req.grade is not None and req.grade not in card.grade_labels:
         raise Invalid(
             f"Unknown grade {req.grade!r}; the model's grades are {', '.join(card.grade_labels)}.",
@@ -72,19 +42,14 @@ def _validate(deps: Deps, req: ReviewRequest) -> None:
             code="invalid_label",
             details={"field": "damage", "allowed": list(card.damage_labels)},
         )
-    if req.verdict == "correct" and req.grade is None and req.damage is None:
-        raise Invalid(
-            "A correction needs a grade or damage labels.",
-            code="invalid_field",
-            details={"field": "grade"},
-        )
 
 
-def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
-    _validate(deps, req)
-    now = deps.now()
+def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) -> ReviewOut:
+    """Store ``reviewer``'s verdict (the caller's key name, never a field of the body)."""
+    _check_labels(svc, req)
+    now = svc.now()
     damage = sorted(set(req.damage)) if req.damage is not None else None
-    with deps.db.write() as s:
+    with svc.db.write() as s:
         if req.subject_type == "return":
             ret = repo.get_return(s, req.subject_id, lock=True)
             if ret is None:
@@ -112,7 +77,7 @@ def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
             subject_id=req.subject_id,
             return_id=req.subject_id if req.subject_type == "return" else None,
             inspection_id=req.subject_id if req.subject_type == "inspection" else None,
-            reviewer=req.reviewer.strip(),
+            reviewer=reviewer,
             verdict=req.verdict,
             grade=req.grade,
             damage=damage,
@@ -137,26 +102,18 @@ def submit_review(deps: Deps, req: ReviewRequest) -> ReviewView:
             },
         )
         s.flush()
-        return review_view(row)
+        return ReviewOut.model_validate(row)
 
 
-def review_queue(deps: Deps, *, sort: str = "age", limit: int = 50) -> list[QueueItem]:
+def review_queue(
+    svc: ReturnLensService, *, sort: QueueSort = "age", limit: int = 50
+) -> list[QueueItemOut]:
     """Returns waiting for review and inspections flagged for review.
 
     ``age``: longest-waiting first (by the time the subject entered review); ``value``:
-    highest price at stake first.
+    highest price at stake first. The API bounds ``limit`` to 1..``MAX_QUEUE``.
     """
-    if sort not in ("age", "value"):
-        raise Invalid(
-            "sort must be 'age' or 'value'.", code="invalid_field", details={"field": "sort"}
-        )
-    if not 1 <= limit <= MAX_QUEUE:
-        raise Invalid(
-            f"limit must be between 1 and {MAX_QUEUE}.",
-            code="invalid_field",
-            details={"field": "limit"},
-        )
-    with deps.db.read() as s:
+    with svc.db.read() as s:
         items = _return_items(s, sort, limit) + _inspection_items(s, sort, limit)
     if sort == "value":
         items.sort(key=lambda q: (-q.value, q.created_at))
@@ -165,7 +122,7 @@ def review_queue(deps: Deps, *, sort: str = "age", limit: int = 50) -> list[Queu
     return items[:limit]
 
 
-def _return_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
+def _return_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
     stmt = (
         select(Return, OrderLine.price, CatalogItem.category)
         .join(OrderLine, (OrderLine.order_id == Return.order_id) & (OrderLine.sku == Return.sku))
@@ -177,23 +134,23 @@ def _return_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
     for ret, price, category in s.execute(stmt.limit(limit)).all():
         d: Decision | None = repo.latest_decision(s, ret.id)
         out.append(
-            QueueItem(
+            QueueItemOut(
                 subject_type="return",
                 subject_id=ret.id,
                 created_at=d.created_at if d else ret.created_at,
                 value=float(price),
                 grade=d.grade if d else None,
-                flags=tuple(f["code"] for f in d.flags if f.get("effect") != "note") if d else (),
+                flags=[f["code"] for f in d.flags if f.get("effect") != "note"] if d else [],
                 outcome=ret.status,
                 sku=ret.sku,
                 category=category,
-                photo_ids=tuple(d.photo_ids) if d else (),
+                photo_ids=list(d.photo_ids) if d else [],
             )
         )
     return out
 
 
-def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
+def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
     stmt = (
         select(Inspection, OrderLine.price, CatalogItem.category, Return.sku)
         .outerjoin(Return, Return.id == Inspection.return_id)
@@ -207,55 +164,26 @@ def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItem]:
         OrderLine.price.desc().nulls_last() if sort == "value" else Inspection.created_at
     )
     return [
-        QueueItem(
+        QueueItemOut(
             subject_type="inspection",
             subject_id=ins.id,
             created_at=ins.created_at,
             value=float(price or 0.0),
             grade=ins.grade,
-            flags=tuple(f["code"] for f in ins.flags if f.get("effect") != "note"),
+            flags=[f["code"] for f in ins.flags if f.get("effect") != "note"],
             channel=ins.channel,
             sku=sku,
             category=category,
-            photo_ids=tuple(ins.photo_ids),
+            photo_ids=list(ins.photo_ids),
         )
         for ins, price, category, sku in s.execute(stmt.limit(limit)).all()
     ]
 
 
-def audit_history(deps: Deps, subject_type: str, subject_id: str) -> list[dict[str, Any]]:
-    with deps.db.read() as s:
+def audit_history(
+    svc: ReturnLensService, subject_type: str, subject_id: str
+) -> list[AuditEntryOut]:
+    with svc.db.read() as s:
         return [
-            _audit_dict(r.id, r.at, r.actor, r.action, r.subject_type, r.subject_id, r.payload)
-            for r in repo.audit_rows(s, subject_type, subject_id)
+            AuditEntryOut.model_validate(r) for r in repo.audit_rows(s, subject_type, subject_id)
         ]
-
-
-def _audit_dict(
-    id_: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    payload: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "payload": payload,
-    }
-
-
-def reviews_for(deps: Deps, subject_type: str, subject_id: str) -> list[ReviewView]:
-    with deps.db.read() as s:
-        rows: Sequence[Review] = s.scalars(
-            select(Review)
-            .where(Review.subject_type == subject_type, Review.subject_id == subject_id)
-            .order_by(Review.created_at)
-        ).all()
-        return [review_view(r) for r in rows]

@@ -22,53 +22,28 @@ floor is the point of ``returnlens bench``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.policy import REASON_CODES
 from serving.services import decide, facts
-from serving.services.context import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, Deps
-from serving.services.convert import decision_view, photo_view
-from serving.services.views import (
-    CreatedReturn,
-    CreateReturnRequest,
-    OrderItemView,
-    OrderView,
-    ReturnView,
-    UploadResult,
-)
+from serving.services.inputs import CreateReturnRequest
+from serving.services.outputs import CreatedReturnOut, OrderLookupOut, ReturnOut, UploadOut
+from serving.services.service import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Return
 from vision.errors import DecodeError
 
-MAX_NOTE = 2000
 
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
-    if req.reason not in REASON_CODES:
-        raise Invalid(
-            f"Unknown return reason {req.reason!r}; choose one of {', '.join(REASON_CODES)}.",
-            code="invalid_reason",
-            details={"field": "reason", "allowed": list(REASON_CODES)},
-        )
-    note = (req.note or "").strip() or None
-    if note is not None and len(note) > MAX_NOTE:
-        raise Invalid(
-            f"The note is longer than {MAX_NOTE} characters.",
-            code="invalid_field",
-            details={"field": "note", "max_length": MAX_NOTE},
-        )
-    now = deps.now()
-    with deps.db.read() as s:
+def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedReturnOut:
+    """The reason, note and e-mail were validated by ``CreateReturnRequest``."""
+    note = req.note
+    now = svc.now()
+    with svc.db.read() as s:
         order = repo.get_order(s, req.order_id)
         customer = repo.get_customer(s, order.customer_id) if order is not None else None
         if order is None or (
@@ -95,7 +70,7 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
                 details={"order_id": req.order_id},
             )
         blockers = decide.precheck(
-            deps.policy,
+            svc.policy,
             category=item.category,
             sku=item.sku,
             price=float(line.price),
@@ -109,7 +84,7 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
         raise Invalid(flag.message, code=flag.code, details=dict(flag.evidence))
     token = secrets.token_urlsafe(32)
     return_id = repo.new_id("ret")
-    with deps.db.write() as s:
+    with svc.db.write() as s:
         s.add(
             Return(
                 id=return_id,
@@ -119,7 +94,7 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
                 reason=req.reason,
                 note=note,
                 status="awaiting_photos",
-                shopper_token_hash=hash_token(token),
+                shopper_token_hash=secret_hash(token),
                 created_at=now,
                 updated_at=now,
             )
@@ -138,33 +113,23 @@ def create_return(deps: Deps, req: CreateReturnRequest) -> CreatedReturn:
                 "note": note is not None,
             },
         )
-    return CreatedReturn(return_id=return_id, token=token)
+    return CreatedReturnOut(return_id=return_id, token=token)
 
 
-def lookup_order(deps: Deps, order_id: str, email: str) -> OrderView:
+def lookup_order(svc: ReturnLensService, order_id: str, email: str) -> OrderLookupOut:
     """The order's items, for the shopper to pick one to return.
 
     An unknown order and a wrong email raise the same NotFound (no details), so order
     numbers cannot be probed.
     """
-    with deps.db.read() as s:
+    with svc.db.read() as s:
         order = repo.get_order(s, order_id)
         customer = repo.get_customer(s, order.customer_id) if order is not None else None
         if order is None or not _same_email(email, customer.email if customer else None):
             raise NotFound(
                 "We can't find an order with that number and email address.", code="unknown_order"
             )
-        items = tuple(
-            OrderItemView(
-                sku=line.sku,
-                name=item.name,
-                category=item.category,
-                price=float(line.price),
-                quantity=int(line.quantity or 1),
-            )
-            for line, item in repo.order_items(s, order_id)
-        )
-        return OrderView(order_id=order.id, delivered_at=order.delivered_at, items=items)
+        return OrderLookupOut.model_validate(order)
 
 
 def _same_email(given: str, stored: str | None) -> bool:
@@ -174,15 +139,15 @@ def _same_email(given: str, stored: str | None) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-def check_shopper_token(deps: Deps, return_id: str, token: str) -> None:
+def check_shopper_token(svc: ReturnLensService, return_id: str, token: str) -> None:
     """Unauthorized without a token; Forbidden when it is not this return's token. An
     unknown return id is Forbidden too, so a token holder cannot probe for other ids."""
     if not token:
         raise Unauthorized("A shopper token is required for this return.", code="unauthorized")
-    with deps.db.read() as s:
+    with svc.db.read() as s:
         ret = repo.get_return(s, return_id)
-        stored = ret.shopper_token_hash if ret is not None else hash_token(secrets.token_hex(8))
-    if ret is None or not hmac.compare_digest(stored, hash_token(token)):
+        stored = ret.shopper_token_hash if ret is not None else secret_hash(secrets.token_hex(8))
+    if ret is None or not same_secret(token, stored):
         raise Forbidden("This token does not give access to this return.", code="forbidden")
 
 
@@ -219,23 +184,23 @@ def _check_duplicates(known: Sequence[str], new: Sequence[str]) -> None:
         seen.add(digest)
 
 
-def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadResult:
+def upload_photos(svc: ReturnLensService, return_id: str, uploads: list[bytes]) -> UploadOut:
     _check_count(0, len(uploads))  # the request alone, before touching the database
-    now = deps.now()
-    pending = deps.pool.submit(facts.load_upload_context, deps, return_id, now)
+    now = svc.now()
+    pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
     try:
-        decoded = [deps.grader.decode(data) for data in uploads]
+        decoded = [svc.grader.decode(data) for data in uploads]
     except DecodeError:
         _check_context(pending.result(), len(uploads))  # return-level refusals first
         raise
     ctx = pending.result()
     _check_context(ctx, len(uploads))
     _check_duplicates(ctx.known_sha256, [p.sha256 for p in decoded])
-    stored = [deps.pool.submit(deps.photos.put, p.rgb) for p in decoded]
-    result = deps.grader.grade_decoded(decoded)
-    f = facts.gather_upload_facts(deps, ctx, result)
+    stored = [svc.pool.submit(svc.photos.put, p.rgb) for p in decoded]
+    result = svc.grader.grade_decoded(decoded)
+    f = facts.gather_upload_facts(svc, ctx, result)
     decision = decide.shopper_decision(
-        deps.policy,
+        svc.policy,
         category=f.category,
         sku=f.sku,
         price=f.price,
@@ -252,12 +217,11 @@ def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadRes
     )
     digests = [job.result() for job in stored]  # files first, then the rows
     try:
-        with deps.db.write() as s:
-            photo_rows, decision_row = facts.store_upload(
-                s, deps, f, result, decision, digests, now
+        with svc.db.write() as s:
+            photo_rows, decision_row = facts.store_upload(s, svc, f, result, decision, digests, now)
+            out = UploadOut.model_validate(
+                {"return_id": return_id, "photos": photo_rows, "decision": decision_row}
             )
-            views = tuple(photo_view(p) for p in photo_rows)
-            dview = decision_view(decision_row)
             hashes = [(p.id, return_id, p.phash, now) for p in photo_rows]
     except IntegrityError as exc:  # a concurrent upload to the same return won the race
         raise Conflict(
@@ -265,8 +229,8 @@ def upload_photos(deps: Deps, return_id: str, uploads: list[bytes]) -> UploadRes
             "reload the return and try again.",
             code="concurrent_upload",
         ) from exc
-    deps.phash_index.add(hashes)  # committed: later uploads compare against these too
-    return UploadResult(return_id=return_id, photos=views, decision=dview)
+    svc.phash_index.add(hashes)  # committed: later uploads compare against these too
+    return out
 
 
 def _check_context(ctx: facts.UploadContext, n_new: int) -> None:
@@ -274,24 +238,9 @@ def _check_context(ctx: facts.UploadContext, n_new: int) -> None:
     _check_count(ctx.existing_count, n_new)
 
 
-def get_return(deps: Deps, return_id: str) -> ReturnView:
-    with deps.db.read() as s:
+def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
+    with svc.db.read() as s:
         ret = repo.get_return(s, return_id)
         if ret is None:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
-        item = repo.get_catalog_item(s, ret.sku)
-        decisions = tuple(decision_view(d) for d in repo.return_decisions(s, return_id))
-        photos = tuple(photo_view(p) for p in repo.return_photos(s, return_id))
-        return ReturnView(
-            return_id=ret.id,
-            order_id=ret.order_id,
-            sku=ret.sku,
-            category=item.category if item else "",
-            reason=ret.reason,
-            note=ret.note,
-            status=ret.status,
-            created_at=ret.created_at,
-            decisions=decisions,
-            photos=photos,
-            item_name=item.name if item else "",
-        )
+        return ReturnOut.model_validate(ret)  # its item, decisions and photos load here

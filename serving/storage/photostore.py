@@ -6,25 +6,24 @@ pixels (OpenCV writes no metadata), named by the sha256 of the stored bytes:
 ``root/ab/cdef....jpg``. The same pixels always give the same file, so a retried upload
 or a second replica writes the same name and nothing is duplicated.
 
-Files are written atomically (temp file in the same folder, fsync, rename, fsync of the
-folder) *before* the database row that points at them commits. A crash in between leaves
-at most an orphan file, which is harmless (it is referenced by nothing and a later
-identical upload reuses it); a committed row never points at a missing file.
+Files are written atomically and durably (``vision.fsio``: temp file in the same folder,
+fsync, rename, fsync of the folder; owner-only mode) *before* the database row that
+points at them commits. A crash in between leaves at most an orphan file, which is
+harmless (it is referenced by nothing and a later identical upload reuses it); a
+committed row never points at a missing file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from serving.domain_errors import NotFound
+from vision.fsio import atomic_write_bytes
 
 JPEG_QUALITY = 92
 MEDIA_TYPE = "image/jpeg"
@@ -68,18 +67,7 @@ class PhotoStore:
         if target.is_file() and target.stat().st_size == len(data):
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(target.parent)
+        atomic_write_bytes(target, data, durable=True, mode=0o600)
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -93,17 +81,3 @@ class PhotoStore:
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -81,17 +81,6 @@ def get_order(session: Session, order_id: str) -> Order | None:
     return session.get(Order, order_id)
 
 
-def order_items(session: Session, order_id: str) -> list[tuple[OrderLine, CatalogItem]]:
-    """The order's lines with their catalog items, by SKU."""
-    stmt = (
-        select(OrderLine, CatalogItem)
-        .join(CatalogItem, CatalogItem.sku == OrderLine.sku)
-        .where(OrderLine.order_id == order_id)
-        .order_by(OrderLine.sku)
-    )
-    return [(line, item) for line, item in session.execute(stmt)]
-
-
 def get_customer(session: Session, customer_id: str) -> Customer | None:
     return session.get(Customer, customer_id)
 
@@ -107,18 +96,6 @@ def return_photos(session: Session, return_id: str) -> Sequence[Photo]:
         .order_by(Photo.position)
     )
     return session.scalars(stmt).all()
-
-
-def inspection_photos(session: Session, inspection_id: str) -> Sequence[Photo]:
-    stmt = select(Photo).where(Photo.inspection_id == inspection_id).order_by(Photo.position)
-    return session.scalars(stmt).all()
-
-
-def photos_by_ids(session: Session, ids: Sequence[str]) -> dict[str, Photo]:
-    if not ids:
-        return {}
-    rows = session.scalars(select(Photo).where(Photo.id.in_(list(ids)))).all()
-    return {p.id: p for p in rows}
 
 
 def return_decisions(session: Session, return_id: str) -> Sequence[Decision]:

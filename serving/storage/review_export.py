@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vision.errors import DataError
+from vision.fsio import atomic_copy
 from vision.manifest import ManifestHeader, ManifestRecord, write_manifest
 
 VERDICTS = ("approve", "reject", "correct")
@@ -356,9 +356,7 @@ def assign_splits(
 def _copy_photo(src: Path, dest: Path) -> None:
     if dest.is_file() and dest.stat().st_size == src.stat().st_size:
         return  # content-addressed source: same name + size = same bytes
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    atomic_copy(src, dest)
 
 
 def _record(label: _Label, photo: _Photo, image: Path, split: str) -> ManifestRecord:

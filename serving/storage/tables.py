@@ -1,10 +1,13 @@
 """The relational schema (SQLAlchemy 2 declarative models).
 
 The Alembic revisions under ``migrations/versions`` are the source of truth for what a
-database contains; these models mirror them for queries. Scores and flags are JSON so
-every decision can be explained and replayed with the model and policy versions stored
-next to them. ``audit_log`` is append-only: the repository has no update/delete path and
-a trigger refuses UPDATE/DELETE (and TRUNCATE on PostgreSQL) at the database level.
+database contains; these models mirror them for queries. The few relationships are
+``viewonly``: they let the service's response models read a return's item, decisions and
+photos (and an order's lines) straight from the row, and never write anything. Scores
+and flags are JSON so every decision can be explained and replayed with the model and
+policy versions stored next to them. ``audit_log`` is append-only: the repository has no
+update/delete path and a trigger refuses UPDATE/DELETE (and TRUNCATE on PostgreSQL) at
+the database level.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from serving.storage.types import BigIntPK, JSONType, UTCDateTime
 
@@ -63,7 +66,6 @@ class CatalogItem(Base):
     # Embeddings are model-specific: the version says which model produced it.
     reference_embedding: Mapped[list[float] | None] = mapped_column(JSONType)
     reference_model_version: Mapped[str | None] = mapped_column(String(100))
-    reference_phash: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -73,6 +75,7 @@ class Order(Base):
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lines: Mapped[list[OrderLine]] = relationship(order_by="OrderLine.sku", viewonly=True)
 
 
 class OrderLine(Base):
@@ -81,6 +84,7 @@ class OrderLine(Base):
     sku: Mapped[str] = mapped_column(ForeignKey("catalog_items.sku"), primary_key=True)
     price: Mapped[float] = mapped_column(MONEY)  # paid price, may differ from list price
     quantity: Mapped[int] = mapped_column(Integer, default=1)
+    item: Mapped[CatalogItem] = relationship(viewonly=True)
 
 
 class Return(Base):
@@ -103,6 +107,15 @@ class Return(Base):
     shopper_token_hash: Mapped[str] = mapped_column(DIGEST)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    item: Mapped[CatalogItem | None] = relationship(
+        primaryjoin="foreign(Return.sku) == CatalogItem.sku", viewonly=True
+    )
+    decisions: Mapped[list[Decision]] = relationship(order_by="Decision.sequence", viewonly=True)
+    photos: Mapped[list[Photo]] = relationship(
+        primaryjoin="and_(Photo.return_id == Return.id, Photo.role == 'shopper')",
+        order_by="Photo.position",
+        viewonly=True,
+    )
 
 
 class Inspection(Base):

@@ -6,61 +6,28 @@ email get the same 404 ``unknown_order`` (as ``POST /v1/returns`` does), so orde
 numbers cannot be probed, and the lookup is a POST so the email never lands in an access
 log or browser history.
 
-The lookup itself is the service's ``lookup_order`` use case; this route only maps JSON.
+The lookup itself is the service's ``shopper.lookup_order``; its answer is the response.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from serving.api.deps import ServiceDep
 from serving.api.schemas import V1
 from serving.errors import error_responses
-from serving.services.views import OrderView
+from serving.services import shopper
+from serving.services.fields import Email, ShopId
+from serving.services.inputs import InputModel
+from serving.services.outputs import OrderLookupOut
 
 router = APIRouter(prefix=V1, tags=["shopper"])
 
 
-class OrderLookupIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    order_id: str = Field(min_length=1, max_length=64, examples=["ORD-1001"])
-    email: str = Field(
-        min_length=3,
-        max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+$",
-        description="The email the order was placed with.",
-    )
-
-
-class OrderItemOut(BaseModel):
-    sku: str
-    name: str
-    category: str
-    price: float
-    quantity: int
-
-
-class OrderLookupOut(BaseModel):
-    order_id: str
-    delivered_at: datetime | None
-    items: list[OrderItemOut]
-
-
-def order_out(view: OrderView) -> OrderLookupOut:
-    return OrderLookupOut(
-        order_id=view.order_id,
-        delivered_at=view.delivered_at,
-        items=[
-            OrderItemOut(
-                sku=i.sku, name=i.name, category=i.category, price=i.price, quantity=i.quantity
-            )
-            for i in view.items
-        ],
-    )
+class OrderLookupIn(InputModel):
+    order_id: ShopId = Field(examples=["ORD-1001"])
+    email: Email = Field(description="The email the order was placed with.")
 
 
 @router.post(
@@ -71,4 +38,4 @@ def order_out(view: OrderView) -> OrderLookupOut:
 )
 def post_order_lookup(body: OrderLookupIn, svc: ServiceDep) -> OrderLookupOut:
     """Unknown order and wrong email: the same 404 ``unknown_order``."""
-    return order_out(svc.lookup_order(body.order_id, body.email))
+    return shopper.lookup_order(svc, body.order_id, body.email)

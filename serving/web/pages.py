@@ -1,9 +1,18 @@
 """The two web pages and their static assets, served by the API process itself.
 
 Everything the pages need ships inside the package (``serving/web/static``): HTML, CSS,
-vanilla JavaScript modules and an SVG icon; no CDN, no web fonts, no build step. The
-static route serves only the files that exist at import time (an allow-list), so no
-request path can reach outside the folder.
+vanilla JavaScript modules and an SVG icon; no CDN, no web fonts, no build step.
+
+Files are served by Starlette's ``StaticFiles`` (mounted at ``/static``; the two page
+routes ask the same instance), which already does what a hand-written route would get
+wrong: path normalisation that no ``..`` or symlink can leave the folder by, ``HEAD``,
+and conditional GET (an ``ETag`` and ``Last-Modified`` on every file, ``304 Not
+Modified`` for ``If-None-Match`` / ``If-Modified-Since``). ``Cache-Control: no-cache``
+makes browsers revalidate every time, so a new build shows at once and an unchanged one
+costs a 304. :class:`PageFiles` adds two things on top: only the file types in
+:data:`MEDIA_TYPES` are served, with those exact content types (the system's MIME table
+differs between hosts), and every answer, the 304 included, carries the security
+headers.
 
 The HTML pages carry a strict Content-Security-Policy: scripts, styles, images and
 requests may come from this origin only (images also from ``blob:``, which is how the
@@ -15,14 +24,21 @@ keeps the return id out of any other site's logs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import Scope
 
 from serving.domain_errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_URL = "/static"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -48,44 +64,55 @@ MEDIA_TYPES = {
 }
 
 
-def _allowed_files(root: Path) -> dict[str, Path]:
-    """Relative POSIX path -> file, for every servable file under ``root``."""
-    if not root.is_dir():
-        return {}
-    return {
-        p.relative_to(root).as_posix(): p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix in MEDIA_TYPES
-    }
+def headers_for(suffix: str) -> dict[str, str]:
+    """The security headers of a file: the full page set for HTML, the asset set else."""
+    return PAGE_HEADERS if suffix == ".html" else STATIC_HEADERS
 
 
-STATIC_FILES = _allowed_files(STATIC_DIR)
+class PageFiles(StaticFiles):
+    """``StaticFiles`` limited to :data:`MEDIA_TYPES`, with the security headers added."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        suffix = Path(full_path).suffix
+        media_type = MEDIA_TYPES.get(suffix)
+        if media_type is None:  # e.g. a stray .py or .map file: not part of the pages
+            raise HTTPException(status_code=404)
+        response: Response = FileResponse(
+            full_path, status_code=status_code, stat_result=stat_result, media_type=media_type
+        )
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            response = NotModifiedResponse(response.headers)
+        response.headers.update(headers_for(suffix))
+        return response
+
+
+static_files = PageFiles(directory=STATIC_DIR)
 router = APIRouter(include_in_schema=False)
+router.mount(STATIC_URL, static_files, name="static")
 
 
-def _page(name: str) -> FileResponse:
-    path = STATIC_FILES.get(name)
-    if path is None:
-        raise NotFound(f"the page {name} is missing from this build", code="not_found")
-    return FileResponse(path, media_type=MEDIA_TYPES[".html"], headers=PAGE_HEADERS)
+async def _page(name: str, request: Request) -> Response:
+    try:
+        return await static_files.get_response(name, request.scope)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        raise NotFound(f"the page {name} is missing from this build", code="not_found") from exc
 
 
 @router.get("/", response_class=FileResponse)
-def shopper_page() -> FileResponse:
+async def shopper_page(request: Request) -> Response:
     """The mobile-first return page (order lookup, item and reason, photos, decision)."""
-    return _page("index.html")
+    return await _page("index.html", request)
 
 
 @router.get("/review", response_class=FileResponse)
-def review_page() -> FileResponse:
+async def review_page(request: Request) -> Response:
     """The reviewer console; the page is public, every data call needs a reviewer key."""
-    return _page("review.html")
-
-
-@router.get("/static/{path:path}", response_class=FileResponse)
-def static_file(path: str) -> FileResponse:
-    found = STATIC_FILES.get(path)
-    if found is None:
-        raise NotFound(f"there is no static file {path!r}", code="not_found")
-    headers = PAGE_HEADERS if found.suffix == ".html" else STATIC_HEADERS
-    return FileResponse(found, media_type=MEDIA_TYPES[found.suffix], headers=headers)
+    return await _page("review.html", request)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vision.errors import DataError
+from vision.fsio import atomic_write_text
 from vision.manifest.read import (
     _check_objects,
     _check_set,
@@ -92,13 +93,10 @@ def write_manifest(
     rep = _Report()
     _check_objects(path, objects, rep, check_files=False, require_splits=False)
     _raise_problems(path, rep.sorted())
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         base.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, "\n".join(lines) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write manifest {path}: {exc}", code="write_failed") from exc
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from vision.errors import ConfigError, ReturnLensError
+from vision.fsio import atomic_path
 from vision.synth.catalog import SkuSpec, catalog_skus
 from vision.synth.labels import BAD_KINDS, CATEGORIES, DAMAGE_LABELS, GRADE_LABELS
 from vision.synth.scene import BACKGROUNDS, render_photo, render_reference
@@ -283,12 +283,10 @@ def generate_dataset(
                     bar.update(len(chunk))
         bar.close()
         manifest = out_dir / "manifest.jsonl"
-        tmp = out_dir / "manifest.jsonl.tmp"
-        with tmp.open("w", encoding="utf-8") as fh:
+        with atomic_path(manifest) as tmp, tmp.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps(header()) + "\n")
             for r in records:
                 fh.write(json.dumps(r) + "\n")
-        os.replace(tmp, manifest)
     except OSError as exc:
         raise ReturnLensError(
             f"Writing the dataset to {out_dir} failed: {exc.strerror or exc}.",

@@ -1,4 +1,7 @@
-"""Fixtures for the API tests: a real app over a real database and the tiny ONNX model.
+"""The API tests' demo shop: a real app over a real database and the tiny ONNX model.
+
+The fixtures over it (``tiny_model``, ``shop`` on SQLite and PostgreSQL, ``sqlite_shop``)
+live in ``tests/conftest.py``; this module holds the plain pieces they are built from.
 
 Nothing is mocked. ``create_app`` runs its real lifespan (migrations, model load and
 warm-up, policy check); the catalog and orders are loaded through the admin endpoints;
@@ -8,29 +11,22 @@ With the tiny model (``benchmarks.tiny_model``) the photo's colours steer the sc
 neutral colours grade ``A_new``, a red item grades ``E_damaged`` with a crack; the
 embedding is the photo's quadrant layout, so a photo of another scene layout is a
 different item for the wrong-item check.
-
-Import into a test module with ``from tests.api_fixtures import *  # noqa: F403``.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, table
 
-from benchmarks.tiny_model import build_test_model
-from serving.app import create_app
 from serving.settings import Settings
-from tests.pg import db_url, pg_cluster, pg_url  # noqa: F401  (fixtures)
 from tests.photo_factory import encode, item_scene
 
 ADMIN_KEY = "test-bootstrap-admin-key-0123456789"
@@ -149,11 +145,6 @@ def make_settings(db: str, root: Path, model: Path, **overrides: Any) -> Setting
     return Settings(**values)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_test_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
-
-
 def load_shop(client: TestClient, settings: Settings) -> Shop:
     """Catalog (two SKUs with reference photos), orders and staff keys via the API."""
     admin = {"X-API-Key": ADMIN_KEY}
@@ -190,18 +181,3 @@ def load_shop(client: TestClient, settings: Settings) -> Shop:
         assert r.status_code == 201, r.text
         keys[role] = r.json()["key"]
     return Shop(client=client, settings=settings, keys=keys, references=refs)
-
-
-@pytest.fixture
-def shop(db_url: str, tmp_path: Path, tiny_model: Path) -> Iterator[Shop]:  # noqa: F811
-    settings = make_settings(db_url, tmp_path, tiny_model)
-    with TestClient(create_app(settings)) as client:
-        yield load_shop(client, settings)
-
-
-@pytest.fixture
-def sqlite_shop(tmp_path: Path, tiny_model: Path) -> Iterator[Shop]:
-    """The same shop on SQLite only (for HTTP-only behaviour that storage cannot change)."""
-    settings = make_settings(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, tiny_model)
-    with TestClient(create_app(settings)) as client:
-        yield load_shop(client, settings)

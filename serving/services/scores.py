@@ -1,0 +1,54 @@
+"""Model outputs <-> the JSON stored with each photo, grading and decision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vision.types import PhotoScores
+
+_DIGITS = 6
+
+
+def _r(x: float) -> float:
+    return round(float(x), _DIGITS)
+
+
+def probs_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    return {k: _r(v) for k, v in zip(labels, values, strict=True)}
+
+
+def photo_scores_json(
+    scores: PhotoScores,
+    grade_labels: Sequence[str],
+    damage_labels: Sequence[str],
+    model_version: str,
+) -> dict[str, Any]:
+    """Everything needed to explain, re-aggregate and draw heatmaps without the model.
+
+    The label lists are stored explicitly because the rows of ``damage_cam`` follow the
+    model's damage order and a JSON object's key order is not kept everywhere
+    (PostgreSQL JSONB sorts keys by length, then bytes).
+    """
+    return {
+        "model_version": model_version,
+        "grade_labels": list(grade_labels),
+        "damage_labels": list(damage_labels),
+        "grade_probs": probs_dict(grade_labels, scores.grade_probs),
+        "damage_probs": probs_dict(damage_labels, scores.damage_probs),
+        "embedding": [_r(v) for v in scores.embedding],
+        "damage_cam": np.round(scores.damage_cam.astype(np.float64), 4).tolist(),
+    }
+
+
+def photo_scores_from_json(
+    data: dict[str, Any], grade_labels: Sequence[str], damage_labels: Sequence[str]
+) -> PhotoScores:
+    return PhotoScores(
+        grade_probs=np.array([data["grade_probs"][k] for k in grade_labels], np.float32),
+        damage_probs=np.array([data["damage_probs"][k] for k in damage_labels], np.float32),
+        embedding=np.array(data["embedding"], np.float32),
+        damage_cam=np.array(data.get("damage_cam") or [], np.float32),
+    )

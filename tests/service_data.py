@@ -1,0 +1,84 @@
+"""Photos and dates for the service tests (tests/test_service.py and its neighbours).
+
+The tiny test model (benchmarks/tiny_model.py) grades by the photo's redness and embeds
+by where the item sits in the frame, so each photo here is painted for what a test needs:
+``clean`` (neutral), ``damaged`` (red), ``blurry`` (fails the quality gate), an item in
+one quadrant (``corner``) for the wrong-item check. The ``svc`` fixture over these lives
+in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+DELIVERED = NOW - timedelta(days=9)
+NEUTRAL_BG, NEUTRAL_ITEM = (176, 172, 168), (86, 88, 92)
+RED_BG, RED_ITEM = (232, 34, 30), (128, 22, 20)
+
+
+# ----------------------------------------------------------------------------- photos
+def scene(
+    *,
+    corner: str = "tl",
+    bg: tuple[int, int, int] = NEUTRAL_BG,
+    item: tuple[int, int, int] = NEUTRAL_ITEM,
+    seed: int = 0,
+    blur: float = 0.0,
+    size: tuple[int, int] = (640, 480),
+) -> np.ndarray:
+    """An item (a textured rectangle) in one quadrant of a plain table, 640x480 RGB.
+
+    ``seed`` moves a few large light/dark patches on the item: a different perceptual hash
+    (low frequencies) without moving the item, so distinct photos are not "reused".
+    """
+    w, h = size
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = bg
+    x0 = int(w * (0.05 if corner in ("tl", "bl") else 0.5))
+    y0 = int(h * (0.05 if corner in ("tl", "tr") else 0.5))
+    iw, ih = int(w * 0.45), int(h * 0.45)
+    yy, xx = np.mgrid[0:ih, 0:iw]
+    checker = np.where(((yy // 12) + (xx // 12)) % 2 == 0, 1.0, -1.0)[..., None]
+    patch = np.asarray(item, np.float32) * (1.0 + 0.18 * checker)
+    rng = np.random.default_rng(seed)
+    for _ in range(3 if seed else 0):
+        px, py = rng.integers(0, iw - iw // 3), rng.integers(0, ih - ih // 3)
+        patch[py : py + ih // 3, px : px + iw // 3] *= rng.choice([0.55, 1.45])
+    img[y0 : y0 + ih, x0 : x0 + iw] = patch
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    return np.asarray(cv2.GaussianBlur(out, (0, 0), blur), np.uint8) if blur else out
+
+
+def jpeg(rgb: np.ndarray, *, exif: bytes | None = None) -> bytes:
+    buf = io.BytesIO()
+    kwargs: dict[str, Any] = {"quality": 92}
+    if exif is not None:
+        kwargs["exif"] = exif
+    Image.fromarray(rgb).save(buf, format="JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def clean(seed: int = 0, corner: str = "tl") -> bytes:
+    return jpeg(scene(seed=seed, corner=corner))
+
+
+def damaged(seed: int = 0, corner: str = "tl") -> bytes:
+    return jpeg(scene(seed=seed, corner=corner, bg=RED_BG, item=RED_ITEM))
+
+
+def blurry(seed: int = 0) -> bytes:
+    return jpeg(scene(seed=seed, blur=9.0))
+
+
+def gps_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc."  # Make
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)}  # GPSInfo
+    return exif.tobytes()
