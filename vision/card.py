@@ -7,6 +7,7 @@ weights, so a runtime never restates them in code.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +16,37 @@ from vision.preprocess import PreprocessSpec
 
 CARD_KEY = "returnlens_card"
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UnfamiliaritySpec:
+    """How far a photo lies from the model's training data, and where "too far" starts.
+
+    The score itself is an ONNX output (``output``, ``[N]`` float32) computed inside the
+    graph, so serving, the dock and the CLI compute the same value; the card carries the
+    method, the threshold and how it was fitted. A photo with ``score > threshold`` is
+    unfamiliar. ``false_alarm_rate`` is the share of in-distribution validation photos
+    the threshold flags (the target it was fitted for); ``fitted_on`` says on what.
+    """
+
+    method: str
+    threshold: float
+    false_alarm_rate: float
+    output: str = "unfamiliarity"
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    def is_familiar(self, score: float) -> bool:
+        return math.isfinite(score) and score <= self.threshold
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnfamiliaritySpec:
+        return cls(
+            method=str(data["method"]),
+            threshold=float(data["threshold"]),
+            false_alarm_rate=float(data["false_alarm_rate"]),
+            output=str(data.get("output", "unfamiliarity")),
+            fitted_on=dict(data.get("fitted_on", {})),
+        )
 
 
 @dataclass(frozen=True)
@@ -33,6 +65,8 @@ class ModelCard:
     recipe: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     notes: str = ""
+    # None: an older model without an unfamiliarity score; runtimes then abstain.
+    unfamiliarity: UnfamiliaritySpec | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +102,9 @@ class ModelCard:
                 recipe=dict(data.get("recipe", {})),
                 created_at=str(data.get("created_at", "")),
                 notes=str(data.get("notes", "")),
+                unfamiliarity=UnfamiliaritySpec.from_dict(data["unfamiliarity"])
+                if data.get("unfamiliarity")
+                else None,
             )
         except KeyError as exc:
             raise ModelError(f"model card lacks the field {exc.args[0]!r}") from exc

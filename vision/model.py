@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class ModelOutputs:
     damage_probs: np.ndarray  # [N,D]
     embedding: np.ndarray  # [N,E]
     damage_cam: np.ndarray  # [N,D,h,w]
+    unfamiliarity: np.ndarray | None = None  # [N]; None when the model has no such output
+    familiar: np.ndarray | None = None  # [N] bool, against the card's threshold
 
     def __len__(self) -> int:
         return int(self.grade_probs.shape[0])
@@ -43,6 +45,8 @@ class ModelOutputs:
             damage_probs=self.damage_probs[i],
             embedding=self.embedding[i],
             damage_cam=self.damage_cam[i],
+            unfamiliarity=None if self.unfamiliarity is None else float(self.unfamiliarity[i]),
+            familiar=None if self.familiar is None else bool(self.familiar[i]),
         )
 
 
@@ -127,6 +131,15 @@ class OnnxModel:
         missing = [n for n in OUTPUT_NAMES if n not in names]
         if missing:
             raise ModelError(f"the model lacks the outputs {missing}", code="invalid_model")
+        self._outputs = list(OUTPUT_NAMES)
+        spec = self.card.unfamiliarity
+        if spec is not None and spec.output in names:
+            self._outputs.append(spec.output)
+
+    @property
+    def has_unfamiliarity(self) -> bool:
+        """Whether this model scores how unfamiliar a photo is (else runtimes abstain)."""
+        return len(self._outputs) > len(OUTPUT_NAMES)
 
     def predict(self, batch: np.ndarray) -> ModelOutputs:
         """Run a uint8 ``[N,H,W,3]`` batch already preprocessed with the card's spec."""
@@ -134,8 +147,14 @@ class OnnxModel:
             raise ValueError(f"expected uint8 NHWC batch, got {batch.dtype} {batch.shape}")
         if batch.shape[0] == 0:
             raise ValueError("empty batch")
-        out = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        result = ModelOutputs(*(np.asarray(o, dtype=np.float32) for o in out))
+        out = self.session.run(self._outputs, {INPUT_NAME: batch})
+        arrays = [np.asarray(o, dtype=np.float32) for o in out]
+        result = ModelOutputs(*arrays[: len(OUTPUT_NAMES)])
+        spec = self.card.unfamiliarity
+        if spec is not None and len(arrays) > len(OUTPUT_NAMES):
+            score = arrays[len(OUTPUT_NAMES)].reshape(-1)
+            familiar = np.isfinite(score) & (score <= spec.threshold)
+            result = replace(result, unfamiliarity=score, familiar=familiar)
         g, d = len(self.card.grade_labels), len(self.card.damage_labels)
         if result.grade_probs.shape[1] != g or result.damage_probs.shape[1] != d:
             raise ModelError(

@@ -90,6 +90,11 @@ class PhotoScores:
     damage_probs: np.ndarray  # [D]
     embedding: np.ndarray  # [E], L2-normalised
     damage_cam: np.ndarray  # [D,h,w]
+    # How far the photo lies from the training data (the model's ``unfamiliarity``
+    # output) and whether it is within the card's threshold. None for both: the model
+    # has no such score, so nobody can tell, and decisions abstain.
+    unfamiliarity: float | None = None
+    familiar: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +107,16 @@ class ItemScores:
     damage_probs: np.ndarray  # [D]
     embedding: np.ndarray  # [E], L2-normalised mean
     per_photo: tuple[PhotoScores, ...] = field(default=())
+
+    @property
+    def familiar(self) -> bool | None:
+        """False if any photo is unfamiliar, None if any cannot be told, else True."""
+        flags = [p.familiar for p in self.per_photo]
+        if not flags:
+            return None
+        if any(f is False for f in flags):
+            return False
+        return None if any(f is None for f in flags) else True
 
     @property
     def grade_index(self) -> int:
