@@ -54,7 +54,14 @@ default-model: $(FULL_STAMP)
 		--max-minutes $(MAX_MINUTES)
 	$(BIN)/returnlens evaluate --model runs/default/model.onnx \
 		--data datasets/generated/synth/manifest.jsonl --out runs/default/eval
-	cp runs/default/model.onnx serving/models/returnlens-default.onnx
+	$(BIN)/returnlens model fit-unfamiliarity --model runs/default/model.onnx \
+		--data datasets/generated/synth/manifest.jsonl --out serving/models/returnlens-default.onnx
+# The last step writes the shipped copy with its unfamiliarity score (vision/unfamiliarity.py;
+# export already fits one, this makes the data explicit). The shipped synth-lite0-v1 was
+# retrofitted with it, its other outputs unchanged (issue 14), by:
+#   returnlens synth --out datasets/generated/synth-fit --count 8000 --seed 7
+#   returnlens model fit-unfamiliarity --model serving/models/returnlens-default.onnx \
+#     --data datasets/generated/synth-fit/manifest.jsonl --out serving/models/returnlens-default.onnx
 
 # The default recipe on the real photo sets in ../shared/datasets (README: "Real photos").
 SHARED ?= ../shared/datasets

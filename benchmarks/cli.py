@@ -21,10 +21,11 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
 
     p = sub.add_parser(
         "bench",
-        help="benchmark latency, throughput, dock fps, training and memory",
+        help="benchmark latency, throughput, dock fps, grade accuracy, training and memory",
         description="Run the benchmark harness: a live service against the decode + "
         "inference floor and a naive PyTorch baseline, the model runtime "
-        "(ORT vs torch, int8, threads), the dock station, training throughput "
+        "(ORT vs torch, int8, threads), the dock station, grade accuracy on "
+        "simulated dock videos and held-out shopper photos, training throughput "
         "and memory. Writes OUT/<section>.json and OUT/SUMMARY.md. "
         "Benchmarks are not tests: nothing asserts a timing.",
     )

@@ -22,6 +22,16 @@ the colours it paints:
   a photo whose bright quadrant is elsewhere does not.
 * ``damage_cam [N,7,4,4]``: the per-cell redness (8x8-pixel cells) times a per-label
   weight, so heatmaps light up where the photo is red.
+* ``unfamiliarity [N]`` = the green excess ``mean_g - (mean_r + mean_b) / 2`` (in
+  [-1, 1]); the card's ``UnfamiliaritySpec`` puts the threshold at
+  ``UNFAMILIAR_ABOVE`` = 0.4. No test scene comes near it (the rendered items on their
+  tables stay below ~0.3, the dock simulator's frames below ~0.05), so every ordinary
+  test photo is familiar; a strongly green photo (say RGB 30, 220, 30: 0.75) is a
+  photo "the model has never seen", and the service abstains on it.
+
+``build_test_model(path, unfamiliarity=False)`` writes the same model WITHOUT that output
+and without the card's ``unfamiliarity`` entry: an older model that cannot tell, for the
+tests of what the service does with one.
 """
 
 from __future__ import annotations
@@ -32,13 +42,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vision.card import CARD_KEY, ModelCard
+from vision.card import CARD_KEY, ModelCard, UnfamiliaritySpec
 from vision.preprocess import PreprocessSpec
 
 GRADES = ("A_new", "B_like_new", "C_good", "D_fair", "E_damaged")
 DAMAGE = ("scratch", "dent", "crack", "stain", "tear", "missing_part", "packaging_damage")
 SIZE = 32
 OPSET = 17
+UNFAMILIAR_ABOVE = 0.4  # green excess above which a photo is unfamiliar
 
 # Rows: [t, blue_excess]; columns follow DAMAGE.
 _DAMAGE_W = np.array(
@@ -106,6 +117,15 @@ def _nodes() -> list[onnx.NodeProto]:
     ]
 
 
+def _unfamiliarity_nodes() -> list[onnx.NodeProto]:
+    """unfamiliarity [N]: the photo's green excess."""
+    n = helper.make_node
+    return [
+        n("MatMul", ["m", "w_green"], ["green"]),  # [N,1]
+        n("Reshape", ["green", "flat_n"], ["unfamiliarity"]),
+    ]
+
+
 def _initializers() -> list[TensorProto]:
     return [
         _const("inv255", 1.0 / 255.0),
@@ -125,7 +145,23 @@ def _initializers() -> list[TensorProto]:
     ]
 
 
-def model_card(version: str = "test-0.1") -> ModelCard:
+def _unfamiliarity_initializers() -> list[TensorProto]:
+    return [
+        _const("w_green", np.array([[-0.5], [1.0], [-0.5]])),
+        _const("flat_n", np.array([-1], dtype=np.int64)),
+    ]
+
+
+def unfamiliarity_spec() -> UnfamiliaritySpec:
+    return UnfamiliaritySpec(
+        method="green_excess",
+        threshold=UNFAMILIAR_ABOVE,
+        false_alarm_rate=0.0,
+        fitted_on={"note": "fixed by hand: no test scene comes near it (see the module)"},
+    )
+
+
+def model_card(version: str = "test-0.1", *, unfamiliarity: bool = True) -> ModelCard:
     return ModelCard(
         model_version=version,
         grade_labels=GRADES,
@@ -134,11 +170,16 @@ def model_card(version: str = "test-0.1") -> ModelCard:
         embedding_dim=8,
         backbone="test-linear",
         notes="tiny deterministic test model (benchmarks/tiny_model.py); not for production",
+        unfamiliarity=unfamiliarity_spec() if unfamiliarity else None,
     )
 
 
-def build_test_model(path: Path, *, version: str = "test-0.1") -> Path:
-    """Write the test model to ``path`` (checked with ``onnx.checker``) and return it."""
+def build_test_model(path: Path, *, version: str = "test-0.1", unfamiliarity: bool = True) -> Path:
+    """Write the test model to ``path`` (checked with ``onnx.checker``) and return it.
+
+    ``unfamiliarity=False``: an older model, without the ``unfamiliarity`` output and
+    without its card entry.
+    """
     f = TensorProto.FLOAT
     outputs = [
         helper.make_tensor_value_info("grade_probs", f, ["N", len(GRADES)]),
@@ -146,18 +187,24 @@ def build_test_model(path: Path, *, version: str = "test-0.1") -> Path:
         helper.make_tensor_value_info("embedding", f, ["N", 8]),
         helper.make_tensor_value_info("damage_cam", f, ["N", len(DAMAGE), 4, 4]),
     ]
+    nodes, initializers = _nodes(), _initializers()
+    if unfamiliarity:
+        outputs.append(helper.make_tensor_value_info("unfamiliarity", f, ["N"]))
+        nodes += _unfamiliarity_nodes()
+        initializers += _unfamiliarity_initializers()
     graph = helper.make_graph(
-        _nodes(),
+        nodes,
         "returnlens_test_model",
         [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", SIZE, SIZE, 3])],
         outputs,
-        initializer=_initializers(),
+        initializer=initializers,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="returnlens-tests"
     )
     model.ir_version = 8
-    helper.set_model_props(model, {CARD_KEY: model_card(version).to_json()})
+    card = model_card(version, unfamiliarity=unfamiliarity)
+    helper.set_model_props(model, {CARD_KEY: card.to_json()})
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from serving.services.admin import model_info
+from serving.services.familiarity import unfamiliarity_status
 from serving.services.service import ReturnLensService
 from serving.settings import Settings
 from serving.web import router as web_router
@@ -97,7 +98,7 @@ def build_runtime(settings: Settings) -> Runtime:
         service=service,
         model_version=model.version,
         model_sha256=model.sha256,
-        policy_version=policy.version,
+        policy_version=service.policy.version,  # resolved against the model's card
         close=db.dispose,
     )
 
@@ -151,6 +152,9 @@ def create_app(
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_concurrency)
         app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
+        familiarity = unfamiliarity_status(app.state.service)
+        if not familiarity.available:  # grades, but abstains on every photo: say so once
+            log.warning("%s", familiarity.note)
         app.state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s, policy %s", app.state.model_version, app.state.policy_version)

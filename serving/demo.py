@@ -4,7 +4,16 @@
 The catalog comes from the synthetic generator (``vision.synth``, torch-free): a few
 SKUs per category, each with a rendered reference photo, so the wrong-item check has
 something to compare with. The orders cover the interesting cases: recent deliveries,
-one delivered outside the return window, a high-value phone and a repeat returner.
+one delivered outside the return window, a high-value phone, a repeat returner, a
+damaged item returned on a change of mind, a dark and a blurred photo.
+
+Each printed order carries a promise: open a return with this reason, upload this
+bundled sample (``datasets/samples/``, rendered from this very catalog by
+``serving.demo_samples``), and the service answers with this outcome.
+``tests/test_demo_promises.py`` runs every promise against a live service, so a note
+that stops being true fails a test instead of misleading the person trying the demo.
+Promises are printed only for the catalog the samples were rendered from (the default
+seed and SKUs per category); another catalog gets the plain notes.
 
 Seeding is idempotent. Catalog and orders are upserts; the staff keys and the repeat
 returner's earlier returns are created once and remembered in ``DATA_DIR/demo.json``
@@ -22,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from serving.demo_orders import DEMO_ORDERS, DEMO_PRICES, HISTORY_ORDERS, Promise
+from serving.demo_samples import CATALOG_SEED, SKUS_PER_CATEGORY
 from serving.domain_errors import Conflict
 from serving.services import admin, shopper
 from serving.services.fields import Role
@@ -35,41 +46,6 @@ ROLES: tuple[Role, ...] = ("admin", "dock", "reviewer")
 
 
 @dataclass(frozen=True)
-class DemoOrder:
-    order_id: str
-    customer_id: str
-    email: str
-    category: str  # the SKU is the first (or given) SKU of this category
-    days_ago: int
-    note: str
-    sku_index: int = 1
-
-
-# (order id, customer, email, category, delivered days ago, what it demonstrates)
-DEMO_ORDERS: tuple[DemoOrder, ...] = (
-    DemoOrder("ORD-1001", "C-ada", "ada@example.com", "mug", 3, "recent: clean photo -> approved"),
-    DemoOrder("ORD-1002", "C-ada", "ada@example.com", "shoe", 5, "recent"),
-    DemoOrder("ORD-1003", "C-ben", "ben@example.com", "phone", 2, "high value -> review"),
-    DemoOrder(
-        "ORD-1004",
-        "C-ben",
-        "ben@example.com",
-        "garment",
-        75,
-        "delivered 75 days ago: outside the return window",
-    ),
-    DemoOrder(
-        "ORD-1005", "C-cleo", "cleo@example.com", "book", 4, "repeat returner (3 earlier returns)"
-    ),
-    DemoOrder("ORD-1006", "C-cleo", "cleo@example.com", "mug", 25, "earlier return", 2),
-    DemoOrder("ORD-1007", "C-cleo", "cleo@example.com", "shoe", 18, "earlier return", 2),
-    DemoOrder("ORD-1008", "C-cleo", "cleo@example.com", "garment", 10, "earlier return", 2),
-    DemoOrder("ORD-1009", "C-dan", "dan@example.com", "box", 6, "recent"),
-)
-HISTORY_ORDERS = ("ORD-1006", "ORD-1007", "ORD-1008")
-
-
-@dataclass(frozen=True)
 class SeededOrder:
     order_id: str
     email: str
@@ -78,6 +54,7 @@ class SeededOrder:
     price: float
     delivered_at: datetime
     note: str
+    promise: Promise | None = None  # None: no bundled sample fits this catalog
 
 
 @dataclass(frozen=True)
@@ -98,8 +75,17 @@ class DemoResult:
         for o in self.orders:
             if o.order_id in HISTORY_ORDERS:
                 continue
-            out.append(f"    {o.order_id}  {o.email:<18} {o.sku:<11} {o.price:>8.2f}  {o.note}")
+            note = f"{o.note}: {o.promise.text()}" if o.promise else o.note
+            out.append(f"    {o.order_id}  {o.email:<18} {o.sku:<11} {o.price:>8.2f}  {note}")
         return out
+
+    def promises(self) -> list[tuple[SeededOrder, Promise]]:
+        """Every printed promise with its order (what ``lines()`` tells people to try)."""
+        return [
+            (o, o.promise)
+            for o in self.orders
+            if o.promise is not None and o.order_id not in HISTORY_ORDERS
+        ]
 
 
 def _jpeg(rgb: Any) -> bytes:
@@ -117,7 +103,12 @@ def demo_catalog(
     from vision.synth import catalog_skus, render_reference
 
     skus = catalog_skus(seed, skus_per_category)
-    rows = [CatalogRow(sku=s.sku, category=s.category, name=s.name, price=s.price) for s in skus]
+    rows = [
+        CatalogRow(
+            sku=s.sku, category=s.category, name=s.name, price=DEMO_PRICES.get(s.sku, s.price)
+        )
+        for s in skus
+    ]
     return rows, {s.sku: _jpeg(render_reference(s, reference_size)) for s in skus}
 
 
@@ -153,8 +144,8 @@ def seed_demo(
     service: ReturnLensService,
     data_dir: Path,
     *,
-    seed: int = 7,
-    skus_per_category: int = 2,
+    seed: int = CATALOG_SEED,
+    skus_per_category: int = SKUS_PER_CATEGORY,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DemoResult:
     """Load the demo catalog, customers, orders and keys (idempotent)."""
@@ -162,6 +153,7 @@ def seed_demo(
     admin.upsert_catalog(service, catalog, photos=photos)
     by_key = {(c.category, int(c.sku.rsplit("-", 1)[1])): c for c in catalog}
     today = now().replace(microsecond=0)
+    samples_fit = (seed, skus_per_category) == (CATALOG_SEED, SKUS_PER_CATEGORY)
     seeded: list[SeededOrder] = []
     for o in DEMO_ORDERS:
         item = by_key.get((o.category, o.sku_index)) or by_key[(o.category, 1)]
@@ -174,6 +166,7 @@ def seed_demo(
                 item.price,
                 today - timedelta(days=o.days_ago),
                 o.note,
+                o.promise if samples_fit else None,
             )
         )
     admin.upsert_orders(

@@ -138,7 +138,8 @@ def test_inference_runs_off_the_event_loop(sqlite_shop: Shop) -> None:
 def test_dock_inspection_is_idempotent(shop: Shop) -> None:
     rid, token = shop.open_return()
     _decision(shop.upload(rid, token, jpeg(scene(1, "box"))))
-    photos = [("photos", ("dock.jpg", jpeg(scene(11, "box")), "image/jpeg"))]
+    # scene 12 has the reference's layout (the tiny model's embedding): the right item
+    photos = [("photos", ("dock.jpg", jpeg(scene(12, "box")), "image/jpeg"))]
     headers = {**shop.headers("dock"), "Idempotency-Key": "station-1:0001"}
     first = shop.client.post(
         "/v1/dock/inspections",
@@ -151,6 +152,7 @@ def test_dock_inspection_is_idempotent(shop: Shop) -> None:
     assert body["return_id"] == rid and body["status"] == "matched"
     assert body["grade"] and body["channel"] and body["tier"]
     assert body["expected_recovery"] is not None and body["replayed"] is False
+    assert body["similarity"] > 0.9 and body["familiar"] is True and body["flags"] == []
     again = shop.client.post(
         "/v1/dock/inspections",
         files=photos,
@@ -159,7 +161,7 @@ def test_dock_inspection_is_idempotent(shop: Shop) -> None:
     )
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert again.json()["inspection_id"] == body["inspection_id"]
-    other = [("photos", ("dock.jpg", jpeg(scene(12, "box")), "image/jpeg"))]
+    other = [("photos", ("dock.jpg", jpeg(scene(11, "box")), "image/jpeg"))]
     conflict = shop.client.post(
         "/v1/dock/inspections",
         files=other,

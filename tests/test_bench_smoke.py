@@ -6,6 +6,8 @@ processes, int8 quantisation, the dock simulator, a few training steps and the m
 sampling. It checks that every section file and the summary are written with the keys
 the README's table is built from, and that every upload was accepted (a refused upload
 would make the latency figures lie). No timing is asserted: benchmarks are not tests.
+``--quick --only accuracy`` runs on its own: the accuracy figures of the tiny model mean
+nothing, so only the fields and that the counts add up are asserted.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "dock",
         "training",
         "memory",
+        "accuracy",
         "run",
         "summary",
     }
@@ -107,6 +110,43 @@ def test_summary_table(quick_run: Path) -> None:
     assert run["machine"]["cpu_count"] >= 1 and run["model"]["kind"] == "tiny test model"
 
 
+@pytest.fixture(scope="module")
+def quick_accuracy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-accuracy")
+    assert main(["bench", "--quick", "--only", "accuracy", "--out", str(out)]) == 0
+    return out
+
+
+def _confusion_total(figures: dict[str, Any]) -> int:
+    return sum(sum(row) for row in figures["confusion"])
+
+
+def test_accuracy_section_fields_and_counts_add_up(quick_accuracy: Path) -> None:
+    acc = _load(quick_accuracy, "accuracy")
+    assert set(acc["targets"]) == {"dock_exact_accuracy", "dock_good_items_to_salvage"}
+    dock = acc["dock"]
+    assert "error" not in dock, dock
+    assert dock["items"] == dock["inspected"] + len(dock["missed"]) > 0
+    assert dock["routed"] + dock["review"] == dock["inspected"] == len(dock["per_item"])
+    grades = dock["grades"]
+    assert grades["n"] == dock["inspected"] == _confusion_total(grades)
+    assert 0 <= grades["exact"] <= grades["within_one"] <= grades["n"]
+    assert set(dock["good_written_off"]) == {"salvage_tier", "liquidation", "recycle", "any"}
+    assert sum(dock["channels"].values()) == dock["routed"]
+    assert sum(v["items"] for v in dock["videos"]) == dock["items"]
+    shop = acc["shopper"]
+    assert "error" not in shop, shop
+    assert shop["photos"] == len(shop["per_photo"]) == _confusion_total(shop["model_only_grades"])
+    assert shop["gate_passed"] == shop["grades"]["n"] == _confusion_total(shop["grades"])
+    assert {r["size"] for r in shop["per_photo"]} == set(shop["sizes"])
+    assert min(shop["sizes"]) >= 640 and max(shop["sizes"]) <= 1600
+    if shop["unfamiliarity_score"]:
+        assert shop["familiar_grades"]["n"] + shop["abstained_unfamiliar"] <= shop["gate_passed"]
+    text = (quick_accuracy / "SUMMARY.md").read_text()
+    for needle in ("## Accuracy", "Dock exact grade", "Shopper exact grade", ">= 95.0%"):
+        assert needle in text
+
+
 def test_unknown_section_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--only", "service,gpu"]) == 2
     assert "unknown benchmark section(s) gpu" in capsys.readouterr().err
@@ -116,7 +156,9 @@ def test_harness_imports_no_torch() -> None:
     code = (
         "import sys; import benchmarks.cli, benchmarks.harness.runner, "
         "benchmarks.harness.naive, benchmarks.harness.runtime, benchmarks.harness.training_bench, "
-        "benchmarks.harness.quantization, benchmarks.harness.memory, benchmarks.harness.dock; "
+        "benchmarks.harness.quantization, benchmarks.harness.memory, benchmarks.harness.dock, "
+        "benchmarks.harness.accuracy, benchmarks.harness.accuracy_dock, "
+        "benchmarks.harness.accuracy_shopper; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -1,4 +1,5 @@
-"""``returnlens check-photo``: reports, exit codes and bad files (never a traceback)."""
+"""``returnlens check-photo`` and ``grade``: reports, exit codes, bad files (never a
+traceback), and ``grade``'s unfamiliarity and abstention fields."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,3 +165,79 @@ def test_profile_choices_match_the_quality_profiles() -> None:
     check = sub.choices["check-photo"]
     action = next(a for a in check._actions if a.dest == "profile")
     assert set(action.choices or ()) == set(PROFILES)
+
+
+SHIPPED = ROOT / "serving" / "models" / "returnlens-default.onnx"
+
+
+@pytest.fixture(scope="module")
+def grade_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A photo of the model's own world (a held-out synthetic render), a foreign photo,
+    and the shipped model without its unfamiliarity score (an older model)."""
+    import onnx
+    from skimage import data
+
+    from vision.registry import card_of, write_card
+    from vision.synth import SynthConfig
+    from vision.synth.dataset import render_record
+    from vision.unfamiliarity_graph import strip_score
+
+    d = tmp_path_factory.mktemp("grade")
+    record, jpeg, _ = render_record(SynthConfig(count=40, seed=7, image_size=800), 2)
+    assert record["split"] == "test"  # never trained on
+    paths = {"synth": d / "synth.jpg", "coffee": d / "coffee.jpg", "old": d / "old.onnx"}
+    paths["synth"].write_bytes(jpeg)
+    canvas = np.full((900, 1200, 3), 235, np.uint8)  # the cup photo, whole, on a table
+    canvas[150:550, 300:900] = data.coffee()
+    paths["coffee"].write_bytes(pf.encode(canvas, "JPEG", quality=90))
+    card = card_of(SHIPPED)
+    assert card.unfamiliarity is not None
+    onnx.save(strip_score(onnx.load(str(SHIPPED)), card.unfamiliarity.output), str(paths["old"]))
+    write_card(paths["old"], replace(card, unfamiliarity=None))
+    return paths
+
+
+def _grade_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert _run(["grade", "--json", *argv]) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+def test_grade_json_shows_unfamiliarity_and_abstention(
+    grade_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [str(grade_files["synth"]), str(grade_files["coffee"])]
+    out = _grade_json(["--profile", "dock", "--model", str(SHIPPED), *files], capsys)
+    synth, coffee = out["results"]
+    print({e["path"]: (e["unfamiliarity"], e["familiar"]) for e in (synth, coffee)})
+    for entry in (synth, coffee):
+        assert isinstance(entry["unfamiliarity"], float)
+        assert entry["scores"] is not None  # both pass the gate: each is graded
+    assert synth["familiar"] is True and coffee["familiar"] is False
+    assert synth["abstain"] is False and synth["abstain_reason"] is None
+    assert coffee["abstain"] is True
+    assert "outside what the model was trained on" in coffee["abstain_reason"]
+
+
+def test_grade_item_abstains_when_any_photo_is_unfamiliar(
+    grade_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [str(grade_files["synth"]), str(grade_files["coffee"])]
+    out = _grade_json(["--item", "--profile", "dock", "--model", str(SHIPPED), *files], capsys)
+    item = out["results"][-1]
+    assert item["path"] == "item" and item["familiar"] is False and item["abstain"] is True
+    assert "a person should grade the item" in item["abstain_reason"]
+    _run(["grade", "--item", "--profile", "dock", "--model", str(SHIPPED), *files])
+    text = capsys.readouterr().out
+    assert "unfamiliarity" in text and "ABSTAIN:" in text
+
+
+def test_grade_with_an_older_model_cannot_tell(
+    grade_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(grade_files["old"])
+    out = _grade_json(["--profile", "dock", "--model", model, str(grade_files["synth"])], capsys)
+    (entry,) = out["results"]
+    assert entry["unfamiliarity"] is None and entry["familiar"] is None
+    assert entry["abstain"] is True and "cannot tell" in entry["abstain_reason"]
+    _run(["grade", "--model", model, str(grade_files["synth"])])
+    assert "has no unfamiliarity score" in capsys.readouterr().out

@@ -171,6 +171,42 @@ def test_card_round_trips_through_the_runtime(exported: dict[str, Any]) -> None:
     assert card.notes == SYNTHETIC_NOTE  # the manifest's source is the synthetic generator
 
 
+def test_small_val_split_keeps_t_1_and_the_card_says_why(exported: dict[str, Any]) -> None:
+    """12 graded validation photos are below the calibration minimum: the export goes
+    ahead unscaled, with the ECE, the sentence and the thresholds' targets in the card."""
+    from training.calibrate import MIN_CALIBRATION_PHOTOS
+
+    report: ExportReport = exported["report"]
+    card = OnnxModel(report.path).card
+    cal = card.metrics["calibration"]
+    assert card.temperature == report.temperature == cal["temperature"] == 1.0
+    assert cal["kept"] == "unscaled" and cal["val_photos"] == 12 < MIN_CALIBRATION_PHOTOS
+    assert cal["fitted_temperature"] is None and 0.0 <= cal["ece_before"] <= 1.0
+    assert cal["note"].startswith("Temperature scaling skipped: the validation split has 12")
+    assert report.notes == [cal["note"]]
+    target = card.metrics["thresholds"]["auto_approve_confidence"]
+    assert target["target_precision"] == 0.98 and target["val_photos"] == 12
+
+
+def test_export_keeps_the_fitted_temperature_when_it_helps(
+    exported: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept choice is what the graph computes: a stubbed validation fit that keeps
+    T = 2.5 must reach the card, the graph (parity-checked) and the log."""
+    from training.calibrate import CalibrationChoice
+
+    def kept(z: np.ndarray, y: np.ndarray) -> CalibrationChoice:
+        return CalibrationChoice(2.5, 2.5, 0.2, 0.05, 0.04, "scaled", len(y), "kept T = 2.5.")
+
+    monkeypatch.setattr(export_mod, "choose_temperature", kept)
+    report = calibrate_and_export(
+        exported["ckpt"], exported["manifest"], tmp_path / "t.onnx", progress=False
+    )
+    card = OnnxModel(report.path).card
+    assert card.temperature == 2.5 and card.metrics["calibration"]["kept"] == "scaled"
+    assert report.notes == ["kept T = 2.5."]
+
+
 def test_parity_within_tolerance_on_32_photos(exported: dict[str, Any]) -> None:
     report: ExportReport = exported["report"]
     assert report.parity.images >= MIN_PARITY_IMAGES

@@ -275,3 +275,78 @@ def test_to_dict_is_json_ready() -> None:
     data = dock(scores=probs(C_good=1.0), shopper_grade="A_new").to_dict()
     assert json.loads(json.dumps(data)) == data
     assert data["channel"] == "refurbish" and data["needs_review"] is True
+
+
+# --- before anything is routed: is the grade trustworthy, is it the ordered item? ----------
+
+
+def _familiar(familiar: bool | None, **p: float) -> Scores:
+    base = probs(**p)
+    scored = () if familiar is None else (0.2,) if familiar else (0.2, 3.0)
+    return Scores(GRADES, base.grade_probs, base.damage_probs, familiar, scored)
+
+
+@pytest.mark.parametrize(
+    ("kw", "codes", "effects", "held"),
+    [
+        ({}, (), (), False),
+        ({"sku": "mug-1", "similarity": 0.9, "has_reference": True}, (), (), False),
+        ({"sku": "mug-1", "similarity": 0.5, "has_reference": True}, (), (), False),  # at the bar
+        (
+            {"sku": "mug-1", "similarity": 0.2, "has_reference": True},
+            ("wrong_item",),
+            ("review",),
+            True,
+        ),
+        ({"sku": "mug-1", "has_reference": False}, ("no_reference_photo",), ("review",), True),
+        ({"scores": _familiar(True, A_new=1.0)}, (), (), False),
+        ({"scores": _familiar(False, A_new=1.0)}, ("unfamiliar_photo",), ("review",), True),
+        ({"scores": _familiar(None, A_new=1.0)}, ("model_cannot_tell",), ("review",), True),
+        (  # abstaining: the grade's discrepancy and confidence are not read
+            {"scores": _familiar(False, E_damaged=0.5, A_new=0.5), "shopper_grade": "A_new"},
+            ("unfamiliar_photo",),
+            ("review",),
+            True,
+        ),
+        (  # a low-confidence grade is reviewed but still routed
+            {"scores": probs(A_new=0.55, B_like_new=0.45)},
+            ("low_confidence",),
+            ("review",),
+            False,
+        ),
+    ],
+)
+def test_trust_checks_hold_the_item_instead_of_routing(
+    kw: dict[str, Any], codes: tuple[str, ...], effects: tuple[str, ...], held: bool
+) -> None:
+    result = dock(**kw)
+    assert result.flag_codes == codes
+    assert tuple(f.effect for f in result.flags) == effects
+    assert result.held is held and result.to_dict()["held"] is held
+    assert result.needs_review is ("review" in effects)
+    assert result.channel  # the economics are still shown to the person who decides
+
+
+def test_wrong_item_and_no_reference_evidence_at_the_dock() -> None:
+    wrong = dock(sku="mug-1", similarity=0.23456, has_reference=True).flags[0]
+    assert wrong.evidence == {"sku": "mug-1", "similarity": 0.2346, "min_similarity": 0.5}
+    missing = dock(sku="mug-1", has_reference=False).flags[0]
+    assert missing.evidence == {"sku": "mug-1"} and "reference photo" in missing.message
+
+
+def test_no_reference_as_a_note_routes_the_item() -> None:
+    data = yaml.safe_load(POLICY_YAML)
+    data["wrong_item"]["no_reference"] = "note"
+    policy = policy_from_dict(data)
+    result = decide_disposition(
+        policy, DockContext("mug", 100.0, probs(A_new=1.0), sku="mug-1", has_reference=False)
+    )
+    assert [(f.code, f.effect) for f in result.flags] == [("no_reference_photo", "note")]
+    assert not result.held and not result.needs_review
+
+
+def test_similarity_without_a_reference_is_refused() -> None:
+    from serving.policy import PolicyInputError
+
+    with pytest.raises(PolicyInputError, match="no reference photo"):
+        DockContext("mug", 1.0, probs(A_new=1.0), similarity=0.9, has_reference=False)

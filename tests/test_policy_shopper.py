@@ -26,7 +26,12 @@ from serving.policy import (
     load_policy,
     parse_policy,
 )
-from serving.policy.shopper import APPROVED_MESSAGE, REVIEW_MESSAGE
+from serving.policy.shopper import (
+    APPROVED_MESSAGE,
+    CANNOT_TELL_MESSAGE,
+    REVIEW_MESSAGE,
+    UNFAMILIAR_MESSAGE,
+)
 from vision.errors import ConfigError
 
 GRADES = ("A_new", "B_like_new", "C_good", "D_fair", "E_damaged")
@@ -70,10 +75,14 @@ categories:
 POLICY = parse_policy(POLICY_YAML, source="test")
 
 
-def scores(grade: str = "A_new", conf: float = 0.9, **damage: float) -> Scores:
+def scores(
+    grade: str = "A_new", conf: float = 0.9, familiar: bool | None = True, **damage: float
+) -> Scores:
     rest = (1.0 - conf) / (len(GRADES) - 1)
     probs = {g: (conf if g == grade else rest) for g in GRADES}
-    return Scores(GRADES, probs, {d: damage.get(d, 0.05) for d in DAMAGE})
+    damage_probs = {d: damage.get(d, 0.05) for d in DAMAGE}
+    unfamiliarity = () if familiar is None else ((0.1,) if familiar else (0.1, 0.9))
+    return Scores(GRADES, probs, damage_probs, familiar=familiar, unfamiliarity=unfamiliarity)
 
 
 def ctx(**changes: Any) -> ReturnContext:
@@ -197,7 +206,72 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
     ),
     ("wrong_item", {"similarity": 0.2}, "needs_review", ("wrong_item",), ("review",)),
     ("wrong_item_at_threshold_ok", {"similarity": 0.5}, "approved", (), ()),
-    ("no_reference_photo", {"similarity": None}, "approved", (), ()),
+    (
+        "no_reference_photo",
+        {"similarity": None, "has_reference": False},
+        "needs_review",
+        ("no_reference_photo",),
+        ("review",),
+    ),
+    ("reference_present_and_matching", {"has_reference": True}, "approved", (), ()),
+    ("reference_not_looked_up", {"similarity": None}, "approved", (), ()),
+    (
+        "no_reference_waits_for_a_usable_photo",
+        {"photos": (BLURRY,), "scores": None, "similarity": None, "has_reference": False},
+        "retake",
+        ("photo_quality",),
+        ("retake",),
+    ),
+    # abstention: the model's grade is never decided on
+    (
+        "unfamiliar_photo",
+        {"scores": scores(familiar=False)},
+        "needs_review",
+        ("unfamiliar_photo",),
+        ("review",),
+    ),
+    (
+        "unfamiliar_never_rejects_on_the_grade",
+        {"category": "phone", "scores": scores("E_damaged", 0.99, familiar=False, crack=0.99)},
+        "needs_review",
+        ("unfamiliar_photo",),
+        ("review",),
+    ),
+    (
+        "unfamiliar_window_still_rejects",
+        {"delivered_at": NOW - timedelta(days=40), "scores": scores(familiar=False)},
+        "rejected",
+        ("outside_return_window", "unfamiliar_photo"),
+        ("reject", "review"),
+    ),
+    (
+        "unfamiliar_and_wrong_item",
+        {"scores": scores(familiar=False), "similarity": 0.2},
+        "needs_review",
+        ("unfamiliar_photo", "wrong_item"),
+        ("review", "review"),
+    ),
+    (
+        "model_cannot_tell",
+        {"scores": scores(familiar=None)},
+        "needs_review",
+        ("model_cannot_tell",),
+        ("review",),
+    ),
+    (
+        "model_cannot_tell_never_rejects_on_the_grade",
+        {"category": "phone", "scores": scores("E_damaged", 0.99, familiar=None)},
+        "needs_review",
+        ("model_cannot_tell",),
+        ("review",),
+    ),
+    (
+        "model_cannot_tell_category_still_rejects",
+        {"category": "gift_card", "scores": scores(familiar=None)},
+        "rejected",
+        ("non_returnable_category", "model_cannot_tell"),
+        ("reject", "review"),
+    ),
     (
         "reused_photo",
         {"reused_photo": ReusedPhoto(3, "ret-9", "ph-1")},
@@ -431,6 +505,11 @@ def test_shopper_sentences_are_plain() -> None:
     assert book.shopper_message == (
         "Sorry, this type of item can't be returned for the reason you chose."
     )
+    unfamiliar = decide_return(POLICY, ctx(scores=scores(familiar=False), price=500.0))
+    assert unfamiliar.shopper_message == UNFAMILIAR_MESSAGE  # wins over other review flags
+    older = decide_return(POLICY, ctx(scores=scores(familiar=None)))
+    assert older.shopper_message == CANNOT_TELL_MESSAGE
+    assert "person" not in REVIEW_MESSAGE and "team" in UNFAMILIAR_MESSAGE
     for case in CASES:
         message = decide_return(POLICY, ctx(**case[1])).shopper_message
         assert "_" not in message and message.endswith("."), case[0]
@@ -460,6 +539,11 @@ def test_pure_same_input_same_decision() -> None:
         (lambda: ctx(price=float("nan")), "price must be a finite number"),
         (lambda: ctx(price=-1.0), "price must lie in"),
         (lambda: ctx(similarity=3.0), "similarity must lie in"),
+        (lambda: ctx(has_reference=False), "but the SKU has no reference photo"),
+        (
+            lambda: Scores(GRADES, scores().grade_probs, {}, unfamiliarity=(float("nan"),)),
+            "unfamiliarity must be a finite number",
+        ),
         (lambda: Scores(GRADES, {"A_new": 1.0}, {}), "grade_probs names ['A_new']"),
         (lambda: Scores(GRADES, dict.fromkeys(GRADES, 0.5), {}), "grade_probs must sum to 1"),
         (lambda: scores(dent=1.5), "damage_probs[dent] must lie in"),
@@ -489,7 +573,7 @@ def test_grade_missing_from_the_model_is_a_config_error() -> None:
 def test_from_report_and_from_item_scores_adapt_vision_types() -> None:
     import numpy as np
 
-    from vision.types import ItemScores, QualityCheck, QualityReport
+    from vision.types import ItemScores, PhotoScores, QualityCheck, QualityReport
 
     report = QualityReport(
         "shopper",
@@ -509,6 +593,26 @@ def test_from_report_and_from_item_scores_adapt_vision_types() -> None:
     )
     converted = Scores.from_item_scores(item)
     assert converted.grade == "B_like_new" and converted.confidence == pytest.approx(0.6)
+    assert converted.familiar is None  # no per-photo scores: nobody can tell
+
+    def photo(unfamiliarity: float | None, familiar: bool | None) -> PhotoScores:
+        zeros = np.zeros(4, np.float32)
+        probs = np.array([0.1, 0.6, 0.1, 0.1, 0.1], np.float32)
+        return PhotoScores(
+            probs, np.full(7, 0.05, np.float32), zeros, zeros, unfamiliarity, familiar
+        )
+
+    for per_photo, familiar in [
+        ((photo(0.1, True), photo(0.2, True)), True),
+        ((photo(0.1, True), photo(0.9, False)), False),
+        ((photo(None, None),), None),
+    ]:
+        carried = Scores.from_item_scores(replace(item, per_photo=per_photo))
+        assert carried.familiar is familiar
+        assert carried.unfamiliarity == tuple(p.unfamiliarity for p in per_photo)
+        assert decide_return(POLICY, ctx(scores=carried)).outcome == (
+            "approved" if familiar else "needs_review"
+        )
 
 
 # --- the shipped policy on the scenarios -------------------------------------------
@@ -521,6 +625,9 @@ def test_from_report_and_from_item_scores_adapt_vision_types() -> None:
         ({"photos": (BLURRY,), "scores": None}, "retake", "photo_quality"),
         ({"scores": scores("D_fair", 0.8, dent=0.9)}, "needs_review", "reason_condition_mismatch"),
         ({"similarity": 0.1}, "needs_review", "wrong_item"),
+        ({"similarity": None, "has_reference": False}, "needs_review", "no_reference_photo"),
+        ({"scores": scores(familiar=False)}, "needs_review", "unfamiliar_photo"),
+        ({"scores": scores(familiar=None)}, "needs_review", "model_cannot_tell"),
         ({"delivered_at": NOW - timedelta(days=45)}, "rejected", "outside_return_window"),
         ({"category": "gift_card"}, "rejected", "non_returnable_category"),
     ],
@@ -529,3 +636,37 @@ def test_shipped_policy_scenarios(changes: dict[str, Any], outcome: str, code: s
     decision = decide_return(load_policy(), ctx(**changes))
     assert decision.outcome == outcome
     assert (code in decision.flag_codes) if code else decision.flags == ()
+
+
+def test_unfamiliar_evidence_names_the_scores_and_the_unused_grade() -> None:
+    flag = decide_return(POLICY, ctx(scores=scores("C_good", 0.8, familiar=False))).flags[0]
+    assert flag.code == "unfamiliar_photo"
+    assert flag.evidence == {
+        "unfamiliarity": [0.1, 0.9],
+        "model_grade": "C_good",
+        "model_confidence": 0.8,
+    }
+    assert "0.90" in flag.message and "not used" in flag.message
+
+
+def test_no_reference_effect_is_configurable() -> None:
+    noted = parse_policy(
+        POLICY_YAML.replace(
+            "wrong_item: {min_similarity: 0.5}",
+            "wrong_item: {min_similarity: 0.5, no_reference: note}",
+        ),
+        source="test",
+    )
+    decision = decide_return(noted, ctx(similarity=None, has_reference=False))
+    assert decision.outcome == "approved"
+    assert [(f.code, f.effect) for f in decision.flags] == [("no_reference_photo", "note")]
+    assert decision.flags[0].evidence == {"sku": "mug-01"}
+    assert noted.version != POLICY.version
+    with pytest.raises(ConfigError, match=r"wrong_item\.no_reference"):
+        parse_policy(
+            POLICY_YAML.replace(
+                "wrong_item: {min_similarity: 0.5}",
+                "wrong_item: {min_similarity: 0.5, no_reference: reject}",
+            ),
+            source="test",
+        )

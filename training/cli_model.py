@@ -1,4 +1,4 @@
-"""``returnlens evaluate``, ``returnlens export`` and ``returnlens model list|show|promote``.
+"""``returnlens evaluate``, ``export`` and ``model list|show|promote|fit-unfamiliarity``.
 
 ``evaluate`` and ``model`` are torch-free (they run in a serving install); only
 ``export`` imports torch, inside its handler.
@@ -70,7 +70,7 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     ex.add_argument("--no-progress", action="store_true")
     ex.set_defaults(handler=_export)
 
-    mo = sub.add_parser("model", help="the model registry: list, show, promote")
+    mo = sub.add_parser("model", help="the model registry: list, show, promote; fit-unfamiliarity")
     mo.add_argument(
         "--models-dir",
         type=Path,
@@ -88,6 +88,27 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     pr = msub.add_parser("promote", help="make VERSION the model serving loads")
     pr.add_argument("version")
     pr.set_defaults(handler=_model_promote)
+    fu = msub.add_parser(
+        "fit-unfamiliarity",
+        help="add an unfamiliarity score (fitted on a manifest) to an ONNX model",
+        description="Fit how far a photo lies from the training data on the manifest's "
+        "train split (pooled backbone features, probabilistic-PCA Mahalanobis distance), "
+        "append the score to the graph as the output 'unfamiliarity', set its threshold "
+        "on the val split for the target false-alarm rate, and write it into the card. "
+        "The other outputs stay bit-identical. Torch-free.",
+    )
+    fu.add_argument("--model", required=True, type=Path, help="the exported .onnx file")
+    fu.add_argument("--data", required=True, type=Path, help="in-distribution manifest (JSONL)")
+    fu.add_argument("--out", required=True, type=Path, help="output .onnx path (may be --model)")
+    fu.add_argument(
+        "--target-rate",
+        type=float,
+        default=0.015,
+        help="share of val photos the threshold may flag (at most 0.02; default 0.015)",
+    )
+    fu.add_argument("--components", type=int, default=128, help="principal directions kept")
+    fu.add_argument("--max-train", type=int, default=8000, help="train photos used at most")
+    fu.set_defaults(handler=_model_fit_unfamiliarity)
 
 
 def _fmt(x: Any, pct: bool = False) -> str:
@@ -228,6 +249,32 @@ def _model_show(args: argparse.Namespace) -> int:
     print(f"metrics      {json.dumps(scalar)}")
     if card.notes:
         print(f"notes        {card.notes}")
+    return 0
+
+
+def _model_fit_unfamiliarity(args: argparse.Namespace) -> int:
+    from vision.manifest import load_manifest
+    from vision.unfamiliarity import fit_unfamiliarity
+
+    if not args.model.is_file():
+        raise ModelError(f"model file {args.model} does not exist", code="model_not_found")
+    rep = fit_unfamiliarity(
+        args.model,
+        load_manifest(args.data),
+        args.out,
+        target_rate=args.target_rate,
+        components=args.components,
+        max_train=args.max_train,
+    )
+    spec, fit = rep.spec, rep.spec.fitted_on
+    test_rate = fit.get("test_false_alarm_rate")
+    print(f"wrote {rep.path}: output {spec.output!r}, method {spec.method}")
+    print(
+        f"threshold {spec.threshold:.4f}: flags {_fmt(spec.false_alarm_rate, True)} of "
+        f"{fit['val_photos']} val photos (target {_fmt(args.target_rate, True)}); "
+        f"test {_fmt(test_rate, True)} of {fit['test_photos']}"
+    )
+    print(f"fitted on {fit['train_photos']} train photos, {fit['components']} components")
     return 0
 
 

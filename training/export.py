@@ -1,15 +1,23 @@
 """Calibrate a checkpoint, export it to ONNX with its model card, and prove parity.
 
-The order is the guarantee: fit the temperature on the validation split, export the
+The order is the guarantee: calibrate on the validation split, export the
 graph to a temporary file, evaluate that file through ``vision`` on the test split,
 write the card into it, run ``onnx.checker`` and then the parity check (the same
 decoded, preprocessed photos through torch and ONNX Runtime). Only a file that passes
 everything is renamed to the output path; a failed export leaves nothing behind.
+
+Calibration keeps the better of T = 1 and the fitted temperature by validation ECE
+(``training.calibrate.choose_temperature``), and a validation split under
+``MIN_CALIBRATION_PHOTOS`` graded photos keeps T = 1. Neither refuses the export: the
+graph and its test metrics are unaffected by the choice, the card records it
+(``card.metrics["calibration"]``) and one sentence goes to the log (a warning, so it
+reaches stderr, whenever the model ships unscaled).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from training.calibrate import fit_temperature, suggest_thresholds
+from training.calibrate import CalibrationChoice, choose_temperature, suggest_thresholds
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
 from training.metrics import nll, softmax
 from training.model import CheckpointMeta, FlipAveraged, GraderNet, load_checkpoint
@@ -34,6 +42,7 @@ from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OUTPUT_NAMES, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
 from vision.registry import write_card
+from vision.unfamiliarity import add_unfamiliarity
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -42,6 +51,7 @@ SYNTHETIC_NOTE = (
     "Trained on synthetic images; deployments should retrain on their own labelled returns."
 )
 Exporter = Literal["legacy", "dynamo"]
+log = logging.getLogger(__name__)
 
 
 class ExportError(ReturnLensError):
@@ -272,14 +282,35 @@ def default_version(backbone: str) -> str:
     return f"{backbone}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
+@dataclass(frozen=True)
+class ValidationFit:
+    """What export takes from the validation split."""
+
+    calibration: CalibrationChoice  # the kept temperature and why
+    thresholds: dict[str, float]  # the card's suggested operating points
+    targets: dict[str, dict[str, Any]]  # what each suggestion was fitted for
+    recipe_info: dict[str, Any]  # recipe["export"]["calibration"]
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature
+
+    def card_metrics(self) -> dict[str, Any]:
+        return {"calibration": self.calibration.card_dict(), "thresholds": self.targets}
+
+
 def _fit(
     net: GraderNet | FlipAveraged,
     manifest: Manifest,
     meta: CheckpointMeta,
     progress: bool,
     approve_precision: float,
-) -> tuple[float, dict[str, float], dict[str, Any]]:
-    """Temperature, suggested thresholds and validation calibration figures."""
+) -> ValidationFit:
+    """Kept temperature, suggested thresholds and validation calibration figures.
+
+    The thresholds are fitted on the probabilities the model will really output (with
+    the kept temperature), so a suggestion always matches the shipped confidences.
+    """
     val = manifest.split("val")
     if not val:
         raise DataError(f"{manifest.path} has no val split to calibrate on", code="empty_split")
@@ -288,8 +319,8 @@ def _fit(
     if not lab.any():
         raise DataError("the val split has no graded photos to calibrate on", code="empty_split")
     z, y = vp.logits[lab], vp.labels[lab]
-    temperature = fit_temperature(z, y)
-    cal = softmax(z / temperature)
+    choice = choose_temperature(z, y)
+    cal = softmax(z / choice.temperature)
     thr = suggest_thresholds(
         cal,
         y,
@@ -303,7 +334,7 @@ def _fit(
         "val_auto_approve_coverage": thr.auto_approve_coverage,
         "approve_precision_target": approve_precision,
     }
-    return temperature, thr.as_card_dict(), val_info
+    return ValidationFit(choice, thr.as_card_dict(), thr.targets(), val_info)
 
 
 def calibrate_and_export(
@@ -332,8 +363,9 @@ def calibrate_and_export(
     check_checkpoint_labels(meta, manifest)
     out_path = Path(out_path)
     parity_recs = parity_records(manifest)  # fail fast, before any inference
-    temperature, thresholds, val_info = _fit(net, manifest, meta, progress, approve_precision)
-    temperature = round(temperature, 6)  # the graph and the card carry the same number
+    fit = _fit(net, manifest, meta, progress, approve_precision)
+    (log.info if fit.calibration.kept == "scaled" else log.warning)(fit.calibration.sentence)
+    temperature, thresholds, val_info = fit.temperature, fit.thresholds, fit.recipe_info
     wrapper = ExportWrapper(net, temperature).eval()
     eval_split = "test" if manifest.split("test") else "val"
     card = ModelCard(
@@ -379,10 +411,25 @@ def calibrate_and_export(
                 "max_abs_diff": {k: float(f"{v:.3g}") for k, v in parity.max_abs_diff.items()},
             },
         }
-        card = replace(card, metrics=headline(full), recipe={**card.recipe, "export": export_info})
+        card = replace(
+            card,
+            metrics={**headline(full), **fit.card_metrics()},
+            recipe={**card.recipe, "export": export_info},
+        )
         write_card(tmp, card)  # metadata only: the graph the parity check ran is unchanged
         check_graph(tmp)
-    report = ExportReport(out_path, temperature, parity, card.metrics, thresholds, card)
+    # The unfamiliarity score, fitted on this manifest into the written file (None and a
+    # warning when the manifest is too small to fit on: runtimes then abstain).
+    card = replace(card, unfamiliarity=add_unfamiliarity(out_path, manifest))
+    report = ExportReport(
+        out_path,
+        temperature,
+        parity,
+        card.metrics,
+        thresholds,
+        card,
+        notes=[fit.calibration.sentence],
+    )
     if quantize:
         from training.quantize import quantize_model
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.accuracy import summary_lines as accuracy_lines
 from benchmarks.harness.common import read_json
 
 COMMAND = "returnlens bench"
@@ -325,7 +326,17 @@ def _dock_training_memory(d: dict[str, Any]) -> list[str]:
 
 
 def write_summary(out_dir: Path) -> Path:
-    names = ("run", "inputs", "service", "runtime", "dock", "training", "training_gpu", "memory")
+    names = (
+        "run",
+        "inputs",
+        "service",
+        "runtime",
+        "dock",
+        "accuracy",
+        "training",
+        "training_gpu",
+        "memory",
+    )
     d: dict[str, Any] = {n: read_json(out_dir / f"{n}.json") for n in names}
     run = d["run"] or {}
     lines = [
@@ -347,7 +358,8 @@ def write_summary(out_dir: Path) -> Path:
         f"Inputs: {get(d['inputs'], 'source')}.",
         "",
     ]
-    lines += _machine(run) + _headline(d) + _service(d["service"]) + _runtime(d["runtime"])
+    lines += _machine(run) + _headline(d) + accuracy_lines(d["accuracy"])
+    lines += _service(d["service"]) + _runtime(d["runtime"])
     lines += _dock_training_memory(d)
     lines += [
         "## Reproduce",
@@ -355,6 +367,7 @@ def write_summary(out_dir: Path) -> Path:
         "```",
         f"{COMMAND}                          # or: make bench",
         "returnlens bench --only service,runtime   # some sections",
+        "returnlens bench --only accuracy          # grade accuracy: dock and shopper",
         "returnlens bench --quick                  # smoke run (seconds)",
         "```",
         "",

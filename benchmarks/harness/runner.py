@@ -1,7 +1,7 @@
 """The order of a benchmark run and where each section's figures go.
 
-model -> inputs -> service (+ floor, naive) -> runtime -> dock -> training -> memory ->
-SUMMARY.md. The service goes first, while the harness process has not yet imported
+model -> inputs -> service (+ floor, naive) -> runtime -> dock -> accuracy -> training ->
+memory -> SUMMARY.md. The service goes first, while the harness process has not yet imported
 torch for its own sections. Each section writes ``<section>.json`` as soon as it is done,
 so an interrupted run keeps what it measured.
 """
@@ -140,6 +140,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Path]:
         from benchmarks.harness.dock import run_dock
 
         section("dock", run_dock, cfg, model.path)
+    if cfg.wants("accuracy"):
+        from benchmarks.harness.accuracy import run_accuracy
+
+        section("accuracy", run_accuracy, cfg, model.path)
     if cfg.wants("training"):
         from benchmarks.harness.dataset import bench_manifest
         from benchmarks.harness.training_bench import training_throughput

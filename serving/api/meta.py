@@ -2,7 +2,10 @@
 
 ``/healthz`` answers while the process runs. ``/readyz`` is 503 until the model is
 loaded and warmed up and the database migrated, and again while shutting down, so a
-load balancer only routes to replicas that can grade.
+load balancer only routes to replicas that can grade. A model without an unfamiliarity
+score is ready (it grades, and every decision goes to a person), but ``/readyz`` and
+``/v1/model`` say so: ``"unfamiliarity": false`` and a sentence in
+``unfamiliarity_note``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from fastapi.responses import JSONResponse
 from serving.api.deps import MetricsDep, ServiceDep
 from serving.errors import error_response, error_responses
 from serving.services import admin
+from serving.services.familiarity import unfamiliarity_status
 from serving.services.records import ModelInfoOut
 
 router = APIRouter(tags=["meta"])
@@ -38,12 +42,15 @@ def readyz(request: Request) -> JSONResponse:
         return error_response(
             503, "not_ready", "the database does not answer", {"ready": False, "database": False}
         )
+    status = unfamiliarity_status(state.service)
     return JSONResponse(
         {
             "status": "ready",
             "ready": True,
             "model_version": getattr(state, "model_version", None),
             "policy_version": getattr(state, "policy_version", None),
+            "unfamiliarity": status.available,
+            "unfamiliarity_note": status.note,
         }
     )
 

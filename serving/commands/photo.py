@@ -1,4 +1,4 @@
-"""Photo subcommands: ``check-photo`` (the quality gate on files).
+"""Photo subcommands: ``check-photo`` (the quality gate on files) and ``grade``.
 
 ``register()`` adds one parser per command through a small table, so another command
 (``grade``) is one more entry in ``_COMMANDS``. Handlers import the vision core lazily.
@@ -127,7 +127,9 @@ def _add_grade(sub: Any) -> None:
         help="grade photo files offline with the shipped (or a given) model",
         description="Run the same chain as the service (decode, quality gate, model) on "
         "photo files, with no server. By default each photo is graded on its own; --item "
-        "treats all the photos as views of one item (worst view wins).",
+        "treats all the photos as views of one item (worst view wins). Each photo shows its "
+        "unfamiliarity score and whether it is familiar to the model; each graded item "
+        "shows whether the product would abstain (a person grades it) and why.",
     )
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="photo files")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -151,6 +153,30 @@ def _item_dict(item: Any) -> dict[str, Any]:
     }
 
 
+def _abstention(item: Any) -> dict[str, Any]:
+    """Whether the product would abstain on this item's grade, and the policy's sentence.
+
+    The service's shopper and dock policies abstain (review, no automatic decision) when
+    a photo is unfamiliar or the model has no unfamiliarity score; the sentence is the
+    policy's own flag message, so the CLI and the service say the same thing. ``None``
+    for both when no photo passed the gate: there is no grade to abstain on, only a
+    retake.
+    """
+    if item is None:
+        return {"abstain": None, "abstain_reason": None}
+    from serving.policy.trust import familiarity
+    from serving.policy.types import Scores
+
+    flags = familiarity(Scores.from_item_scores(item))
+    return {"abstain": bool(flags), "abstain_reason": flags[0].message if flags else None}
+
+
+def _familiarity(scores: Any) -> dict[str, Any]:
+    """One photo's unfamiliarity score and verdict (null: the model has no score)."""
+    u = scores.unfamiliarity
+    return {"unfamiliarity": None if u is None else round(u, 4), "familiar": scores.familiar}
+
+
 def _print_grade(entry: dict[str, Any]) -> None:
     if "error" in entry:
         return
@@ -165,10 +191,14 @@ def _print_grade(entry: dict[str, Any]) -> None:
         print(f"{entry['path']}: no usable photo ({quality})")
         return
     damage = [f"{k} {v:.2f}" for k, v in scores["damage_probs"].items() if v >= 0.5]
+    u = entry.get("unfamiliarity")
+    seen = "" if u is None else f"; unfamiliarity {u:.2f}"
     print(
         f"{entry['path']}: {scores['grade']} ({scores['confidence']:.0%}); "
-        f"damage: {', '.join(damage) or 'none'}; {quality}"
+        f"damage: {', '.join(damage) or 'none'}; {quality}{seen}"
     )
+    if entry.get("abstain"):
+        print(f"  ABSTAIN: {entry['abstain_reason']}")
 
 
 def grade(args: argparse.Namespace) -> int:
@@ -197,11 +227,14 @@ def grade(args: argparse.Namespace) -> int:
         result = grader.grade_decoded([photo for _, photo in group])
         for (path, _), graded in zip(group, result.photos, strict=True):
             single = aggregate([graded.scores], card.grade_labels, card.damage_labels)
+            passed = graded.quality.passed
             entries.append(
                 {
                     "path": str(path),
                     "quality": graded.quality.to_dict(),
-                    "scores": _item_dict(single) if graded.quality.passed else None,
+                    "scores": _item_dict(single) if passed else None,
+                    **_familiarity(graded.scores),
+                    **_abstention(single if passed else None),
                 }
             )
         if args.item:
@@ -210,12 +243,19 @@ def grade(args: argparse.Namespace) -> int:
                     "path": "item",
                     "quality": {"passed": result.item is not None, "checks": []},
                     "scores": _item_dict(result.item) if result.item else None,
+                    "familiar": None if result.item is None else result.item.familiar,
+                    **_abstention(result.item),
                 }
             )
     if args.json:
         print(json.dumps({"model_version": card.model_version, "results": entries}, indent=2))
     else:
         print(f"model {card.model_version} ({card.backbone})")
+        if not grader.model.has_unfamiliarity:
+            print(
+                "note: this model has no unfamiliarity score, so it cannot tell photos it "
+                "has never seen from familiar ones; every grade is an abstention"
+            )
         for entry in entries:
             _print_grade(entry)
     return status

@@ -2,7 +2,13 @@
 
 Prints OK, the content-hash version and a summary (exit 0), or every error with its YAML
 path (exit 2). With ``--model`` (an ONNX file or a model-card JSON) it also checks that
-every grade and damage name in the policy is one of that model's labels.
+every grade and damage name in the policy is one of that model's labels, and resolves the
+thresholds the policy leaves to the model card exactly as the service does, so the
+version printed is the one the service stores with its decisions.
+
+Either way it ends with the card-driven thresholds in effect, one line each with its
+source (``policy``, ``model card`` or ``default``), and for a card value what the card
+says it was fitted for.
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vision.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from serving.policy import Policy
+    from vision.card import ModelCard
 
 
 def register(sub: Any) -> None:  # argparse._SubParsersAction
@@ -43,11 +53,13 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
 def _check(args: argparse.Namespace) -> int:
     from serving.policy.config import check_compatible, load_policy
 
+    card: ModelCard | None = None
     try:
         policy = load_policy(args.file)
         if args.model is not None:
-            grades, damage = _model_labels(args.model)
-            check_compatible(policy, grades, damage)
+            card = _model_card(args.model)
+            check_compatible(policy, list(card.grade_labels), list(card.damage_labels))
+            policy = policy.for_model(card.thresholds)
     except ConfigError as exc:
         errors = exc.details.get("errors") if isinstance(exc.details, dict) else None
         if not errors:
@@ -61,13 +73,46 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {line}")
     if args.model is not None:
         print(f"  fits the labels of {args.model}")
+    for line in threshold_lines(policy, card):
+        print(f"  {line}")
     if args.resolved:
         print(json.dumps(policy.resolved(), indent=2, sort_keys=True))
     return 0
 
 
-def _model_labels(path: Path) -> tuple[list[str], list[str]]:
-    """Grade and damage labels from a model card (JSON) or an ONNX file's metadata."""
+def threshold_lines(policy: Policy, card: ModelCard | None) -> list[str]:
+    """A header and one line per card-driven threshold: value, source, and the card's
+    target for a value taken from it."""
+    head = (
+        f"thresholds in effect with model {card.model_version}:"
+        if card is not None
+        else "thresholds in effect (no --model given):"
+    )
+    lines = [head]
+    for eff in policy.thresholds.values():
+        target = _card_target(card, eff.card_key) if eff.source == "model card" else ""
+        lines.append(f"  {eff.line()}{f'; {target}' if target else ''}")
+    return lines
+
+
+def _card_target(card: ModelCard | None, key: str) -> str:
+    """What the card says a suggestion was fitted for (export writes it since calibration
+    checks began; an older card just lacks it)."""
+    info = (card.metrics.get("thresholds") or {}).get(key) if card is not None else None
+    if not isinstance(info, dict):
+        return ""
+    photos = f" ({info['val_photos']} photos)" if info.get("val_photos") else ""
+    if "target_precision" in info:
+        share = f"{100 * info['target_precision']:g}%"
+        return f"fitted for {share} auto-decision precision on validation{photos}"
+    if "target_false_flag_rate" in info:
+        share = f"{100 * info['target_false_flag_rate']:g}%"
+        return f"flags {share} of same-SKU validation pairs{photos}"
+    return ""
+
+
+def _model_card(path: Path) -> ModelCard:
+    """The model card from a JSON file or an ONNX file's metadata."""
     from vision.card import CARD_KEY, ModelCard
 
     if not path.is_file():
@@ -85,4 +130,4 @@ def _model_labels(path: Path) -> tuple[list[str], list[str]]:
         if CARD_KEY not in props:
             raise ModelError(f"{path} carries no model card (metadata key {CARD_KEY!r})")
         card = ModelCard.from_json(props[CARD_KEY])
-    return list(card.grade_labels), list(card.damage_labels)
+    return card

@@ -133,6 +133,7 @@ def run_station(
         grader = load_grader(opts.model)
         policy = load_policy(opts.policy)
         policy.require_compatible(grader.card.grade_labels, grader.card.damage_labels)
+        policy = policy.for_model(grader.card.thresholds)  # as the service resolves it
         reporter = Reporter(events, opts.out, grader=grader, save_frames=opts.save_frames)
         sink = LocalSink(
             grader,

@@ -212,9 +212,11 @@ def local_result(
         needs_review=d.needs_review or not prepared.identity.return_id,
     )
     if price is not None:
+        # A held item (unfamiliar photo, model cannot tell) goes to a person, not a channel;
+        # its priced alternatives stay for the reviewer, as on the server.
         result.update(
-            channel=d.channel,
-            expected_recovery=round(d.expected_recovery, 2),
+            channel=None if d.held else d.channel,
+            expected_recovery=None if d.held else round(d.expected_recovery, 2),
             alternatives=[_option(o) for o in d.alternatives],
         )
     return result

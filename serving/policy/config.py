@@ -13,6 +13,13 @@ The version is ``pol-`` + 12 hex of the sha256 of the canonical JSON of the *res
 policy (every category merged, every default filled in), so comments, formatting, key
 order and spelling out a default leave it unchanged, while any effective change moves it.
 
+``confidence.min_grade_confidence`` and ``wrong_item.min_similarity`` may be left out (or
+``null``): the model card's suggestion is then used (``serving.policy.thresholds``).
+``load_policy`` fills in the fallbacks; ``Policy.for_model`` re-resolves against a card.
+The version hashes the *effective* values, so a retrained model whose card suggests
+another threshold gives another version; where a value came from is not hashed (like a
+spelled-out default, the same number from another source decides the same way).
+
 Grade and damage names are data: the file names them and ``check_compatible`` checks them
 against a model's label lists (the service calls it at start-up; the engine calls it
 again, cached, on every decision).
@@ -24,7 +31,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +48,14 @@ from pydantic import (
 )
 
 from serving.policy.explain import Issue, issues_from
+from serving.policy.thresholds import (
+    FALLBACK,
+    EffectiveThreshold,
+    apply_thresholds,
+    resolve_thresholds,
+    without_null_thresholds,
+    written_thresholds,
+)
 from serving.policy.types import REASON_CODES, ReasonCode
 from vision.errors import ConfigError
 
@@ -132,7 +147,8 @@ class DamageBand(_Model):
 
 
 class Confidence(_Model):
-    min_grade_confidence: Fraction
+    # Absent or null: the model card's auto_approve_confidence (serving.policy.thresholds).
+    min_grade_confidence: Fraction = FALLBACK["confidence.min_grade_confidence"]
     dock_min_grade_confidence: Fraction | None = None  # None: same as min_grade_confidence
     damage_uncertain: DamageBand
 
@@ -150,7 +166,17 @@ class ReasonRule(_Model):
 
 
 class WrongItem(_Model):
-    min_similarity: Annotated[float, Field(ge=-1.0, le=1.0)]
+    """The wrong-item check, and what happens when it cannot run.
+
+    ``no_reference``: the effect of ``no_reference_photo`` (the SKU has no catalog
+    reference photo, so nothing to compare with). ``review`` sends the item to a person,
+    at the shopper and at the dock (which then holds it instead of routing it); ``note``
+    only tells the reviewer. A skipped check is never silent.
+    """
+
+    # Absent or null: the model card's wrong_item_similarity (serving.policy.thresholds).
+    min_similarity: Annotated[float, Field(ge=-1.0, le=1.0)] = FALLBACK["wrong_item.min_similarity"]
+    no_reference: Literal["review", "note"] = "review"
 
 
 class ReusedPhotoRule(_Model):
@@ -180,7 +206,7 @@ class PolicyFile(_Model):
     confidence: Confidence
     condition: Condition
     reasons: dict[ReasonCode, ReasonRule] = {}
-    wrong_item: WrongItem
+    wrong_item: WrongItem = WrongItem()
     reused_photo: ReusedPhotoRule
     repeat_returner: RepeatReturner
     quality: Quality = Quality()
@@ -210,6 +236,30 @@ class Policy:
     _compatible: set[tuple[tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=set, repr=False, compare=False
     )
+    # The card-driven thresholds in effect, with their sources; and what the YAML wrote
+    # for them (None: left to the model card), kept so a policy can be re-resolved.
+    thresholds: Mapping[str, EffectiveThreshold] = field(default_factory=dict, compare=False)
+    written_thresholds: Mapping[str, float | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def for_model(self, card_thresholds: Mapping[str, float] | None) -> Policy:
+        """This policy with the model card's suggestions where the YAML left them out.
+
+        Values in, policy out: the caller passes ``ModelCard.thresholds``. The version is
+        recomputed from the effective values; label compatibility does not depend on
+        them, so what was checked stays checked.
+        """
+        effective = resolve_thresholds(self.written_thresholds, card_thresholds)
+        spec = apply_thresholds(self.spec, effective)
+        version = policy_version(_resolved(spec, self.categories, self.reasons))
+        return replace(
+            self,
+            spec=spec,
+            version=version,
+            thresholds=effective,
+            _compatible=set(self._compatible),
+        )
 
     def category(self, name: str) -> tuple[str, CategoryPolicy]:
         """The policy for a category (case-insensitive); unknown ones get ``default``."""
@@ -341,6 +391,7 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
 
 
 def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
+    data = without_null_thresholds(data)
     issues: list[Issue] = []
     spec: PolicyFile | None = None
     try:
@@ -370,8 +421,21 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
     assert spec is not None
     given = {str(k): v for k, v in spec.reasons.items()}
     reasons = {code: given.get(code, ReasonRule()) for code in REASON_CODES}
+    written = written_thresholds(data)
+    effective = resolve_thresholds(written)  # no model yet: policy values or fallbacks
+    spec = apply_thresholds(spec, effective)
     version = policy_version(_resolved(spec, categories, reasons))
-    return Policy(spec, categories, reasons, version, source, overrides, dict(raw_defaults))
+    return Policy(
+        spec,
+        categories,
+        reasons,
+        version,
+        source,
+        overrides,
+        dict(raw_defaults),
+        thresholds=effective,
+        written_thresholds=written,
+    )
 
 
 def _raise(source: str, issues: Iterable[Issue]) -> None:

@@ -17,12 +17,18 @@ channel name in alphabetical order, so the choice never depends on YAML key orde
 Flags: ``grade_discrepancy`` (dock grade >= discrepancy.min_grade_gap grades worse than the
 shopper-photo grade: transit damage or misrepresentation; a note when the shopper grade
 is not one of the model's grades), ``low_confidence`` (top grade probability below the
-dock bar), ``photo_quality`` (the dock photos failed the gate). Review flags set
-``needs_review``.
+dock bar), ``photo_quality`` (the dock photos failed the gate), and the checks of
+``serving.policy.trust``: ``unfamiliar_photo`` / ``model_cannot_tell`` (the engine
+abstains: no discrepancy or confidence check reads the grade), ``wrong_item`` (the item
+does not look like the SKU's catalog reference) and ``no_reference_photo``. Review flags
+set ``needs_review``; the trust checks with effect review also set ``held``: the item is
+not routed to a channel until a person looks, because routing an item that may not be
+the ordered one, or whose grade is a guess, is how good items end up in salvage.
 """
 
 from __future__ import annotations
 
+from serving.policy import trust
 from serving.policy.config import CategoryPolicy, Policy
 from serving.policy.types import ChannelOption, DockContext, DockDisposition, Flag, Scores
 
@@ -36,7 +42,8 @@ def decide_disposition(policy: Policy, ctx: DockContext) -> DockDisposition:
     tier = cat.dock.grade_tiers[grade]
     options = recovery_table(cat, ctx.price, scores)
     best = options[0]
-    flags = [*_discrepancy(policy, ctx), *_low_confidence(policy, scores)]
+    abstain = trust.familiarity(scores)
+    flags = abstain or [*_discrepancy(policy, ctx), *_low_confidence(policy, scores)]
     if not ctx.quality_passed:
         flags.append(
             Flag(
@@ -47,6 +54,8 @@ def decide_disposition(policy: Policy, ctx: DockContext) -> DockDisposition:
                 {"quality_passed": False},
             )
         )
+    flags += trust.wrong_item(policy, ctx.sku, ctx.similarity)
+    flags += trust.no_reference(policy, ctx.sku, ctx.has_reference)
     return DockDisposition(
         grade=grade,
         confidence=round(scores.confidence, 6),
@@ -59,6 +68,7 @@ def decide_disposition(policy: Policy, ctx: DockContext) -> DockDisposition:
         needs_review=any(f.effect == "review" for f in flags),
         policy_version=policy.version,
         category_policy=cat_name,
+        held=any(f.effect == "review" and f.code in trust.HOLD_CODES for f in flags),
     )
 
 

@@ -18,6 +18,9 @@ photo_quality               retake   fewer usable photos than quality.min_usable
                             review   ... the same after quality.max_retakes retakes;
                             note     some photos failed but enough are usable
 wrong_item                  review   similarity to the SKU's reference < min_similarity
+no_reference_photo          per rule the SKU has no reference photo (wrong_item.no_reference)
+unfamiliar_photo            review   a scored photo lies outside the model's training world
+model_cannot_tell           review   the model has no unfamiliarity score (older model)
 reused_photo                review   pHash distance to another return's photo
                                      <= reused_photo.max_hamming
 reason_condition_mismatch   per      the reason's expectation (``reasons``) is
@@ -40,14 +43,19 @@ low_confidence              review   top grade probability < min_grade_confidenc
 Outcome precedence: any reject flag -> ``rejected``; else any retake -> ``retake``; else
 any review -> ``needs_review``; else ``approved`` (notes never change the outcome).
 Checks that read the model's output (condition, reason, confidence, wrong item) run only
-when enough photos passed the quality gate. The shopper sentence never reveals a fraud
-signal: every review outcome reads the same to the shopper.
+when enough photos passed the quality gate. On an unfamiliar item, or with a model that
+cannot tell (``serving.policy.trust``), the engine abstains: the checks that read the
+grade do not run, so the item is never approved or refused on its grade; the window and
+category rules, which do not read it, still apply. The shopper sentence never reveals a
+fraud signal: every review outcome reads the same to the shopper, except an abstention,
+which says plainly that a person will grade the photos.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from serving.policy import trust
 from serving.policy.config import CategoryPolicy, Policy
 from serving.policy.types import (
     Flag,
@@ -62,6 +70,18 @@ APPROVED_MESSAGE = "Good news: your return is approved and you can send the item
 REVIEW_MESSAGE = (
     "Thanks, our team will take a quick look at your photos and let you know the result soon."
 )
+UNFAMILIAR_MESSAGE = (
+    "We could not grade your photos automatically, so a member of our team will look at "
+    "them and let you know the result soon."
+)
+CANNOT_TELL_MESSAGE = (
+    "Our automatic photo check is not available right now, so a member of our team will "
+    "look at your photos and let you know the result soon."
+)
+_ABSTAIN_MESSAGES = {
+    "unfamiliar_photo": UNFAMILIAR_MESSAGE,
+    "model_cannot_tell": CANNOT_TELL_MESSAGE,
+}
 _MONTHS = (
     "January",
     "February",
@@ -90,11 +110,16 @@ def decide_return(policy: Policy, ctx: ReturnContext) -> ShopperDecision:
             raise PolicyInputError("scores are required once a photo passed the quality gate")
         scores = ctx.scores
         policy.require_compatible(scores.grade_labels, scores.damage_labels)
-        unsure = _low_confidence(policy, scores)
-        flags += _conditions(policy, cat, cat_name, ctx, scores, confident=not unsure)
-        flags += _reason(policy, ctx, scores)
-        flags += unsure
-        flags += _wrong_item(policy, ctx)
+        abstain = trust.familiarity(scores)
+        if abstain:  # the grade is a guess: nothing below may decide on it
+            flags += abstain
+        else:
+            unsure = _low_confidence(policy, scores)
+            flags += _conditions(policy, cat, cat_name, ctx, scores, confident=not unsure)
+            flags += _reason(policy, ctx, scores)
+            flags += unsure
+        flags += trust.wrong_item(policy, ctx.sku, ctx.similarity)
+        flags += trust.no_reference(policy, ctx.sku, ctx.has_reference)
     flags += [*_reused(policy, ctx), *_high_value(cat, cat_name, ctx), *_repeat(policy, ctx)]
     outcome = outcome_for(flags)
     return ShopperDecision(
@@ -123,7 +148,8 @@ def shopper_message(outcome: Outcome, flags: list[Flag]) -> str:
     if outcome == "approved":
         return APPROVED_MESSAGE
     if outcome == "needs_review":
-        return REVIEW_MESSAGE
+        abstained = [f.code for f in flags if f.code in _ABSTAIN_MESSAGES]
+        return _ABSTAIN_MESSAGES[abstained[0]] if abstained else REVIEW_MESSAGE
     if outcome == "retake":
         flag = next(f for f in flags if f.effect == "retake")
         return _retake_sentence(flag)
@@ -397,21 +423,6 @@ def _reason(policy: Policy, ctx: ReturnContext, scores: Scores) -> list[Flag]:
             f"The reason {ctx.reason!r} {text}.",
             rule.on_mismatch,
             evidence,
-        )
-    ]
-
-
-def _wrong_item(policy: Policy, ctx: ReturnContext) -> list[Flag]:
-    limit = policy.spec.wrong_item.min_similarity
-    if ctx.similarity is None or ctx.similarity >= limit:
-        return []
-    return [
-        Flag(
-            "wrong_item",
-            f"The photos do not look like SKU {ctx.sku!r} (similarity "
-            f"{ctx.similarity:.2f} < {limit:.2f}).",
-            "review",
-            {"sku": ctx.sku, "similarity": round(ctx.similarity, 4), "min_similarity": limit},
         )
     ]
 

@@ -45,6 +45,9 @@ FLAG_CODES: tuple[str, ...] = (
     "repeat_returner",
     "low_confidence",
     "grade_discrepancy",
+    "unfamiliar_photo",
+    "model_cannot_tell",
+    "no_reference_photo",
 )
 
 
@@ -88,9 +91,20 @@ class _ReportLike(Protocol):
     def checks(self) -> Sequence[_CheckLike]: ...
 
 
+class _PhotoScoresLike(Protocol):
+    @property
+    def unfamiliarity(self) -> float | None: ...
+
+
 class _ItemScoresLike(Protocol):
     @property
     def grade_labels(self) -> Sequence[str]: ...
+
+    @property
+    def per_photo(self) -> Sequence[_PhotoScoresLike]: ...
+
+    @property
+    def familiar(self) -> bool | None: ...
 
     def grade_dict(self) -> dict[str, float]: ...
 
@@ -126,11 +140,20 @@ class Scores:
 
     ``grade_labels`` is ordinal, best first (index 0 = best); it comes from the model
     card, never from code. Ties in the argmax go to the better grade, as numpy does.
+
+    ``familiar`` says whether the photos lie within the model's training world (vision's
+    ``ItemScores.familiar``): False when any photo is unfamiliar, None when the model has
+    no unfamiliarity score (an older model: nobody can tell), True otherwise. Both False
+    and None make the engine abstain. ``from_item_scores`` always carries the model's
+    answer; the True default only serves scores written by hand (tests, what-if runs).
+    ``unfamiliarity`` holds each scored photo's score, for the flag's evidence.
     """
 
     grade_labels: tuple[str, ...]
     grade_probs: Mapping[str, float]
     damage_probs: Mapping[str, float]
+    familiar: bool | None = True
+    unfamiliarity: tuple[float | None, ...] = ()
 
     def __post_init__(self) -> None:
         labels = tuple(self.grade_labels)
@@ -148,11 +171,26 @@ class Scores:
         object.__setattr__(self, "grade_labels", labels)
         object.__setattr__(self, "grade_probs", grades)
         object.__setattr__(self, "damage_probs", damage)
+        if self.familiar is not None:
+            object.__setattr__(self, "familiar", bool(self.familiar))
+        object.__setattr__(
+            self,
+            "unfamiliarity",
+            tuple(None if u is None else _finite("unfamiliarity", u) for u in self.unfamiliarity),
+        )
 
     @classmethod
     def from_item_scores(cls, item: _ItemScoresLike) -> Scores:
         """Build from a ``vision.types.ItemScores`` (or anything shaped like one)."""
-        return cls(tuple(item.grade_labels), item.grade_dict(), item.damage_dict())
+        return cls(
+            tuple(item.grade_labels),
+            item.grade_dict(),
+            item.damage_dict(),
+            familiar=item.familiar,
+            unfamiliarity=tuple(
+                None if p.unfamiliarity is None else float(p.unfamiliarity) for p in item.per_photo
+            ),
+        )
 
     @property
     def damage_labels(self) -> tuple[str, ...]:
@@ -209,7 +247,10 @@ class ReturnContext:
 
     ``price`` is the amount paid for the returned item (the refund at stake).
     ``similarity`` is the cosine similarity between the photos' embedding and the SKU's
-    catalog reference embedding, or None when the SKU has no reference photo.
+    catalog reference embedding, or None when it was not computed.
+    ``has_reference`` says whether the SKU has a catalog reference photo: False fires
+    ``no_reference_photo`` (the wrong-item check cannot run, and that is never silent);
+    None means the caller did not look (hand-built contexts); the service always says.
     ``scores`` may be None only when no photo passed the quality gate.
     """
 
@@ -225,8 +266,10 @@ class ReturnContext:
     similarity: float | None = None
     reused_photo: ReusedPhoto | None = None
     previous_retakes: int = 0
+    has_reference: bool | None = None
 
     def __post_init__(self) -> None:
+        _reference_facts(self.has_reference, self.similarity)
         if self.reason not in REASON_CODES:
             raise PolicyInputError(
                 f"unknown reason code {self.reason!r}; expected one of {', '.join(REASON_CODES)}"
@@ -243,18 +286,37 @@ class ReturnContext:
             raise PolicyInputError("previous_retakes must be a count >= 0")
 
 
+def _reference_facts(has_reference: bool | None, similarity: float | None) -> None:
+    if has_reference is False and similarity is not None:
+        raise PolicyInputError("a similarity was given, but the SKU has no reference photo")
+
+
 @dataclass(frozen=True)
 class DockContext:
-    """What the dock disposition reads: the dock camera's scores and the shopper's grade."""
+    """What the dock disposition reads: the dock camera's scores and the shopper's grade.
+
+    ``sku``, ``similarity`` and ``has_reference`` are the wrong-item facts, as in
+    ``ReturnContext``: the dock checks the item against the SKU's catalog reference
+    before it routes anything. ``has_reference`` None: the caller has no catalog (a
+    standalone station), so no identity check is made.
+    """
 
     category: str
     price: float
     scores: Scores
     shopper_grade: str | None = None
     quality_passed: bool = True
+    sku: str | None = None
+    similarity: float | None = None
+    has_reference: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "price", _finite("price", self.price, 0.0))
+        _reference_facts(self.has_reference, self.similarity)
+        if self.similarity is not None:
+            object.__setattr__(
+                self, "similarity", _finite("similarity", self.similarity, -1.0001, 1.0001)
+            )
 
 
 @dataclass(frozen=True)
@@ -327,13 +389,17 @@ class DockDisposition:
     confidence: float
     tier: str
     markdown: float  # the tier's markdown for the dock grade
-    channel: str
+    channel: str  # the best channel for the grade (not to be used when ``held``)
     expected_recovery: float
     alternatives: tuple[ChannelOption, ...]  # every channel, best first
     flags: tuple[Flag, ...]
     needs_review: bool
     policy_version: str
     category_policy: str
+    # True: a flag questions what the item is or whether the model can grade it (wrong
+    # item, unfamiliar photo, cannot tell, no reference photo), so the item must not be
+    # routed to ``channel`` until a person looks; the station shows "review" instead.
+    held: bool = False
 
     @property
     def flag_codes(self) -> tuple[str, ...]:
@@ -350,6 +416,7 @@ class DockDisposition:
             "alternatives": [a.to_dict() for a in self.alternatives],
             "flags": [f.to_dict() for f in self.flags],
             "needs_review": self.needs_review,
+            "held": self.held,
             "policy_version": self.policy_version,
             "category_policy": self.category_policy,
         }

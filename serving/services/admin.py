@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from serving.credentials import secret_hash
 from serving.domain_errors import Conflict, Invalid, NotFound
+from serving.services.familiarity import unfamiliarity_status
 from serving.services.inputs import ApiKeyRequest, CatalogRow, OrderRow
 from serving.services.records import ApiKeyInfoOut, ModelInfoOut
 from serving.services.service import ReturnLensService
@@ -220,7 +221,10 @@ def revoke_api_key(svc: ReturnLensService, name: str, *, actor: str = "admin") -
 
 def model_info(svc: ReturnLensService) -> ModelInfoOut:
     card = svc.grader.card
+    status = unfamiliarity_status(svc)
     return ModelInfoOut(
+        unfamiliarity=status.available,
+        unfamiliarity_note=status.note,
         model_version=card.model_version,
         model_sha256=svc.grader.model.sha256,
         dock_model_version=svc.dock_grader.card.model_version,

@@ -3,6 +3,11 @@
 The service gathers facts from storage and vision; this module turns them into the
 engine's frozen inputs and returns its frozen outputs. Nothing here reads a clock, a
 database or a file.
+
+``policy_for_model`` is where a policy meets its model, once, when the service is built:
+the card's suggested thresholds fill what the YAML left out (``serving.policy.
+thresholds``), and the result's version hashes the effective values, so every stored
+decision's ``policy_version`` pins the thresholds it was made with.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ PRECHECK_CODES = ("outside_return_window", "non_returnable_category")
 def check_policy_fits(policy: Policy, card: ModelCard) -> None:
     """Raise ConfigError unless every grade/damage name in the policy is the model's."""
     policy.require_compatible(card.grade_labels, card.damage_labels)
+
+
+def policy_for_model(policy: Policy, card: ModelCard) -> Policy:
+    """The policy in effect for this model: labels checked, card thresholds resolved.
+
+    Idempotent: resolution starts from what the YAML wrote, so building a service twice
+    from an already-resolved policy gives the same policy and version.
+    """
+    check_policy_fits(policy, card)
+    return policy.for_model(card.thresholds)
 
 
 def history_window(policy: Policy) -> timedelta:
@@ -87,11 +102,15 @@ def shopper_decision(
     history_times: Sequence[datetime],
     rejected_returns: int,
     similarity: float | None,
+    has_reference: bool,
     reused: tuple[int, str, str] | None,
     previous_retakes: int,
 ) -> ShopperDecision:
     """``photos``: the quality verdict of every photo the decision considers;
-    ``reused``: (Hamming distance, other return id, other photo id) of the nearest hash."""
+    ``reused``: (Hamming distance, other return id, other photo id) of the nearest hash;
+    ``has_reference``: whether the SKU has a catalog reference photo (the engine flags
+    ``no_reference_photo`` when not). Whether the photos are familiar to the model rides
+    on ``item`` (``Scores.from_item_scores``)."""
     ctx = ReturnContext(
         category=category,
         sku=sku,
@@ -107,6 +126,7 @@ def shopper_decision(
         similarity=similarity,
         reused_photo=ReusedPhoto(reused[0], reused[1], reused[2]) if reused else None,
         previous_retakes=previous_retakes,
+        has_reference=has_reference,
     )
     return decide_return(policy, ctx)
 
@@ -119,13 +139,21 @@ def dock_disposition(
     item: ItemScores,
     shopper_grade: str | None,
     quality_passed: bool,
+    sku: str,
+    similarity: float | None,
+    has_reference: bool,
 ) -> DockDisposition:
+    """``similarity``: the dock photos against the SKU's catalog reference (None when the
+    SKU has none, ``has_reference`` False): the wrong-item check before any routing."""
     ctx = DockContext(
         category=category,
         price=price,
         scores=Scores.from_item_scores(item),
         shopper_grade=shopper_grade,
         quality_passed=quality_passed,
+        sku=sku,
+        similarity=similarity,
+        has_reference=has_reference,
     )
     return decide_disposition(policy, ctx)
 

@@ -10,6 +10,15 @@ winner's row and answers it as a replay.
 An item whose label names no known return (or has no label) is stored as ``unmatched``
 with a review flag, not refused: the parcel is on the dock either way and a person must
 find its return. Without an order line there is no price, so no channel is priced.
+
+Before a matched item is routed, the dock checks it the way the shopper path does: the
+photos against the SKU's catalog reference (``wrong_item``, the policy's similarity
+bar; ``no_reference_photo`` when the SKU has none) and whether the model knows such
+photos (``unfamiliar_photo``, or ``model_cannot_tell`` with an older model). When one
+of these holds the item (``DockDisposition.held``), the inspection is stored for review
+with NO channel and no expected recovery, like an unmatched parcel: the station prints
+"review", and the priced alternatives stay for the person who decides. The checked
+facts are stored too (``similarity``, ``familiar``).
 """
 
 from __future__ import annotations
@@ -23,14 +32,14 @@ from sqlalchemy.exc import IntegrityError
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
 from serving.services import decide
-from serving.services.facts import photo_row
+from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
 from serving.services.scores import probs_dict
 from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Grading, Inspection
-from vision.aggregate import aggregate
+from vision.aggregate import aggregate, cosine_similarity
 from vision.pipeline import GradeResult
 from vision.types import ItemScores
 
@@ -133,6 +142,9 @@ def _build(
     fields: dict[str, Any] = {}
     if ret is not None and line is not None and cat is not None:
         shopper_grade = latest.grade if latest else None
+        # Outside the session: a stale reference embedding runs the model.
+        reference = reference_embedding(svc, cat, svc.dock_grader)
+        similarity = None if reference is None else cosine_similarity(item.embedding, reference)
         disp = decide.dock_disposition(
             svc.policy,
             category=cat.category,
@@ -140,6 +152,9 @@ def _build(
             item=item,
             shopper_grade=shopper_grade,
             quality_passed=quality_passed,
+            sku=cat.sku,
+            similarity=similarity,
+            has_reference=reference is not None,
         )
         fields = dict(
             status="matched",
@@ -148,10 +163,11 @@ def _build(
             shopper_grade=shopper_grade,
             tier=disp.tier,
             markdown=disp.markdown,
-            channel=disp.channel,
-            expected_recovery=round(float(disp.expected_recovery), 2),
+            channel=None if disp.held else disp.channel,
+            expected_recovery=None if disp.held else round(float(disp.expected_recovery), 2),
             alternatives=[a.to_dict() for a in disp.alternatives],
             flags=[f.to_dict() for f in disp.flags],
+            similarity=None if similarity is None else round(similarity, 6),
             needs_review=disp.needs_review,
             policy_version=disp.policy_version,
         )
@@ -168,6 +184,7 @@ def _build(
             expected_recovery=None,
             alternatives=[],
             flags=[_unmatched_flag(claimed)],
+            similarity=None,
             needs_review=True,
             policy_version=svc.policy.version,
         )
@@ -182,6 +199,7 @@ def _build(
         confidence=round(item.confidence, 6),
         grade_probs=probs_dict(card.grade_labels, item.grade_probs),
         damage_probs=probs_dict(card.damage_labels, item.damage_probs),
+        familiar=item.familiar,
         review_status="pending" if fields["needs_review"] else "none",
         model_version=result.model_version,
         created_at=now,

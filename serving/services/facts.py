@@ -30,7 +30,7 @@ from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo
 from vision.aggregate import aggregate, cosine_similarity
 from vision.phash import phash_hex
-from vision.pipeline import GradeResult
+from vision.pipeline import Grader, GradeResult
 from vision.types import DecodedPhoto, ItemScores, PhotoScores
 
 
@@ -74,6 +74,7 @@ class UploadFacts(ReturnFacts):
     photo_qualities: tuple[PhotoQuality, ...]  # earlier usable + this upload
     item: ItemScores | None  # over earlier usable + this upload's usable photos
     similarity: float | None
+    has_reference: bool  # False: the SKU has no catalog photo (no_reference_photo)
     reused: tuple[int, str, str] | None  # distance, other return id, other photo id
 
 
@@ -126,7 +127,7 @@ def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -
             reference=None,
         )
     # Outside the session: a stale reference embedding runs the model.
-    return replace(ctx, reference=_reference_embedding(svc, item))
+    return replace(ctx, reference=reference_embedding(svc, item))
 
 
 def gather_upload_facts(
@@ -155,13 +156,18 @@ def gather_upload_facts(
         photo_qualities=qualities,
         item=combined,
         similarity=similarity,
+        has_reference=ctx.reference is not None,
         reused=svc.phash_index.nearest([g.phash for g in result.photos], ctx.return_id),
     )
 
 
-def _reference_embedding(svc: ReturnLensService, item: CatalogItem) -> np.ndarray | None:
-    """The SKU's reference embedding for the CURRENT model (recomputed if stale)."""
-    version = svc.model_version
+def reference_embedding(
+    svc: ReturnLensService, item: CatalogItem, grader: Grader | None = None
+) -> np.ndarray | None:
+    """The SKU's reference embedding for ``grader``'s model (the shopper grader's unless
+    given; recomputed if stale), or None when the SKU has no reference photo."""
+    grader = grader or svc.grader
+    version = grader.card.model_version
     if item.reference_embedding is not None and item.reference_model_version == version:
         return np.asarray(item.reference_embedding, dtype=np.float32)
     if item.reference_digest is None:
@@ -170,8 +176,8 @@ def _reference_embedding(svc: ReturnLensService, item: CatalogItem) -> np.ndarra
     with svc.lock:
         cached = svc.reference_cache.get(key)
     if cached is None:
-        photo = svc.grader.decode(svc.photos.get(item.reference_digest))
-        cached = svc.grader.embed(photo)
+        photo = grader.decode(svc.photos.get(item.reference_digest))
+        cached = grader.embed(photo)
         with svc.lock:
             svc.reference_cache[key] = cached
     return cached
@@ -302,6 +308,7 @@ def _decision_inputs(f: UploadFacts) -> dict[str, object]:
         "history_times": [t.isoformat() for t in f.history_times],
         "rejected_returns": f.rejected_returns,
         "similarity": None if f.similarity is None else round(f.similarity, 6),
+        "has_reference": f.has_reference,
         "reused_photo": None
         if f.reused is None
         else {

@@ -108,6 +108,24 @@ class PhotoOut(OutputModel):
         probs = self.grade_probs
         return max(probs, key=lambda k: probs[k]) if probs else None
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="How far the photo lies from the model's training data (null: the "
+        "model has no such score)."
+    )
+    @property
+    def unfamiliarity(self) -> float | None:
+        value = self.scores.get("unfamiliarity")
+        return None if value is None else float(value)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="False: the model has never seen photos like this one, so its grade "
+        "is not used; null: the model cannot tell."
+    )
+    @property
+    def familiar(self) -> bool | None:
+        value = self.scores.get("familiar")
+        return None if value is None else bool(value)
+
     @property
     def heatmap_labels(self) -> tuple[str, ...]:
         """The labels ``heatmap_png`` accepts: 'grade' plus every damage label."""

@@ -155,4 +155,9 @@ class ModelInfoOut(BaseModel):
     policy_name: str
     grade_labels: list[str]
     damage_labels: list[str]
+    unfamiliarity: bool = Field(
+        description="Whether the model scores how unfamiliar a photo is. False (an older "
+        "model): the service cannot tell and sends every photo to a person."
+    )
+    unfamiliarity_note: str = Field(description="The same, in one sentence for operators.")
     card: dict[str, Any] = Field(description="The full model card from the ONNX file.")

@@ -40,6 +40,10 @@ def photo_scores_json(
         "damage_probs": probs_dict(damage_labels, scores.damage_probs),
         "embedding": [_r(v) for v in scores.embedding],
         "damage_cam": np.round(scores.damage_cam.astype(np.float64), 4).tolist(),
+        # null for both: the model has no unfamiliarity score (it cannot tell). Stored, so
+        # a later upload's decision re-reads the verdict instead of losing it.
+        "unfamiliarity": None if scores.unfamiliarity is None else _r(scores.unfamiliarity),
+        "familiar": scores.familiar,
     }
 
 
@@ -51,4 +55,6 @@ def photo_scores_from_json(
         damage_probs=np.array([data["damage_probs"][k] for k in damage_labels], np.float32),
         embedding=np.array(data["embedding"], np.float32),
         damage_cam=np.array(data.get("damage_cam") or [], np.float32),
+        unfamiliarity=data.get("unfamiliarity"),
+        familiar=data.get("familiar"),
     )

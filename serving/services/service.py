@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from serving.policy import Policy
-from serving.services.decide import check_policy_fits
+from serving.services.decide import check_policy_fits, policy_for_model
 from serving.services.phash_index import PhashIndex
 from serving.storage.db import Database
 from serving.storage.photostore import PhotoStore
@@ -62,8 +62,10 @@ class ReturnLensService:
 
     def __post_init__(self) -> None:
         """The policy's grade/damage names must be the models' (ConfigError otherwise),
-        so a mismatch stops start-up, not the first request."""
-        check_policy_fits(self.policy, self.grader.card)
+        so a mismatch stops start-up, not the first request; the policy kept is the one
+        in effect for the shopper model (its card's thresholds where the YAML has none;
+        the dock grader shares that model, or at least its labels)."""
+        self.policy = policy_for_model(self.policy, self.grader.card)
         check_policy_fits(self.policy, self.dock_grader.card)
 
     def now(self) -> datetime:

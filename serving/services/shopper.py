@@ -212,6 +212,7 @@ def upload_photos(svc: ReturnLensService, return_id: str, uploads: list[bytes]) 
         history_times=f.history_times,
         rejected_returns=f.rejected_returns,
         similarity=f.similarity,
+        has_reference=f.has_reference,
         reused=f.reused,
         previous_retakes=f.previous_retakes,
     )

@@ -140,6 +140,12 @@ class Inspection(Base):
     expected_recovery: Mapped[float | None] = mapped_column(Float)
     alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    # The facts checked before routing: cosine similarity of the dock photos to the SKU's
+    # catalog reference (None: not checked, no reference or no matched return), and
+    # whether the model knows such photos (None: the model cannot tell). A wrong item or
+    # an unfamiliar photo leaves ``channel`` empty: held for review, not routed.
+    similarity: Mapped[float | None] = mapped_column(Float)
+    familiar: Mapped[bool | None] = mapped_column(Boolean)
     needs_review: Mapped[bool] = mapped_column(Boolean)
     review_status: Mapped[str] = mapped_column(String(20), index=True)  # none|pending|reviewed
     model_version: Mapped[str] = mapped_column(String(100))
