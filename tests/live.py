@@ -97,3 +97,53 @@ def running(
         yield proc, wait_ready(proc, base, log, timeout_s)
     finally:
         stop(proc)
+
+
+@contextmanager
+def serve_demo(
+    root: Path,
+    model: Path,
+    *,
+    admin_key: str,
+    timeout_s: float,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """``returnlens serve --seed-demo`` with ``model`` on SQLite under ``root``, the way an
+    operator starts it (a subprocess, its own environment); yields the base URL."""
+    import os
+    import sys
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
+    env.update(
+        {
+            "RETURNLENS_DATA_DIR": str(root),
+            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
+            "RETURNLENS_MODELS_DIR": str(root / "models"),
+            "RETURNLENS_ADMIN_KEY": admin_key,
+            "RETURNLENS_ORT_THREADS": "2",
+            **(extra_env or {}),
+        }
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "returnlens.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite:///{root / 'demo.db'}",
+        "--model-path",
+        str(model),
+        "--seed-demo",
+        "--log-level",
+        "warning",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running(
+        argv, base=base, env=env, cwd=root, log=root / "server.log", timeout_s=timeout_s
+    ) as (_, ready):
+        yield ready

@@ -12,8 +12,6 @@ the named sample over HTTP, asserting the promised outcome.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,42 +58,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
         pytest.skip(f"the shipped default model is missing: {model} (make default-model)")
     root = tmp_path_factory.mktemp("demo")
     result = _seed(root, model)
-    port = live.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
-    env.update(
-        {
-            "RETURNLENS_DATA_DIR": str(root),
-            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-            "RETURNLENS_MODELS_DIR": str(root / "models"),
-            "RETURNLENS_ADMIN_KEY": ADMIN_KEY,
-            "RETURNLENS_ORT_THREADS": "2",
-        }
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "returnlens.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database-url",
-        f"sqlite:///{root / 'demo.db'}",
-        "--model-path",
-        str(model),
-        "--seed-demo",
-        "--log-level",
-        "warning",
-    ]
-    with live.running(
-        argv,
-        base=f"http://127.0.0.1:{port}",
-        env=env,
-        cwd=root,
-        log=root / "server.log",
-        timeout_s=READY_TIMEOUT_S,
-    ) as (_, base):
+    with live.serve_demo(root, model, admin_key=ADMIN_KEY, timeout_s=READY_TIMEOUT_S) as base:
         yield base, result
 
 

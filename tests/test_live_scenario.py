@@ -8,8 +8,6 @@ damaged item, and a photo of an item from another category.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,43 +32,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not model.is_file():
         pytest.skip(f"the shipped default model is missing: {model} (make default-model)")
     root = tmp_path_factory.mktemp("live")
-    port = live.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
-    env.update(
-        {
-            "RETURNLENS_DATA_DIR": str(root),
-            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-            "RETURNLENS_MODELS_DIR": str(root / "models"),
-            "RETURNLENS_ADMIN_KEY": ADMIN_KEY,
-            "RETURNLENS_DEMO_SEED": str(SEED),
-            "RETURNLENS_ORT_THREADS": "2",
-        }
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "returnlens.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database-url",
-        f"sqlite:///{root / 'live.db'}",
-        "--model-path",
-        str(model),
-        "--seed-demo",
-        "--log-level",
-        "warning",
-    ]
-    with live.running(
-        argv,
-        base=f"http://127.0.0.1:{port}",
-        env=env,
-        cwd=root,
-        log=root / "server.log",
+    with live.serve_demo(
+        root,
+        model,
+        admin_key=ADMIN_KEY,
         timeout_s=READY_TIMEOUT_S,
-    ) as (_, base):
+        extra_env={"RETURNLENS_DEMO_SEED": str(SEED)},
+    ) as base:
         yield base
 
 
