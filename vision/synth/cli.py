@@ -34,6 +34,21 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
         help="views of each physical item (share item_id)",
     )
     p.add_argument("--skus-per-category", type=int, default=4)
+    p.add_argument(
+        "--variety",
+        choices=("classic", "wide"),
+        default="classic",
+        help="classic: the shipped model's training renders (default); wide: adds dock scenes, "
+        "parcel labels, QR codes, tape, stickers, hands, clutter and camera effects "
+        "(vision/synth/variety.py)",
+    )
+    p.add_argument(
+        "--dock-share",
+        type=float,
+        default=0.35,
+        metavar="FRAC",
+        help="wide only: fraction of dock-camera scenes (default 0.35)",
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument(
         "--contact-sheet",
@@ -56,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         bad_photo_fraction=args.bad_photos,
         photos_per_item=args.photos_per_item,
         skus_per_category=args.skus_per_category,
+        variety=args.variety,
+        dock_share=args.dock_share,
     )
     start = time.perf_counter()
     manifest = generate_dataset(args.out, config, workers=args.workers, progress=not args.quiet)

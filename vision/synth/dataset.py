@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -23,6 +22,7 @@ from vision.errors import ConfigError, ReturnLensError
 from vision.fsio import atomic_path
 from vision.synth.catalog import SkuSpec, catalog_skus
 from vision.synth.labels import BAD_KINDS, CATEGORIES, DAMAGE_LABELS, GRADE_LABELS
+from vision.synth.outdir import prepare_output as _prepare
 from vision.synth.scene import BACKGROUNDS, render_photo, render_reference
 from vision.synth.state import ItemState, sample_state
 
@@ -46,6 +46,8 @@ class SynthConfig:
     photos_per_item: int = 1
     jpeg_quality: tuple[int, int] = (60, 95)
     reference_size: int = 256
+    variety: Literal["classic", "wide"] = "classic"  # vision/synth/variety.py
+    dock_share: float = 0.35  # wide only: share of dock-camera scenes
 
     def validate(self) -> None:
         """Refuse impossible settings with one sentence each."""
@@ -71,6 +73,11 @@ class SynthConfig:
         if not 1 <= lo <= hi <= 100:
             problems.append(
                 f"JPEG quality range must satisfy 1 <= low <= high <= 100 (got {lo}..{hi})"
+            )
+        if self.variety not in ("classic", "wide") or not 0.0 <= self.dock_share <= 1.0:
+            problems.append(
+                f"variety must be classic or wide and dock share within 0..1 "
+                f"(got {self.variety!r}, {self.dock_share})"
             )
         if problems:
             raise ConfigError(
@@ -130,6 +137,10 @@ def bad_kind_of(config: SynthConfig, index: int) -> str | None:
 
 def render_record(config: SynthConfig, index: int) -> tuple[dict[str, Any], bytes, bytes]:
     """One photo: its manifest record, JPEG bytes and mask PNG bytes."""
+    if config.variety == "wide":
+        from vision.synth.variety import render_wide_record
+
+        return render_wide_record(config, index)
     item_index = index // config.photos_per_item
     plan = plan_item(config, item_index)
     rng = np.random.default_rng([config.seed, 23, index])
@@ -181,32 +192,6 @@ def _render_chunk(job: tuple[str, SynthConfig, int, int]) -> list[dict[str, Any]
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)
-
-
-def _prepare(out_dir: Path) -> None:
-    """Create the output tree; clear images of an earlier synth run; refuse foreign data."""
-    try:
-        if (
-            out_dir.exists()
-            and any(out_dir.iterdir())
-            and not (out_dir / "synth_config.json").exists()
-        ):
-            raise ReturnLensError(
-                f"Output folder {out_dir} is not empty and was not written by 'returnlens synth'; "
-                "choose an empty or new folder.",
-                code="output_not_empty",
-            )
-        for sub in ("images", "masks", "catalog"):
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
-            (out_dir / sub).mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ReturnLensError(
-            f"Cannot write to output folder {out_dir}: {exc.strerror or exc}.",
-            code="unwritable_output",
-        ) from exc
 
 
 def write_catalog(out_dir: Path, config: SynthConfig) -> Path:
@@ -262,7 +247,10 @@ def generate_dataset(
     out_dir = Path(out_dir)
     _prepare(out_dir)
     try:
-        cfg = json.dumps(asdict(config), indent=2) + "\n"
+        fields = asdict(config)
+        if config.variety == "classic":  # the classic synth_config.json stays byte-identical
+            del fields["variety"], fields["dock_share"]
+        cfg = json.dumps(fields, indent=2) + "\n"
         (out_dir / "synth_config.json").write_text(cfg, encoding="utf-8")
         write_catalog(out_dir, config)
         records: list[dict[str, Any]] = []
