@@ -147,6 +147,27 @@ def render_record(config: SynthConfig, index: int) -> tuple[dict[str, Any], byte
     kind = BACKGROUNDS[int(rng.integers(0, len(BACKGROUNDS)))]
     bad = bad_kind_of(config, index)
     rgb, mask = render_photo(plan.sku, plan.state, rng, config.image_size, background=kind, bad=bad)
+    return encode_record(config, index, plan, rgb, mask, rng, bad=bad, scene={"background": kind})
+
+
+def encode_record(
+    config: SynthConfig,
+    index: int,
+    plan: ItemPlan,
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    bad: str | None,
+    scene: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """A rendered photo's JPEG (quality drawn from ``rng``), mask PNG and manifest record.
+
+    Shared by every variety so the record format cannot drift between them. ``scene``
+    goes before the JPEG quality in ``meta`` and ``extra`` after it: the key order is part
+    of the classic manifest's bytes, which pin the shipped model's training data.
+    """
     quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
     ok1, jpg = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -163,16 +184,17 @@ def render_record(config: SynthConfig, index: int) -> tuple[dict[str, Any], byte
         "category": plan.sku.category,
         "sku": plan.sku.sku,
         "split": plan.split,
-        "item_id": f"item-{item_index:06d}",
+        "item_id": f"item-{plan.item_index:06d}",
         "mask": f"masks/{name}.png",
         "meta": {
             "severity": dict(plan.state.damage),
             "packaging": plan.state.packaging,
             "retail_box": plan.state.tray,
             "view": index % config.photos_per_item,
-            "background": kind,
+            **scene,
             "jpeg_quality": quality,
             "bad": bad,
+            **(extra or {}),
         },
     }
     return record, jpg.tobytes(), png.tobytes()

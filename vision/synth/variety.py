@@ -28,7 +28,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vision.errors import ReturnLensError
 from vision.synth import camera, dockmarks, packing
 from vision.synth.backdrops import DOCK_SURFACES, HOME_SURFACES, clutter, wide_background
 from vision.synth.catalog import SkuSpec
@@ -222,7 +221,7 @@ def render_wide(
 def render_wide_record(config: Any, index: int) -> tuple[dict[str, Any], bytes, bytes]:
     """``dataset.render_record`` for ``variety == "wide"``: the same item plan, bad-photo
     choice and record fields; the photo from its own stream; meta says what was added."""
-    from vision.synth.dataset import bad_kind_of, plan_item
+    from vision.synth.dataset import bad_kind_of, encode_record, plan_item
 
     item_index = index // config.photos_per_item
     plan = plan_item(config, item_index)
@@ -230,32 +229,4 @@ def render_wide_record(config: Any, index: int) -> tuple[dict[str, Any], bytes, 
     bad = bad_kind_of(config, index)
     dock = is_dock(index, config.dock_share)
     rgb, mask, extra = render_wide(plan.sku, plan.state, rng, config.image_size, bad=bad, dock=dock)
-    quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-    ok1, jpg = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    ok2, png = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not (ok1 and ok2):
-        raise ReturnLensError("OpenCV could not encode a generated image.", code="encode_failed")
-    name = f"{index:06d}"
-    record = {
-        "id": f"synth-{name}",
-        "image": f"images/{name}.jpg",
-        "grade": plan.state.grade,
-        "damage": plan.state.labels,
-        "category": plan.sku.category,
-        "sku": plan.sku.sku,
-        "split": plan.split,
-        "item_id": f"item-{item_index:06d}",
-        "mask": f"masks/{name}.png",
-        "meta": {
-            "severity": dict(plan.state.damage),
-            "packaging": plan.state.packaging,
-            "retail_box": plan.state.tray,
-            "view": index % config.photos_per_item,
-            "jpeg_quality": quality,
-            "bad": bad,
-            **extra,
-        },
-    }
-    return record, jpg.tobytes(), png.tobytes()
+    return encode_record(config, index, plan, rgb, mask, rng, bad=bad, scene={}, extra=extra)
