@@ -264,14 +264,10 @@ def _store(
         [
             photo_row(
                 pid,
-                g.photo,
-                g.quality.to_dict(),
-                g.phash,
-                g.scores,
+                g,
                 digest,
                 i,
-                card.grade_labels,
-                card.damage_labels,
+                card,
                 row.model_version,
                 now,
                 role="dock",

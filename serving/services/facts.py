@@ -29,9 +29,10 @@ from serving.storage import repo
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo
 from vision.aggregate import aggregate, cosine_similarity
+from vision.card import ModelCard
 from vision.phash import phash_hex
-from vision.pipeline import Grader, GradeResult
-from vision.types import DecodedPhoto, ItemScores, PhotoScores
+from vision.pipeline import GradedPhoto, Grader, GradeResult
+from vision.types import ItemScores, PhotoScores
 
 
 @dataclass(frozen=True)
@@ -236,14 +237,10 @@ def store_upload(
     photos = [
         photo_row(
             pid,
-            g.photo,
-            g.quality.to_dict(),
-            g.phash,
-            g.scores,
+            g,
             digest,
             f.existing_count + i,
-            card.grade_labels,
-            card.damage_labels,
+            card,
             version,
             now,
             return_id=f.return_id,
@@ -323,14 +320,10 @@ def _decision_inputs(f: UploadFacts) -> dict[str, object]:
 
 def photo_row(
     pid: str,
-    photo: DecodedPhoto,
-    quality: dict[str, object],
-    phash_value: int,
-    scores: PhotoScores,
+    graded: GradedPhoto,
     digest: str,
     position: int,
-    grade_labels: tuple[str, ...],
-    damage_labels: tuple[str, ...],
+    card: ModelCard,
     model_version: str,
     now: datetime,
     *,
@@ -338,6 +331,8 @@ def photo_row(
     return_id: str | None = None,
     inspection_id: str | None = None,
 ) -> Photo:
+    """The stored row of one graded photo, shopper's or dock's (``role``)."""
+    photo = graded.photo
     return Photo(
         id=pid,
         role=role,
@@ -352,8 +347,10 @@ def photo_row(
         height=photo.height,
         original_width=photo.original_width,
         original_height=photo.original_height,
-        phash=phash_hex(phash_value),
-        quality=quality,
-        scores=photo_scores_json(scores, grade_labels, damage_labels, model_version),
+        phash=phash_hex(graded.phash),
+        quality=graded.quality.to_dict(),
+        scores=photo_scores_json(
+            graded.scores, card.grade_labels, card.damage_labels, model_version
+        ),
         created_at=now,
     )
