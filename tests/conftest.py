@@ -118,24 +118,11 @@ def sqlite_shop(tmp_path: Path, tiny_model: Path) -> Iterator[Shop]:
 def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLensService]:
     """The service on ``db_url`` with two catalog items (mug-01, box-02) and orders o-1
     (a@example.com, both items), o-2 (no email) and o-old (delivered long ago)."""
-    from serving.policy import load_policy
     from serving.services import admin
     from serving.services.inputs import CatalogRow, OrderRow
-    from serving.services.service import ReturnLensService
-    from serving.storage.db import Database
-    from serving.storage.photostore import PhotoStore
-    from tests.service_data import DELIVERED, NOW, clean
-    from vision.pipeline import Grader
+    from tests.service_data import DELIVERED, clean, service_on
 
-    db = Database(db_url)
-    service = ReturnLensService(
-        db,
-        PhotoStore(tmp_path / "photos"),
-        Grader(tiny_onnx),
-        Grader(tiny_onnx, profile="dock"),
-        load_policy(),
-        clock=lambda: NOW,
-    )
+    service = service_on(db_url, tmp_path / "photos", tiny_onnx)
     catalog = [
         CatalogRow(sku="mug-01", category="mug", name="Mug", price=25.0),
         CatalogRow(sku="box-02", category="package", name="Box", price=40.0),
@@ -177,4 +164,4 @@ def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLen
         ],
     )
     yield service
-    db.dispose()
+    service.db.dispose()

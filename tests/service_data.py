@@ -82,3 +82,23 @@ def gps_exif() -> bytes:
     exif[0x010F] = "SpyCam Inc."  # Make
     exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)}  # GPSInfo
     return exif.tobytes()
+
+
+def service_on(db_url: str, photo_dir: Any, model: Any) -> Any:
+    """The service the service tests use: ``model`` (an ``OnnxModel``) grading for both the
+    shopper and the dock, the shipped policy, SQLite or PostgreSQL at ``db_url`` and the
+    clock fixed at ``NOW``. Call ``service.db.dispose()`` when done."""
+    from serving.policy import load_policy
+    from serving.services.service import ReturnLensService
+    from serving.storage.db import Database
+    from serving.storage.photostore import PhotoStore
+    from vision.pipeline import Grader
+
+    return ReturnLensService(
+        Database(db_url),
+        PhotoStore(photo_dir),
+        Grader(model),
+        Grader(model, profile="dock"),
+        load_policy(),
+        clock=lambda: NOW,
+    )

@@ -18,15 +18,12 @@ from typing import Any
 
 import pytest
 
-from serving.policy import load_policy
 from serving.policy.shopper import CANNOT_TELL_MESSAGE, UNFAMILIAR_MESSAGE
 from serving.services import admin, dock, review, shopper
 from serving.services.familiarity import grader_status, unfamiliarity_status
 from serving.services.inputs import CatalogRow, CreateReturnRequest, InspectionRequest, OrderRow
 from serving.services.service import ReturnLensService
-from serving.storage.db import Database
-from serving.storage.photostore import PhotoStore
-from tests.service_data import DELIVERED, NOW, clean, jpeg, scene
+from tests.service_data import DELIVERED, clean, jpeg, scene, service_on
 from vision.model import OnnxModel
 from vision.pipeline import Grader
 
@@ -157,15 +154,7 @@ def older_onnx(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
 
 @pytest.fixture
 def older_svc(db_url: str, tmp_path: Path, older_onnx: OnnxModel) -> Iterator[ReturnLensService]:
-    db = Database(db_url)
-    service = ReturnLensService(
-        db,
-        PhotoStore(tmp_path / "photos"),
-        Grader(older_onnx),
-        Grader(older_onnx, profile="dock"),
-        load_policy(),
-        clock=lambda: NOW,
-    )
+    service = service_on(db_url, tmp_path / "photos", older_onnx)
     catalog = [CatalogRow(sku="mug-01", category="mug", name="Mug", price=25.0)]
     admin.upsert_catalog(service, catalog, photos={"mug-01": clean()})
     order = OrderRow(
@@ -178,7 +167,7 @@ def older_svc(db_url: str, tmp_path: Path, older_onnx: OnnxModel) -> Iterator[Re
     )
     admin.upsert_orders(service, [order])
     yield service
-    db.dispose()
+    service.db.dispose()
 
 
 def test_an_older_model_abstains_on_every_photo(older_svc: ReturnLensService) -> None:

@@ -28,16 +28,13 @@ from sqlalchemy import update
 
 from benchmarks.tiny_model import DAMAGE, GRADES, build_test_model
 from serving.domain_errors import NotFound
-from serving.policy import load_policy
 from serving.services import admin, media, review, shopper
 from serving.services.inputs import CatalogRow, CreateReturnRequest, OrderRow, ReviewRequest
 from serving.services.service import ReturnLensService
-from serving.storage.db import Database
-from serving.storage.photostore import PhotoStore
 from serving.storage.review_export import ExportOptions, export_reviewed
 from serving.storage.tables import Photo
 from tests.photo_factory import item_scene
-from tests.service_data import DELIVERED, NOW, jpeg
+from tests.service_data import DELIVERED, jpeg, service_on
 from vision.errors import DataError
 from vision.heatmap import cam_to_photo, render_overlay
 from vision.model import OnnxModel
@@ -69,15 +66,7 @@ def grader(tmp_path_factory: pytest.TempPathFactory) -> Grader:
 
 @pytest.fixture()
 def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensService]:
-    db = Database(db_url)
-    service = ReturnLensService(
-        db,
-        PhotoStore(tmp_path / "photos"),
-        grader,
-        Grader(grader.model, profile="dock"),
-        load_policy(),
-        clock=lambda: NOW,
-    )
+    service = service_on(db_url, tmp_path / "photos", grader.model)
     admin.upsert_catalog(
         service, [CatalogRow(sku="mug-01", category="mug", name="Blue mug", price=25.0)]
     )
@@ -95,7 +84,7 @@ def svc(db_url: str, tmp_path: Path, grader: Grader) -> Iterator[ReturnLensServi
         ],
     )
     yield service
-    db.dispose()
+    service.db.dispose()
 
 
 def red_photo() -> bytes:
