@@ -147,3 +147,32 @@ def test_cli_model_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert "available: v1, v2" in err and "Traceback" not in err
     assert main(["model", "--models-dir", str(root), "promote", "v7"]) == 2
+
+
+def test_model_show_prints_calibration_and_threshold_provenance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`model show` says how the card's temperature and thresholds were chosen."""
+    root = tmp_path / "models"
+    reg = ModelRegistry(root)
+    old = build_test_model(tmp_path / "src" / "old.onnx", version="old")
+    reg.register(old)
+    path = build_test_model(tmp_path / "src" / "new.onnx", version="new")
+    card = card_of(path)
+    calibration = {"ece_before": 0.122, "ece_after": 0.188, "val_photos": 80, "kept": "T=1"}
+    targets = {"auto_approve_confidence": {"precision": 0.98}}
+    write_card(
+        path,
+        replace(
+            card,
+            thresholds={"auto_approve_confidence": 0.83},
+            metrics={"calibration": calibration, "thresholds": targets},
+        ),
+    )
+    reg.register(path)
+    assert main(["model", "--models-dir", str(root), "show", "new"]) == 0
+    out = capsys.readouterr().out
+    assert "ECE 0.122 before, 0.188 after" in out and "kept T=1" in out
+    assert "auto_approve_confidence = 0.83" in out and '"precision": 0.98' in out
+    assert main(["model", "--models-dir", str(root), "show", "old"]) == 0
+    assert "calibration  not recorded" in capsys.readouterr().out

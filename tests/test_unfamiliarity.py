@@ -197,3 +197,43 @@ def test_export_keeps_a_model_without_score_when_the_data_is_too_small(
     with caplog.at_level(logging.WARNING):
         assert add_unfamiliarity(tmp_path / "absent.onnx", tiny) is None
     assert "runtimes will abstain" in caplog.text
+
+
+def test_int8_model_gets_its_own_threshold(synth: Manifest, refit: Path, tmp_path: Path) -> None:
+    """Quantising the backbone moves the score; the int8 card is re-fitted, not inherited.
+
+    The score's own nodes stay float, the int8 threshold flags at most the fp32 card's
+    target share of val photos when the int8 model scores them, and the drift is recorded.
+    """
+    from training.quantize import quantize_model
+
+    q = quantize_model(
+        refit,
+        synth,
+        out_path=tmp_path / "m.int8.onnx",
+        calibration_images=32,
+        progress=False,
+        latency_repeats=1,
+    )
+    graph = onnx.load(str(q.path)).graph
+    matmuls = [n for n in graph.node if n.name.startswith("unfamiliarity/MatMul")]
+    # The projections read their float initializers directly, not a DequantizeLinear.
+    assert {i for n in matmuls for i in n.input} >= {
+        "unfamiliarity/components",
+        "unfamiliarity/weights",
+    }
+    fp32, int8 = OnnxModel(refit).card.unfamiliarity, OnnxModel(q.path).card.unfamiliarity
+    assert fp32 is not None and int8 is not None
+    drift = int8.fitted_on["int8_refit"]
+    assert drift["fp32_threshold"] == fp32.threshold and drift["val_photos"] == len(
+        synth.split("val")
+    )
+    model = OnnxModel(q.path, intra_op_threads=1)
+    scores = model.predict_images(
+        _batch(model, [r.image for r in synth.split("val")])
+    ).unfamiliarity
+    assert scores is not None
+    rate = float(np.mean(scores > int8.threshold))
+    print(f"int8 val flagged {rate:.3f} (card {int8.false_alarm_rate}); drift {drift}")
+    assert rate == pytest.approx(int8.false_alarm_rate, abs=1e-6)
+    assert rate <= fp32.fitted_on["target_rate"]

@@ -244,12 +244,49 @@ def _model_show(args: argparse.Namespace) -> int:
     print(f"grades       {', '.join(card.grade_labels)}")
     print(f"damage       {', '.join(card.damage_labels) or '-'}")
     print(f"temperature  {card.temperature:.4f}")
-    print(f"thresholds   {json.dumps(card.thresholds)}")
+    for line in _provenance_lines(card):
+        print(line)
     scalar = {k: v for k, v in card.metrics.items() if not isinstance(v, dict)}
     print(f"metrics      {json.dumps(scalar)}")
     if card.notes:
         print(f"notes        {card.notes}")
     return 0
+
+
+def _provenance_lines(card: Any) -> list[str]:
+    """Where the card's temperature, thresholds and unfamiliarity score came from.
+
+    An ML engineer deciding whether to promote a model needs to see that calibration was
+    measured (ECE before and after, which one was kept) and what each suggested threshold
+    was fitted for, not only the numbers; an older card simply says it lacks them.
+    """
+    cal = card.metrics.get("calibration")
+    if isinstance(cal, dict):
+        lines = [
+            f"calibration  ECE {cal.get('ece_before')} before, {cal.get('ece_after')} after "
+            f"temperature scaling (cross-validated) on {cal.get('val_photos')} val photos; "
+            f"kept {cal.get('kept')}"
+        ]
+        if cal.get("note"):
+            lines.append(f"             {cal['note']}")
+    else:
+        lines = ["calibration  not recorded (a card from before export measured it)"]
+    targets = card.metrics.get("thresholds")
+    for name, value in sorted(card.thresholds.items()):
+        why = targets.get(name) if isinstance(targets, dict) else None
+        lines.append(f"threshold    {name} = {value}" + (f"  ({json.dumps(why)})" if why else ""))
+    unf = card.unfamiliarity
+    if unf is None:
+        lines.append("unfamiliar   none: serving abstains on every photo with this model")
+    else:
+        test_rate = unf.fitted_on.get("test_false_alarm_rate")
+        lines.append(
+            f"unfamiliar   {unf.method} > {unf.threshold:.4f}; false alarms "
+            f"{unf.false_alarm_rate:.1%} val"
+            + (f", {float(test_rate):.1%} test" if test_rate is not None else "")
+            + f" (fitted {unf.fitted_on.get('fitted_at', '?')})"
+        )
+    return lines
 
 
 def _model_fit_unfamiliarity(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,14 @@ def _chunks(items: Sequence[ManifestRecord], size: int) -> Iterator[Sequence[Man
 
 
 def concat_outputs(parts: Sequence[ModelOutputs]) -> ModelOutputs:
-    return ModelOutputs(
-        *(
-            np.concatenate([getattr(p, f) for p in parts])
-            for f in ("grade_probs", "damage_probs", "embedding", "damage_cam")
-        )
-    )
+    """One ``ModelOutputs`` from batches; the optional score fields only when every batch
+    has them (a model either scores unfamiliarity or does not)."""
+
+    def joined(name: str) -> Any:
+        arrays = [getattr(p, name) for p in parts]
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    return ModelOutputs(**{f.name: joined(f.name) for f in dataclass_fields(ModelOutputs)})
 
 
 def predict_records(

@@ -7,6 +7,12 @@ normalisation at the end stay in float, so probabilities keep their resolution. 
 int8 file carries the fp32 card with ``-int8`` appended to the version (its scores
 differ, so recorded decisions must name it apart), ``recipe.quantized = true`` and its
 own measured metrics.
+
+The unfamiliarity score's own nodes stay in float, but they read the quantised
+backbone's pooled features, so the score drifts. The int8 card therefore gets its own
+threshold, re-fitted on the int8 model's validation scores for the fp32 card's target
+false-alarm rate, and records the drift (how far the scores moved, how many verdicts
+flipped): the fp32 threshold applied to int8 scores would silently change the rate.
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from training.evaluate import compute_metrics, headline, load_rgb, predict_records
-from vision.card import ModelCard
+from vision.card import ModelCard, UnfamiliaritySpec
 from vision.errors import ModelError
 from vision.fsio import atomic_path
 from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
 from vision.registry import write_card
+from vision.unfamiliarity import fit_threshold
+from vision.unfamiliarity_graph import PREFIX as SCORE_PREFIX
 
 CALIBRATION_IMAGES = 128
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
@@ -140,11 +148,15 @@ def quantize_model(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=QUANTIZED_OPS,
+                nodes_to_exclude=_score_nodes(prepared),
             )
         split = "test" if manifest.split("test") else "val"
         records = manifest.split(split)
         card = _int8_card(fp32.card, len(calib))
         write_card(tmp, card)
+        if card.unfamiliarity is not None:
+            card = replace(card, unfamiliarity=_refit_unfamiliarity(fp32, tmp, manifest, card))
+            write_card(tmp, card)
         int8 = OnnxModel(tmp)
         m8 = headline(
             compute_metrics(
@@ -168,6 +180,48 @@ def quantize_model(
             "int8": measure_latency(int8_1t, repeats=latency_repeats),
         },
         size_bytes={"fp32": Path(fp32_path).stat().st_size, "int8": out.stat().st_size},
+    )
+
+
+def _score_nodes(model_path: Path) -> list[str]:
+    """The unfamiliarity score's nodes (kept in float: its projections are MatMuls)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.name.startswith(SCORE_PREFIX)]
+
+
+def _refit_unfamiliarity(
+    fp32: OnnxModel, int8_path: Path, manifest: Manifest, card: ModelCard
+) -> UnfamiliaritySpec:
+    """The int8 model's own threshold, at the fp32 card's target rate, and the drift."""
+    spec = card.unfamiliarity
+    assert spec is not None
+    val = manifest.split("val")
+    if not val:
+        raise ModelError(
+            "re-fitting the unfamiliarity threshold for int8 needs a val split",
+            code="too_few_photos",
+        )
+    int8 = OnnxModel(int8_path)
+    s32 = predict_records(fp32, val, progress=False).unfamiliarity
+    s8 = predict_records(int8, val, progress=False).unfamiliarity
+    assert s32 is not None and s8 is not None
+    target = float(spec.fitted_on.get("target_rate", spec.false_alarm_rate))
+    threshold, rate = fit_threshold(s8, target)
+    flags32, flags8 = s32 > spec.threshold, s8 > threshold
+    drift = {
+        "fp32_threshold": spec.threshold,
+        "fp32_threshold_rate_on_int8": round(float(np.mean(s8 > spec.threshold)), 6),
+        "median_abs_score_change": round(float(np.median(np.abs(s8 - s32))), 6),
+        "verdict_flips": int(np.sum(flags32 != flags8)),
+        "val_photos": len(val),
+    }
+    return replace(
+        spec,
+        threshold=threshold,
+        false_alarm_rate=round(rate, 6),
+        fitted_on={**spec.fitted_on, "int8_refit": drift},
     )
 
 
