@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from benchmarks import cli as bench_cli
-from serving.commands import dock, photo, policy, review_export, service
+from serving.commands import dock, keys, photo, policy, review_export, service, storage
 from training import cli as train_cli
 from training import cli_dataset, cli_model
 from vision.errors import ReturnLensError
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.register(sub)  # train
     cli_model.register(sub)  # evaluate, export, model list|show|promote
     service.register(sub)  # serve
+    keys.register(sub)  # keys create|list|revoke
+    storage.register(sub)  # storage gc
     policy.register(sub)  # policy check
     dock.register(sub)  # dock, dock-sim
     bench_cli.register(sub)  # bench

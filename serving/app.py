@@ -25,7 +25,9 @@ from serving.api import admin, dock, meta, returns, review
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
+from serving.api.urlcheck import NulInUrlMiddleware
 from serving.auth import Authenticator
+from serving.deadlines import configure as configure_deadlines
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
@@ -70,22 +72,28 @@ def build_runtime(settings: Settings) -> Runtime:
     from serving.policy import load_policy
     from serving.storage.db import Database
     from serving.storage.photostore import PhotoStore
-    from vision.decode import DecodeLimits
+    from vision.decode import DecodeLimits, MiB
     from vision.model import OnnxModel
-    from vision.pipeline import Grader
+    from vision.pipeline import Grader, Lanes
 
     model_path = settings.resolve_model_path()
     policy = load_policy(settings.policy_path)
     model = OnnxModel(model_path, intra_op_threads=settings.threads_per_worker())
     policy.require_compatible(model.card.grade_labels, model.card.damage_labels)
     model.warmup()
-    limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-    grader = Grader(model, profile="shopper", limits=limits)
-    dock_grader = Grader(model, profile="dock", limits=limits)
+    limits = DecodeLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_pixels,
+        max_decode_bytes=settings.max_decode_mib * MiB,
+    )
+    lanes = Lanes(settings.inference_concurrency, settings.heavy_decode_threads)
+    grader = Grader(model, profile="shopper", limits=limits, lanes=lanes)
+    dock_grader = Grader(model, profile="dock", limits=limits, lanes=lanes)
     db = Database(settings.database_url)
     if settings.migrate_on_start:
         db.upgrade()
     settings.photo_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftover_temp_files(settings)
     service = ReturnLensService(
         db,
         PhotoStore(settings.photo_dir),
@@ -101,6 +109,18 @@ def build_runtime(settings: Settings) -> Runtime:
         policy_version=service.policy.version,  # resolved against the model's card
         close=db.dispose,
     )
+
+
+def _remove_leftover_temp_files(settings: Settings) -> None:
+    """Temporary files of writes killed mid-way (an hour old at least, so another
+    worker's write in flight is left alone): photo store and data folder."""
+    from serving.storage.gc import remove_stale_temp_files
+
+    removed = remove_stale_temp_files(settings.photo_dir)
+    if settings.data_dir.resolve() != settings.photo_dir.resolve():
+        removed += remove_stale_temp_files(settings.data_dir, recursive=False)
+    if removed:
+        log.info("removed %d leftover temporary file(s) of interrupted writes", len(removed))
 
 
 def _body_limits(settings: Settings) -> Callable[[str, str], int]:
@@ -150,7 +170,10 @@ def create_app(
             for line in result.lines():
                 log.warning("%s", line)
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-        app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_concurrency)
+        # Threads for the grading use cases (uploads, inspections, reference photos): the
+        # CPU-heavy steps inside them have their own bounds (vision.pipeline.Lanes), so a
+        # request decoding a pixel bomb does not hold a slot that a normal upload needs.
+        app.state.inference_limiter = anyio.CapacityLimiter(settings.upload_concurrency)
         app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
         familiarity = unfamiliarity_status(app.state.service)
         if not familiarity.available:  # grades, but abstains on every photo: say so once
@@ -186,6 +209,8 @@ def create_app(
     install_docs(app)  # /docs, /redoc, /docs/assets
 
     keep_photos_in_memory(settings.max_upload_bytes)
+    configure_deadlines(settings.header_timeout_s, settings.body_timeout_s)
+    app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     per_ip = TokenBucketLimiter(
         settings.rate_limit_per_ip,

@@ -5,6 +5,11 @@ Credentials arrive as ``Authorization: Bearer <secret>`` or ``X-API-Key: <secret
 - **Staff keys** are checked by the service against the stored hashes
   (``admin.authenticate_key``); the plaintext exists only in the response that created it.
   ``admin`` passes every staff check; ``dock`` and ``reviewer`` pass only their own.
+  Every request is checked against the database (nothing is cached in the process), so
+  a revoked key stops working on the next request in every worker.
+- **Photos.** Reviewers and admins read every photo. A dock key reads the photos of
+  inspections and the shopper photos of returns a dock inspection was matched to, not
+  every shopper photo by id. A shopper token reads its own return's photos.
   An optional bootstrap admin key from the settings (``RETURNLENS_ADMIN_KEY``) lets an
   operator create the first keys; it is compared by hash in constant time and never
   stored.
@@ -20,7 +25,7 @@ from typing import Literal
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Forbidden, NotFound, Unauthorized
-from serving.services import admin, media, shopper
+from serving.services import admin, dock, media, shopper
 from serving.services.service import ReturnLensService
 
 Kind = Literal["shopper", "dock", "reviewer", "admin"]
@@ -109,14 +114,21 @@ class Authenticator:
         return Principal(kind="shopper", name=f"shopper:{return_id}", return_id=return_id)
 
     def for_photo(self, credential: str | None, photo_id: str) -> Principal:
-        """Staff (reviewer, dock, admin) see every photo; a shopper only the photos of
-        their own return. An unknown photo id answers like a foreign one (403), so a
-        shopper token cannot probe for ids."""
+        """Reviewers and admins see every photo; a dock key the photos of inspections and
+        of the returns a dock inspected; a shopper only the photos of their own return.
+        An unknown photo id answers like a foreign one (403), so neither a shopper token
+        nor a dock key can probe for ids."""
         if not credential:
             raise missing_credential()
         principal = self.staff(credential)
         if principal is not None:
-            return principal
+            if principal.kind != "dock" or dock.dock_may_see_photo(self.service, photo_id):
+                return principal
+            raise Forbidden(
+                "a dock key reads only the photos of inspections and of the returns "
+                "a dock inspected",
+                code="forbidden",
+            )
         refused = Forbidden("this token does not give access to this photo", code="forbidden")
         try:
             kind, subject = media.photo_subject(self.service, photo_id)

@@ -17,7 +17,9 @@ seed and SKUs per category); another catalog gets the plain notes.
 
 Seeding is idempotent. Catalog and orders are upserts; the staff keys and the repeat
 returner's earlier returns are created once and remembered in ``DATA_DIR/demo.json``
-(mode 0600), so a restart prints the same keys instead of minting new ones.
+(mode 0600: readable only by its owner), so a restart keeps the same keys instead of
+minting new ones. The keys are written there and nowhere else: the summary printed at
+start-up (and logged by a worker that seeds) names the file, never a key.
 """
 
 from __future__ import annotations
@@ -68,9 +70,11 @@ class DemoResult:
 
     def lines(self) -> list[str]:
         """Human-readable summary printed by ``returnlens serve --seed-demo``."""
-        out = [f"demo data: {self.skus} catalog SKUs, {len(self.orders)} delivered orders"]
-        for role in ROLES:
-            out.append(f"  {role:<8} key: {self.keys[role]}")
+        out = [
+            f"demo data: {self.skus} catalog SKUs, {len(self.orders)} delivered orders",
+            # Never the keys themselves: these lines go to the server's output and logs.
+            f"  staff keys ({', '.join(ROLES)}): in {self.state_file} (readable only by its owner)",
+        ]
         out.append("  orders (order id, customer email, SKU):")
         for o in self.orders:
             if o.order_id in HISTORY_ORDERS:

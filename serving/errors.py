@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from vision.errors import ConfigError, DataError, DecodeError, ModelError, ReturnLensError
@@ -47,6 +48,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "rate_limited": 429,
     "not_ready": 503,
     "invalid_multipart": 400,
+    "json_too_deep": 400,
 }
 # Starlette HTTPException statuses -> codes (unknown route, wrong method, ...).
 CODE_BY_STATUS: Mapping[int, str] = {
@@ -56,6 +58,7 @@ CODE_BY_STATUS: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_field",
@@ -76,6 +79,19 @@ class ServiceUnavailable(ReturnLensError):
     """The process is starting or stopping: the model or the database is not ready."""
 
     code = "not_ready"
+
+
+JSON_TOO_DEEP = (
+    "the JSON body is nested too deeply to be read; send rows of plain values, "
+    "not arrays or objects nested hundreds of levels deep"
+)
+
+
+def json_too_deep() -> Invalid:
+    """The one refusal of a JSON body nested past the parser's recursion limit (400), for
+    the routes that parse JSON themselves; FastAPI's body parsing gets the same answer
+    from ``_http_handler``."""
+    return Invalid(JSON_TOO_DEEP, code="json_too_deep")
 
 
 def status_for(exc: ReturnLensError) -> int:
@@ -151,6 +167,9 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = CODE_BY_STATUS.get(exc.status_code, "http_error")
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's own JSON parsing of a body model (json.loads hit the recursion limit).
+        return error_response(400, "json_too_deep", JSON_TOO_DEEP)
     if exc.status_code == 404:
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
@@ -160,6 +179,13 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, code, message, None, exc.headers)
+
+
+async def _disconnect_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away (or was cut off for stalling) while its body was being read:
+    nobody is left to read an answer, and it is no server error worth a traceback."""
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the client closed the connection")
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -186,6 +212,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(ClientDisconnect, _disconnect_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
 
 

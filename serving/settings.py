@@ -50,6 +50,15 @@ class Settings(SharedSettings):
     max_json_bytes: int = Field(default=1 * MiB, ge=1024)  # JSON bodies of shopper/review calls
     max_admin_bytes: int = Field(default=64 * MiB, ge=1024)  # catalog uploads with base64 photos
 
+    # Slow and stalled clients (serving/deadlines.py; applied by `returnlens serve`). A
+    # request head must be complete within header_timeout_s of the connection waiting for
+    # it, its body within body_timeout_s after the head; past either the connection is
+    # closed (408 when part of the request came). 0 turns a deadline off. Each worker
+    # serves at most max_connections connections at once; over it, requests get a 503.
+    header_timeout_s: float = Field(default=10.0, ge=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, ge=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+
     # Token buckets: sustained requests per minute and burst size; 0 disables the limit.
     rate_limit_per_ip: float = Field(default=600.0, ge=0)
     rate_limit_per_ip_burst: int = Field(default=120, ge=1)
@@ -57,10 +66,19 @@ class Settings(SharedSettings):
     rate_limit_per_key_burst: int = Field(default=60, ge=1)
     rate_limit_max_buckets: int = Field(default=10_000, ge=10)
 
-    # Inference: how many requests may run decode + inference at the same time in one
-    # process. The ONNX Runtime thread count (`ort_threads`) and the registry folder
-    # (`models_dir`) are shared with the torch-free tools: vision.settings.SharedSettings.
+    # Inference: how many quality gate + ONNX runs (and heatmap renders) may run at the
+    # same time in one process (vision.pipeline.Lanes). The ONNX Runtime thread count
+    # (`ort_threads`) and the registry folder (`models_dir`) are shared with the
+    # torch-free tools: vision.settings.SharedSettings.
     inference_concurrency: int = Field(default=2, ge=1, le=64)
+    # Bounded work for large-but-legal photos (vision.decode, vision.pipeline.Lanes): one
+    # decode may allocate at most max_decode_mib (checked from the header, so a PNG or
+    # WebP that would need more is refused with too_many_pixels before decoding); decodes
+    # over 32 MiB run on heavy_decode_threads low-priority threads; upload_concurrency
+    # requests (uploads, inspections, reference photos) run at once, the rest wait.
+    max_decode_mib: int = Field(default=160, ge=32, le=4096)
+    heavy_decode_threads: int = Field(default=1, ge=1, le=16)
+    upload_concurrency: int = Field(default=8, ge=1, le=256)
 
     seed_demo: bool = False
     migrate_on_start: bool = True  # `returnlens serve` migrates once, then turns this off

@@ -111,7 +111,9 @@ def test_inference_runs_off_the_event_loop(sqlite_shop: Shop) -> None:
     original = shopper.upload_photos  # the route calls the module's function at each request
     outcome: dict[str, object] = {}
 
-    def blocking_upload(svc: object, return_id: str, uploads: list[bytes]) -> object:
+    def blocking_upload(
+        svc: object, return_id: str, uploads: list[bytes], **_options: object
+    ) -> object:
         inside.set()
         outcome["loop_free"] = served.wait(timeout=30)  # a blocked loop never sets it
         return original(svc, return_id, uploads)  # type: ignore[arg-type]

@@ -208,11 +208,20 @@ def test_jpeg_dct_downscale_keeps_at_least_the_target() -> None:
         assert photo.sha256 == full.sha256
 
 
-def test_png_and_webp_are_never_downscaled() -> None:
+def test_png_and_webp_are_box_reduced_to_at_least_the_target() -> None:
+    """No DCT to draft from: an integer box reduction keeps the long side in
+    [target, 2 x target), the same band a JPEG draft lands in."""
     img = item_scene(4, kind="mug", size=(800, 600)).rgb
     for fmt in ("PNG", "WEBP"):
-        photo = decode_image(encode(img, fmt), target_long_side=128)
-        assert photo.rgb.shape == (600, 800, 3)
+        data = encode(img, fmt, quality=95)
+        full = decode_image(data, target_long_side=None)
+        assert full.rgb.shape == (600, 800, 3)
+        photo = decode_image(data, target_long_side=128)
+        assert photo.rgb.shape == (100, 134, 3)  # 800 // 128 = 6: 134 x 100
+        assert (photo.original_width, photo.original_height) == (800, 600)
+        box = full.rgb[:600, :798].reshape(100, 6, 133, 6, 3).mean(axis=(1, 3))
+        assert np.abs(photo.rgb[:, :133].astype(float) - box).max() <= 1
+        assert decode_image(data, target_long_side=401).rgb.shape == (600, 800, 3)  # < 2x401
 
 
 # ---------------------------------------------------------------------------- modes

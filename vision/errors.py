@@ -28,7 +28,7 @@ class ReturnLensError(Exception):
 
 class DecodeError(ReturnLensError):
     """Upload bytes that cannot become a photo (codes: unsupported_media_type, too_large,
-    too_many_pixels, unreadable_image)."""
+    too_many_pixels, image_too_long, unreadable_image)."""
 
     code = "unreadable_image"
 

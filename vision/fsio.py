@@ -30,6 +30,7 @@ its owner from the first byte, never briefly readable by others.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -37,6 +38,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_MODE = 0o666  # what open() uses; the process umask narrows it
+# ".<target name>.<8 hex>.tmp": what _temp_beside creates. A file of this name that is
+# more than a few seconds old was left by a writer that was killed mid-write.
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporary file names."""
+    return TEMP_NAME.match(name) is not None
 
 
 def _temp_beside(dest: Path, mode: int) -> tuple[Path, int]:

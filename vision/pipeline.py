@@ -10,10 +10,29 @@ run on a helper thread while ONNX Runtime scores the batch (both release the GIL
 OpenCV / ORT). On the benchmark box the gate costs about as much as one inference, so
 overlapping them is most of the difference between the service and the decode+infer
 floor for a single-photo request.
+
+Bounded work (``Lanes``, one per process, shared by every Grader). A request's photos may
+be legal and still heavy: a 36-megapixel PNG costs ~150 MB and over half a second to
+decode, where a phone JPEG decoded at 1/4 scale costs ~20 MB and tens of milliseconds.
+So the decode cost read from the header (``vision.decode.ImageHeader.decode_cost``)
+routes each photo: a light one decodes on the caller's thread; a heavy one (over
+``Lanes.heavy_bytes``) waits for the heavy-decode lane, a small pool (default one
+thread, scheduled as a background job where the OS allows: ``SCHED_IDLE`` on Linux). A
+few clients sending pixel bombs then share that one thread among themselves, bounded in
+memory (one heavy decode at a time, each within the decode budget) and in CPU (at most
+one core, and next to nothing of it while normal work wants the CPU), while other
+requests' light decodes never queue behind them. The quality gate + ONNX
+(and the service's heatmap renders) take a slot of ``Lanes.inference``: every photo
+reaching them is already small, so a slot is held for about one normal request's
+inference.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +42,7 @@ import numpy as np
 
 from vision.aggregate import aggregate
 from vision.card import ModelCard
-from vision.decode import DecodeLimits, decode_image
+from vision.decode import DecodeLimits, MiB, check_header, decode_image
 from vision.model import OnnxModel
 from vision.phash import phash
 from vision.quality import PROFILES, QualityThresholds, assess_quality
@@ -71,6 +90,50 @@ def decode_for_grading(
 # photos) is short and CPU-bound, so a few threads suffice however many requests overlap.
 _GATE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="returnlens-gate")
 
+# A decode whose header-derived cost is over this goes to the heavy lane: a 12 MP phone
+# JPEG (DCT draft: ~20 MiB) or a 4 MP PNG stays on the caller's thread; a 12 MP WebP or
+# PNG, or anything bigger, waits its turn.
+HEAVY_DECODE_BYTES = 32 * MiB
+HEAVY_DECODE_NICE = 19  # the lowest nice, where SCHED_IDLE is not available
+
+
+def _lower_priority() -> None:
+    """Run this pool thread as a background job: Linux's SCHED_IDLE (CFS weight 3 where
+    a nice-0 thread has 1024: it runs at full speed on an idle CPU and all but stops
+    while other threads want the CPU), else nice 19. Linux schedules threads one by
+    one; elsewhere this would change the whole process, so it is skipped."""
+    if sys.platform != "linux":
+        return
+    tid = threading.get_native_id()
+    # Not permitted here: the lane still bounds memory and concurrency.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, HEAVY_DECODE_NICE)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+
+
+class Lanes:
+    """The process's bounds on CPU- and memory-heavy steps (module docstring).
+
+    ``inference``: how many gate + ONNX runs (and heatmap renders) at once. ``heavy``:
+    the pool that decodes heavy photos, ``heavy_threads`` wide. ``heavy_bytes``: the
+    decode cost over which a photo is heavy.
+    """
+
+    def __init__(
+        self, inference: int = 2, heavy_threads: int = 1, heavy_bytes: int = HEAVY_DECODE_BYTES
+    ) -> None:
+        self.inference = threading.BoundedSemaphore(inference)
+        self.heavy = ThreadPoolExecutor(
+            max_workers=heavy_threads,
+            thread_name_prefix="returnlens-heavy-decode",
+            initializer=_lower_priority,
+        )
+        self.heavy_bytes = heavy_bytes
+
+
+_LANES = Lanes()  # the default: every Grader built without lanes shares it
+
 
 class Grader:
     """A model plus a quality profile; cheap to share across threads."""
@@ -84,6 +147,7 @@ class Grader:
         limits: DecodeLimits | None = None,
         target_long_side: int = DECODE_LONG_SIDE,
         gate_pool: Executor | None = _GATE_POOL,
+        lanes: Lanes | None = None,
     ) -> None:
         self.model = model
         self.profile = profile
@@ -91,6 +155,7 @@ class Grader:
         self.limits = limits or DecodeLimits()
         self.target_long_side = target_long_side
         self.gate_pool = gate_pool  # None: gate and inference run one after the other
+        self.lanes = lanes or _LANES
 
     @classmethod
     def load(
@@ -102,7 +167,20 @@ class Grader:
     def card(self) -> ModelCard:
         return self.model.card
 
+    @property
+    def decode_target(self) -> int:
+        """The long side grading decodes to (at least; ``decode_for_grading``)."""
+        return max(self.target_long_side, self.model.card.preprocess.input_size)
+
     def decode(self, data: bytes) -> DecodedPhoto:
+        """``decode_for_grading``; a photo whose header says it is heavy is decoded on the
+        heavy lane (refusals the header allows come first, on this thread)."""
+        header = check_header(data, limits=self.limits, target_long_side=self.decode_target)
+        if header.decode_cost(self.decode_target) <= self.lanes.heavy_bytes:
+            return self._decode(data)
+        return self.lanes.heavy.submit(self._decode, data).result()
+
+    def _decode(self, data: bytes) -> DecodedPhoto:
         return decode_for_grading(
             data, self.model.card.preprocess.input_size, self.limits, self.target_long_side
         )
@@ -114,13 +192,14 @@ class Grader:
     def grade_decoded(self, photos: Sequence[DecodedPhoto]) -> GradeResult:
         if not photos:
             raise ValueError("grade needs at least one photo")
-        if self.gate_pool is None:
-            gates = self._gate(photos)
-            outputs = self.model.predict_images([p.rgb for p in photos])
-        else:
-            pending = self.gate_pool.submit(self._gate, photos)
-            outputs = self.model.predict_images([p.rgb for p in photos])
-            gates = pending.result()
+        with self.lanes.inference:
+            if self.gate_pool is None:
+                gates = self._gate(photos)
+                outputs = self.model.predict_images([p.rgb for p in photos])
+            else:
+                pending = self.gate_pool.submit(self._gate, photos)
+                outputs = self.model.predict_images([p.rgb for p in photos])
+                gates = pending.result()
         graded = tuple(
             GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i))
             for i, (p, (q, h)) in enumerate(zip(photos, gates, strict=True))
@@ -137,4 +216,5 @@ class Grader:
 
     def embed(self, photo: DecodedPhoto) -> np.ndarray:
         """Embedding of one photo, e.g. a catalog reference photo."""
-        return self.model.predict_images([photo.rgb]).embedding[0]
+        with self.lanes.inference:
+            return self.model.predict_images([photo.rgb]).embedding[0]

@@ -322,7 +322,54 @@ def _dock_training_memory(d: dict[str, Any]) -> list[str]:
                 ["Dock frames", "RSS MiB"], [[s.get("frame"), s.get("vmrss_mib")] for s in samples]
             ),
         ]
-    return out
+    return out + _bombs(d.get("bombs"))
+
+
+def _bombs(b: Any) -> list[str]:
+    """Large-but-legal images (benchmarks/harness/bombs.py)."""
+    if not b or "upload" not in b:
+        return []
+    up, heat = b.get("upload") or {}, b.get("heatmap") or {}
+    rows = [
+        [name, c.get("status"), c.get("code"), c.get("seconds"), c.get("extra_peak_mib")]
+        for name, c in up.items()
+        if isinstance(c, dict) and "status" in c
+    ]
+    rows += [
+        [
+            f"heatmap of a {heat.get('stored_copy')} stored copy: {name}",
+            c.get("status", c.get("statuses")),
+            "",
+            c.get("seconds"),
+            c.get("extra_peak_mib"),
+        ]
+        for name, c in heat.items()
+        if isinstance(c, dict)
+    ]
+    lat = [
+        [
+            name,
+            get(b, name, "ok"),
+            get(b, name, "request_ms", "p50"),
+            get(b, name, "request_ms", "p95"),
+        ]
+        for name in ("normal_unloaded", "normal_with_two_bomb_clients")
+    ]
+    machine = b.get("machine") or {}
+    return [
+        "## Large-but-legal images",
+        "",
+        f"`returnlens bench --only bombs`, {b.get('generated_at', 'n/a')}: "
+        f"{machine.get('cpu_model', 'n/a')}, {machine.get('cpu_count', 'n/a')} cores, "
+        f"load average {b.get('load_average', 'n/a')}. Bomb upload: six "
+        f"{b.get('bomb_png', 'n/a').split(',')[0]} PNGs.",
+        "",
+        *table(["Request", "Status", "Code", "Seconds", "Worker peak RSS extra, MiB"], rows),
+        *table(["One-photo 12 MP uploads", "OK", "p50 ms", "p95 ms"], lat),
+        f"p50 with two pixel-bomb clients / unloaded: "
+        f"{fmt(b.get('p50_ratio_loaded_over_unloaded'))} (target <= 2).",
+        "",
+    ]
 
 
 def write_summary(out_dir: Path) -> Path:
@@ -336,6 +383,7 @@ def write_summary(out_dir: Path) -> Path:
         "training",
         "training_gpu",
         "memory",
+        "bombs",
     )
     d: dict[str, Any] = {n: read_json(out_dir / f"{n}.json") for n in names}
     run = d["run"] or {}

@@ -1,9 +1,9 @@
 """The order of a benchmark run and where each section's figures go.
 
 model -> inputs -> service (+ floor, naive) -> runtime -> dock -> accuracy -> training ->
-memory -> SUMMARY.md. The service goes first, while the harness process has not yet imported
-torch for its own sections. Each section writes ``<section>.json`` as soon as it is done,
-so an interrupted run keeps what it measured.
+memory -> bombs (large-but-legal images) -> SUMMARY.md. The service goes first, while
+the harness process has not yet imported torch for its own sections. Each section writes
+``<section>.json`` as soon as it is done, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -106,13 +106,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Path]:
     written: dict[str, Path] = {}
     timings: dict[str, float] = {}
     factories: dict[str, Any] = {}
-    if cfg.wants("service") or cfg.wants("memory"):
+    if cfg.wants("service") or cfg.wants("memory") or cfg.wants("bombs"):
         from benchmarks.harness.inputs import describe, make_factories
 
         factories = make_factories(cfg.quick, cfg.seed)
-        written["inputs"] = write_json(
-            cfg.out / "inputs.json", {**_stamp(cfg, model), **describe(factories)}
-        )
+        if cfg.wants("service") or cfg.wants("memory"):  # the figures these inputs explain
+            written["inputs"] = write_json(
+                cfg.out / "inputs.json", {**_stamp(cfg, model), **describe(factories)}
+            )
 
     def section(name: str, fn: Any, *args: Any, file: str | None = None) -> Any:
         log(f"== {name}")
@@ -156,6 +157,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Path]:
         )
     if cfg.wants("memory"):
         section("memory", _memory, cfg, model, service, factories)
+    if cfg.wants("bombs"):
+        from benchmarks.harness.bombs import run_bombs
+
+        section("bombs", run_bombs, cfg, model.path, factories)
     previous = read_json(cfg.out / "run.json") or {}
     written["run"] = write_json(
         cfg.out / "run.json",

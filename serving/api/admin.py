@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from serving.api.deps import ADMIN, AdminDep, LimiterDep, ServiceDep, SettingsDep
 from serving.api.schemas import V1, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
 from serving.domain_errors import Invalid
-from serving.errors import error_responses
+from serving.errors import error_responses, json_too_deep
 from serving.services import admin
 from serving.services.inputs import ApiKeyRequest
 from serving.services.records import ApiKeyInfoOut
@@ -48,16 +48,13 @@ def _table_body(model: type[BaseModel], example_csv: str) -> dict[str, Any]:
     }
 
 
-async def _rows(request: Request, model: type[Row]) -> list[Row]:
-    """Parse a JSON array or a CSV table (header row first) into validated rows."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await request.body()
-    if content_type in ("text/csv", "application/csv"):
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise Invalid("the CSV must be UTF-8 text", code="invalid_csv") from exc
-        reader = csv.DictReader(io.StringIO(text))
+def _csv_rows(text: str, model: type[Row]) -> list[dict[str, str]]:
+    """The CSV's rows as dicts (blank cells left out), header checked against the model.
+
+    The csv module refuses some tables outright (a field over its 128 KiB limit, a bare
+    CR inside an unquoted field); that is the sender's table, so a 422, never a 500."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = [
             f
             for f, info in model.model_fields.items()
@@ -69,13 +66,31 @@ async def _rows(request: Request, model: type[Row]) -> list[Row]:
                 code="invalid_csv",
                 details={"missing_columns": missing},
             )
-        raw: list[Any] = [
-            {k: v for k, v in row.items() if k and v not in (None, "")} for row in reader
-        ]
+        return [{k: v for k, v in row.items() if k and v not in (None, "")} for row in reader]
+    except csv.Error as exc:
+        raise Invalid(
+            f"the CSV could not be read at line {reader.line_num}: {exc}",
+            code="invalid_csv",
+            details={"line": reader.line_num},
+        ) from exc
+
+
+async def _rows(request: Request, model: type[Row]) -> list[Row]:
+    """Parse a JSON array or a CSV table (header row first) into validated rows."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if content_type in ("text/csv", "application/csv"):
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise Invalid("the CSV must be UTF-8 text", code="invalid_csv") from exc
+        raw: list[Any] = _csv_rows(text, model)
         where = "row"
     elif content_type == "application/json" or content_type.endswith("+json"):
         try:
             raw = json.loads(body)
+        except RecursionError as exc:  # 100,000 nested '[': 400, as on every JSON route
+            raise json_too_deep() from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise Invalid("the request body is not valid JSON", code="invalid_json") from exc
         if not isinstance(raw, list):

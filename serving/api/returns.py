@@ -4,15 +4,18 @@ Creating a return is public but needs the order's customer email as well as the 
 id, and answers an unknown order and a wrong email alike (404 ``unknown_order``), so
 order ids cannot be probed. The answer carries the shopper token: it opens this one
 return and nothing else. Uploads run decode + inference in a worker thread (one batch
-per request, bounded by the process's inference limiter), never on the event loop.
+per request, bounded by the process's inference limiter), never on the event loop. An
+upload may carry an ``Idempotency-Key``: its retry (after a client timeout) is answered
+with the stored result instead of a 409 (``shopper.upload_photos``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from serving.api.deps import (
     PHOTO_READER,
@@ -27,7 +30,9 @@ from serving.api.schemas import V1, CreateReturnIn
 from serving.api.uploads import multipart_body, read_photo_form
 from serving.errors import error_responses
 from serving.services import media, shopper
+from serving.services.fields import IdempotencyKey
 from serving.services.outputs import CreatedReturnOut, ReturnOut, UploadOut
+from serving.storage import lengths
 
 router = APIRouter(prefix=V1, tags=["shopper"])
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -67,11 +72,23 @@ async def upload_photos(
     settings: SettingsDep,
     metrics: MetricsDep,
     limiter: LimiterDep,
+    idempotency_key: Annotated[
+        IdempotencyKey | None,
+        Header(
+            description="Optional, one per upload attempt: a retry with the same key and "
+            "photos (after a timeout) gets the stored answer (`replayed`), not a 409."
+        ),
+    ] = None,
 ) -> UploadOut:
     form = await read_photo_form(request, settings)
     result = await anyio.to_thread.run_sync(
-        shopper.upload_photos, svc, return_id, form.photos, limiter=limiter
+        functools.partial(
+            shopper.upload_photos, svc, return_id, form.photos, idempotency_key=idempotency_key
+        ),
+        limiter=limiter,
     )
+    if result.replayed:  # counted when it was decided
+        return result
     decision = result.decision
     metrics.record_photos((p.quality.model_dump() for p in result.photos), source="shopper")
     metrics.record_decision(
@@ -100,7 +117,12 @@ def _image(data: bytes, media_type: str) -> Response:
 
 
 LabelQuery = Annotated[
-    str, Query(min_length=1, max_length=64, description="'grade' (all damage) or one damage label")
+    str,
+    Query(
+        min_length=1,
+        max_length=lengths.LABEL,
+        description="'grade' (all damage) or one damage label",
+    ),
 ]
 
 

@@ -97,11 +97,21 @@ def export_env(settings: Any, model_path: str) -> None:
     os.environ["RETURNLENS_WORKERS"] = str(settings.workers)
 
 
+def _shown(url: str) -> str:
+    """The database URL as printed: a password in it is masked (output goes to logs)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: the service refuses it later with its own message
+        return url
+
+
 def banner(settings: Any, model_version: str, policy_version: str) -> list[str]:
     base = f"http://{settings.host}:{settings.port}"
     return [
         f"ReturnLens on {base}  (model {model_version}, policy {policy_version}, "
-        f"{settings.workers} worker(s), database {settings.database_url})",
+        f"{settings.workers} worker(s), database {_shown(settings.database_url)})",
         f"  API docs       {base}/docs",
         f"  shopper page   {base}/",
         f"  reviewer page  {base}/review",
@@ -119,7 +129,7 @@ def _build(build: Any, settings: Any) -> Any:
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise ConfigError(
-            f"cannot open the database {settings.database_url}: {reason}",
+            f"cannot open the database {_shown(settings.database_url)}: {reason}",
             code="database_unavailable",
         ) from exc
     except OSError as exc:
@@ -158,5 +168,9 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        # Read deadlines for slow and stalled clients (serving/deadlines.py) and a cap on
+        # concurrent connections per worker (over it: 503).
+        http="serving.deadlines:DeadlineH11Protocol",
+        limit_concurrency=settings.max_connections,
     )
     return 0

@@ -5,30 +5,26 @@ CSV loaders use), so this module checks only what needs the database: known SKUs
 who owns an order. Catalog reference photos go through the same safe decoder as shopper
 uploads, are stored metadata-free in the photo store and embedded with the serving
 model; the embedding is stored with the model version that produced it (a new model
-recomputes it lazily). API keys are 256-bit random strings stored as their
-``secret_hash``, looked up through a UNIQUE index and compared in constant time.
+recomputes it lazily). API keys live in ``serving.services.keys`` (shared with the CLI).
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import select
 
-from serving.credentials import secret_hash
-from serving.domain_errors import Conflict, Invalid, NotFound
+from serving.domain_errors import Invalid, NotFound
+from serving.services import keys
 from serving.services.familiarity import unfamiliarity_status
 from serving.services.inputs import ApiKeyRequest, CatalogRow, OrderRow
 from serving.services.records import ApiKeyInfoOut, ModelInfoOut
 from serving.services.service import ReturnLensService
 from serving.storage import repo
-from serving.storage.tables import ApiKey, CatalogItem, Customer, Order, OrderLine
+from serving.storage.gc import drop_if_unreferenced
+from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
 from vision.types import DecodedPhoto
-
-KEY_PREFIX = "rlk_"
 
 
 def upsert_catalog(
@@ -41,22 +37,25 @@ def upsert_catalog(
     """Insert or update SKUs; ``photos`` (by SKU) are reference photos, every one decoded
     before anything is stored."""
     photos = photos or {}
+    started = time.time()
     decoded = {sku: svc.grader.decode(data) for sku, data in photos.items()}
     refs: list[DecodedPhoto] = list(decoded.values())
-    embeddings: list[np.ndarray] = (
-        list(svc.grader.model.predict_images([p.rgb for p in refs]).embedding) if refs else []
-    )
+    embeddings: list[np.ndarray] = []
+    if refs:
+        with svc.grader.lanes.inference:  # the process's inference bound
+            embeddings = list(svc.grader.model.predict_images([p.rgb for p in refs]).embedding)
     now, version = svc.now(), svc.model_version
-    stored = {
-        sku: (svc.photos.put(p.rgb), emb)
-        for (sku, p), emb in zip(decoded.items(), embeddings, strict=True)
-    }
+    digests = svc.photos.put_all([p.rgb for p in refs])  # all encoded, then written
+    stored = dict(zip(decoded, zip(digests, embeddings, strict=True), strict=True))
+    superseded: set[str] = set()
     with svc.db.write() as s:
         for r in rows:
             row = s.get(CatalogItem, r.sku) or CatalogItem(sku=r.sku)
             row.category, row.name, row.price, row.updated_at = r.category, r.name, r.price, now
             if r.sku in stored:
                 digest, embedding = stored[r.sku]
+                if row.reference_digest and row.reference_digest != digest:
+                    superseded.add(row.reference_digest)
                 row.reference_digest = digest
                 row.reference_embedding = [round(float(v), 6) for v in embedding]
                 row.reference_model_version = version
@@ -70,6 +69,8 @@ def upsert_catalog(
             subject_id="catalog",
             payload={"skus": [r.sku for r in rows][:1000], "count": len(rows)},
         )
+    for old in superseded - set(digests):
+        drop_if_unreferenced(svc.db, svc.photos, old, since=started)
     return len(rows)
 
 
@@ -82,6 +83,7 @@ def set_reference_photo(
             raise NotFound(
                 f"There is no SKU {sku!r} in the catalog.", code="unknown_sku", details={"sku": sku}
             )
+    started = time.time()
     photo = svc.grader.decode(data)
     embedding = svc.grader.embed(photo)
     digest = svc.photos.put(photo.rgb)
@@ -90,6 +92,7 @@ def set_reference_photo(
         row = s.get(CatalogItem, sku)
         if row is None:
             raise NotFound(f"There is no SKU {sku!r} in the catalog.", code="unknown_sku")
+        superseded = row.reference_digest
         row.reference_digest = digest
         row.reference_embedding = [round(float(v), 6) for v in embedding]
         row.reference_model_version = svc.model_version
@@ -101,8 +104,10 @@ def set_reference_photo(
             action="reference_photo_set",
             subject_type="catalog",
             subject_id=sku,
-            payload={"digest": digest},
+            payload={"digest": digest, "replaced": superseded},
         )
+    if superseded and superseded != digest:
+        drop_if_unreferenced(svc.db, svc.photos, superseded, since=started)
 
 
 def upsert_orders(
@@ -152,71 +157,20 @@ def upsert_orders(
 
 
 def create_api_key(svc: ReturnLensService, req: ApiKeyRequest, *, actor: str = "admin") -> str:
-    """A new key for ``req.role``, returned in plaintext once; only its hash is stored."""
-    name, role = req.name, req.role
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    now = svc.now()
-    with svc.db.write() as s:
-        if s.scalars(select(ApiKey).where(ApiKey.name == name)).first() is not None:
-            raise Conflict(f"An API key named {name!r} already exists.", code="name_taken")
-        s.add(
-            ApiKey(
-                id=repo.new_id("key"),
-                name=name,
-                role=role,
-                key_hash=secret_hash(key),
-                prefix=key[:10],
-                created_at=now,
-            )
-        )
-        repo.append_audit(
-            s,
-            at=now,
-            actor=actor,
-            action="api_key_created",
-            subject_type="api_key",
-            subject_id=name,
-            payload={"role": role, "prefix": key[:10]},
-        )
-    return key
+    """A new key for ``req.role``, returned in plaintext once (``serving.services.keys``)."""
+    return keys.create_key(svc.db, req, now=svc.now(), actor=actor)
 
 
 def authenticate_key(svc: ReturnLensService, key: str) -> tuple[str, str] | None:
-    if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
-        return None
-    digest = secret_hash(key)
-    with svc.db.read() as s:
-        row = s.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
-        return None
-    return row.name, row.role
+    return keys.authenticate(svc.db, key, now=svc.now())
 
 
 def list_api_keys(svc: ReturnLensService) -> list[ApiKeyInfoOut]:
-    """Every staff key, oldest first, revoked ones included (they stay for the audit)."""
-    with svc.db.read() as s:
-        rows = s.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)).all()
-        return [ApiKeyInfoOut.model_validate(r) for r in rows]
+    return keys.list_keys(svc.db)
 
 
 def revoke_api_key(svc: ReturnLensService, name: str, *, actor: str = "admin") -> None:
-    """Revoke the key called ``name`` at once; revoking it again changes nothing."""
-    now = svc.now()
-    with svc.db.write() as s:
-        row = s.scalars(select(ApiKey).where(ApiKey.name == name)).first()
-        if row is None:
-            raise NotFound(f"There is no API key named {name!r}.", code="not_found")
-        if row.revoked_at is None:
-            row.revoked_at = now
-            repo.append_audit(
-                s,
-                at=now,
-                actor=actor,
-                action="api_key_revoked",
-                subject_type="api_key",
-                subject_id=name,
-                payload={},
-            )
+    keys.revoke_key(svc.db, name, now=svc.now(), actor=actor)
 
 
 def model_info(svc: ReturnLensService) -> ModelInfoOut:

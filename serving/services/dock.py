@@ -38,7 +38,7 @@ from serving.services.records import InspectionOut
 from serving.services.scores import probs_dict
 from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
 from serving.storage import repo
-from serving.storage.tables import Grading, Inspection
+from serving.storage.tables import Grading, Inspection, Photo
 from vision.aggregate import aggregate, cosine_similarity
 from vision.pipeline import GradeResult
 from vision.types import ItemScores
@@ -92,7 +92,7 @@ def inspect(svc: ReturnLensService, req: InspectionRequest) -> InspectionOut:
     result = grader.grade_decoded(decoded)
     now = svc.now()
     row = _build(svc, req, claimed, fp, result, now)
-    digests = [svc.photos.put(p.rgb) for p in decoded]
+    digests = svc.photos.put_all([p.rgb for p in decoded])  # all encoded, then written
     try:
         with svc.db.write() as s:
             _store(s, svc, row, result, digests, now)
@@ -104,6 +104,23 @@ def inspect(svc: ReturnLensService, req: InspectionRequest) -> InspectionOut:
                 raise
             return _replay(winner, fp)
     return view
+
+
+def dock_may_see_photo(svc: ReturnLensService, photo_id: str) -> bool:
+    """A dock key's photo scope: the photos of inspections, and the shopper photos of a
+    return a dock inspection was matched to (the item on the dock). Not reference
+    photos, not the photos of returns no dock has seen, not unknown ids."""
+    with svc.db.read() as s:
+        row = s.get(Photo, photo_id)
+        if row is None:
+            return False
+        if row.inspection_id is not None:
+            return True
+        return (
+            row.role == "shopper"
+            and row.return_id is not None
+            and repo.return_inspected(s, row.return_id)
+        )
 
 
 def get_inspection(svc: ReturnLensService, inspection_id: str) -> InspectionOut:

@@ -26,6 +26,7 @@ from serving.services.fields import (
     Role,
     ShopId,
     StationId,
+    SubjectId,
     SubjectType,
     UtcDatetime,
     VerdictKind,
@@ -73,7 +74,7 @@ class ReviewRequest(InputModel):
     """A reviewer's verdict; the reviewer is the caller, never a field of the body."""
 
     subject_type: SubjectType
-    subject_id: ShopId
+    subject_id: SubjectId
     verdict: VerdictKind
     grade: Label | None = Field(
         default=None, description="Corrected grade (a 'correct' verdict needs it or damage)."

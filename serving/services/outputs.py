@@ -230,6 +230,11 @@ class UploadOut(OutputModel):
     return_id: str
     photos: list[PhotoOut] = Field(description="The photos of this upload.")
     decision: DecisionOut
+    replayed: bool = Field(
+        default=False,
+        description="True when this is the stored answer to an earlier upload with the "
+        "same Idempotency-Key (a retry), not a new decision.",
+    )
 
     @model_validator(mode="after")
     def _link_heatmaps(self) -> Self:

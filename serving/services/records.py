@@ -142,6 +142,9 @@ class ApiKeyInfoOut(OutputModel):
     role: str
     prefix: str = Field(description="The key's first characters, to tell keys apart.")
     created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="When the key last authenticated a request, to the minute (null: never)."
+    )
     revoked_at: datetime | None = Field(description="Set once revoked; the key no longer works.")
 
 

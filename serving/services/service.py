@@ -24,6 +24,7 @@ from serving.policy import Policy
 from serving.services.decide import check_policy_fits, policy_for_model
 from serving.services.phash_index import PhashIndex
 from serving.storage.db import Database
+from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.storage.photostore import PhotoStore
 from vision.pipeline import Grader
 
@@ -59,6 +60,8 @@ class ReturnLensService:
             max_workers=8, thread_name_prefix="returnlens-io"
         )
     )
+    # Rendered heatmaps (serving.storage.heatmap_cache); None: beside the photo store.
+    heatmaps: HeatmapCache | None = None
 
     def __post_init__(self) -> None:
         """The policy's grade/damage names must be the models' (ConfigError otherwise),
@@ -67,6 +70,8 @@ class ReturnLensService:
         the dock grader shares that model, or at least its labels)."""
         self.policy = policy_for_model(self.policy, self.grader.card)
         check_policy_fits(self.policy, self.dock_grader.card)
+        if self.heatmaps is None:
+            self.heatmaps = HeatmapCache(cache_root_for(self.photos.root))
 
     def now(self) -> datetime:
         """The injected clock's time as aware UTC (a naive clock is a programming error)."""

@@ -3,25 +3,35 @@
 ``upload_photos`` works in a fixed order so a refusal never leaves half a record:
 
 1. read the stored context (return, order, history, earlier photos, reused-photo
-   hashes, reference embedding) in ONE transaction, on a helper thread while step 2
-   decodes;
-2. decode EVERY upload; one bad file refuses the whole request before any grading.
-   Return-level refusals (unknown or closed return, photo count) win over a bad file;
-3. write the photo files (content-addressed, atomic) on helper threads while the
-   photos are graded in one ONNX batch. A failure after this step leaves orphan files
-   only, which are harmless: nothing references them and an identical later upload
-   reuses the same names;
+   hashes, reference embedding) in ONE transaction, on a helper thread while the
+   uploads' sha256 are computed; return-level refusals (unknown or closed return,
+   photo count) come first, then duplicates, refused from the bytes' hash BEFORE any
+   decode (six copies of one pixel bomb cost six hashes, not six decodes);
+2. decode EVERY upload; one bad file refuses the whole request before any grading. A
+   photo whose header says it is heavy (a big PNG) decodes on the process's bounded
+   heavy-decode lane (``vision.pipeline.Lanes``), so it cannot starve other uploads;
+3. write the photo files (content-addressed, atomic) on a helper thread while the
+   photos are graded in one ONNX batch; every photo is encoded before the first file
+   is written (``PhotoStore.put_all``), so a photo that cannot be stored leaves no
+   file of the others. A failure after the files are written leaves orphan files
+   only, which are harmless: nothing references them, an identical later upload
+   reuses the same names and ``returnlens storage gc`` removes the rest;
 4. combine context and grading into the policy's facts and run the pure policy;
 5. ONE transaction: photos + grading + decision + return status + audit row, committed
    before the method returns, so the answer a shopper sees is always on disk.
 
-Steps 1-2 and 3 overlap I/O and GIL-free work (PIL/OpenCV decoding, ONNX Runtime,
-fsync) with the request's Python work: the service's cost over the decode+inference
+An upload with an ``Idempotency-Key`` is looked up first: a retry of an upload that was
+stored (the shopper's connection dropped before the answer arrived) gets that upload's
+answer again, never a second decision.
+
+Steps 1 and 3 overlap I/O and GIL-free work (hashing, ONNX Runtime, fsync) with the
+request's Python work: the service's cost over the decode+inference
 floor is the point of ``returnlens bench``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -35,8 +45,7 @@ from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import CreatedReturnOut, OrderLookupOut, ReturnOut, UploadOut
 from serving.services.service import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, ReturnLensService
 from serving.storage import repo
-from serving.storage.tables import Return
-from vision.errors import DecodeError
+from serving.storage.tables import Grading, Return
 
 
 def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedReturnOut:
@@ -184,19 +193,75 @@ def _check_duplicates(known: Sequence[str], new: Sequence[str]) -> None:
         seen.add(digest)
 
 
-def upload_photos(svc: ReturnLensService, return_id: str, uploads: list[bytes]) -> UploadOut:
+def upload_fingerprint(uploads: Sequence[bytes]) -> str:
+    """sha256 over the sha256 of every uploaded file, in order (bytes as received)."""
+    text = "\n".join(hashlib.sha256(data).hexdigest() for data in uploads)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def upload_photos(
+    svc: ReturnLensService,
+    return_id: str,
+    uploads: list[bytes],
+    *,
+    idempotency_key: str | None = None,
+) -> UploadOut:
+    """Grade an upload and decide; with an ``idempotency_key`` (the ``Idempotency-Key``
+    header) a retry is safe: the same key with the same photos on this return answers
+    the decision stored by the first attempt (``replayed``), even once the return is
+    decided, instead of ``already_decided`` or ``duplicate_upload``; the same key with
+    other photos is a 409 ``idempotency_conflict``. A retry racing its first attempt
+    waits for the return's row lock and then gets the first attempt's answer."""
+    if idempotency_key is None:
+        return _upload(svc, return_id, uploads, None)
+    key = (idempotency_key, upload_fingerprint(uploads))
+    stored = _replayed(svc, return_id, *key)
+    if stored is not None:
+        return stored
+    try:
+        return _upload(svc, return_id, uploads, key)
+    except Conflict:  # already decided or a concurrent upload: was it this key's attempt?
+        stored = _replayed(svc, return_id, *key)
+        if stored is None:
+            raise
+        return stored
+
+
+def _replayed(
+    svc: ReturnLensService, return_id: str, key: str, fingerprint: str
+) -> UploadOut | None:
+    """The stored answer to the upload that carried ``key`` on this return, if any."""
+    with svc.db.read() as s:
+        row = repo.decision_by_key(s, return_id, key)
+        if row is None:
+            return None
+        if row.request_fingerprint != fingerprint:
+            raise Conflict(
+                "This idempotency key was already used for other photos on this return; "
+                "send a new key with new photos.",
+                code="idempotency_conflict",
+                details={"decision_id": row.id},
+            )
+        grading = s.get(Grading, row.grading_id)
+        photos = repo.photos_by_id(s, grading.photo_ids if grading is not None else [])
+        out = UploadOut.model_validate(
+            {"return_id": return_id, "photos": photos, "decision": row, "replayed": True}
+        )
+    return out
+
+
+def _upload(
+    svc: ReturnLensService, return_id: str, uploads: list[bytes], key: tuple[str, str] | None
+) -> UploadOut:
     _check_count(0, len(uploads))  # the request alone, before touching the database
     now = svc.now()
     pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
-    try:
-        decoded = [svc.grader.decode(data) for data in uploads]
-    except DecodeError:
-        _check_context(pending.result(), len(uploads))  # return-level refusals first
-        raise
+    sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]  # while it loads
     ctx = pending.result()
-    _check_context(ctx, len(uploads))
-    _check_duplicates(ctx.known_sha256, [p.sha256 for p in decoded])
-    stored = [svc.pool.submit(svc.photos.put, p.rgb) for p in decoded]
+    _check_context(ctx, len(uploads))  # return-level refusals first
+    _check_duplicates(ctx.known_sha256, sha256)  # from the bytes, before any decode
+    decoded = [svc.grader.decode(data) for data in uploads]  # heavy ones: bounded lane
+    stored = svc.pool.submit(svc.photos.put_all, [p.rgb for p in decoded])
     result = svc.grader.grade_decoded(decoded)
     f = facts.gather_upload_facts(svc, ctx, result)
     decision = decide.shopper_decision(
@@ -216,10 +281,12 @@ def upload_photos(svc: ReturnLensService, return_id: str, uploads: list[bytes]) 
         reused=f.reused,
         previous_retakes=f.previous_retakes,
     )
-    digests = [job.result() for job in stored]  # files first, then the rows
+    digests = stored.result()  # files first, then the rows
     try:
         with svc.db.write() as s:
             photo_rows, decision_row = facts.store_upload(s, svc, f, result, decision, digests, now)
+            if key is not None:  # a retry with this key finds this decision
+                decision_row.idempotency_key, decision_row.request_fingerprint = key
             out = UploadOut.model_validate(
                 {"return_id": return_id, "photos": photo_rows, "decision": decision_row}
             )

@@ -134,3 +134,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """The database for a command-line tool (``returnlens keys``, ``storage gc``),
+    migrated to head unless ``migrate`` is False; a database that cannot be reached is
+    one sentence (``ConfigError``), not a driver traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    db = Database(url)
+    try:
+        if migrate:
+            db.upgrade()
+        else:
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as exc:
+        db.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(
+            f"cannot open the database {db.url.render_as_string()}: {reason}",
+            code="database_unavailable",
+        ) from exc
+    return db

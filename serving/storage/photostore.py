@@ -15,8 +15,11 @@ committed row never points at a missing file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -60,11 +63,23 @@ class PhotoStore:
         """Store a clean copy of ``rgb``; returns its digest (idempotent)."""
         return self.put_bytes(encode_clean_jpeg(rgb))
 
+    def put_all(self, photos: Sequence[np.ndarray]) -> list[str]:
+        """Store clean copies of several photos (one upload's): every photo is encoded
+        before the first file is written, so a photo that cannot be encoded leaves no file
+        of the others behind. (A failed write, such as a full disk, may still leave the
+        earlier files: orphans that nothing references, as after a crash.)"""
+        encoded = [encode_clean_jpeg(rgb) for rgb in photos]
+        return [self.put_bytes(data) for data in encoded]
+
     def put_bytes(self, data: bytes) -> str:
         """Store already-clean JPEG bytes (callers must have stripped metadata)."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if target.is_file() and target.stat().st_size == len(data):
+            # Reused: make it young again, so `returnlens storage gc` (which keeps files
+            # younger than its grace period) cannot remove it before the new row commits.
+            with contextlib.suppress(OSError):
+                os.utime(target)
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, data, durable=True, mode=0o600)

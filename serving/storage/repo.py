@@ -171,3 +171,21 @@ def shopper_photo_count(session: Session, since: datetime) -> int:
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:
     return session.scalars(select(Inspection).where(Inspection.idempotency_key == key)).first()
+
+
+def decision_by_key(session: Session, return_id: str, key: str) -> Decision | None:
+    """The decision a shopper upload with this Idempotency-Key produced on this return."""
+    stmt = select(Decision).where(Decision.return_id == return_id, Decision.idempotency_key == key)
+    return session.scalars(stmt).first()
+
+
+def photos_by_id(session: Session, photo_ids: Sequence[str]) -> list[Photo]:
+    """The photos with these ids, in the order given (unknown ids left out)."""
+    rows = {p.id: p for p in session.scalars(select(Photo).where(Photo.id.in_(photo_ids)))}
+    return [rows[i] for i in photo_ids if i in rows]
+
+
+def return_inspected(session: Session, return_id: str) -> bool:
+    """Whether a dock inspection was matched to this return."""
+    stmt = select(Inspection.id).where(Inspection.return_id == return_id).limit(1)
+    return session.scalar(stmt) is not None

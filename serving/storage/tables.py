@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from serving.storage import lengths
 from serving.storage.types import BigIntPK, JSONType, UTCDateTime
 
 NAMING = {
@@ -40,8 +41,13 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ID = String(40)  # prefixed random ids, e.g. "ret_3f9c..."
-DIGEST = String(64)  # sha256 hex
+ID = String(lengths.ID)  # prefixed random ids, e.g. "ret_3f9c..."
+DIGEST = String(lengths.DIGEST)  # sha256 hex
+# Every bounded string column takes its length from serving/storage/lengths.py, where
+# the API's input fields take theirs: what the API accepts fits on every database.
+SHOP_ID = String(lengths.SHOP_ID)
+LABEL = String(lengths.LABEL)
+MODEL_VERSION = String(lengths.MODEL_VERSION)
 MONEY = Numeric(12, 2, asdecimal=False)
 
 
@@ -51,27 +57,27 @@ class Base(DeclarativeBase):
 
 class Customer(Base):
     __tablename__ = "customers"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    id: Mapped[str] = mapped_column(SHOP_ID, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(lengths.EMAIL))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CatalogItem(Base):
     __tablename__ = "catalog_items"
-    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
-    category: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
+    sku: Mapped[str] = mapped_column(SHOP_ID, primary_key=True)
+    category: Mapped[str] = mapped_column(SHOP_ID)
+    name: Mapped[str] = mapped_column(String(lengths.ITEM_NAME))
     price: Mapped[float] = mapped_column(MONEY)
     reference_digest: Mapped[str | None] = mapped_column(DIGEST)  # PhotoStore digest
     # Embeddings are model-specific: the version says which model produced it.
     reference_embedding: Mapped[list[float] | None] = mapped_column(JSONType)
-    reference_model_version: Mapped[str | None] = mapped_column(String(100))
+    reference_model_version: Mapped[str | None] = mapped_column(MODEL_VERSION)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Order(Base):
     __tablename__ = "orders"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(SHOP_ID, primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -97,10 +103,10 @@ class Return(Base):
         ),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(64), index=True)
-    sku: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(SHOP_ID, index=True)
+    sku: Mapped[str] = mapped_column(SHOP_ID)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
-    reason: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(lengths.REASON))
     note: Mapped[str | None] = mapped_column(Text)
     # awaiting_photos | approved | retake | needs_review | rejected | reviewed
     status: Mapped[str] = mapped_column(String(20), index=True)
@@ -121,22 +127,23 @@ class Return(Base):
 class Inspection(Base):
     __tablename__ = "inspections"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(lengths.IDEMPOTENCY_KEY), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(DIGEST)  # photos (+ return id) hash
-    station_id: Mapped[str] = mapped_column(String(100))
+    station_id: Mapped[str] = mapped_column(String(lengths.STATION_ID))
     return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
-    claimed_return_id: Mapped[str | None] = mapped_column(String(200))  # as the label said
+    # The return id as the label said it.
+    claimed_return_id: Mapped[str | None] = mapped_column(String(lengths.CLAIMED_RETURN_ID))
     status: Mapped[str] = mapped_column(String(20))  # matched | unmatched
     grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"))
     shopper_decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"))
-    shopper_grade: Mapped[str | None] = mapped_column(String(40))
-    grade: Mapped[str | None] = mapped_column(String(40))
+    shopper_grade: Mapped[str | None] = mapped_column(LABEL)
+    grade: Mapped[str | None] = mapped_column(LABEL)
     confidence: Mapped[float | None] = mapped_column(Float)
     grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
     damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
-    tier: Mapped[str | None] = mapped_column(String(40))
+    tier: Mapped[str | None] = mapped_column(LABEL)
     markdown: Mapped[float | None] = mapped_column(Float)
-    channel: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str | None] = mapped_column(LABEL)
     expected_recovery: Mapped[float | None] = mapped_column(Float)
     alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
@@ -148,8 +155,8 @@ class Inspection(Base):
     familiar: Mapped[bool | None] = mapped_column(Boolean)
     needs_review: Mapped[bool] = mapped_column(Boolean)
     review_status: Mapped[str] = mapped_column(String(20), index=True)  # none|pending|reviewed
-    model_version: Mapped[str] = mapped_column(String(100))
-    policy_version: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(MODEL_VERSION)
+    policy_version: Mapped[str] = mapped_column(MODEL_VERSION)
     photo_ids: Mapped[list[str]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
@@ -170,7 +177,7 @@ class Photo(Base):
     digest: Mapped[str] = mapped_column(DIGEST, index=True)  # of the stored, clean bytes
     upload_sha256: Mapped[str] = mapped_column(DIGEST)  # of the bytes as received
     upload_format: Mapped[str] = mapped_column(String(8))
-    media_type: Mapped[str] = mapped_column(String(40))  # of the stored copy
+    media_type: Mapped[str] = mapped_column(LABEL)  # of the stored copy
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     original_width: Mapped[int] = mapped_column(Integer)
@@ -191,8 +198,8 @@ class Grading(Base):
     subject_type: Mapped[str] = mapped_column(String(20))  # return | inspection
     subject_id: Mapped[str] = mapped_column(ID)
     profile: Mapped[str] = mapped_column(String(20))  # quality profile: shopper | dock
-    model_version: Mapped[str] = mapped_column(String(100))
-    grade: Mapped[str | None] = mapped_column(String(40))  # None: no photo passed quality
+    model_version: Mapped[str] = mapped_column(MODEL_VERSION)
+    grade: Mapped[str | None] = mapped_column(LABEL)  # None: no photo passed quality
     confidence: Mapped[float | None] = mapped_column(Float)
     grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
     damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
@@ -204,24 +211,32 @@ class Grading(Base):
 
 class Decision(Base):
     __tablename__ = "decisions"
-    # The unique sequence also serialises two concurrent uploads to one return.
-    __table_args__ = (UniqueConstraint("return_id", "sequence"),)
+    # The unique sequence also serialises two concurrent uploads to one return; the
+    # unique (return, idempotency key) makes a shopper's retried upload find its decision.
+    __table_args__ = (
+        UniqueConstraint("return_id", "sequence"),
+        Index("ix_decisions_idempotency", "return_id", "idempotency_key", unique=True),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"), index=True)
     sequence: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per return
     grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"))
     outcome: Mapped[str] = mapped_column(String(20), index=True)
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
-    grade: Mapped[str | None] = mapped_column(String(40))
+    grade: Mapped[str | None] = mapped_column(LABEL)
     confidence: Mapped[float | None] = mapped_column(Float)
     grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
     damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
     shopper_message: Mapped[str] = mapped_column(Text)
-    model_version: Mapped[str] = mapped_column(String(100))
-    policy_version: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(MODEL_VERSION)
+    policy_version: Mapped[str] = mapped_column(MODEL_VERSION)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)  # policy facts, for replay
     photo_ids: Mapped[list[str]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The upload's Idempotency-Key (None: sent without one) and the sha256 over its
+    # photos' sha256s: a retry with the same key and photos is answered with this row.
+    idempotency_key: Mapped[str | None] = mapped_column(String(lengths.IDEMPOTENCY_KEY))
+    request_fingerprint: Mapped[str | None] = mapped_column(DIGEST)
 
 
 class Review(Base):
@@ -229,16 +244,16 @@ class Review(Base):
 
     __tablename__ = "reviews"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    subject_type: Mapped[str] = mapped_column(String(20))  # return | inspection
+    subject_type: Mapped[str] = mapped_column(String(lengths.KIND))  # return | inspection
     subject_id: Mapped[str] = mapped_column(ID)
     return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"), index=True)
     inspection_id: Mapped[str | None] = mapped_column(ForeignKey("inspections.id"), index=True)
-    reviewer: Mapped[str] = mapped_column(String(100))
-    verdict: Mapped[str] = mapped_column(String(20))  # approve | reject | correct
-    grade: Mapped[str | None] = mapped_column(String(40))
+    reviewer: Mapped[str] = mapped_column(String(lengths.KEY_NAME))
+    verdict: Mapped[str] = mapped_column(String(lengths.KIND))  # approve | reject | correct
+    grade: Mapped[str | None] = mapped_column(LABEL)
     damage: Mapped[list[str] | None] = mapped_column(JSONType)
     note: Mapped[str | None] = mapped_column(Text)
-    model_version: Mapped[str | None] = mapped_column(String(100))  # of the graded subject
+    model_version: Mapped[str | None] = mapped_column(MODEL_VERSION)  # of the graded subject
     photo_ids: Mapped[list[str]] = mapped_column(JSONType)  # the photos the label covers
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
@@ -246,12 +261,15 @@ class Review(Base):
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(20))  # dock | reviewer | admin
+    name: Mapped[str] = mapped_column(String(lengths.KEY_NAME), unique=True)
+    role: Mapped[str] = mapped_column(String(lengths.ROLE))  # dock | reviewer | admin
     key_hash: Mapped[str] = mapped_column(DIGEST, unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # shown in listings, never the key
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the key last authenticated a request, to the minute (written at most once a
+    # minute per key, so authentication stays a read).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditLog(Base):

@@ -293,12 +293,25 @@ function removePending(entry) {
   updateCount();
 }
 
+// One Idempotency-Key per upload attempt, kept while the attempt may be retried: when the
+// answer is lost (timeout, dropped connection) the server may already have stored the
+// photos, and a retry of the same photos with the same key gets that stored decision
+// instead of "already sent". Keyed by the local keys of the photos in the attempt.
+const uploadKeys = new Map();
+
+function newUploadKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes); // crypto.randomUUID needs a secure context; this does not
+  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
 /** POST the photos with XMLHttpRequest: fetch() has no upload progress events. */
-function uploadPhotos(blobs, onProgress) {
+function uploadPhotos(blobs, onProgress, idempotencyKey) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/returns/${encodeURIComponent(state.returnId)}/photos`);
     xhr.setRequestHeader("Authorization", `Bearer ${state.token}`);
+    xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.responseType = "json";
     xhr.timeout = 120000;
@@ -339,8 +352,12 @@ async function send(entries, replacing = null) {
   $("upload-bar").dataset.events = "0";
   $("upload-label").textContent = "Uploading photos… 0%";
   updateCount();
+  const attempt = entries.map((e) => e.key).join(" ");
+  if (!uploadKeys.has(attempt)) uploadKeys.set(attempt, newUploadKey());
   try {
-    const result = await uploadPhotos(entries.map((e) => e.blob), setProgress);
+    const result = await uploadPhotos(entries.map((e) => e.blob), setProgress,
+      uploadKeys.get(attempt));
+    uploadKeys.delete(attempt);
     state.uploaded += result.photos.length;
     result.photos.forEach((photo, i) => {
       const entry = entries[i];
@@ -358,6 +375,9 @@ async function send(entries, replacing = null) {
     state.pending = state.pending.filter((p) => !entries.includes(p));
     applyDecision(result.decision);
   } catch (err) {
+    // No answer (status 0) or a server failure: the photos may be stored, keep the key
+    // for the retry. A refusal (4xx) stored nothing: a retry is a new attempt.
+    if (err.status >= 400 && err.status < 500) uploadKeys.delete(attempt);
     const message = err.code === "duplicate_upload"
       ? "That photo was already sent. Take a new photo instead."
       : err.message;

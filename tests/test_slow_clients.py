@@ -1,0 +1,171 @@
+"""Slow and stalled clients are cut off; everyone else keeps being served.
+
+A live ``returnlens serve`` (a subprocess, as an operator starts it) with short read
+deadlines (``RETURNLENS_HEADER_TIMEOUT_S``, ``RETURNLENS_BODY_TIMEOUT_S``) and a small
+connection cap (``RETURNLENS_MAX_CONNECTIONS``). Raw sockets play the hostile clients:
+half a request head, a body that stops, a head dripped one byte at a time, and a pile
+of stalled connections beyond the cap. Each test waits for the cut-off with a bounded
+timeout (``CUT_OFF_WITHIN_S``); no assertion rests on a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import live
+
+HEADER_TIMEOUT_S = 3
+BODY_TIMEOUT_S = 3
+MAX_CONNECTIONS = 30
+CUT_OFF_WITHIN_S = 20.0  # the deadline plus a loaded machine's slack
+PARTIAL_HEAD = b"POST /v1/returns HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("slow")
+    port = live.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
+    env.update(
+        {
+            "RETURNLENS_DATA_DIR": str(root),
+            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
+            "RETURNLENS_MODELS_DIR": str(root / "models"),
+            "RETURNLENS_ORT_THREADS": "1",
+            "RETURNLENS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+            "RETURNLENS_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+            "RETURNLENS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        }
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "returnlens.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite:///{root / 'slow.db'}",
+        "--model-path",
+        str(tiny_model),
+        "--log-level",
+        "info",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    log = root / "server.log"
+    with live.running(argv, base=base, env=env, cwd=root, log=log, timeout_s=120):
+        yield base
+    assert "Traceback" not in log.read_text(errors="replace"), live.log_tail(log)
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=CUT_OFF_WITHIN_S)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded wait)."""
+    sock.settimeout(CUT_OFF_WITHIN_S)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"the server kept a stalled connection open for {CUT_OFF_WITHIN_S} s")
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
+def _timeout_answer(data: bytes) -> dict[str, object]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), data[:200]
+    assert b"connection: close" in head.lower()
+    answer: dict[str, object] = json.loads(body)
+    assert answer["code"] == "request_timeout" and answer["message"]
+    return answer
+
+
+def _served(base: str) -> int:
+    return httpx.get(f"{base}/healthz", timeout=CUT_OFF_WITHIN_S).status_code
+
+
+def test_a_stalled_head_is_cut_off_while_others_are_served(server: str) -> None:
+    stalled = [_connect(server) for _ in range(MAX_CONNECTIONS // 2)]
+    for sock in stalled:
+        sock.sendall(PARTIAL_HEAD)  # and never the blank line that ends the head
+    assert [_served(server) for _ in range(5)] == [200] * 5
+    r = httpx.post(f"{server}/v1/orders/lookup", json={"order_id": "x", "email": "a@b.c"})
+    assert r.status_code == 404  # a real route, answered as usual
+    for sock in stalled:
+        _timeout_answer(_until_closed(sock))
+    assert _served(server) == 200
+
+
+def test_a_stalled_body_gets_a_408_and_nothing_else(server: str) -> None:
+    sock = _connect(server)
+    sock.sendall(PARTIAL_HEAD + b"Content-Length: 400\r\n\r\n" + b'{"order_id": "ORD-1"')
+    _timeout_answer(_until_closed(sock))
+    assert _served(server) == 200
+
+
+def test_an_early_answer_does_not_keep_a_stalled_body_open(server: str) -> None:
+    """The upload route refuses a missing credential before reading the body; the client
+    that then never finishes its body does not keep the connection (closed after the
+    answer, at the latest at the body deadline)."""
+    sock = _connect(server)
+    sock.sendall(
+        b"POST /v1/returns/ret_x/photos HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"
+    )
+    data = _until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 401"), data[:200]
+
+
+def test_a_dripping_head_does_not_extend_its_deadline(server: str) -> None:
+    """One byte at a time keeps the connection busy but not alive: the deadline is a
+    point in time, not an idle timer."""
+    sock = _connect(server)
+    head = PARTIAL_HEAD * 50  # far more bytes than can drip in before the deadline
+    started = time.monotonic()
+    sock.settimeout(0.2)  # the drip's pace: one byte per unanswered wait
+    closed = False
+    for byte in head:
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(65536) is not None:  # an answer or the close: cut off
+                closed = True
+                break
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if time.monotonic() - started > CUT_OFF_WITHIN_S:
+            break
+    sock.close()
+    assert closed, f"a dripping client was still connected after {CUT_OFF_WITHIN_S} s"
+
+
+def test_the_connection_cap_and_stalled_clients_freeing_it(server: str) -> None:
+    stalled = [_connect(server) for _ in range(MAX_CONNECTIONS * 3)]
+    for sock in stalled:
+        sock.sendall(PARTIAL_HEAD)
+    capped = httpx.get(f"{server}/healthz", timeout=CUT_OFF_WITHIN_S)
+    assert capped.status_code == 503  # over the cap: refused, not queued for ever
+    for sock in stalled:
+        _until_closed(sock)  # every one of them cut off at its deadline
+    assert [_served(server) for _ in range(5)] == [200] * 5
