@@ -35,6 +35,7 @@ from serving.services.admin import model_info
 from serving.services.familiarity import unfamiliarity_status
 from serving.services.service import ReturnLensService
 from serving.settings import Settings
+from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.web import router as web_router
 
 log = logging.getLogger("returnlens.app")
@@ -94,6 +95,10 @@ def build_runtime(settings: Settings) -> Runtime:
         db.upgrade()
     settings.photo_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftover_temp_files(settings)
+    heatmaps = HeatmapCache(
+        cache_root_for(settings.photo_dir), max_bytes=settings.heatmap_cache_mib * MiB
+    )
+    heatmaps.trim()  # a smaller limit than last run, or temp files of a killed write
     service = ReturnLensService(
         db,
         PhotoStore(settings.photo_dir),
@@ -101,6 +106,7 @@ def build_runtime(settings: Settings) -> Runtime:
         dock_grader,
         policy,
         clock=lambda: datetime.now(UTC),
+        heatmaps=heatmaps,
     )
     return Runtime(
         service=service,

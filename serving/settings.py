@@ -77,6 +77,8 @@ class Settings(SharedSettings):
     # over 32 MiB run on heavy_decode_threads low-priority threads; upload_concurrency
     # requests (uploads, inspections, reference photos) run at once, the rest wait.
     max_decode_mib: int = Field(default=160, ge=32, le=4096)
+    # Rendered heatmaps kept beside the photo store (least recently used go first).
+    heatmap_cache_mib: int = Field(default=512, ge=0, le=1_048_576)
     heavy_decode_threads: int = Field(default=1, ge=1, le=16)
     upload_concurrency: int = Field(default=8, ge=1, le=256)
 

@@ -166,3 +166,27 @@ def test_a_replaced_reference_photo_leaves_no_orphan(svc: ReturnLensService) -> 
     assert svc.photos.path(second).is_file()  # still a shopper photo's file
     report = collect_garbage(svc.db, svc.photos)
     assert report.orphans == () and report.young == 0
+
+
+def test_heatmap_cache_keeps_the_recently_used_within_its_size(tmp_path: Path) -> None:
+    """The rendered-heatmap folder is bounded: the least recently READ files go first,
+    stale temporary files of killed writes go, young ones stay."""
+    from serving.storage.heatmap_cache import TRIM_EVERY, HeatmapCache
+
+    cache = HeatmapCache(tmp_path / "photos-heatmaps", max_bytes=10_000)
+    keys = [f"{i:064x}" for i in range(8)]
+    for i, key in enumerate(keys[:4]):
+        cache.put(key, bytes(3000))
+        _age(cache.path(key), 100 - i)  # key 0 oldest
+    assert cache.get(keys[0]) is not None  # read: now the most recent
+    old_temp = _temp(cache.path(keys[0]).parent, "x.png", 2 * HOUR)
+    young_temp = _temp(cache.path(keys[0]).parent, "y.png", 0)
+    removed = set(cache.trim())
+    assert removed == {cache.path(keys[1]), old_temp}  # 12 kB -> 9 kB, LRU first
+    assert young_temp.exists() and cache.get(keys[0]) is not None
+    for key in keys[4:]:  # writes trim on their own every TRIM_EVERY writes
+        cache.put(key, bytes(3000))
+    for i in range(TRIM_EVERY):
+        cache.put(f"{100 + i:064x}", bytes(10))
+    total = sum(p.stat().st_size for p in cache.root.glob("*/*.png"))
+    assert total <= 10_000

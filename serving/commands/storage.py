@@ -63,6 +63,7 @@ def _gc(args: argparse.Namespace) -> int:
         )
     finally:
         db.dispose()
+    trimmed = _trim_heatmaps(photo_dir, settings.heatmap_cache_mib) if args.delete else []
     if args.json:
         print(
             json.dumps(
@@ -75,6 +76,7 @@ def _gc(args: argparse.Namespace) -> int:
                     "temp_files": [str(p) for p in report.temp_files],
                     "young": report.young,
                     "removed": [str(p) for p in report.removed],
+                    "heatmaps_trimmed": len(trimmed),
                 },
                 indent=2,
             )
@@ -83,4 +85,13 @@ def _gc(args: argparse.Namespace) -> int:
         for path in (*report.orphans, *report.temp_files):
             print(path)
         print("\n".join(report.lines()))
+        if args.delete:
+            print(f"heatmap cache: {len(trimmed)} least recently used file(s) removed")
     return 0
+
+
+def _trim_heatmaps(photo_dir: Path, max_mib: int) -> list[Path]:
+    """The rendered-heatmap cache beside the photo store, trimmed to its configured size."""
+    from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
+
+    return HeatmapCache(cache_root_for(photo_dir), max_bytes=max_mib * 1024 * 1024).trim()
