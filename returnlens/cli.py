@@ -15,7 +15,17 @@ import sys
 from collections.abc import Sequence
 
 from benchmarks import cli as bench_cli
-from serving.commands import dock, keys, photo, policy, review_export, service, storage
+from serving.commands import (
+    dock,
+    keys,
+    model_promote,
+    photo,
+    policy,
+    replay,
+    review_export,
+    service,
+    storage,
+)
 from training import cli as train_cli
 from training import cli_dataset, cli_model
 from vision.errors import ReturnLensError
@@ -51,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth_cli.register(sub)  # synth
     review_export.register_dataset(cli_dataset.register(sub))  # dataset ...
     train_cli.register(sub)  # train
-    cli_model.register(sub)  # evaluate, export, model list|show|promote
+    cli_model.register(sub, model_promote)  # evaluate, export, model list|show|promote|...
     service.register(sub)  # serve
     keys.register(sub)  # keys create|list|revoke
     storage.register(sub)  # storage gc
-    policy.register(sub)  # policy check
+    policy.register(sub)  # policy check|simulate
+    replay.register(sub)  # replay
     dock.register(sub)  # dock, dock-sim
     bench_cli.register(sub)  # bench
     return parser

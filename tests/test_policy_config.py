@@ -276,22 +276,50 @@ def test_missing_file(tmp_path: Path) -> None:
 # --- compatibility with the model's labels -----------------------------------------------
 
 
-def test_check_compatible_lists_every_problem() -> None:
+def test_check_compatible_fits_other_labels_and_lists_what_it_skips() -> None:
     policy = load_policy()
     grades = ("A_new", "B_like_new", "C_good", "D_fair", "E_damaged", "F_scrap")
     damage = tuple(d for d in DAMAGE if d != "crack")
+    fitted = check_compatible(policy, grades, damage)
+    assert fitted.fit is not None and fitted.fit.mapping["F_scrap"] == "E_damaged"
+    assert fitted.categories["phone"].dock.grade_tiers["F_scrap"] == "salvage"
+    assert [str(s) for s in fitted.fit.skipped] == [
+        "categories.phone.non_returnable[0].damage: the model has no damage label 'crack': "
+        "that part of the rule is skipped"
+    ]
+    phone_rule = fitted.categories["phone"].non_returnable[0]
+    assert phone_rule.grades == ["D_fair", "E_damaged", "F_scrap"] and phone_rule.damage == []
+    assert fitted.version != policy.version
+
+
+def test_check_compatible_lists_every_problem() -> None:
+    data = shipped()
+    data["grade_map"] = {"new": "Z_mint", "used": "A_new"}
+    data["defaults"]["dock"]["channels"]["liquidation"]["grades"] = [
+        "B_like_new",
+        "C_good",
+        "D_fair",
+    ]
+    data["defaults"]["dock"]["channels"]["recycle"]["grades"] = ["D_fair"]
     with pytest.raises(ConfigError) as info:
-        check_compatible(policy, grades, damage)
+        check_compatible(policy_from_dict(data), ("new", "used"), DAMAGE)
     assert info.value.code == "policy_model_mismatch"
     errors = {f"{e['path']}: {e['message']}" for e in info.value.details["errors"]}
-    assert "defaults.dock.grade_tiers: the model's grade 'F_scrap' has no markdown tier" in errors
-    assert "defaults.dock.channels: no channel accepts the model's grade 'F_scrap'" in errors
+    assert errors == {
+        "grade_map.new: 'Z_mint' is not one of the policy's grades "
+        "(A_new, B_like_new, C_good, D_fair, E_damaged)"
+    }
+    data["grade_map"] = {"new": "A_new", "used": "E_damaged"}
+    with pytest.raises(ConfigError) as info:
+        check_compatible(policy_from_dict(data), ("new", "used"), DAMAGE)
+    errors = {f"{e['path']}: {e['message']}" for e in info.value.details["errors"]}
     assert (
-        "categories.phone.non_returnable[0].damage: damage label 'crack' is not one of the "
-        "model's damage labels (" + ", ".join(damage) + ")"
-    ) in errors
-    with pytest.raises(ConfigError, match=r"condition\.damaged_from_grade: grade 'D_fair' is not"):
-        check_compatible(policy, ("new", "used"), DAMAGE)
+        "defaults.dock.channels: no channel accepts the model's grade 'used' (as 'E_damaged')"
+        in errors
+    )
+    data["grade_map"] = {"new": "E_damaged", "used": "A_new"}
+    with pytest.raises(ConfigError, match=r"grade_map: the model lists 'used' after 'new'"):
+        check_compatible(policy_from_dict(data), ("new", "used"), DAMAGE)
 
 
 # --- the CLI -----------------------------------------------------------------------------
@@ -342,8 +370,10 @@ def test_cli_check_against_a_model_card(tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text(_card(("new", "used"), DAMAGE), encoding="utf-8")
     assert main(["policy", "check", policy, "--model", str(good)]) == 0
     assert "fits the labels of" in capsys.readouterr().out
-    assert main(["policy", "check", policy, "--model", str(bad)]) == 2
-    assert "condition.damaged_from_grade: grade 'D_fair' is not one of" in capsys.readouterr().err
+    assert main(["policy", "check", policy, "--model", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert "new -> A_new (rank)" in out and "used -> E_damaged (rank)" in out
+    assert "grade_map: {new: A_new, used: E_damaged}" in out
 
 
 def test_cli_check_reads_the_card_from_an_onnx_file(
@@ -364,5 +394,7 @@ def test_cli_check_reads_the_card_from_an_onnx_file(
     helper.set_model_props(model, {CARD_KEY: _card(GRADES, DAMAGE[:3])})
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    assert main(["policy", "check", str(default_policy_path()), "--model", str(path)]) == 2
-    assert "damage label 'stain' is not one of the model's damage labels" in capsys.readouterr().err
+    assert main(["policy", "check", str(default_policy_path()), "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "categories.garment.non_returnable[0]: nothing the model scores is left" in out
+    assert "the model has no damage labels 'stain', 'tear'" in out

@@ -562,12 +562,15 @@ def test_scores_required_once_a_photo_passed() -> None:
         decide_return(POLICY, ctx(scores=None))
 
 
-def test_grade_missing_from_the_model_is_a_config_error() -> None:
-    other = Scores(("new", "used"), {"new": 0.9, "used": 0.1}, dict.fromkeys(DAMAGE, 0.0))
-    with pytest.raises(ConfigError) as info:
-        decide_return(POLICY, ctx(scores=other))
-    assert info.value.code == "policy_model_mismatch"
-    assert "grade 'D_fair' is not one of the model's grades (new, used)" in info.value.message
+def test_a_model_with_other_grades_is_decided_by_rank() -> None:
+    """new ~ A_new, used ~ E_damaged (policy serving.policy.fit): used is damage."""
+    other = Scores(("new", "used"), {"new": 0.1, "used": 0.9}, {})
+    decision = decide_return(POLICY, ctx(scores=other))
+    assert decision.grade == "used" and "reason_condition_mismatch" in decision.flag_codes
+    assert decision.policy_version == POLICY.fitted_to(("new", "used"), ()).version
+    assert decision.policy_version != POLICY.version
+    fine = decide_return(POLICY, ctx(scores=Scores(("new", "used"), {"new": 0.9, "used": 0.1}, {})))
+    assert fine.outcome == "approved"
 
 
 def test_from_report_and_from_item_scores_adapt_vision_types() -> None:

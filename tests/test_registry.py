@@ -100,9 +100,10 @@ def test_promote_and_resolve(tmp_path: Path) -> None:
     reg.register(_model(tmp_path, "v1"))
     reg.register(_model(tmp_path, "v2"))
     assert reg.resolve(None, default=default) == default  # registered but not promoted
-    reg.promote("v1", by="tester")
+    reg.promote("v1", by="tester", reason="first")
     record = json.loads((tmp_path / "models" / "PROMOTED").read_text())
     assert record["version"] == "v1" and record["by"] == "tester" and record["promoted_at"]
+    assert record["reason"] == "first" and record["forced"] is False
     assert reg.resolve(None, default=default) == reg.get("v1").path
     assert reg.resolve("v2") == reg.get("v2").path  # an explicit version wins
     assert [e.version for e in reg.list() if e.promoted] == ["v1"]
@@ -132,7 +133,11 @@ def test_cli_model_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     reg = ModelRegistry(root)
     reg.register(_model(tmp_path, "v1"))
     reg.register(_model(tmp_path, "v2", "2026-03-01T00:00:00+00:00"))
-    assert main(["model", "--models-dir", str(root), "promote", "v2"]) == 0
+    # No held-out labels to compare on: a promotion over the champion needs --force.
+    promote = ["model", "--models-dir", str(root), "promote", "--reason", "test"]
+    assert main([*promote, "v2"]) == 2
+    assert "no held-out labels" in capsys.readouterr().err
+    assert main([*promote, "v2", "--force"]) == 0
     capsys.readouterr()
     assert main(["model", "--models-dir", str(root), "list"]) == 0
     out = capsys.readouterr().out
@@ -146,7 +151,7 @@ def test_cli_model_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["model", "--models-dir", str(root), "show", "v7"]) == 2
     err = capsys.readouterr().err
     assert "available: v1, v2" in err and "Traceback" not in err
-    assert main(["model", "--models-dir", str(root), "promote", "v7"]) == 2
+    assert main([*promote, "v7"]) == 2
 
 
 def test_model_show_prints_calibration_and_threshold_provenance(

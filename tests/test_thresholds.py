@@ -135,7 +135,14 @@ def test_the_service_resolves_the_policy_once_for_its_model() -> None:
     from serving.services.service import ReturnLensService
 
     grader = SimpleNamespace(card=card())
-    svc = ReturnLensService(None, None, grader, grader, load_policy())  # type: ignore[arg-type]
+    svc = ReturnLensService(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        grader,  # type: ignore[arg-type]
+        grader,  # type: ignore[arg-type]
+        load_policy(),
+        heatmaps=SimpleNamespace(),  # type: ignore[arg-type]  # no photo store to sit beside
+    )
     try:
         assert svc.policy.spec.confidence.min_grade_confidence == 0.83
         assert svc.policy.version == load_policy().for_model(SUGGESTED).version

@@ -5,11 +5,21 @@ Layout (plain files, so operators can inspect and back it up with ordinary tools
     models/<version>/model.onnx        the fp32 model (its card is inside)
     models/<version>/model.int8.onnx   optional int8 variant
     models/<version>/card.json         a copy of the card, readable without ONNX
-    models/PROMOTED                    {"version", "promoted_at", "by"}: what serving loads
+    models/PROMOTED                    {"version", "promoted_at", "by", ...}: what serving loads
+    models/promotions.jsonl            one line per change of champion (append-only audit):
+                                       action, version, previous, at, by, reason, forced,
+                                       comparison
 
 Torch-free: serving resolves the model to load through :meth:`ModelRegistry.resolve`.
 Every write goes to a temporary name first and is renamed into place, so a crash never
-leaves a half-copied model where serving could load it.
+leaves a half-copied model where serving could load it. A version becomes champion only
+after ONNX Runtime has loaded it (:meth:`ModelRegistry.promote` checks), and the switch is
+one rename of ``PROMOTED``: serving sees the old champion or the new one, never neither.
+
+The shipped default model is the registry's first version (:meth:`ensure_shipped`): it
+is *copied* in under its card version, not referenced, because a package upgrade
+replaces the shipped file, and a version must keep meaning the same bytes (rollback and
+stored decisions rely on it).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from vision.fsio import atomic_copy, atomic_write_text
 
 MODELS_DIR_ENV = "RETURNLENS_MODELS_DIR"
 PROMOTED_FILE = "PROMOTED"
+PROMOTIONS_LOG = "promotions.jsonl"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 CARD_FILE = "card.json"
@@ -197,7 +208,7 @@ class ModelRegistry:
         if default is None:
             raise ModelError(
                 f"no model is promoted in {self.root} and no default model was "
-                "given; run 'returnlens model promote VERSION'",
+                "given; run 'returnlens model promote VERSION --reason WHY'",
                 code="model_not_found",
             )
         return Path(default)
@@ -268,21 +279,143 @@ class ModelRegistry:
             )
         atomic_copy(src, dst)
 
-    def promote(self, version: str, *, by: str | None = None) -> ModelEntry:
-        """Make ``version`` what serving loads (takes effect when serving reloads)."""
-        self.get(version)  # raises with the list of versions when unknown
-        record = {
+    def check_loads(self, version: str) -> ModelEntry:
+        """The entry, once ONNX Runtime has loaded it and its contract checked out."""
+        from vision.model import OnnxModel  # onnxruntime: only when a model is switched
+
+        entry = self.get(version)
+        try:
+            OnnxModel(entry.path, intra_op_threads=1)
+        except ModelError as exc:
+            raise ModelError(
+                f"version {version!r} is refused: it does not load ({exc.message})",
+                code="invalid_model",
+            ) from exc
+        return entry
+
+    def promote(
+        self,
+        version: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        comparison: dict[str, Any] | None = None,
+        forced: bool = False,
+        action: str = "promote",
+    ) -> ModelEntry:
+        """Make ``version`` what serving loads (takes effect when serving reloads).
+
+        The model is loaded first (a file that fails to load never becomes champion),
+        then ``PROMOTED`` is replaced in one rename, then the change is appended to the
+        promotions log with who, when, why and the comparison it passed (or overrode).
+        """
+        self.check_loads(version)  # also raises with the list of versions when unknown
+        previous = self._promoted_version()
+        record: dict[str, Any] = {
+            "action": action,
             "version": version,
+            "previous": previous,
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "by": by or _user(),
+            "reason": reason,
+            "forced": forced,
         }
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.root / PROMOTED_FILE, json.dumps(record, indent=2) + "\n")
         except OSError as exc:
             raise ModelError(
                 f"cannot write {self.root / PROMOTED_FILE}: {exc}", code="write_failed"
             ) from exc
+        self._append_log({**record, "comparison": comparison})
         return self.get(version)
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        path = self.root / PROMOTIONS_LOG
+        try:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(line)  # one write per record: lines never interleave
+        except OSError as exc:
+            raise ModelError(
+                f"promoted, but cannot append to {path}: {exc}", code="write_failed"
+            ) from exc
+
+    def promotion_log(self) -> builtins.list[dict[str, Any]]:
+        """Every recorded change of champion, oldest first."""
+        path = self.root / PROMOTIONS_LOG
+        if not path.is_file():
+            return []
+        out: builtins.list[dict[str, Any]] = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise ModelError(
+                    f"{path} line {n} is not JSON ({exc}); the promotions log is "
+                    "append-only, restore it from a backup",
+                    code="invalid_registry",
+                ) from exc
+            if isinstance(obj, dict) and isinstance(obj.get("version"), str):
+                out.append(obj)
+        return out
+
+    def champion_history(self) -> builtins.list[str]:
+        """The champions in force, oldest first: a promotion pushes, a rollback pops.
+
+        The last element is the current champion; the one before it is what
+        :meth:`rollback` returns to. A ``PROMOTED`` written without a log line (an
+        older registry) counts as the current champion.
+        """
+        stack: builtins.list[str] = []
+        for rec in self.promotion_log():
+            if rec.get("action") == "rollback":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != rec["version"]:
+                    stack.append(rec["version"])
+            elif not stack or stack[-1] != rec["version"]:
+                stack.append(rec["version"])
+        current = self._promoted_version()
+        if current is not None and (not stack or stack[-1] != current):
+            stack.append(current)
+        return stack
+
+    def rollback(self, *, by: str | None = None, reason: str | None = None) -> ModelEntry:
+        """Return to the previous champion (it must still load)."""
+        history = self.champion_history()
+        if len(history) < 2:
+            raise ModelError(
+                f"there is no previous champion to roll back to in {self.root} "
+                f"(champion: {history[-1] if history else 'none'})",
+                code="no_previous_champion",
+            )
+        return self.promote(history[-2], by=by, reason=reason, action="rollback")
+
+    def ensure_shipped(self, shipped: Path | str | None) -> ModelEntry | None:
+        """Register the shipped default model (a copy, under its card version).
+
+        With nothing promoted yet the shipped model *is* what serving runs, so it is
+        recorded as the first champion; once something is promoted, a newly shipped
+        version (a package upgrade) is only registered and waits for ``model promote``.
+        A missing file (a development tree without the model) is skipped.
+        """
+        if shipped is None or not Path(shipped).is_file():
+            return None
+        version = card_of(Path(shipped)).model_version
+        # Already registered: the copy is authoritative (versions are immutable).
+        existing = self._entry(version, None) if _VERSION_RE.match(version) else None
+        entry = existing or self.register(shipped)
+        if self._promoted_version() is None and not self.promotion_log():
+            entry = self.promote(
+                entry.version,
+                by="returnlens",
+                reason="the shipped default model, registered as the first version",
+                action="bootstrap",
+            )
+        return entry
 
     def promotion_record(self) -> dict[str, Any] | None:
         path = self.root / PROMOTED_FILE

@@ -1,14 +1,21 @@
 """``returnlens policy check FILE``: validate a policy YAML before the service loads it.
 
 Prints OK, the content-hash version and a summary (exit 0), or every error with its YAML
-path (exit 2). With ``--model`` (an ONNX file or a model-card JSON) it also checks that
-every grade and damage name in the policy is one of that model's labels, and resolves the
-thresholds the policy leaves to the model card exactly as the service does, so the
-version printed is the one the service stores with its decisions.
+path (exit 2). With ``--model`` (an ONNX file or a model-card JSON) it also fits the policy
+to that model's labels as the service does (``serving.policy.fit``: each model grade's
+policy grade, by name, ``grade_map`` or rank, one line each; every rule part skipped for
+a damage label the model lacks; a ``grade_map`` hint for grades matched by rank), and
+resolves the thresholds the policy leaves to the model card exactly as the service does,
+so the version printed is the one the service stores with its decisions.
 
 Either way it ends with the card-driven thresholds in effect, one line each with its
 source (``policy``, ``model card`` or ``default``), and for a card value what the card
 says it was fitted for.
+
+``returnlens policy simulate FILE --since DATE [--until DATE]`` re-decides the stored
+shopper decisions of that period under the policy FILE, from their stored scores and
+facts (no inference; ``serving.services.replay.simulate_policy``), and reports how many
+outcomes would change, the from -> to counts and the changed decisions.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +56,31 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
         help="also print the resolved policy (the JSON the version hashes)",
     )
     check.set_defaults(handler=_check)
+    simulate = inner.add_parser(
+        "simulate",
+        help="Re-decide stored decisions under a new policy; report what would change.",
+        description="Re-decide every shopper decision made since DATE from its stored scores "
+        "and facts under the policy FILE; report how many outcomes would change, from -> to "
+        "counts and the changed decisions.",
+    )
+    simulate.add_argument("file", type=Path, help="the new policy YAML")
+    simulate.add_argument(
+        "--since", required=True, type=_when, help="first day (YYYY-MM-DD or ISO time, UTC)"
+    )
+    simulate.add_argument("--until", default=None, type=_when, help="end, exclusive (default: now)")
+    simulate.add_argument("--database-url", dest="database_url", help="default: the service's")
+    simulate.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="ONNX model or card JSON whose thresholds fill what the policy leaves out "
+        "(default: the service's model)",
+    )
+    simulate.add_argument(
+        "--limit", type=int, default=20, help="changed decisions listed (default 20)"
+    )
+    simulate.add_argument("--json", action="store_true", help="print the report as JSON")
+    simulate.set_defaults(handler=_simulate)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -58,7 +91,7 @@ def _check(args: argparse.Namespace) -> int:
         policy = load_policy(args.file)
         if args.model is not None:
             card = _model_card(args.model)
-            check_compatible(policy, list(card.grade_labels), list(card.damage_labels))
+            policy = check_compatible(policy, list(card.grade_labels), list(card.damage_labels))
             policy = policy.for_model(card.thresholds)
     except ConfigError as exc:
         errors = exc.details.get("errors") if isinstance(exc.details, dict) else None
@@ -72,11 +105,67 @@ def _check(args: argparse.Namespace) -> int:
     for line in policy.summary():
         print(f"  {line}")
     if args.model is not None:
-        print(f"  fits the labels of {args.model}")
+        fit = policy.fit
+        how = "as written" if fit is None else "once fitted (serving.policy.fit)"
+        print(f"  fits the labels of {args.model} {how}")
+        for line in fit.lines() if fit is not None else ():
+            print(f"  {line}")
     for line in threshold_lines(policy, card):
         print(f"  {line}")
     if args.resolved:
         print(json.dumps(policy.resolved(), indent=2, sort_keys=True))
+    return 0
+
+
+def _when(text: str) -> datetime:
+    """A date or ISO time from the command line, as aware UTC (naive means UTC)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (YYYY-MM-DD) or ISO time"
+        ) from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from serving.commands.service import settings_from_args
+    from serving.policy.config import load_policy
+    from serving.services.decide import policy_for_model
+    from serving.services.replay import simulate_policy
+    from serving.storage.db import open_database
+
+    settings = settings_from_args(args)
+    card = _model_card(args.model or settings.resolve_model_path())
+    policy = policy_for_model(load_policy(args.file), card)  # as the service would
+    db = open_database(settings.database_url, migrate=False)
+    try:
+        result = simulate_policy(db, policy, args.since, args.until)
+    finally:
+        db.dispose()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    window = f"since {args.since.isoformat()}" + (
+        f" until {args.until.isoformat()}" if args.until else ""
+    )
+    print(
+        f"policy {policy.version}: {len(result.changed)} of {result.decisions} decision(s) "
+        f"{window} would change outcome"
+    )
+    if result.skipped:
+        print(f"  {len(result.skipped)} decision(s) skipped (stored without the facts needed):")
+        print(f"    {result.skipped[0][0]}: {result.skipped[0][1]}")
+    for (old, new), count in sorted(result.transitions.items()):
+        print(f"  {old} -> {new}: {count}")
+    shown = result.changed[: max(args.limit, 0)]
+    for c in shown:
+        print(
+            f"  {c.decision_id} (return {c.return_id}, {c.created_at:%Y-%m-%d}): "
+            f"{c.original} -> {c.simulated}"
+        )
+    if len(result.changed) > len(shown):
+        print(f"  ... and {len(result.changed) - len(shown)} more (--json lists all)")
     return 0
 
 

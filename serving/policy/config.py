@@ -20,9 +20,10 @@ The version hashes the *effective* values, so a retrained model whose card sugge
 another threshold gives another version; where a value came from is not hashed (like a
 spelled-out default, the same number from another source decides the same way).
 
-Grade and damage names are data: the file names them and ``check_compatible`` checks them
-against a model's label lists (the service calls it at start-up; the engine calls it
-again, cached, on every decision).
+Grade and damage names are data: the file names them, and ``Policy.fitted_to`` rewrites
+the policy in a model's own label lists (``serving.policy.fit``: grades by ``grade_map``,
+name or rank; rule parts naming damage labels the model lacks skipped and listed). The
+service fits it at start-up; the engine fits again, cached, on every decision.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from pydantic import (
 )
 
 from serving.policy.explain import Issue, issues_from
+from serving.policy.fit import ModelFit
 from serving.policy.thresholds import (
     FALLBACK,
     EffectiveThreshold,
@@ -211,6 +213,9 @@ class PolicyFile(_Model):
     repeat_returner: RepeatReturner
     quality: Quality = Quality()
     discrepancy: Discrepancy
+    # Model grade -> policy grade, for a model whose grades are not the policy's
+    # (serving.policy.fit); unlisted grades match by name, else by ordinal rank.
+    grade_map: dict[Name, Name] = {}
     defaults: CategoryPolicy
     categories: dict[CategoryKey, dict[str, Any]] = {}
 
@@ -242,6 +247,13 @@ class Policy:
     written_thresholds: Mapping[str, float | None] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Set on a policy fitted to a model's labels (``fitted_to``): how, and the policy it
+    # was fitted from (fitting always starts there, so it can be redone for other labels).
+    fit: ModelFit | None = field(default=None, compare=False)
+    unfitted: Policy | None = field(default=None, repr=False, compare=False)
+    _fitted: dict[tuple[tuple[str, ...], tuple[str, ...]], Policy] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def for_model(self, card_thresholds: Mapping[str, float] | None) -> Policy:
         """This policy with the model card's suggestions where the YAML left them out.
@@ -252,14 +264,58 @@ class Policy:
         """
         effective = resolve_thresholds(self.written_thresholds, card_thresholds)
         spec = apply_thresholds(self.spec, effective)
-        version = policy_version(_resolved(spec, self.categories, self.reasons))
+        version = policy_version(_resolved(spec, self.categories, self.reasons, self.fit))
         return replace(
             self,
             spec=spec,
             version=version,
             thresholds=effective,
             _compatible=set(self._compatible),
+            _fitted={},
         )
+
+    def fitted_to(self, grade_labels: Sequence[str], damage_labels: Sequence[str]) -> Policy:
+        """This policy in a model's own grade and damage names (``serving.policy.fit``).
+
+        Raises ConfigError (``policy_model_mismatch``) when it cannot be fitted. Cached
+        per label lists; a policy already fitted to these labels is returned as is, and
+        one fitted to other labels is refitted from the policy it came from, keeping this
+        one's thresholds. When the model's grades are the policy's and it has every
+        damage label named, the result decides and hashes exactly like this policy.
+        """
+        from serving.policy.fit import fit_policy
+
+        key = (tuple(grade_labels), tuple(damage_labels))
+        if self.fit is not None and (self.fit.grade_labels, self.fit.damage_labels) == key:
+            return self
+        if key in self._fitted:
+            return self._fitted[key]
+        base = self.unfitted or self
+        spec0 = apply_thresholds(base.spec, self.thresholds)
+        spec, categories, fit = fit_policy(base, spec0, key[0], key[1])
+        same = fit.identity and spec == spec0 and categories == dict(base.categories)
+        out = replace(
+            base,
+            spec=spec,
+            categories=categories,
+            version=policy_version(
+                _resolved(spec, categories, base.reasons, None if same else fit)
+            ),
+            thresholds=self.thresholds,
+            written_thresholds=self.written_thresholds,
+            fit=None if same else fit,
+            unfitted=None if same else base,
+            _compatible=set(),
+            _fitted={},
+        )
+        self._fitted[key] = out
+        return out
+
+    def grade_rank(self, grade: str, grade_labels: Sequence[str]) -> int:
+        """A model grade's place on the policy's ladder (fitted), else in the model's list."""
+        if self.fit is not None and grade in self.fit.mapping:
+            return self.fit.rank(grade)
+        return list(grade_labels).index(grade)
 
     def category(self, name: str) -> tuple[str, CategoryPolicy]:
         """The policy for a category (case-insensitive); unknown ones get ``default``."""
@@ -269,12 +325,13 @@ class Policy:
 
     def resolved(self) -> dict[str, Any]:
         """The canonical content the version hashes."""
-        return _resolved(self.spec, self.categories, self.reasons)
+        return _resolved(self.spec, self.categories, self.reasons, self.fit)
 
     def require_compatible(self, grade_labels: Sequence[str], damage_labels: Sequence[str]) -> None:
+        """Raise ConfigError unless the policy can be fitted to these labels."""
         key = (tuple(grade_labels), tuple(damage_labels))
         if key not in self._compatible:
-            check_compatible(self, key[0], key[1])
+            self.fitted_to(key[0], key[1])
             self._compatible.add(key)
 
     def summary(self) -> list[str]:
@@ -299,9 +356,18 @@ class Policy:
 
 
 def _resolved(
-    spec: PolicyFile, categories: Mapping[str, CategoryPolicy], reasons: Mapping[str, ReasonRule]
+    spec: PolicyFile,
+    categories: Mapping[str, CategoryPolicy],
+    reasons: Mapping[str, ReasonRule],
+    fit: ModelFit | None = None,
 ) -> dict[str, Any]:
-    data = spec.model_dump(mode="json", exclude={"defaults", "categories", "reasons"})
+    """The canonical content; ``grade_map`` and the fitted grade mapping only when present,
+    so a policy without them keeps the version it had before they existed."""
+    data = spec.model_dump(mode="json", exclude={"defaults", "categories", "reasons", "grade_map"})
+    if spec.grade_map:
+        data["grade_map"] = dict(spec.grade_map)
+    if fit is not None:
+        data["grade_fit"] = fit.as_dict()
     data["reasons"] = {k: r.model_dump(mode="json") for k, r in reasons.items()}
     data["categories"] = {k: c.model_dump(mode="json") for k, c in categories.items()}
     return data
@@ -391,7 +457,11 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
 
 
 def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
+    """A policy from a YAML mapping, or from a stored resolved text (``Policy.resolved``),
+    which may record the model fit it was made with (``grade_fit``): that policy is
+    rebuilt already fitted, with the version it was stored under."""
     data = without_null_thresholds(data)
+    stored_fit = data.pop("grade_fit", None)
     issues: list[Issue] = []
     spec: PolicyFile | None = None
     try:
@@ -414,7 +484,7 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
                 categories[name] = CategoryPolicy.model_validate(_merge(raw_defaults, override))
             except ValidationError as exc:
                 issues += issues_from(
-                    exc, CategoryPolicy, _origin_fn(name, override, raw_defaults), POLICY_FORMAT
+                    exc, CategoryPolicy, origin_fn(name, override, raw_defaults), POLICY_FORMAT
                 )
     if issues or spec is None:
         _raise(source, issues)
@@ -424,7 +494,13 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
     written = written_thresholds(data)
     effective = resolve_thresholds(written)  # no model yet: policy values or fallbacks
     spec = apply_thresholds(spec, effective)
-    version = policy_version(_resolved(spec, categories, reasons))
+    fit: ModelFit | None = None
+    if stored_fit is not None:
+        try:
+            fit = ModelFit.from_dict(stored_fit)
+        except ValueError as exc:
+            _raise(source, [Issue("grade_fit", str(exc))])
+    version = policy_version(_resolved(spec, categories, reasons, fit))
     return Policy(
         spec,
         categories,
@@ -435,6 +511,7 @@ def policy_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
         dict(raw_defaults),
         thresholds=effective,
         written_thresholds=written,
+        fit=fit,
     )
 
 
@@ -472,7 +549,7 @@ def _prefix_len(data: Any, keys: Sequence[Any]) -> int:
     return depth
 
 
-def _origin_fn(name: str, override: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
+def origin_fn(name: str, override: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
     """Map an error location inside a merged category to the YAML path that wrote it.
 
     Whichever of the override and ``defaults`` reaches deeper along the location wrote the
@@ -520,61 +597,13 @@ def damage_names(policy: Policy) -> set[str]:
 
 def check_compatible(
     policy: Policy, grade_labels: Sequence[str], damage_labels: Sequence[str]
-) -> None:
-    """Raise ConfigError (every problem, with paths) unless the policy fits these labels.
+) -> Policy:
+    """The policy fitted to these labels (``serving.policy.fit``), or ConfigError listing
+    every problem with its YAML path.
 
-    Every grade or damage name in the file must be one of the model's labels, and every
-    model grade needs a markdown tier and at least one channel in every category.
+    A model grade the policy does not name matches a policy grade by ``grade_map`` or
+    ordinal rank; a rule part naming a damage label the model lacks is skipped and
+    listed in the result's ``fit.skipped``. Every model grade needs a markdown tier and
+    a channel in every category.
     """
-    grades, damage = list(grade_labels), list(damage_labels)
-    issues: list[Issue] = []
-
-    def unknown(path: str, names: Iterable[str], known: list[str], what: str) -> None:
-        for n in names:
-            if n not in known:
-                issues.append(
-                    Issue(
-                        path, f"{what} {n!r} is not one of the model's {what}s ({', '.join(known)})"
-                    )
-                )
-
-    cond = policy.spec.condition
-    unknown("condition.damaged_from_grade", [cond.damaged_from_grade], grades, "grade")
-    unknown("condition.pristine_grades", cond.pristine_grades, grades, "grade")
-    unknown("condition.ignore_damage", cond.ignore_damage, damage, "damage label")
-    for name, cat in policy.categories.items():
-        where = _origin_fn(name, policy.overrides.get(name, {}), policy.raw_defaults)
-        for i, rule in enumerate(cat.non_returnable):
-            unknown(where(("non_returnable", i, "grades")), rule.grades, grades, "grade")
-            unknown(where(("non_returnable", i, "damage")), rule.damage, damage, "damage label")
-        unknown(where(("dock", "grade_tiers")), cat.dock.grade_tiers, grades, "grade")
-        for ch_name, ch in cat.dock.channels.items():
-            unknown(
-                where(("dock", "channels", ch_name, "grades")), ch.grades or (), grades, "grade"
-            )
-        for g in grades:
-            if g not in cat.dock.grade_tiers:
-                issues.append(
-                    Issue(
-                        where(("dock", "grade_tiers")),
-                        f"the model's grade {g!r} has no markdown tier",
-                    )
-                )
-            if not any(ch.grades is None or g in ch.grades for ch in cat.dock.channels.values()):
-                issues.append(
-                    Issue(
-                        where(("dock", "channels")), f"no channel accepts the model's grade {g!r}"
-                    )
-                )
-    if issues:
-        unique = list(dict.fromkeys(issues))
-        raise ConfigError(
-            f"policy {policy.version} ({policy.source}) does not fit the model's labels:\n"
-            + "\n".join(f"  {i}" for i in unique),
-            code="policy_model_mismatch",
-            details={
-                "errors": [{"path": i.path, "message": i.message} for i in unique],
-                "grade_labels": grades,
-                "damage_labels": damage,
-            },
-        )
+    return policy.fitted_to(grade_labels, damage_labels)

@@ -15,9 +15,10 @@ best eligible channel wins; ties (equal to the cent) go to the lower cost, then 
 channel name in alphabetical order, so the choice never depends on YAML key order.
 
 Flags: ``grade_discrepancy`` (dock grade >= discrepancy.min_grade_gap grades worse than the
-shopper-photo grade: transit damage or misrepresentation; a note when the shopper grade
-is not one of the model's grades), ``low_confidence`` (top grade probability below the
-dock bar), ``photo_quality`` (the dock photos failed the gate), and the checks of
+shopper-photo grade, counted on the policy's grade ladder (``serving.policy.fit``): transit
+damage or misrepresentation; a note when the shopper grade is not one of the model's
+grades), ``low_confidence`` (top grade probability below the dock bar),
+``photo_quality`` (the dock photos failed the gate), and the checks of
 ``serving.policy.trust``: ``unfamiliar_photo`` / ``model_cannot_tell`` (the engine
 abstains: no discrepancy or confidence check reads the grade), ``wrong_item`` (the item
 does not look like the SKU's catalog reference) and ``no_reference_photo``. Review flags
@@ -35,9 +36,9 @@ from serving.policy.types import ChannelOption, DockContext, DockDisposition, Fl
 
 def decide_disposition(policy: Policy, ctx: DockContext) -> DockDisposition:
     """Grade, tier, channel and recovery for one item at the dock; pure and deterministic."""
-    cat_name, cat = policy.category(ctx.category)
     scores = ctx.scores
-    policy.require_compatible(scores.grade_labels, scores.damage_labels)
+    policy = policy.fitted_to(scores.grade_labels, scores.damage_labels)  # model's names
+    cat_name, cat = policy.category(ctx.category)
     grade = scores.grade
     tier = cat.dock.grade_tiers[grade]
     options = recovery_table(cat, ctx.price, scores)
@@ -110,7 +111,10 @@ def _discrepancy(policy: Policy, ctx: DockContext) -> list[Flag]:
                 {"shopper_grade": shopper, "dock_grade": scores.grade},
             )
         ]
-    gap = scores.grade_index - scores.index(shopper)
+    # On the policy's ladder: a fitted two-grade model's ok -> damaged spans all of it.
+    gap = policy.grade_rank(scores.grade, scores.grade_labels) - policy.grade_rank(
+        shopper, scores.grade_labels
+    )
     if gap < rule.min_grade_gap:
         return []
     return [

@@ -100,16 +100,17 @@ _MONTHS = (
 
 def decide_return(policy: Policy, ctx: ReturnContext) -> ShopperDecision:
     """Decide a shopper's return from the facts in ``ctx``; pure and deterministic."""
-    cat_name, cat = policy.category(ctx.category)
     usable = sum(1 for p in ctx.photos if p.passed)
     scored = usable >= policy.spec.quality.min_usable_photos
+    if scored and ctx.scores is not None:  # the rules in the model's own names
+        policy = policy.fitted_to(ctx.scores.grade_labels, ctx.scores.damage_labels)
+    cat_name, cat = policy.category(ctx.category)
     flags = [*_window(cat, cat_name, ctx), *_category(cat, cat_name, ctx), *_quality(policy, ctx)]
     scores = ctx.scores if scored else None
     if scored:
         if ctx.scores is None:
             raise PolicyInputError("scores are required once a photo passed the quality gate")
         scores = ctx.scores
-        policy.require_compatible(scores.grade_labels, scores.damage_labels)
         abstain = trust.familiarity(scores)
         if abstain:  # the grade is a guess: nothing below may decide on it
             flags += abstain

@@ -12,6 +12,7 @@ decision's ``policy_version`` pins the thresholds it was made with.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -32,6 +33,8 @@ from serving.policy import (
 from vision.card import ModelCard
 from vision.types import ItemScores
 
+log = logging.getLogger("returnlens.policy")
+
 # Flags that refuse a return before any photo exists (create_return answers with them).
 PRECHECK_CODES = ("outside_return_window", "non_returnable_category")
 
@@ -42,13 +45,22 @@ def check_policy_fits(policy: Policy, card: ModelCard) -> None:
 
 
 def policy_for_model(policy: Policy, card: ModelCard) -> Policy:
-    """The policy in effect for this model: labels checked, card thresholds resolved.
+    """The policy in effect for this model: fitted to its labels (``serving.policy.fit``:
+    grades matched by name, ``grade_map`` or rank; rules naming damage labels it lacks
+    skipped), card thresholds resolved.
 
     Idempotent: resolution starts from what the YAML wrote, so building a service twice
     from an already-resolved policy gives the same policy and version.
     """
-    check_policy_fits(policy, card)
-    return policy.for_model(card.thresholds)
+    fitted = policy.fitted_to(card.grade_labels, card.damage_labels)
+    if fitted.fit is not None and fitted.fit is not policy.fit:
+        log.warning(
+            "policy %s fitted to model %s's labels:\n  %s",
+            policy.source,
+            card.model_version,
+            "\n  ".join(fitted.fit.lines()),
+        )
+    return fitted.for_model(card.thresholds)
 
 
 def history_window(policy: Policy) -> timedelta:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
-from serving.services import decide
+from serving.services import decide, policies
 from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
@@ -277,6 +277,7 @@ def _store(
     s.flush()
     s.add(row)
     s.flush()  # the key's UNIQUE constraint fires here for a racing duplicate
+    policies.record_policy(s, svc.policy, now)  # its text, for replay
     s.add_all(
         [
             photo_row(

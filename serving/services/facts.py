@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.services import decide
+from serving.services import decide, policies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -271,6 +271,7 @@ def store_upload(
         created_at=now,
     )
     s.add(row)
+    policies.record_policy(s, svc.policy, now)  # its text, for replay
     ret.status = decision.outcome
     ret.updated_at = now
     repo.append_audit(

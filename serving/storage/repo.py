@@ -24,6 +24,7 @@ from serving.storage.tables import (
     Order,
     OrderLine,
     Photo,
+    PolicyVersion,
     Return,
 )
 
@@ -189,3 +190,33 @@ def return_inspected(session: Session, return_id: str) -> bool:
     """Whether a dock inspection was matched to this return."""
     stmt = select(Inspection.id).where(Inspection.return_id == return_id).limit(1)
     return session.scalar(stmt) is not None
+
+
+def record_policy_version(
+    session: Session, *, version: str, name: str, text: str, now: datetime
+) -> None:
+    """Insert the policy version's text unless it is there (insert-or-ignore on its
+    primary key: two workers or replicas recording the same version never conflict)."""
+    values = {"version": version, "name": name, "text": text, "created_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(PolicyVersion).values(values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(PolicyVersion).values(values).on_conflict_do_nothing())
+
+
+def get_policy_version(session: Session, version: str) -> PolicyVersion | None:
+    return session.get(PolicyVersion, version)
+
+
+def decisions_between(
+    session: Session, since: datetime, until: datetime | None = None
+) -> Sequence[Decision]:
+    """Shopper decisions made in [since, until), oldest first."""
+    query = select(Decision).where(Decision.created_at >= since)
+    if until is not None:
+        query = query.where(Decision.created_at < until)
+    return session.scalars(query.order_by(Decision.created_at, Decision.id)).all()

@@ -239,6 +239,22 @@ class Decision(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(DIGEST)
 
 
+class PolicyVersion(Base):
+    """The full text of every policy version a decision or inspection was made with.
+
+    ``text`` is the canonical JSON the version hashes (the resolved policy: every
+    category merged, every default and model-card threshold filled in), so
+    ``"pol-" + sha256(text)[:12] == version`` and a stored decision's policy can be rebuilt
+    exactly (``serving.services.policies``). Written once per version, idempotently.
+    """
+
+    __tablename__ = "policy_versions"
+    version: Mapped[str] = mapped_column(MODEL_VERSION, primary_key=True)
+    name: Mapped[str] = mapped_column(String(lengths.ITEM_NAME))  # the YAML's ``name``
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Review(Base):
     """A reviewer's verdict; with a grade or damage labels it is a training label."""
 
