@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from benchmarks import cli as bench_cli
 from serving.commands import (
     dock,
+    drift,
     keys,
     model_promote,
     photo,
@@ -24,6 +25,7 @@ from serving.commands import (
     replay,
     review_export,
     service,
+    shadow,
     storage,
 )
 from training import cli as train_cli
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     storage.register(sub)  # storage gc
     policy.register(sub)  # policy check|simulate
     replay.register(sub)  # replay
+    drift.register(sub)  # drift
+    shadow.register(sub)  # shadow report
     dock.register(sub)  # dock, dock-sim
     bench_cli.register(sub)  # bench
     return parser

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import anyio
 from fastapi import FastAPI
 
-from serving.api import admin, dock, meta, returns, review
+from serving.api import admin, dock, meta, returns, review, shadow
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -32,8 +32,11 @@ from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
 from serving.services.admin import model_info
+from serving.services.drift import drift_gauges
 from serving.services.familiarity import unfamiliarity_status
+from serving.services.review_order import ReviewOrder
 from serving.services.service import ReturnLensService
+from serving.services.shadow import load_shadow
 from serving.settings import Settings
 from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.web import router as web_router
@@ -107,13 +110,34 @@ def build_runtime(settings: Settings) -> Runtime:
         policy,
         clock=lambda: datetime.now(UTC),
         heatmaps=heatmaps,
+        review_order=ReviewOrder(
+            weight_uncertainty=settings.review_weight_uncertainty,
+            weight_unfamiliar=settings.review_weight_unfamiliar,
+            weight_value=settings.review_weight_value,
+            random_fraction=settings.review_random_fraction,
+            salt=settings.review_random_salt,
+        ),
     )
+    # Shadow mode: a challenger graded off the request path (serving.services.shadow).
+    try:
+        shadow_runner = load_shadow(
+            service, settings.resolve_shadow_model_path, queue=settings.shadow_queue
+        )
+    except Exception:  # other labels than the champion: start-up stops
+        db.dispose()
+        raise
+
+    def close() -> None:
+        if shadow_runner is not None:
+            shadow_runner.close()
+        db.dispose()
+
     return Runtime(
         service=service,
         model_version=model.version,
         model_sha256=model.sha256,
         policy_version=service.policy.version,  # resolved against the model's card
-        close=db.dispose,
+        close=close,
     )
 
 
@@ -151,7 +175,7 @@ def create_app(
 ) -> FastAPI:
     """The app. With ``service`` given (tests), the lifespan uses it as is."""
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -181,6 +205,8 @@ def create_app(
         # request decoding a pixel bomb does not hold a slot that a normal upload needs.
         app.state.inference_limiter = anyio.CapacityLimiter(settings.upload_concurrency)
         app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
+        service_now = app.state.service
+        metrics.watch_drift(lambda: drift_gauges(service_now, settings.drift_window))
         familiarity = unfamiliarity_status(app.state.service)
         if not familiarity.available:  # grades, but abstains on every photo: say so once
             log.warning("%s", familiarity.note)
@@ -209,7 +235,7 @@ def create_app(
     app.state.service = service
     app.state.ready = False
     install_error_handlers(app)
-    for module in (returns, review, dock, admin, meta):
+    for module in (returns, review, dock, admin, shadow, meta):
         app.include_router(module.router)
     app.include_router(web_router)  # shopper page /, reviewer console /review, /static
     install_docs(app)  # /docs, /redoc, /docs/assets

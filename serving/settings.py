@@ -42,6 +42,11 @@ class Settings(SharedSettings):
     model_path: Path | None = None  # an explicit .onnx file wins over everything else
     model_version: str | None = None
     policy_path: Path | None = None  # None: the policy shipped in serving/policy/default.yaml
+    # Prometheus multiprocess folder (serving/metrics.py): set by `returnlens serve` for
+    # more than one worker, with PROMETHEUS_MULTIPROC_DIR at the same fresh folder. None:
+    # one process, metrics in memory.
+    metrics_dir: Path | None = None
+    drift_window: int = Field(default=1000, ge=10, le=100_000)  # latest photos tested
 
     # Limits. A request body may hold max_photos files of max_upload_bytes plus overhead.
     max_upload_bytes: int = Field(default=12 * MiB, ge=1024)
@@ -81,6 +86,23 @@ class Settings(SharedSettings):
     heatmap_cache_mib: int = Field(default=512, ge=0, le=1_048_576)
     heavy_decode_threads: int = Field(default=1, ge=1, le=16)
     upload_concurrency: int = Field(default=8, ge=1, le=256)
+    # The review queue's `teach` order (serving/services/review_order.py): label value =
+    # w_uncertainty * (1 - confidence) + w_unfamiliar * (1 unfamiliar photo, 0.5 model
+    # cannot tell) + w_value * log-scaled price; review_random_fraction of the items,
+    # chosen by a hash of their id and the salt, are placed by chance (marked "random").
+    review_weight_uncertainty: float = Field(default=1.0, ge=0, le=100)
+    review_weight_unfamiliar: float = Field(default=1.0, ge=0, le=100)
+    review_weight_value: float = Field(default=1.0, ge=0, le=100)
+    review_random_fraction: float = Field(default=0.1, ge=0, le=1)
+    review_random_salt: str = Field(default="returnlens-review", min_length=1, max_length=200)
+
+    # Shadow mode (serving/services/shadow.py): a challenger graded beside the served model
+    # on every new shopper decision, off the request path, its readings stored (never
+    # shown). shadow_model_path wins over shadow_model_version (a registry version);
+    # shadow_queue bounds the decisions waiting for it (more are skipped and counted).
+    shadow_model_path: Path | None = None
+    shadow_model_version: str | None = None
+    shadow_queue: int = Field(default=64, ge=1, le=10_000)
 
     seed_demo: bool = False
     migrate_on_start: bool = True  # `returnlens serve` migrates once, then turns this off
@@ -130,3 +152,20 @@ class Settings(SharedSettings):
                 code="model_not_found",
             )
         return path
+
+    def resolve_shadow_model_path(self) -> Path | None:
+        """The challenger's ONNX file for shadow mode; None when none is configured.
+        Raises ModelError with a sentence when the file or registry version is missing
+        (the service logs it and serves without a shadow)."""
+        if self.shadow_model_path is not None:
+            if not self.shadow_model_path.is_file():
+                raise ModelError(
+                    f"shadow model file {self.shadow_model_path} does not exist",
+                    code="model_not_found",
+                )
+            return self.shadow_model_path
+        if self.shadow_model_version is None:
+            return None
+        from vision.registry import ModelRegistry  # torch-free (onnx only)
+
+        return ModelRegistry(self.models_dir).get(self.shadow_model_version).path

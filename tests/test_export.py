@@ -169,6 +169,9 @@ def test_card_round_trips_through_the_runtime(exported: dict[str, Any]) -> None:
     assert card.recipe["export"]["parity"]["images"] == report.parity.images
     assert datetime.fromisoformat(card.created_at).tzinfo is not None
     assert card.notes == SYNTHETIC_NOTE  # the manifest's source is the synthetic generator
+    # the drift reference: the val split through the final file (vision/drift_fit.py)
+    assert card.drift_reference is not None
+    assert card.drift_reference["photos"] == len(manifest.split("val"))
 
 
 def test_small_val_split_keeps_t_1_and_the_card_says_why(exported: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ TABLES = {
     "api_keys",
     "audit_log",
     "policy_versions",
+    "shadow_predictions",
 }
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -43,14 +44,14 @@ def test_migrations_create_the_schema_and_a_second_upgrade_is_a_no_op(empty_db_u
     try:
         assert db.current_revision() is None
         db.upgrade()
-        assert db.current_revision() == "0006"
+        assert db.current_revision() == "0007"
         names = set(inspect(db.engine).get_table_names())
         assert names >= TABLES
         assert "alembic_version" in names
         uniques = inspect(db.engine).get_unique_constraints("inspections")
         assert any(u["column_names"] == ["idempotency_key"] for u in uniques)
         db.upgrade()  # nothing to do, nothing breaks
-        assert db.current_revision() == "0006"
+        assert db.current_revision() == "0007"
         with db.engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM alembic_version")) == 1
     finally:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from training import cli_drift
 from vision.card import ModelCard
 from vision.errors import ModelError
 
@@ -209,6 +210,7 @@ def register(sub: Any, deployment: Deployment | None = None) -> None:  # argpars
     fu.add_argument("--components", type=int, default=128, help="principal directions kept")
     fu.add_argument("--max-train", type=int, default=8000, help="train photos used at most")
     fu.set_defaults(handler=_model_fit_unfamiliarity)
+    cli_drift.register(msub)  # fit-drift-reference (training/cli_drift.py)
 
 
 def _fmt(x: Any, pct: bool = False) -> str:

@@ -36,6 +36,7 @@ from training.evaluate import compute_metrics, headline, load_rgb, predict_recor
 from training.metrics import nll, softmax
 from training.model import CheckpointMeta, FlipAveraged, GraderNet, load_checkpoint
 from vision.card import ModelCard
+from vision.drift_fit import add_drift_reference
 from vision.errors import DataError, ReturnLensError
 from vision.fsio import atomic_path
 from vision.manifest import Manifest, ManifestRecord
@@ -421,6 +422,9 @@ def calibrate_and_export(
     # The unfamiliarity score, fitted on this manifest into the written file (None and a
     # warning when the manifest is too small to fit on: runtimes then abstain).
     card = replace(card, unfamiliarity=add_unfamiliarity(out_path, manifest))
+    # The drift reference (vision/drift.py): the final file's outputs and the photos'
+    # quality measures on the val split, which the service's drift report tests against.
+    card = replace(card, drift_reference=add_drift_reference(out_path, manifest))
     report = ExportReport(
         out_path,
         temperature,

@@ -68,12 +68,17 @@ class ModelCard:
     # None: an older model without an unfamiliarity score; runtimes then abstain.
     unfamiliarity: UnfamiliaritySpec | None = None
     schema_version: int = SCHEMA_VERSION
+    # None: no drift reference (an older card). The histograms of a validation set
+    # (``vision/drift.py``, ``fit_reference``) that live drift is tested against.
+    drift_reference: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["grade_labels"] = list(self.grade_labels)
         data["damage_labels"] = list(self.damage_labels)
         data["preprocess"] = self.preprocess.to_dict()
+        if self.drift_reference is None:  # older cards' JSON stays byte-identical
+            del data["drift_reference"]
         return data
 
     def to_json(self) -> str:
@@ -104,6 +109,9 @@ class ModelCard:
                 notes=str(data.get("notes", "")),
                 unfamiliarity=UnfamiliaritySpec.from_dict(data["unfamiliarity"])
                 if data.get("unfamiliarity")
+                else None,
+                drift_reference=dict(data["drift_reference"])
+                if data.get("drift_reference")
                 else None,
             )
         except KeyError as exc:

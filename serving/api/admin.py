@@ -27,6 +27,7 @@ from serving.api.schemas import V1, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
 from serving.domain_errors import Invalid
 from serving.errors import error_responses, json_too_deep
 from serving.services import admin
+from serving.services.drift import drift_report
 from serving.services.inputs import ApiKeyRequest
 from serving.services.records import ApiKeyInfoOut
 from vision.errors import DecodeError
@@ -242,3 +243,15 @@ def list_api_keys(svc: ServiceDep) -> list[ApiKeyInfoOut]:
 )
 def revoke_api_key(name: str, who: AdminDep, svc: ServiceDep) -> None:
     admin.revoke_api_key(svc, name, actor=who.name)
+
+
+@router.get(
+    "/drift",
+    responses=error_responses(401, 403, 404, 429),
+    dependencies=[ADMIN],
+    summary="Drift of the serving model: latest stored photos against the card's reference",
+)
+def get_drift(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
+    """Per signal the chi-square statistic, p-value, PSI and whether it drifted, and the
+    estimated accuracy (mean top-class calibrated probability); 404 without a reference."""
+    return drift_report(svc, settings.drift_window).to_dict()

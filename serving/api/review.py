@@ -18,6 +18,8 @@ from serving.services import dock, review, shopper
 from serving.services.fields import QueueSort, SubjectType
 from serving.services.inputs import ReviewRequest
 from serving.services.records import QueueItemOut, ReviewOut
+from serving.services.review_stats import ReviewStatsOut
+from serving.services.review_stats import review_stats as review_stats_of
 
 router = APIRouter(prefix=f"{V1}/review", tags=["review"])
 
@@ -35,6 +37,17 @@ def review_queue(
     limit: Annotated[int, Query(ge=1, le=review.MAX_QUEUE)] = 50,
 ) -> list[QueueItemOut]:
     return review.review_queue(svc, sort=sort, limit=limit)
+
+
+@router.get(
+    "/stats",
+    response_model=ReviewStatsOut,
+    responses=error_responses(401, 403, 429),
+    dependencies=[REVIEWER],
+    summary="Reviewer agreement with the model, per grade, with the confusion",
+)
+def review_stats(svc: ServiceDep) -> ReviewStatsOut:
+    return review_stats_of(svc)
 
 
 @router.get(

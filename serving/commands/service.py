@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from vision.errors import ConfigError
@@ -160,7 +162,33 @@ def serve(args: argparse.Namespace) -> int:
     # drop this one (its ONNX session is ~100 MB of RSS) before it does.
     del runtime
     export_env(settings, str(model_path.resolve()))
+    metrics_dir = multiprocess_metrics(settings.workers)
     print("\n".join(lines), flush=True)
+    try:
+        _run(uvicorn, settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def multiprocess_metrics(workers: int) -> str | None:
+    """With several workers, a fresh Prometheus multiprocess folder (serving/metrics.py).
+
+    Each worker writes its counters there and every scrape sums all of them, so no
+    scrape misses another worker's counts. Set in the environment before uvicorn spawns
+    the workers (prometheus_client picks its value store at import). A new empty folder
+    per start: a previous run's files never leak into this one's totals.
+    """
+    if workers <= 1:
+        return None
+    path = tempfile.mkdtemp(prefix="returnlens-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.environ["RETURNLENS_METRICS_DIR"] = path
+    return path
+
+
+def _run(uvicorn: Any, settings: Any) -> None:
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
@@ -173,4 +201,3 @@ def serve(args: argparse.Namespace) -> int:
         http="serving.deadlines:DeadlineH11Protocol",
         limit_concurrency=settings.max_connections,
     )
-    return 0

@@ -19,7 +19,7 @@ from serving.storage import lengths
 Role = Literal["dock", "reviewer", "admin"]
 SubjectType = Literal["return", "inspection"]
 VerdictKind = Literal["approve", "reject", "correct"]
-QueueSort = Literal["age", "value"]
+QueueSort = Literal["age", "value", "teach"]
 
 
 def _no_nul(value: str) -> str:

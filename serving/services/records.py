@@ -13,7 +13,7 @@ import, so the list cannot rot.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, create_model
 from sqlalchemy import inspect as sa_inspect
@@ -128,6 +128,15 @@ class QueueItemOut(BaseModel):
     sku: str | None = None
     category: str | None = None
     photo_ids: list[str] = []
+    confidence: float | None = Field(default=None, description="The model's top grade probability.")
+    teach_score: float | None = Field(
+        default=None, description="Label value (sort=teach only; serving/services/review_order.py)."
+    )
+    why: Literal["value", "random"] | None = Field(
+        default=None,
+        description="sort=teach only: placed by label value, or by chance (the random slice, "
+        "the unbiased sample for accuracy estimates).",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

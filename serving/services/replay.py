@@ -183,7 +183,7 @@ def replay_decision(
         photos=qualities,
         item=result.item,
         similarity=similarity,
-        **_stored_facts(row),
+        **stored_facts(row),
     )
     original = _view_of_row(row)
     again = _view(
@@ -224,7 +224,7 @@ def _grader_for(
     return Grader(OnnxModel(entry.path), profile=svc.grader.profile, limits=svc.grader.limits)
 
 
-def _stored_facts(row: Decision) -> dict[str, Any]:
+def stored_facts(row: Decision) -> dict[str, Any]:
     """The non-model facts the policy read, as ``decide.shopper_decision`` takes them."""
     try:
         return _facts_of(row.inputs, row.created_at)
@@ -401,16 +401,8 @@ def stored_decision(
     policy: Policy, row: Decision, photos: Mapping[str, Photo], usable_ids: Sequence[str]
 ) -> ShopperDecision:
     """The decision ``policy`` makes from a decision row's stored scores and facts."""
-    qualities = []
-    for entry in row.inputs["photos"]:
-        pid = str(entry["photo_id"])
-        if entry["passed"]:
-            qualities.append(PhotoQuality(passed=True, photo_id=pid))
-            continue
-        checks = photos[pid].quality.get("checks", []) if pid in photos else []
-        issues = tuple(QualityIssue(c["name"], c["message"]) for c in checks if not c["passed"])
-        qualities.append(PhotoQuality(passed=False, issues=issues, photo_id=pid))
-    facts = _stored_facts(row)
+    qualities = stored_qualities(row, photos)
+    facts = stored_facts(row)
     ctx = ReturnContext(
         category=facts["category"],
         sku=facts["sku"],
@@ -430,6 +422,21 @@ def stored_decision(
         has_reference=facts["has_reference"],
     )
     return decide_return(policy, ctx)
+
+
+def stored_qualities(row: Decision, photos: Mapping[str, Photo]) -> list[PhotoQuality]:
+    """The quality-gate verdicts a decision was made with, from its stored facts (the
+    failed checks from its photos' rows)."""
+    qualities = []
+    for entry in row.inputs["photos"]:
+        pid = str(entry["photo_id"])
+        if entry["passed"]:
+            qualities.append(PhotoQuality(passed=True, photo_id=pid))
+            continue
+        checks = photos[pid].quality.get("checks", []) if pid in photos else []
+        issues = tuple(QualityIssue(c["name"], c["message"]) for c in checks if not c["passed"])
+        qualities.append(PhotoQuality(passed=False, issues=issues, photo_id=pid))
+    return qualities
 
 
 def _stored_scores(row: Decision, usable: Sequence[Photo]) -> Scores | None:

@@ -16,11 +16,13 @@ from serving.domain_errors import Invalid, NotFound
 from serving.services.fields import QueueSort
 from serving.services.inputs import ReviewRequest
 from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
+from serving.services.review_order import ReviewOrder, interleave
 from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import CatalogItem, Decision, Inspection, OrderLine, Return, Review
 
 MAX_QUEUE = 500
+TEACH_CANDIDATES = 2000  # per kind: the oldest waiting items ranked by label value
 _RETURN_STATUS = {"approve": "approved", "reject": "rejected", "correct": "reviewed"}
 
 
@@ -111,15 +113,38 @@ def review_queue(
     """Returns waiting for review and inspections flagged for review.
 
     ``age``: longest-waiting first (by the time the subject entered review); ``value``:
-    highest price at stake first. The API bounds ``limit`` to 1..``MAX_QUEUE``.
+    highest price at stake first; ``teach``: highest label value first, with the random
+    slice interleaved (``serving/services/review_order.py``; the oldest
+    ``TEACH_CANDIDATES`` of each kind are ranked). The API bounds ``limit`` to
+    1..``MAX_QUEUE``.
     """
+    fetch = TEACH_CANDIDATES if sort == "teach" else limit
     with svc.db.read() as s:
-        items = _return_items(s, sort, limit) + _inspection_items(s, sort, limit)
+        items = _return_items(s, sort, fetch) + _inspection_items(s, sort, fetch)
+    if sort == "teach":
+        return _teach_order(svc.review_order, items)[:limit]
     if sort == "value":
         items.sort(key=lambda q: (-q.value, q.created_at))
     else:
         items.sort(key=lambda q: q.created_at)
     return items[:limit]
+
+
+def _teach_order(order: ReviewOrder, items: list[QueueItemOut]) -> list[QueueItemOut]:
+    by_value: list[QueueItemOut] = []
+    by_chance: list[tuple[float, QueueItemOut]] = []
+    for q in items:
+        q.teach_score = round(order.score(q.confidence, q.flags, q.value), 6)
+        key = order.random_key(q.subject_type, q.subject_id)
+        if key < order.random_fraction:
+            q.why = "random"
+            by_chance.append((key, q))
+        else:
+            q.why = "value"
+            by_value.append(q)
+    by_value.sort(key=lambda q: (-(q.teach_score or 0.0), q.created_at, q.subject_id))
+    by_chance.sort(key=lambda kq: kq[0])
+    return interleave(by_value, [q for _, q in by_chance], order.random_fraction)
 
 
 def _return_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
@@ -129,7 +154,9 @@ def _return_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
         .join(CatalogItem, CatalogItem.sku == Return.sku)
         .where(Return.status == "needs_review")
     )
-    stmt = stmt.order_by(OrderLine.price.desc() if sort == "value" else Return.updated_at)
+    stmt = stmt.order_by(
+        OrderLine.price.desc() if sort == "value" else Return.updated_at, Return.id
+    )
     out = []
     for ret, price, category in s.execute(stmt.limit(limit)).all():
         d: Decision | None = repo.latest_decision(s, ret.id)
@@ -140,6 +167,7 @@ def _return_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
                 created_at=d.created_at if d else ret.created_at,
                 value=float(price),
                 grade=d.grade if d else None,
+                confidence=d.confidence if d else None,
                 flags=[f["code"] for f in d.flags if f.get("effect") != "note"] if d else [],
                 outcome=ret.status,
                 sku=ret.sku,
@@ -161,7 +189,8 @@ def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
         .where(Inspection.review_status == "pending")
     )
     stmt = stmt.order_by(
-        OrderLine.price.desc().nulls_last() if sort == "value" else Inspection.created_at
+        OrderLine.price.desc().nulls_last() if sort == "value" else Inspection.created_at,
+        Inspection.id,
     )
     return [
         QueueItemOut(
@@ -170,6 +199,7 @@ def _inspection_items(s: Any, sort: str, limit: int) -> list[QueueItemOut]:
             created_at=ins.created_at,
             value=float(price or 0.0),
             grade=ins.grade,
+            confidence=ins.confidence,
             flags=[f["code"] for f in ins.flags if f.get("effect") != "note"],
             channel=ins.channel,
             sku=sku,

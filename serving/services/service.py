@@ -17,16 +17,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from serving.policy import Policy
 from serving.services.decide import check_policy_fits, policy_for_model
 from serving.services.phash_index import PhashIndex
+from serving.services.review_order import ReviewOrder
 from serving.storage.db import Database
 from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.storage.photostore import PhotoStore
 from vision.pipeline import Grader
+
+if TYPE_CHECKING:
+    from serving.services.shadow import ShadowRunner
 
 MAX_PHOTOS_PER_RETURN = 6
 MAX_PHOTOS_PER_INSPECTION = 6
@@ -62,6 +67,12 @@ class ReturnLensService:
     )
     # Rendered heatmaps (serving.storage.heatmap_cache); None: beside the photo store.
     heatmaps: HeatmapCache | None = None
+    # The review queue's ``teach`` order: weights and the random slice (settings).
+    review_order: ReviewOrder = field(default_factory=ReviewOrder)
+
+    # Shadow mode: the challenger graded after each shopper decision, off the request
+    # path (serving.services.shadow.load_shadow sets it); None: no shadow.
+    shadow: ShadowRunner | None = None
 
     def __post_init__(self) -> None:
         """The policy's grade/damage names must be the models' (ConfigError otherwise),

@@ -298,6 +298,8 @@ def _upload(
             code="concurrent_upload",
         ) from exc
     svc.phash_index.add(hashes)  # committed: later uploads compare against these too
+    if svc.shadow is not None:  # the challenger, queued off this request (or skipped)
+        svc.shadow.submit(out.decision.decision_id)
     return out
 
 

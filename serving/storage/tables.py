@@ -255,6 +255,34 @@ class PolicyVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ShadowPrediction(Base):
+    """What a challenger model (shadow mode) made of a shopper decision's photos.
+
+    Written off the request path after the champion's decision was stored
+    (``serving.services.shadow``): the challenger's aggregated scores over the same stored
+    photos and the outcome the same policy would have given with them. Never shown to a
+    shopper; ``returnlens shadow report`` compares it with the decision and the reviews.
+    """
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (UniqueConstraint("decision_id", "model_version"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), index=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"), index=True)
+    model_version: Mapped[str] = mapped_column(MODEL_VERSION)  # the challenger's
+    policy_version: Mapped[str] = mapped_column(MODEL_VERSION)  # fitted to its card
+    grade: Mapped[str | None] = mapped_column(LABEL)  # None: no photo passed quality
+    confidence: Mapped[float | None] = mapped_column(Float)
+    grade_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    damage_probs: Mapped[dict[str, float]] = mapped_column(JSONType)
+    familiar: Mapped[bool | None] = mapped_column(Boolean)  # None: the model cannot tell
+    unfamiliarity: Mapped[list[float | None]] = mapped_column(JSONType)  # per usable photo
+    outcome: Mapped[str] = mapped_column(String(20))  # what the policy would have decided
+    flags: Mapped[list[str]] = mapped_column(JSONType)  # "code:effect"
+    photo_ids: Mapped[list[str]] = mapped_column(JSONType)  # the decision's photos, graded
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class Review(Base):
     """A reviewer's verdict; with a grade or damage labels it is a training label."""
 

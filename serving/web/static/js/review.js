@@ -123,7 +123,9 @@ function renderQueue() {
         el("span", { class: "value", text: `Value ${money(item.value)}` })),
       el("span", { class: "id", text: item.subject_id }),
       el("span", { class: "sub", text: `${what} · grade ${item.grade ? humanLabel(item.grade) : "none"} · ${ago(item.created_at)}` }),
-      item.flags.length ? el("span", { class: "chips" }, item.flags.map((f) => el("span", { class: "chip", text: f }))) : null));
+      item.flags.length ? el("span", { class: "chips" }, item.flags.map((f) => el("span", { class: "chip", text: f }))) : null,
+      // sort=teach: the random slice (placed by chance, the unbiased accuracy sample)
+      item.why === "random" ? el("span", { class: "chips" }, el("span", { class: "chip", text: "random sample" })) : null));
   }));
 }
 
