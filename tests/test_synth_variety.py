@@ -46,7 +46,7 @@ CLASSIC_128 = SynthConfig(
 WIDE_128 = SynthConfig(
     count=40, seed=7, image_size=128, bad_photo_fraction=0.25, photos_per_item=2, variety="wide"
 )
-LABEL_KEYS = ("grade", "damage", "category", "sku", "split", "item_id")
+LABEL_KEYS = ("grade", "damage", "category", "sku", "split")
 
 
 def _digest(config: SynthConfig, index: int) -> str:
@@ -82,6 +82,9 @@ def test_wide_keeps_every_label_of_classic() -> None:
         classic_rec, _, _ = render_record(classic, index)
         for key in LABEL_KEYS:
             assert wide_rec[key] == classic_rec[key], (index, key)
+        # The same item, under ids of its own: both sets merge into one manifest.
+        assert wide_rec["item_id"] == f"wide-{classic_rec['item_id']}"
+        assert wide_rec["id"] != classic_rec["id"]
         assert wide_rec["meta"]["severity"] == classic_rec["meta"]["severity"]
         assert wide_rec["meta"]["bad"] == classic_rec["meta"]["bad"]
         assert "variety" not in classic_rec["meta"] and wide_rec["meta"]["variety"] == "wide"

@@ -176,15 +176,18 @@ def encode_record(
     if not (ok1 and ok2):
         raise ReturnLensError("OpenCV could not encode a generated image.", code="encode_failed")
     name = f"{index:06d}"
+    # Wide photos get their own ids, so a classic and a wide set of one seed (one
+    # catalog) merge into the default recipe's training data without colliding.
+    prefix = "" if config.variety == "classic" else f"{config.variety}-"
     record = {
-        "id": f"synth-{name}",
+        "id": f"{prefix or 'synth-'}{name}",
         "image": f"images/{name}.jpg",
         "grade": plan.state.grade,
         "damage": plan.state.labels,
         "category": plan.sku.category,
         "sku": plan.sku.sku,
         "split": plan.split,
-        "item_id": f"item-{plan.item_index:06d}",
+        "item_id": f"{prefix}item-{plan.item_index:06d}",
         "mask": f"masks/{name}.png",
         "meta": {
             "severity": dict(plan.state.damage),
