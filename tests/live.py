@@ -99,6 +99,59 @@ def running(
         stop(proc)
 
 
+def uvicorn_argv(port: int) -> list[str]:
+    """The service's ASGI factory under plain uvicorn, as a deployment without the
+    ``returnlens`` command would run it (no read deadlines of its own)."""
+    import sys
+
+    factory = ["serving.app:create_app", "--factory", "--host", "127.0.0.1"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *factory,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def serve_argv(port: int, database_url: str, model: Path, *extra: str) -> list[str]:
+    """``returnlens serve`` on 127.0.0.1:``port`` with a database and a model, the way an
+    operator starts it; ``extra`` flags (``--seed-demo``, ``--log-level info``) follow."""
+    import sys
+
+    target = ["--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
+    return [
+        sys.executable,
+        "-m",
+        "returnlens.cli",
+        "serve",
+        *target,
+        "--model-path",
+        str(model),
+        *extra,
+    ]
+
+
+def clean_env(root: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without any RETURNLENS_ setting, then the data, photo
+    and models folders under ``root`` and ``settings`` (``RETURNLENS_`` + upper-cased)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
+    env.update(
+        {
+            "RETURNLENS_DATA_DIR": str(root),
+            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
+            "RETURNLENS_MODELS_DIR": str(root / "models"),
+            **{f"RETURNLENS_{k.upper()}": v for k, v in settings.items()},
+        }
+    )
+    return env
+
+
 @contextmanager
 def serve_demo(
     root: Path,
@@ -110,38 +163,11 @@ def serve_demo(
 ) -> Iterator[str]:
     """``returnlens serve --seed-demo`` with ``model`` on SQLite under ``root``, the way an
     operator starts it (a subprocess, its own environment); yields the base URL."""
-    import os
-    import sys
-
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
-    env.update(
-        {
-            "RETURNLENS_DATA_DIR": str(root),
-            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-            "RETURNLENS_MODELS_DIR": str(root / "models"),
-            "RETURNLENS_ADMIN_KEY": admin_key,
-            "RETURNLENS_ORT_THREADS": "2",
-            **(extra_env or {}),
-        }
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "returnlens.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database-url",
-        f"sqlite:///{root / 'demo.db'}",
-        "--model-path",
-        str(model),
-        "--seed-demo",
-        "--log-level",
-        "warning",
-    ]
+    env = clean_env(root, admin_key=admin_key, ort_threads="2")
+    env.update(extra_env or {})
+    db_url = f"sqlite:///{root / 'demo.db'}"
+    argv = serve_argv(port, db_url, model, "--seed-demo", "--log-level", "warning")
     base = f"http://127.0.0.1:{port}"
     with running(
         argv, base=base, env=env, cwd=root, log=root / "server.log", timeout_s=timeout_s

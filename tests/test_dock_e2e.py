@@ -16,7 +16,6 @@ import dataclasses
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,19 +71,7 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "serving.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-        ]
+        argv = live.uvicorn_argv(self.port)
         self.proc = live.start(argv, env=self.env, cwd=ROOT, log=self.log)
         live.wait_ready(self.proc, self.url, self.log, timeout_s=60)
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,19 +271,7 @@ def srv(
             "RETURNLENS_LOG_LEVEL": "warning",
         }
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "serving.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    argv = live.uvicorn_argv(port)
     log = root / "server.log"
     with (
         live.running(argv, base=base, env=env, cwd=ROOT, log=log, timeout_s=READY_S),

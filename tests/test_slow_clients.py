@@ -11,9 +11,7 @@ timeout (``CUT_OFF_WITHIN_S``); no assertion rests on a sleep.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,34 +32,15 @@ PARTIAL_HEAD = b"POST /v1/returns HTTP/1.1\r\nHost: t\r\nContent-Type: applicati
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[str]:
     root = tmp_path_factory.mktemp("slow")
     port = live.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNLENS_")}
-    env.update(
-        {
-            "RETURNLENS_DATA_DIR": str(root),
-            "RETURNLENS_PHOTO_DIR": str(root / "photos"),
-            "RETURNLENS_MODELS_DIR": str(root / "models"),
-            "RETURNLENS_ORT_THREADS": "1",
-            "RETURNLENS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-            "RETURNLENS_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
-            "RETURNLENS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-        }
+    env = live.clean_env(
+        root,
+        ort_threads="1",
+        header_timeout_s=str(HEADER_TIMEOUT_S),
+        body_timeout_s=str(BODY_TIMEOUT_S),
+        max_connections=str(MAX_CONNECTIONS),
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "returnlens.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database-url",
-        f"sqlite:///{root / 'slow.db'}",
-        "--model-path",
-        str(tiny_model),
-        "--log-level",
-        "info",
-    ]
+    db_url = f"sqlite:///{root / 'slow.db'}"
+    argv = live.serve_argv(port, db_url, tiny_model, "--log-level", "info")
     base = f"http://127.0.0.1:{port}"
     log = root / "server.log"
     with live.running(argv, base=base, env=env, cwd=root, log=log, timeout_s=120):
