@@ -27,6 +27,18 @@ from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
 from vision.types import DecodedPhoto
 
 
+def _point_reference(
+    row: CatalogItem, digest: str, embedding: np.ndarray, version: str
+) -> str | None:
+    """Point a SKU at a new reference photo (digest, embedding, the model that embedded
+    it); the digest it pointed at before when that one is now superseded, else None."""
+    old = row.reference_digest
+    row.reference_digest = digest
+    row.reference_embedding = [round(float(v), 6) for v in embedding]
+    row.reference_model_version = version
+    return old if old and old != digest else None
+
+
 def upsert_catalog(
     svc: ReturnLensService,
     rows: Sequence[CatalogRow],
@@ -53,12 +65,9 @@ def upsert_catalog(
             row = s.get(CatalogItem, r.sku) or CatalogItem(sku=r.sku)
             row.category, row.name, row.price, row.updated_at = r.category, r.name, r.price, now
             if r.sku in stored:
-                digest, embedding = stored[r.sku]
-                if row.reference_digest and row.reference_digest != digest:
-                    superseded.add(row.reference_digest)
-                row.reference_digest = digest
-                row.reference_embedding = [round(float(v), 6) for v in embedding]
-                row.reference_model_version = version
+                old = _point_reference(row, *stored[r.sku], version)
+                if old:
+                    superseded.add(old)
             s.add(row)
         repo.append_audit(
             s,
@@ -92,10 +101,7 @@ def set_reference_photo(
         row = s.get(CatalogItem, sku)
         if row is None:
             raise NotFound(f"There is no SKU {sku!r} in the catalog.", code="unknown_sku")
-        superseded = row.reference_digest
-        row.reference_digest = digest
-        row.reference_embedding = [round(float(v), 6) for v in embedding]
-        row.reference_model_version = svc.model_version
+        superseded = _point_reference(row, digest, embedding, svc.model_version)
         row.updated_at = now
         repo.append_audit(
             s,
@@ -106,7 +112,7 @@ def set_reference_photo(
             subject_id=sku,
             payload={"digest": digest, "replaced": superseded},
         )
-    if superseded and superseded != digest:
+    if superseded:
         drop_if_unreferenced(svc.db, svc.photos, superseded, since=started)
 
 
