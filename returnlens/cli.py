@@ -29,7 +29,7 @@ from serving.commands import (
     storage,
 )
 from training import cli as train_cli
-from training import cli_dataset, cli_model
+from training import cli_adapt, cli_dataset, cli_model
 from vision.errors import ReturnLensError
 from vision.synth import cli as synth_cli
 
@@ -45,7 +45,7 @@ TRAIN_EXTRA_MODULES = frozenset(
     }
 )
 # Subcommands that cannot start without torch (evaluation runs the ONNX file: no torch).
-NEEDS_TRAIN_EXTRA = frozenset({"train", "export", "bench"})
+NEEDS_TRAIN_EXTRA = frozenset({"train", "export", "adapt", "bench"})
 MISSING_EXTRA = (
     "`returnlens {command}` needs the training extra ({module} is not installed): "
     "pip install 'returnlens[train]' (or `make venv` in a checkout)"
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_export.register_dataset(cli_dataset.register(sub))  # dataset ...
     train_cli.register(sub)  # train
     cli_model.register(sub, model_promote)  # evaluate, export, model list|show|promote|...
+    cli_adapt.register(sub, model_promote)  # adapt
     service.register(sub)  # serve
     keys.register(sub)  # keys create|list|revoke
     storage.register(sub)  # storage gc
