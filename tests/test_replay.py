@@ -230,3 +230,21 @@ def test_the_replay_and_simulate_commands(
 
     with pytest.raises(SystemExit):  # argparse: usage and exit 2
         main(["policy", "simulate", str(policy_file), "--since", "yesterday"])
+
+
+def test_a_policy_fitted_to_other_labels_rebuilds_from_its_stored_text() -> None:
+    """A model with two grades and no damage labels serves a fitted policy; its stored
+    text must rebuild that fitted policy (same version, same grade mapping, same
+    decisions), or decisions made under it could never be replayed."""
+    from serving.policy import load_policy
+
+    fitted = load_policy().fitted_to(("ok", "damaged"), ())
+    assert fitted.fit is not None
+    text = policy_text(fitted)
+    rebuilt = policies.policy_from_text(text, fitted.version)
+    assert rebuilt.version == fitted.version == text_version(text)
+    assert rebuilt.fit is not None
+    assert rebuilt.fit.as_dict() == fitted.fit.as_dict()
+    # Already fitted to these labels: fitting again is the identity, as at decision time.
+    assert rebuilt.fitted_to(("ok", "damaged"), ()) is rebuilt
+    assert policy_text(rebuilt) == text

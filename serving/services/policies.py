@@ -59,13 +59,9 @@ def policy_from_text(text: str, version: str) -> Policy:
             f"The stored text of policy {version} does not hash to its version (it was altered).",
             code="policy_text_mismatch",
         )
+    # A policy fitted to a model's own labels stores its fit (``grade_fit``), and
+    # ``policy_from_dict`` rebuilds it already fitted, under the same version.
     data: dict[str, Any] = json.loads(text)
-    if "grade_fit" in data:  # fitted to other labels (serving.policy.fit): no rebuild yet
-        raise ConfigError(
-            f"Policy {version} was fitted to a model's own grade names, and a fitted policy "
-            "cannot be rebuilt from its stored text yet.",
-            code="policy_text_unsupported",
-        )
     categories = dict(data.pop("categories"))
     data["defaults"] = categories[DEFAULT_CATEGORY]
     data["categories"] = {k: v for k, v in categories.items() if k != DEFAULT_CATEGORY}
