@@ -82,7 +82,7 @@ def test_create_upload_get_round_trip(svc: ReturnLensService) -> None:
     assert [p.photo_id for p in view.photos] == [p.photo_id for p in result.photos]
     assert view.decisions[0].grade_probs == d.grade_probs
     actions = [a.action for a in review.audit_history(svc, "return", rid)]
-    assert actions == ["return_created", "photos_uploaded"]
+    assert actions == ["return_created", "photos_uploaded", "status_changed"]
     png = media.heatmap_png(svc, result.photos[0].photo_id, "crack")
     overlay = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape[:2] == (480, 640)

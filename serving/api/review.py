@@ -17,6 +17,7 @@ from serving.errors import error_responses
 from serving.services import dock, review, shopper
 from serving.services.fields import QueueSort, SubjectType
 from serving.services.inputs import ReviewRequest
+from serving.services.outputs import StaffTimelineOut
 from serving.services.records import QueueItemOut, ReviewOut
 from serving.services.review_stats import ReviewStatsOut
 from serving.services.review_stats import review_stats as review_stats_of
@@ -48,6 +49,17 @@ def review_queue(
 )
 def review_stats(svc: ServiceDep) -> ReviewStatsOut:
     return review_stats_of(svc)
+
+
+@router.get(
+    "/returns/{return_id}/timeline",
+    response_model=list[StaffTimelineOut],
+    responses=error_responses(401, 403, 404, 429),
+    dependencies=[REVIEWER],
+    summary="A return's status changes, oldest first, with who and why",
+)
+def return_timeline(return_id: str, svc: ServiceDep) -> list[StaffTimelineOut]:
+    return shopper.staff_timeline(svc, return_id)
 
 
 @router.get(

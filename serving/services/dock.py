@@ -31,14 +31,14 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
-from serving.services import decide, policies
+from serving.services import decide, lifecycle, policies
 from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
 from serving.services.scores import probs_dict
 from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
 from serving.storage import repo
-from serving.storage.tables import Grading, Inspection, Photo
+from serving.storage.tables import Grading, Inspection, Photo, Return
 from vision.aggregate import aggregate, cosine_similarity
 from vision.pipeline import GradeResult
 from vision.types import ItemScores
@@ -243,6 +243,57 @@ def _unmatched_flag(claimed: str | None) -> dict[str, Any]:
     }
 
 
+def _consistency_flag(ret: Return) -> dict[str, Any] | None:
+    """Why this return should not be on the dock now, or None when it may be."""
+    if ret.status in lifecycle.RECEIVABLE:
+        return None
+    if ret.status in ("received", "graded", "dispositioned", "resolved", "closed"):
+        code, message = (
+            "already_inspected",
+            f"Return {ret.id} was already received at the dock; check for a second parcel.",
+        )
+    else:
+        code, message = (
+            "not_pre_approved",
+            f"Return {ret.id} is {ret.status}, not approved for return; hold the parcel "
+            "until someone decides.",
+        )
+    return {
+        "code": code,
+        "message": message,
+        "effect": "review",
+        "evidence": {"status": ret.status},
+    }
+
+
+def _receive(s: Any, row: Inspection, now: datetime) -> None:
+    """Move the return through received -> graded (-> dispositioned when routed), or
+    hold the inspection for review with a specific flag when the return may not be
+    received now (not approved, already inspected). The inspection is stored either way:
+    the parcel is on the dock."""
+    ret = repo.get_return(s, str(row.return_id), lock=True)
+    if ret is None:  # deleted between grading and storing: keep the parcel, say why
+        return
+    flag = _consistency_flag(ret)
+    if flag is not None:
+        row.flags = [*row.flags, flag]
+        row.needs_review, row.review_status = True, "pending"
+        row.channel, row.expected_recovery = None, None
+        return
+    steps = (
+        ["received", "graded"] if row.channel is None else ["received", "graded", "dispositioned"]
+    )
+    lifecycle.move_through(
+        s,
+        ret,
+        steps,
+        actor=f"station:{row.station_id}",
+        why=f"inspection {row.id}",
+        now=now,
+        details={"inspection_id": row.id, "grade": row.grade, "channel": row.channel},
+    )
+
+
 def _store(
     s: Any,
     svc: ReturnLensService,
@@ -255,6 +306,8 @@ def _store(
     ids = [repo.new_id("pho") for _ in result.photos]
     usable = [pid for pid, g in zip(ids, result.photos, strict=True) if g.quality.passed]
     row.photo_ids = ids
+    if row.return_id is not None:
+        _receive(s, row, now)
     s.add(
         Grading(
             id=row.grading_id,

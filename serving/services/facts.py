@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.services import decide, policies
+from serving.services import decide, lifecycle, policies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -272,8 +272,6 @@ def store_upload(
     )
     s.add(row)
     policies.record_policy(s, svc.policy, now)  # its text, for replay
-    ret.status = decision.outcome
-    ret.updated_at = now
     repo.append_audit(
         s,
         at=now,
@@ -290,6 +288,15 @@ def store_upload(
             "model_version": version,
             "policy_version": decision.policy_version,
         },
+    )
+    lifecycle.move(
+        s,
+        ret,
+        decision.outcome,
+        actor=f"shopper:{f.return_id}",
+        why=f"decision {row.id}",
+        now=now,
+        details={"decision_id": row.id},
     )
     s.flush()
     return photos, row

@@ -196,6 +196,24 @@ def _link(decisions: list[DecisionOut], photos: list[PhotoOut]) -> None:
         decision.link_photos(by_id)
 
 
+class TimelineOut(BaseModel):
+    """One status change of a return, as the shopper may see it."""
+
+    at: datetime
+    status: str
+    sentence: str
+    by: str = Field(description="shopper | reviewer | dock | system")
+
+
+class StaffTimelineOut(TimelineOut):
+    """The same change for staff: who exactly, why, and what it carried."""
+
+    previous: str | None
+    actor: str
+    why: str
+    details: dict[str, Any]
+
+
 class ReturnOut(OutputModel):
     """Built from a ``Return`` row; its item, decisions and photos are its relationships."""
 
@@ -210,10 +228,16 @@ class ReturnOut(OutputModel):
     category: str = Field(default="", validation_alias=AliasPath("item", "category"))
     reason: str
     note: str | None
-    status: str  # awaiting_photos | approved | retake | needs_review | rejected | reviewed
+    status: str = Field(description="The lifecycle status (serving.services.lifecycle).")
     created_at: datetime
     decisions: list[DecisionOut] = Field(description="Oldest first; the last one is current.")
     photos: list[PhotoOut]
+    status_message: str = Field(
+        default="", description="The sentence the shopper sees for the current status."
+    )
+    timeline: list[TimelineOut] = Field(
+        default_factory=list, description="Status changes, oldest first."
+    )
 
     @computed_field(description="The current (latest) decision.")  # type: ignore[prop-decorator]
     @property

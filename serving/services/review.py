@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from serving.domain_errors import Invalid, NotFound
+from serving.services import lifecycle
 from serving.services.fields import QueueSort
 from serving.services.inputs import ReviewRequest
 from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
@@ -63,8 +64,17 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                 )
             photo_ids = [p.id for p in repo.return_photos(s, ret.id)]
             model_version: str | None = latest.model_version
-            ret.status = _RETURN_STATUS[req.verdict]
-            ret.updated_at = now
+            target = _RETURN_STATUS[req.verdict]
+            if target != ret.status:  # approving an approved return changes nothing
+                lifecycle.move(
+                    s,
+                    ret,
+                    target,
+                    actor=f"reviewer:{reviewer}",
+                    why=req.note or f"review verdict: {req.verdict}",
+                    now=now,
+                    details={"verdict": req.verdict, "grade": req.grade},
+                )
         else:
             ins = s.get(Inspection, req.subject_id)
             if ins is None:

@@ -40,9 +40,16 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import decide, facts
+from serving.services import decide, facts, lifecycle
 from serving.services.inputs import CreateReturnRequest
-from serving.services.outputs import CreatedReturnOut, OrderLookupOut, ReturnOut, UploadOut
+from serving.services.outputs import (
+    CreatedReturnOut,
+    OrderLookupOut,
+    ReturnOut,
+    StaffTimelineOut,
+    TimelineOut,
+    UploadOut,
+)
 from serving.services.service import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Grading, Return
@@ -313,4 +320,34 @@ def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
         ret = repo.get_return(s, return_id)
         if ret is None:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
-        return ReturnOut.model_validate(ret)  # its item, decisions and photos load here
+        out = ReturnOut.model_validate(ret)  # its item, decisions and photos load here
+        entries = lifecycle.timeline(s, ret)
+    out.timeline = [
+        TimelineOut(at=e.at, status=e.status, sentence=e.sentence, by=lifecycle.actor_kind(e.actor))
+        for e in entries
+    ]
+    latest = out.decisions[-1].message if out.decisions else None
+    out.status_message = lifecycle.status_message(entries, latest)
+    return out
+
+
+def staff_timeline(svc: ReturnLensService, return_id: str) -> list[StaffTimelineOut]:
+    """The return's status changes with who and why (reviewers and admins)."""
+    with svc.db.read() as s:
+        ret = repo.get_return(s, return_id)
+        if ret is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        entries = lifecycle.timeline(s, ret)
+    return [
+        StaffTimelineOut(
+            at=e.at,
+            status=e.status,
+            sentence=e.sentence,
+            by=lifecycle.actor_kind(e.actor),
+            previous=e.previous,
+            actor=e.actor,
+            why=e.why,
+            details=e.details,
+        )
+        for e in entries
+    ]

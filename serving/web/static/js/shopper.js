@@ -13,7 +13,10 @@ const MAX_PHOTOS = 6;
 const MAX_SIDE = 1600;
 const JPEG_QUALITY = 0.9;
 const OPEN_STATUSES = new Set(["awaiting_photos", "retake"]);
-const FINAL_STATUSES = new Set(["approved", "needs_review", "rejected", "reviewed"]);
+const FINAL_STATUSES = new Set([
+  "approved", "needs_review", "rejected", "reviewed", "label_issued", "received", "graded",
+  "dispositioned", "resolved", "closed", "expired",
+]);
 const REASONS = {
   changed_mind: "I changed my mind",
   does_not_fit: "It doesn't fit",
@@ -37,9 +40,21 @@ const OUTCOMES = {
   },
   rejected: { title: "We can't accept this return", icon: "i-stop", next: [] },
   reviewed: {
-    title: "Your return has been reviewed", icon: "i-info",
-    next: ["We have emailed you the result of the review."],
+    title: "Your return is approved", icon: "i-ok",
+    next: ["Pack the item with all its parts and accessories.",
+      "Send it back within the return period using your return reference below."],
   },
+  label_issued: {
+    title: "Your return is approved", icon: "i-ok",
+    next: ["Pack the item with all its parts and accessories.",
+      "Print the return label, stick it on the parcel and send it back."],
+  },
+  received: { title: "Your parcel has arrived", icon: "i-info", next: [] },
+  graded: { title: "Your item was inspected", icon: "i-info", next: [] },
+  dispositioned: { title: "Your item was processed", icon: "i-ok", next: [] },
+  resolved: { title: "Your return is resolved", icon: "i-ok", next: [] },
+  closed: { title: "This return is closed", icon: "i-info", next: [] },
+  expired: { title: "This return expired", icon: "i-stop", next: [] },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -485,6 +500,15 @@ function renderDecision(outcome, message) {
   next.hidden = info.next.length === 0;
 }
 
+// What happened so far: one line per status change (the server's sentences).
+function renderTimeline(entries) {
+  const list = $("timeline");
+  list.replaceChildren(...entries.map((e) => el("li", { "data-status": e.status },
+    el("time", { datetime: e.at, text: new Date(e.at).toLocaleString() }), " ",
+    el("span", { text: e.sentence }))));
+  $("timeline-box").hidden = entries.length < 2;
+}
+
 function updateCaptureArea() {
   const open = OPEN_STATUSES.has(state.status);
   $("capture-area").hidden = !open || slotsLeft() <= 0 && state.pending.length === 0;
@@ -533,7 +557,10 @@ async function resumeReturn(returnId) {
       grid.append(card);
       state.cards.set(photo.photo_id, card);
     }
-    if (ret.decision) renderDecision(ret.status === "reviewed" ? "reviewed" : ret.decision.outcome, ret.decision.message);
+    if (ret.decision || ret.status !== "awaiting_photos") {
+      renderDecision(ret.status, ret.status_message || (ret.decision && ret.decision.message));
+    }
+    renderTimeline(ret.timeline || []);
     updateCaptureArea();
     showStep("photos");
   } catch (err) {
