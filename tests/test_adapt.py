@@ -234,6 +234,22 @@ def test_a_second_run_reads_every_feature_from_the_cache(
         np.testing.assert_array_equal(_array(a, name), _array(b, name))
 
 
+def test_adapting_an_adapted_model_reuses_its_parents_features(
+    shifted: Manifest, cache: Path, first: AdaptReport, tmp_path: Path
+) -> None:
+    """The cache is keyed by the backbone, not the file: the adapted model has the same
+    backbone as the shipped one, so adapting it again decodes no photo."""
+    read = len(shifted.split("train")) + len(shifted.split("val"))
+    before = sorted(p.name for p in cache.rglob("*.npz"))
+    options = AdaptOptions(
+        cache_dir=cache, model_version="adapt-test-3", progress=False, drift_reference=False
+    )
+    again = adapt_model(first.path, shifted, tmp_path / "third.onnx", options)
+    assert again.cache_hits == read
+    assert sorted(p.name for p in cache.rglob("*.npz")) == before
+    assert again.card.recipe["adapt"]["base_model_version"] == first.card.model_version
+
+
 def test_damage_labels_with_enough_photos_are_refitted(
     shifted: Manifest, first: AdaptReport
 ) -> None:

@@ -22,6 +22,7 @@ fine-tune; adapt is what a deployment runs every week on its reviewers' verdicts
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,7 +42,13 @@ from training.adapt_data import (
     select,
 )
 from training.adapt_features import FeatureReader, Features
-from training.adapt_graph import HeadNames, head_names, initializer, with_initializers
+from training.adapt_graph import (
+    HeadNames,
+    backbone_digest,
+    head_names,
+    initializer,
+    with_initializers,
+)
 from training.adapt_head import DamageFit, GradeFit, damage_logits, fit_damage_head, fit_grade_head
 from training.adapt_score import refit_unfamiliarity
 from training.calibrate import CalibrationChoice, choose_temperature, suggest_thresholds
@@ -264,7 +271,14 @@ def adapt_model(
     names = head_names(model)
     refit_damage = bool(manifest.header.damage_labels) and bool(card.damage_labels)
     read = _Features(
-        FeatureReader(model, base_sha, card, names.pooled, names.feature_map, opts.cache_dir),
+        FeatureReader(
+            model,
+            backbone_digest(model, names, json.dumps(card.preprocess.to_dict(), sort_keys=True)),
+            card,
+            names.pooled,
+            names.feature_map,
+            opts.cache_dir,
+        ),
         refit_damage,
         opts.progress,
     )

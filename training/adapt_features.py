@@ -7,8 +7,11 @@ very numbers the service will feed them.
 
 The cache makes the second adaptation cheap: a deployment that adapts every week on
 all its reviewed photos pays the backbone only for the photos reviewed since. One file
-per (model file, photo bytes) pair, keyed by both SHA-256s, so a changed photo or a
-different model can never be served a stale vector; files are written atomically.
+per (backbone, photo bytes) pair, keyed by both SHA-256s (the backbone's covers every
+node and weight but the adaptable heads, and the preprocessing:
+``training.adapt_graph.backbone_digest``), so a changed photo or another backbone can
+never be served a stale vector, while a model adapted from an adapted model reuses its
+parent's features; files are written atomically.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class FeatureReader:
     def __init__(
         self,
         model: onnx.ModelProto,
-        model_sha256: str,
+        backbone_sha256: str,
         card: ModelCard,
         pooled: str,
         feature_map: str,
@@ -81,7 +84,7 @@ class FeatureReader:
         )
         self.outputs = [pooled, feature_map]
         self.card = card
-        self.cache = None if cache_dir is None else Path(cache_dir) / model_sha256[:16]
+        self.cache = None if cache_dir is None else Path(cache_dir) / backbone_sha256[:16]
 
     def _path(self, digest: str) -> Path | None:
         return None if self.cache is None else self.cache / digest[:2] / f"{digest}.npz"

@@ -17,6 +17,7 @@ exactly one node is refused rather than guessed at.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from vision.errors import ModelError
+from vision.unfamiliarity_graph import PREFIX as SCORE_PREFIX
 from vision.unfamiliarity_graph import find_pooled
 
 
@@ -113,6 +115,29 @@ def head_names(model: onnx.ModelProto) -> HeadNames:
     grade_w, grade_b, temperature = _grade_head(graph, pooled, inits)
     fmap, damage_w, damage_b = _damage_head(graph, inits)
     return HeadNames(pooled, fmap, grade_w, grade_b, temperature, damage_w, damage_b)
+
+
+def backbone_digest(model: onnx.ModelProto, names: HeadNames, preprocess: str) -> str:
+    """SHA-256 of what the cached features depend on: the graph's nodes and every
+    initializer except the adaptable heads, the temperature and the unfamiliarity score,
+    plus the preprocessing. Two versions adapted from one another share it, so adapting
+    an adapted model reuses the cache."""
+    skip = {
+        names.grade_weight,
+        names.grade_bias,
+        names.temperature,
+        names.damage_weight,
+        names.damage_bias,
+    }
+    digest = hashlib.sha256(preprocess.encode("utf-8"))
+    for node in model.graph.node:
+        if not node.name.startswith(SCORE_PREFIX):
+            digest.update(f"{node.op_type}|{list(node.input)}|{list(node.output)}".encode())
+    for t in sorted(model.graph.initializer, key=lambda t: t.name):
+        if t.name not in skip and not t.name.startswith(SCORE_PREFIX):
+            digest.update(t.name.encode("utf-8"))
+            digest.update(numpy_helper.to_array(t).tobytes())
+    return digest.hexdigest()
 
 
 def initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
