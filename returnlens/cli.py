@@ -20,6 +20,7 @@ from serving.commands import (
     drift,
     keys,
     model_promote,
+    outbox,
     photo,
     policy,
     replay,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.register(sub)  # replay
     drift.register(sub)  # drift
     shadow.register(sub)  # shadow report
+    outbox.register(sub)  # outbox dispatch|list
     dock.register(sub)  # dock, dock-sim
     bench_cli.register(sub)  # bench
     return parser

@@ -4,7 +4,8 @@
 middlewares (outermost first): request metrics, the rate limiter, the body-size cap.
 Its lifespan builds the runtime once per process in a worker thread: migrate the
 database, load the ONNX model (one session, shared by the shopper and dock graders),
-warm it up, load and check the policy. Only then does ``/readyz`` turn 200.
+warm it up, load and check the policy. Only then does ``/readyz`` turn 200. It also runs
+the notification outbox's dispatcher thread (``serving.services.outbox``) until shutdown.
 
 ``uvicorn serving.app:create_app --factory`` works too; settings then come from the
 ``RETURNLENS_*`` environment (that is how ``returnlens serve --workers N`` starts them).
@@ -17,11 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
 
-from serving.api import admin, dock, meta, returns, review, shadow
+from serving.api import admin, dock, meta, outbox, returns, review, shadow
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -40,6 +42,10 @@ from serving.services.shadow import load_shadow
 from serving.settings import Settings
 from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.web import router as web_router
+
+if TYPE_CHECKING:
+    from serving.services.outbox.worker import OutboxWorker
+    from serving.storage.db import Database
 
 log = logging.getLogger("returnlens.app")
 
@@ -141,6 +147,18 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
 
+def _start_outbox(db: Database, settings: Settings) -> OutboxWorker:
+    """The notification outbox's dispatcher thread: one per serving process (their claims
+    keep them from sending an event twice, serving.storage.outbox). Started by the
+    lifespan, not ``build_runtime``: the parent of ``returnlens serve`` builds a runtime
+    only to check and seed, and must not deliver; nor does an app given a service
+    (tests), whose outbox the test drives itself."""
+    from serving.services.outbox.dispatch import Dispatcher, OutboxConfig
+    from serving.services.outbox.worker import OutboxWorker
+
+    return OutboxWorker(Dispatcher(db, OutboxConfig.from_settings(settings))).start()
+
+
 def _remove_leftover_temp_files(settings: Settings) -> None:
     """Temporary files of writes killed mid-way (an hour old at least, so another
     worker's write in flight is left alone): photo store and data folder."""
@@ -210,6 +228,9 @@ def create_app(
         familiarity = unfamiliarity_status(app.state.service)
         if not familiarity.available:  # grades, but abstains on every photo: say so once
             log.warning("%s", familiarity.note)
+        outbox_worker = None
+        if runtime is not None and settings.outbox_dispatch:
+            outbox_worker = _start_outbox(runtime.service.db, settings)
         app.state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s, policy %s", app.state.model_version, app.state.policy_version)
@@ -218,6 +239,8 @@ def create_app(
         finally:
             app.state.ready = False
             metrics.ready.set(0)
+            if outbox_worker is not None:  # waits for a send in flight: off the loop
+                await anyio.to_thread.run_sync(outbox_worker.stop)
             if runtime is not None and runtime.close is not None:
                 runtime.close()
 
@@ -235,7 +258,7 @@ def create_app(
     app.state.service = service
     app.state.ready = False
     install_error_handlers(app)
-    for module in (returns, review, dock, admin, shadow, meta):
+    for module in (returns, review, dock, admin, outbox, shadow, meta):
         app.include_router(module.router)
     app.include_router(web_router)  # shopper page /, reviewer console /review, /static
     install_docs(app)  # /docs, /redoc, /docs/assets

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vision.errors import ModelError
@@ -104,6 +104,28 @@ class Settings(SharedSettings):
     shadow_model_version: str | None = None
     shadow_queue: int = Field(default=64, ge=1, le=10_000)
 
+    # The notification outbox (serving/services/outbox/): events written with the change
+    # they report, delivered off the request path by a dispatcher thread in every worker
+    # (outbox_dispatch; false: run `returnlens outbox dispatch` instead). webhook_url None:
+    # the webhook channel is skipped; a URL needs webhook_secret (the HMAC key of the
+    # X-ReturnLens-Signature header). smtp_host None: e-mail is skipped. A failed attempt
+    # waits min(cap, base * 2^(attempts-1)) seconds, jittered; after outbox_max_attempts
+    # the channel is failed (an admin can resend it). Each send is bounded by its timeout.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2000)
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    smtp_host: str | None = Field(default=None, min_length=1, max_length=255)
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    mail_from: str = Field(default="returns@localhost", min_length=3, max_length=320)
+    outbox_dispatch: bool = True
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    outbox_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    outbox_backoff_base_s: float = Field(default=10.0, gt=0, le=86_400)
+    outbox_backoff_cap_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    outbox_batch: int = Field(default=20, ge=1, le=1000)
+
     seed_demo: bool = False
     migrate_on_start: bool = True  # `returnlens serve` migrates once, then turns this off
     demo_seed: int = 7
@@ -119,6 +141,14 @@ class Settings(SharedSettings):
                 "postgresql+psycopg://user@host/db"
             )
         return value
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        """A webhook without a secret would be unsigned: receivers could not tell our
+        calls from anyone's, so the pair is refused at start-up rather than sent."""
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret (the signing key)")
+        return self
 
     def threads_per_worker(self) -> int:
         """ONNX Runtime threads so that ``workers`` processes do not oversubscribe cores."""

@@ -30,5 +30,6 @@ STATION_ID: Final = 100
 KEY_NAME: Final = 100  # a staff API key's name (also the reviewer's name)
 MODEL_VERSION: Final = 100
 DIGEST: Final = 64  # sha256 hex
+EVENT_TYPE: Final = 60  # an outbox event's type ("return.status_changed")
 # Free text kept in TEXT columns: the database has no limit, the API has this one.
 NOTE: Final = 2000

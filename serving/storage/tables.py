@@ -3,7 +3,8 @@
 The Alembic revisions under ``migrations/versions`` are the source of truth for what a
 database contains; these models mirror them for queries. The few relationships are
 ``viewonly``: they let the service's response models read a return's item, decisions and
-photos (and an order's lines) straight from the row, and never write anything. Scores
+photos (and an order's lines) straight from the row, and never write anything
+(``OutboxEvent.deliveries`` excepted: its deliveries are inserted with the event). Scores
 and flags are JSON so every decision can be explained and replayed with the model and
 policy versions stored next to them. ``audit_log`` is append-only: the repository has no
 update/delete path and a trigger refuses UPDATE/DELETE (and TRUNCATE on PostgreSQL) at
@@ -326,3 +327,52 @@ class AuditLog(Base):
     subject_type: Mapped[str] = mapped_column(String(20))
     subject_id: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class OutboxEvent(Base):
+    """Something the shop's systems or the shopper should hear about (the outbox).
+
+    Written by ``serving.services.outbox.emit`` in the transaction of the change it
+    reports, so an event exists exactly when its change was committed; delivered later,
+    off the request path, by the dispatcher, one ``OutboxDelivery`` row per channel.
+    ``return_id`` is deliberately no foreign key: an event is a message, not a part of
+    the return, and must stay readable whatever happens to the row it mentions.
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)  # evt_...
+    type: Mapped[str] = mapped_column(String(lengths.EVENT_TYPE), index=True)
+    return_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Written with the event (not viewonly): the unit of work then inserts the event
+    # before the deliveries that reference it.
+    deliveries: Mapped[list[OutboxDelivery]] = relationship(order_by="OutboxDelivery.channel")
+
+
+class OutboxDelivery(Base):
+    """One channel's delivery of one outbox event (webhook or e-mail) and its state.
+
+    ``status``: pending (to send, from ``next_attempt_at``), delivered, failed (after the
+    last attempt; an admin can resend) or skipped (the channel does not apply). ``id``
+    increases with creation, so the dispatcher sends in that order. A dispatcher claims a
+    pending row by writing ``claimed_by`` and a lease (``claimed_until``) before it sends,
+    so another worker leaves it alone until the lease runs out.
+    """
+
+    __tablename__ = "outbox_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel"),
+        Index("ix_outbox_deliveries_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("outbox.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    status: Mapped[str] = mapped_column(String(16))  # pending|delivered|failed|skipped
+    recipient: Mapped[str | None] = mapped_column(String(lengths.EMAIL))  # e-mail only
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
