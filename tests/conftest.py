@@ -8,6 +8,7 @@
 - ``tests/service_data.py``: the service tests' photos and dates;
 - ``tests/browser.py``: the live web server and Playwright's Chromium;
 - ``tests/photo_factory.py``, ``tests/train_data.py``: photos and training sets.
+- ``tests/outbox_targets.py``: an HTTP receiver and an SMTP server (aiosmtpd) on 127.0.0.1.
 
 Fixtures:
 
@@ -117,7 +118,9 @@ def sqlite_shop(tmp_path: Path, tiny_model: Path) -> Iterator[Shop]:
 @pytest.fixture
 def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLensService]:
     """The service on ``db_url`` with two catalog items (mug-01, box-02) and orders o-1
-    (a@example.com, both items), o-2 (no email) and o-old (delivered long ago)."""
+    (a@example.com, both items), o-2 (no email) and o-old (delivered long ago); each line
+    has quantity 20, so a test may open several returns of it (the per-line limit has its
+    own test, tests/test_limits.py)."""
     from serving.services import admin
     from serving.services.inputs import CatalogRow, OrderRow
     from tests.service_data import DELIVERED, clean, service_on
@@ -139,9 +142,15 @@ def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLen
                 sku="mug-01",
                 price=25.0,
                 delivered_at=DELIVERED,
+                quantity=20,
             ),
             OrderRow(
-                order_id="o-1", customer_id="c-1", sku="box-02", price=40.0, delivered_at=DELIVERED
+                order_id="o-1",
+                customer_id="c-1",
+                sku="box-02",
+                price=40.0,
+                delivered_at=DELIVERED,
+                quantity=20,
             ),
             OrderRow.model_validate(
                 {
@@ -150,6 +159,7 @@ def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLen
                     "sku": "mug-01",
                     "price": 25.0,
                     "delivered_at": DELIVERED.isoformat(),
+                    "quantity": 20,
                 }
             ),
             OrderRow.model_validate(
@@ -159,6 +169,7 @@ def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLen
                     "sku": "mug-01",
                     "price": 25.0,
                     "delivered_at": "2025-11-01T10:00:00Z",
+                    "quantity": 20,
                 }
             ),
         ],

@@ -140,6 +140,9 @@ def make_settings(db: str, root: Path, model: Path, **overrides: Any) -> Setting
         "rate_limit_per_key_burst": 10_000,
         "max_upload_bytes": 2 * 1024 * 1024,
         "ort_threads": 1,
+        # No outbox dispatcher thread: a test that reads the outbox sees what the request
+        # wrote; tests/test_outbox.py drives the dispatcher (and starts the thread) itself.
+        "outbox_dispatch": False,
     }
     values.update(overrides)
     return Settings(**values)
@@ -164,10 +167,12 @@ def load_shop(client: TestClient, settings: Settings) -> Shop:
     now = datetime.now(UTC)
     recent, old = (now - timedelta(days=2)).isoformat(), (now - timedelta(days=200)).isoformat()
     csv_text = (
-        "order_id,customer_id,customer_email,sku,price,delivered_at\n"
-        f"ORD-1,C-1,{EMAIL},box-01,49.0,{recent}\n"
-        f"ORD-2,C-2,bob@example.com,box-01,49.0,{recent}\n"
-        f"ORD-OLD,C-1,{EMAIL},mug-01,15.0,{old}\n"
+        # Quantities let a test open several returns of one line (the per-line limit
+        # has its own test, tests/test_limits.py).
+        "order_id,customer_id,customer_email,sku,price,delivered_at,quantity\n"
+        f"ORD-1,C-1,{EMAIL},box-01,49.0,{recent},20\n"
+        f"ORD-2,C-2,bob@example.com,box-01,49.0,{recent},20\n"
+        f"ORD-OLD,C-1,{EMAIL},mug-01,15.0,{old},20\n"
     )
     r = client.put(
         "/v1/admin/orders", content=csv_text, headers={**admin, "Content-Type": "text/csv"}

@@ -28,7 +28,9 @@ def approved_return(svc: ReturnLensService) -> str:
 
 
 def verdict(svc: ReturnLensService, rid: str, kind: str, note: str | None = None) -> None:
-    req = ReviewRequest(subject_type="return", subject_id=rid, verdict=kind, note=note)
+    req = ReviewRequest.model_validate(
+        {"subject_type": "return", "subject_id": rid, "verdict": kind, "note": note}
+    )
     review.submit_review(svc, req, reviewer="rita")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.services import decide, lifecycle, policies
+from serving.services import decide, lifecycle, limits, policies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -97,7 +97,11 @@ def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -
         existing = list(repo.return_photos(s, return_id))
         decisions = repo.return_decisions(s, return_id)
         since = now - decide.history_window(svc.policy)
-        history = repo.customer_returns_since(s, ret.customer_id, since, return_id)
+        history = [
+            r
+            for r in repo.customer_returns_since(s, ret.customer_id, since, return_id)
+            if limits.counts_as_return(r)  # not the shopper's abandoned tries
+        ]
         rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
         svc.phash_index.refresh(s)
         earlier = [

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,6 +69,10 @@ class ReturnLensService:
     heatmaps: HeatmapCache | None = None
     # The review queue's ``teach`` order: weights and the random slice (settings).
     review_order: ReviewOrder = field(default_factory=ReviewOrder)
+
+    # A return still waiting for its first photo after this long expires
+    # (serving.services.limits; RETURNLENS_ABANDONED_AFTER_HOURS).
+    abandoned_after: timedelta = timedelta(hours=72)
 
     # Shadow mode: the challenger graded after each shopper decision, off the request
     # path (serving.services.shadow.load_shadow sets it); None: no shadow.

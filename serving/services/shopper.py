@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import decide, facts, lifecycle
+from serving.services import decide, facts, lifecycle, limits
 from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import (
     CreatedReturnOut,
@@ -101,6 +101,8 @@ def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedRe
     token = secrets.token_urlsafe(32)
     return_id = repo.new_id("ret")
     with svc.db.write() as s:
+        limits.expire_abandoned(s, now, svc.abandoned_after, customer_id=customer_id)
+        limits.check_quantity(s, req.order_id, req.sku, now)
         s.add(
             Return(
                 id=return_id,
