@@ -24,6 +24,7 @@ from serving.commands import (
     photo,
     policy,
     replay,
+    returns,
     review_export,
     service,
     shadow,
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.register(sub)  # serve
     keys.register(sub)  # keys create|list|revoke
     storage.register(sub)  # storage gc
+    returns.register(sub)  # returns expire
     policy.register(sub)  # policy check|simulate
     replay.register(sub)  # replay
     drift.register(sub)  # drift

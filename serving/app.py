@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
@@ -116,6 +116,7 @@ def build_runtime(settings: Settings) -> Runtime:
         policy,
         clock=lambda: datetime.now(UTC),
         heatmaps=heatmaps,
+        abandoned_after=timedelta(hours=settings.abandoned_after_hours),
         review_order=ReviewOrder(
             weight_uncertainty=settings.review_weight_uncertainty,
             weight_unfamiliar=settings.review_weight_unfamiliar,

@@ -86,6 +86,9 @@ class Settings(SharedSettings):
     heatmap_cache_mib: int = Field(default=512, ge=0, le=1_048_576)
     heavy_decode_threads: int = Field(default=1, ge=1, le=16)
     upload_concurrency: int = Field(default=8, ge=1, le=256)
+    # A return still waiting for its first photo after this many hours expires and
+    # stops counting against its order line (serving/services/limits.py).
+    abandoned_after_hours: float = Field(default=72.0, gt=0, le=24 * 365)
     # The review queue's `teach` order (serving/services/review_order.py): label value =
     # w_uncertainty * (1 - confidence) + w_unfamiliar * (1 unfamiliar photo, 0.5 model
     # cannot tell) + w_value * log-scaled price; review_random_fraction of the items,

@@ -6,12 +6,14 @@ sentence after a verdict, and the timeline (shopper and staff views)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from serving.domain_errors import Conflict
 from serving.services import dock, lifecycle, review, shopper
 from serving.services.inputs import CreateReturnRequest, InspectionRequest, ReviewRequest
 from serving.services.records import InspectionOut
 from serving.services.service import ReturnLensService
+from serving.storage.tables import OutboxDelivery, OutboxEvent
 from tests.service_data import clean, damaged
 from tests.shop import Shop, jpeg, scene
 
@@ -164,3 +166,28 @@ def test_over_http_illegal_verdicts_are_409_and_timelines_are_served(shop: Shop)
     assert shop.client.get(f"/v1/review/returns/{rid}/timeline").status_code == 401
     missing = shop.client.get("/v1/review/returns/ret_nope/timeline", headers=reviewer)
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_return"
+
+
+def test_every_change_is_an_outbox_event_in_the_same_transaction(svc: ReturnLensService) -> None:
+    """The shop's systems hear of each step: the events are written with the changes."""
+    rid = approved_return(svc)
+    verdict(svc, rid, "reject", note="internal: photo of another mug")
+    with svc.db.read() as s:
+        rows = s.scalars(  # a delivery's id increases with creation: the send order
+            select(OutboxEvent)
+            .join(OutboxDelivery, OutboxDelivery.event_id == OutboxEvent.id)
+            .where(OutboxEvent.return_id == rid, OutboxDelivery.channel == "webhook")
+            .order_by(OutboxDelivery.id)
+        ).all()
+        events = [(r.type, dict(r.payload)) for r in rows]
+    assert [t for t, _ in events] == [
+        "return.created",
+        "decision.made",
+        "return.status_changed",
+        "return.status_changed",
+        "review.verdict",
+    ]
+    assert events[2][1]["to"] == "approved" and events[3][1]["to"] == "rejected"
+    verdict_payload = events[4][1]
+    assert verdict_payload["message"] == lifecycle.REVOKED  # the shopper's sentence
+    assert "internal" not in str(verdict_payload)  # the reviewer's note stays in-house

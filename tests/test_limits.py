@@ -5,11 +5,13 @@ repeat-returner rule."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
+from returnlens.cli import main
 from serving.domain_errors import Conflict
 from serving.services import admin, limits, shopper
 from serving.services.inputs import CreateReturnRequest, OrderRow
@@ -104,3 +106,20 @@ def test_abandoned_tries_do_not_count_as_returns(lines: ReturnLensService) -> No
     with lines.db.read() as s:
         row = s.scalars(select(Decision).where(Decision.id == decision.decision_id)).one()
     assert len(row.inputs["history_times"]) == 1  # only the photographed return
+
+
+def test_the_expire_command_expires_what_waited_too_long(
+    lines: ReturnLensService, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fixture's clock is months behind the real one, so a return opened by it has
+    waited far longer than the 72-hour default when the command runs now."""
+    waiting = open_return(lines, "box-02")
+    photographed = open_return(lines, "box-02")
+    shopper.upload_photos(lines, photographed, [clean(seed=5, corner="br")])
+    assert main(["returns", "expire", "--database-url", db_url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert waiting in report["expired"] and photographed not in report["expired"]
+    assert report["hours"] == 72
+    assert shopper.get_return(lines, waiting).status == "expired"
+    assert main(["returns", "expire", "--database-url", db_url, "--hours", "0"]) == 2
+    assert "--hours" in capsys.readouterr().err

@@ -140,7 +140,7 @@ def _emit(
             s,
             type=type,
             return_id=ret,
-            payload={"outcome": "approved", "message": "Send the item back."},
+            payload={"outcome": "approved", "result": "approved", "message": "Send the item back."},
             now=clock(),
         )
 
@@ -185,7 +185,7 @@ def test_a_committed_event_goes_out_once_per_channel_signed_and_templated(
         "type": "decision.made",
         "created_at": T0.isoformat(),
         "return_id": "ret_a",
-        "data": {"outcome": "approved", "message": "Send the item back."},
+        "data": {"outcome": "approved", "result": "approved", "message": "Send the item back."},
     }
     [(to, msg)] = mailbox.messages
     assert to == ["ada@example.com"] and msg["To"] == "ada@example.com"

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
-from serving.services import decide, lifecycle, policies
+from serving.services import decide, lifecycle, outbox, policies
 from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
@@ -378,3 +378,5 @@ def _store(
             subject_id=row.return_id,
             payload=payload,
         )
+    event = {**payload, "tier": row.tier, "needs_review": row.needs_review}
+    outbox.emit(s, type="inspection.completed", return_id=row.return_id, payload=event, now=now)

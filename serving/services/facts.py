@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.services import decide, lifecycle, limits, policies
+from serving.services import decide, lifecycle, limits, outbox, policies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -33,6 +33,14 @@ from vision.card import ModelCard
 from vision.phash import phash_hex
 from vision.pipeline import GradedPhoto, Grader, GradeResult
 from vision.types import ItemScores, PhotoScores
+
+# The shopper's words for a decision outcome (the decision.made e-mail's subject).
+RESULTS = {
+    "approved": "approved",
+    "retake": "please retake a photo",
+    "needs_review": "we'll take a closer look",
+    "rejected": "not accepted",
+}
 
 
 @dataclass(frozen=True)
@@ -292,6 +300,20 @@ def store_upload(
             "model_version": version,
             "policy_version": decision.policy_version,
         },
+    )
+    outbox.emit(
+        s,
+        type="decision.made",
+        return_id=f.return_id,
+        payload={
+            "decision_id": row.id,
+            "outcome": row.outcome,
+            "result": RESULTS.get(row.outcome, row.outcome),
+            "message": row.shopper_message,
+            "grade": row.grade,
+            "flags": [fl.code for fl in decision.flags],
+        },
+        now=now,
     )
     lifecycle.move(
         s,

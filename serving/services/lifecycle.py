@@ -14,8 +14,10 @@ rejects after an automatic approval, before the parcel arrives). Anything else i
 illegal transition: a 409 with the code ``illegal_transition`` naming both statuses.
 
 ``move`` is the only writer of ``Return.status``: it checks the transition, sets the
-status and writes the audit row the timeline is built from, in the caller's transaction
-(so a status never changes without its record, and never the other way round). The
+status, writes the audit row the timeline is built from and emits the
+``return.status_changed`` event (``serving.services.outbox``), all in the caller's
+transaction (so a status never changes without its record and its notification, and
+never the other way round). The
 timeline (``timeline``) is those rows in order, in words a shopper can read.
 """
 
@@ -30,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict
+from serving.services import outbox
 from serving.storage import repo
 from serving.storage.tables import AuditLog, Return
 
@@ -111,6 +114,13 @@ def move(
         subject_type="return",
         subject_id=ret.id,
         payload={"from": previous, "to": target, "why": why, **dict(details or {})},
+    )
+    outbox.emit(
+        s,
+        type="return.status_changed",
+        return_id=ret.id,
+        payload={"from": previous, "to": target, "why": why, **dict(details or {})},
+        now=now,
     )
 
 
@@ -199,6 +209,13 @@ REVOKED = (
 )
 
 
+def review_sentence(previous: str | None, status: str) -> str:
+    """What the shopper is told when a reviewer moved the return from ``previous``."""
+    if status == "rejected" and previous in ("approved", "label_issued"):
+        return REVOKED
+    return REVIEW_SENTENCES.get(status, SENTENCES.get(status, status))
+
+
 def actor_kind(actor: str) -> str:
     """shopper | reviewer | dock | system: the part of an actor a shopper may see."""
     head = actor.split(":", 1)[0]
@@ -210,9 +227,7 @@ def status_message(entries: Sequence[TimelineEntry], decision_message: str | Non
     last = entries[-1]
     kind = actor_kind(last.actor)
     if kind == "reviewer":
-        if last.status == "rejected" and last.previous in ("approved", "label_issued"):
-            return REVOKED
-        return REVIEW_SENTENCES.get(last.status, last.sentence)
+        return review_sentence(last.previous, last.status)
     if kind == "shopper" and decision_message:
         return decision_message
     return last.sentence

@@ -8,12 +8,13 @@ reviewer approved it unchanged).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from serving.domain_errors import Invalid, NotFound
-from serving.services import lifecycle
+from serving.services import lifecycle, outbox
 from serving.services.fields import QueueSort
 from serving.services.inputs import ReviewRequest
 from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
@@ -47,6 +48,23 @@ def _check_labels(svc: ReturnLensService, req: ReviewRequest) -> None:
         )
 
 
+def _emit_verdict(s: Any, row: Review, previous: str | None, now: datetime) -> None:
+    """The verdict as an event: a return's tells its shopper what the team decided (by
+    e-mail too); an inspection's is for the shop's systems only."""
+    payload: dict[str, Any] = {
+        "review_id": row.id,
+        "subject_type": row.subject_type,
+        "subject_id": row.subject_id,
+        "verdict": row.verdict,
+        "grade": row.grade,
+        "damage": row.damage,
+    }
+    if row.return_id is not None:
+        status = _RETURN_STATUS[row.verdict]
+        payload["message"] = lifecycle.review_sentence(previous, status)
+    outbox.emit(s, type="review.verdict", return_id=row.return_id, payload=payload, now=now)
+
+
 def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) -> ReviewOut:
     """Store ``reviewer``'s verdict (the caller's key name, never a field of the body)."""
     _check_labels(svc, req)
@@ -64,6 +82,7 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                 )
             photo_ids = [p.id for p in repo.return_photos(s, ret.id)]
             model_version: str | None = latest.model_version
+            previous: str | None = ret.status
             target = _RETURN_STATUS[req.verdict]
             if target != ret.status:  # approving an approved return changes nothing
                 lifecycle.move(
@@ -82,6 +101,7 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                     f"There is no inspection {req.subject_id!r}.", code="unknown_inspection"
                 )
             photo_ids, model_version = list(ins.photo_ids), ins.model_version
+            previous = None
             ins.review_status = "reviewed"
         row = Review(
             id=repo.new_id("rev"),
@@ -113,6 +133,7 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                 "damage": damage,
             },
         )
+        _emit_verdict(s, row, previous, now)
         s.flush()
         return ReviewOut.model_validate(row)
 

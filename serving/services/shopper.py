@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import decide, facts, lifecycle, limits
+from serving.services import decide, facts, lifecycle, limits, outbox
 from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import (
     CreatedReturnOut,
@@ -130,6 +130,13 @@ def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedRe
                 "reason": req.reason,
                 "note": note is not None,
             },
+        )
+        outbox.emit(
+            s,
+            type="return.created",
+            return_id=return_id,
+            payload={"order_id": req.order_id, "sku": req.sku, "reason": req.reason},
+            now=now,
         )
     return CreatedReturnOut(return_id=return_id, token=token)
 

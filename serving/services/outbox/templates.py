@@ -35,12 +35,12 @@ TEMPLATES: Mapping[str, MailTemplate] = {
         "Next step: upload one to six photos of the item from the return page.",
     ),
     "decision.made": _t(
-        "Your return $return_id: $outcome",
-        "We looked at the photos of return $return_id.\nResult: $outcome\n$message",
+        "Your return $return_id: $result",
+        "We looked at the photos of return $return_id.\n$message",
     ),
     "review.verdict": _t(
         "Your return $return_id was reviewed",
-        "A member of our team reviewed return $return_id.\nResult: $verdict\n$note",
+        "A member of our team reviewed return $return_id.\n$message",
     ),
     "label.issued": _t(
         "Your return label for $return_id",
