@@ -155,7 +155,7 @@ def test_order_lookup_lists_items_and_hides_which_part_was_wrong(shop: Shop) -> 
     body = ok.json()
     assert body["order_id"] == "ORD-1" and body["delivered_at"]
     assert body["items"] == [
-        {"sku": "box-01", "name": "Test box-01", "category": "box", "price": 49.0, "quantity": 1}
+        {"sku": "box-01", "name": "Test box-01", "category": "box", "price": 49.0, "quantity": 20}
     ]
     wrong_email = shop.client.post(
         "/v1/orders/lookup", json={"order_id": "ORD-1", "email": "eve@example.com"}
@@ -328,6 +328,9 @@ def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
             card.locator("button.retake").click()
         chooser.value.set_files(str(sharp))
         page.wait_for_selector("#decision.decision--approved")
+        # Approved: the return label is issued and shown, with both downloads.
+        page.wait_for_selector("#label-box:not([hidden]) #label-image[src^=blob]")
+        assert page.locator("#label-pdf").get_attribute("href", timeout=5000).startswith("blob:")
         screenshot(page, "shopper-7-retake-approved-desktop")
         cards = page.locator("#photo-grid .photo-card")
         assert cards.count() == 1  # the retake replaced the failed photo's card
@@ -345,7 +348,13 @@ def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
         page = phone.new_page()
         errors = _watch(page)
         page.goto(f"{server.base}/?return={return_id}#token={token}")
-        page.wait_for_selector("#decision.decision--approved")
+        page.wait_for_selector("#decision.decision--label_issued")  # the label was issued
+        assert "approved" in page.locator("#decision-title").inner_text()
+        page.wait_for_selector("#label-box:not([hidden]) #label-image[src^=blob]")
+        statuses = page.locator("#timeline li").evaluate_all(
+            "items => items.map((li) => li.dataset.status)"
+        )
+        assert statuses == ["awaiting_photos", "retake", "approved", "label_issued"]
         page.wait_for_function(
             "() => document.querySelectorAll('#photo-grid img[src^=blob]').length === 2"
         )
@@ -367,3 +376,4 @@ def test_blurred_photo_gets_guidance_and_a_retake_is_approved(
             f"/v1/returns/{return_id}", headers={"Authorization": f"Bearer {token}"}
         ).json()
     assert [d["outcome"] for d in ret["decisions"]] == ["retake", "approved"]
+    assert ret["status"] == "label_issued"

@@ -50,7 +50,7 @@ PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     "/returns",
     status_code=201,
     response_model=CreatedReturnOut,
-    responses=error_responses(404, 422, 429),
+    responses=error_responses(404, 409, 422, 429),
     summary="Open a return for one item of a delivered order",
 )
 def create_return(body: CreateReturnIn, svc: ServiceDep) -> CreatedReturnOut:

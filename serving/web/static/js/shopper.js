@@ -17,6 +17,7 @@ const FINAL_STATUSES = new Set([
   "approved", "needs_review", "rejected", "reviewed", "label_issued", "received", "graded",
   "dispositioned", "resolved", "closed", "expired",
 ]);
+const LABEL_STATUSES = new Set(["approved", "reviewed", "label_issued"]);
 const REASONS = {
   changed_mind: "I changed my mind",
   does_not_fit: "It doesn't fit",
@@ -475,6 +476,7 @@ async function onRetakeChosen() {
 function applyDecision(decision) {
   state.status = decision.outcome;
   renderDecision(decision.outcome, decision.message);
+  if (LABEL_STATUSES.has(state.status)) showLabel();
   updateCaptureArea();
   // Retake buttons depend on the new status: re-render the failed cards' actions.
   for (const card of state.cards.values()) {
@@ -498,6 +500,30 @@ function renderDecision(outcome, message) {
   const next = $("decision-next");
   next.replaceChildren(...info.next.map((t) => el("li", { text: t })));
   next.hidden = info.next.length === 0;
+}
+
+// The return label: issued once on approval (POST), then drawn by the server as PNG/PDF.
+// Both downloads carry the shopper token, so they are fetched here as blobs.
+async function showLabel() {
+  const box = $("label-box");
+  try {
+    const label = await api("POST", `/v1/returns/${encodeURIComponent(state.returnId)}/label`,
+      { auth: state.token });
+    state.status = label.status;
+    const [png, pdf] = await Promise.all([
+      imageUrl(label.png_url, state.token), imageUrl(label.pdf_url, state.token),
+    ]);
+    $("label-image").src = png;
+    $("label-png").href = png;
+    $("label-png").setAttribute("download", `return-label-${state.returnId}.png`);
+    $("label-pdf").href = pdf;
+    $("label-pdf").setAttribute("download", `return-label-${state.returnId}.pdf`);
+    showError($("label-error"), "");
+    box.hidden = false;
+  } catch (err) {
+    box.hidden = false;
+    showError($("label-error"), err.message);
+  }
 }
 
 // What happened so far: one line per status change (the server's sentences).
@@ -561,6 +587,7 @@ async function resumeReturn(returnId) {
       renderDecision(ret.status, ret.status_message || (ret.decision && ret.decision.message));
     }
     renderTimeline(ret.timeline || []);
+    if (LABEL_STATUSES.has(ret.status)) showLabel();
     updateCaptureArea();
     showStep("photos");
   } catch (err) {
