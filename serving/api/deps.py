@@ -99,6 +99,7 @@ def _role_dependency(*roles: str) -> Callable[[Authenticator, str | None], Princ
 DOCK: DependsParam = Depends(_role_dependency("dock"))
 REVIEWER: DependsParam = Depends(_role_dependency("reviewer"))
 ADMIN: DependsParam = Depends(_role_dependency("admin"))
+DOCK_OR_REVIEWER: DependsParam = Depends(_role_dependency("dock", "reviewer"))
 DockDep = Annotated[Principal, DOCK]
 ReviewerDep = Annotated[Principal, REVIEWER]
 AdminDep = Annotated[Principal, ADMIN]

@@ -13,7 +13,14 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Header, Request, Response
 
-from serving.api.deps import DockDep, LimiterDep, MetricsDep, ServiceDep, SettingsDep
+from serving.api.deps import (
+    DOCK_OR_REVIEWER,
+    DockDep,
+    LimiterDep,
+    MetricsDep,
+    ServiceDep,
+    SettingsDep,
+)
 from serving.api.schemas import V1
 from serving.api.uploads import multipart_body, read_photo_form
 from serving.domain_errors import Invalid
@@ -21,6 +28,7 @@ from serving.errors import error_responses
 from serving.services import dock
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
+from serving.services.routing_label import routing_label
 
 router = APIRouter(prefix=V1, tags=["dock"])
 _FORM = multipart_body(
@@ -87,3 +95,21 @@ async def create_inspection(
     else:
         metrics.record_inspection(out.channel, out.grade, [f.model_dump() for f in out.flags])
     return out
+
+
+@router.get(
+    "/dock/inspections/{inspection_id}/routing-label.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The 4 x 6 in routing label."},
+        **error_responses(401, 403, 404, 429),
+    },
+    dependencies=[DOCK_OR_REVIEWER],
+    summary="The inspection's routing label (reprint after a re-disposition)",
+)
+def get_routing_label(inspection_id: str, svc: ServiceDep) -> Response:
+    return Response(
+        routing_label(svc, inspection_id),
+        media_type="image/png",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )

@@ -47,6 +47,41 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def qr_image(text: str, size: int) -> Image.Image:
+    """A black-on-white QR code of ``text``, at most ``size`` px, whole pixels per module."""
+    code = qrcode.QRCode(border=4, box_size=1, error_correction=ERROR_CORRECT_M)
+    code.add_data(text)
+    code.make(fit=True)
+    modules = code.get_matrix()
+    box = max(1, size // len(modules))
+    qr = Image.new("L", (len(modules) * box, len(modules) * box), 255)
+    qd = ImageDraw.Draw(qr)
+    for y, row in enumerate(modules):
+        for x, dark in enumerate(row):
+            if dark:
+                qd.rectangle((x * box, y * box, (x + 1) * box - 1, (y + 1) * box - 1), fill=0)
+    return qr
+
+
+def save(page: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    if fmt == "pdf":
+        page.save(out, format="PDF", resolution=DPI)
+    else:
+        page.save(out, format="PNG", dpi=(DPI, DPI), optimize=True)
+    return out.getvalue()
+
+
+def centred_lines(draw: ImageDraw.ImageDraw, y: int, lines: list[tuple[str, int]]) -> int:
+    """Draw each (text, size) centred on the page from ``y``; the y below the last."""
+    for text, size in lines:
+        font = _font(size)
+        w = draw.textlength(text, font=font)
+        draw.text(((SIZE[0] - w) / 2, y), text, font=font, fill=0)
+        y += size + 22
+    return y
+
+
 def render(facts: LabelFacts, fmt: str) -> bytes:
     """The label as ``fmt`` ("png" or "pdf") bytes."""
     page = Image.new("L", SIZE, 255)
@@ -54,17 +89,7 @@ def render(facts: LabelFacts, fmt: str) -> bytes:
     width = SIZE[0]
     draw.rectangle((0, 0, width, 150), fill=0)
     draw.text((40, 40), "RETURN", font=_font(72), fill=255)
-    code = qrcode.QRCode(border=4, box_size=1, error_correction=ERROR_CORRECT_M)
-    code.add_data(facts.return_id)
-    code.make(fit=True)
-    modules = code.get_matrix()
-    box = max(1, 600 // len(modules))
-    qr = Image.new("L", (len(modules) * box, len(modules) * box), 255)
-    qd = ImageDraw.Draw(qr)
-    for y, row in enumerate(modules):
-        for x, dark in enumerate(row):
-            if dark:
-                qd.rectangle((x * box, y * box, (x + 1) * box - 1, (y + 1) * box - 1), fill=0)
+    qr = qr_image(facts.return_id, 600)
     page.paste(qr, ((width - qr.width) // 2, 190))
     y = 190 + qr.height + 30
     lines = [
@@ -74,17 +99,8 @@ def render(facts: LabelFacts, fmt: str) -> bytes:
         (f"Issued {facts.issued_at:%Y-%m-%d}", 28),
         ("Stick this label on the parcel. Do not cover the code.", 24),
     ]
-    for text, size in lines:
-        font = _font(size)
-        w = draw.textlength(text, font=font)
-        draw.text(((width - w) / 2, y), text, font=font, fill=0)
-        y += size + 22
-    out = io.BytesIO()
-    if fmt == "pdf":
-        page.save(out, format="PDF", resolution=DPI)
-    else:
-        page.save(out, format="PNG", dpi=(DPI, DPI), optimize=True)
-    return out.getvalue()
+    centred_lines(draw, y, lines)
+    return save(page, fmt)
 
 
 def _facts(svc: ReturnLensService, return_id: str) -> LabelFacts:

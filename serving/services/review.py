@@ -18,6 +18,7 @@ from serving.services import lifecycle, outbox
 from serving.services.fields import QueueSort
 from serving.services.inputs import ReviewRequest
 from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
+from serving.services.redisposition import redispose
 from serving.services.review_order import ReviewOrder, interleave
 from serving.services.service import ReturnLensService
 from serving.storage import repo
@@ -103,6 +104,15 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
             photo_ids, model_version = list(ins.photo_ids), ins.model_version
             previous = None
             ins.review_status = "reviewed"
+            redispose(
+                s,
+                svc,
+                ins,
+                verdict=req.verdict,
+                grade=req.grade,
+                reviewer=reviewer,
+                now=now,
+            )
         row = Review(
             id=repo.new_id("rev"),
             subject_type=req.subject_type,
