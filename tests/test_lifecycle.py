@@ -29,9 +29,11 @@ def approved_return(svc: ReturnLensService) -> str:
     return rid
 
 
-def verdict(svc: ReturnLensService, rid: str, kind: str, note: str | None = None) -> None:
+def verdict(
+    svc: ReturnLensService, rid: str, kind: str, note: str | None = None, grade: str | None = None
+) -> None:
     req = ReviewRequest.model_validate(
-        {"subject_type": "return", "subject_id": rid, "verdict": kind, "note": note}
+        {"subject_type": "return", "subject_id": rid, "verdict": kind, "note": note, "grade": grade}
     )
     review.submit_review(svc, req, reviewer="rita")
 
@@ -60,17 +62,18 @@ def test_an_illegal_transition_is_a_409_naming_both_statuses(current: str, targe
     assert err.value.details["allowed"] == sorted(lifecycle.TRANSITIONS[current])
 
 
-def test_the_dock_moves_an_approved_return_to_dispositioned(svc: ReturnLensService) -> None:
+def test_the_dock_moves_an_approved_return_to_resolved(svc: ReturnLensService) -> None:
+    """Routed with nothing for a person to check: dispositioned, then settled."""
     rid = approved_return(svc)
     view = inspect(svc, "k-1", rid, clean(seed=2))
     assert view.channel is not None and not view.needs_review
     ret = shopper.get_return(svc, rid)
-    assert ret.status == "dispositioned"
+    assert ret.status == "resolved"
     assert [e.status for e in ret.timeline] == [
-        "awaiting_photos", "approved", "received", "graded", "dispositioned"
+        "awaiting_photos", "approved", "received", "graded", "dispositioned", "resolved"
     ]  # fmt: skip
-    assert [e.by for e in ret.timeline] == ["shopper", "shopper", "dock", "dock", "dock"]
-    staff = shopper.staff_timeline(svc, rid)
+    assert [e.by for e in ret.timeline] == ["shopper", "shopper", "dock", "dock", "dock", "dock"]
+    staff = shopper.staff_timeline(svc, rid)[:-1]  # the last: the resolution
     assert (
         staff[-1].actor == "station:d-1"
         and staff[-1].details["inspection_id"] == view.inspection_id
@@ -85,7 +88,7 @@ def test_a_second_inspection_is_flagged_already_inspected(svc: ReturnLensService
     codes = {f.code for f in again.flags}
     assert "already_inspected" in codes and again.needs_review
     assert again.channel is None and again.expected_recovery is None
-    assert shopper.get_return(svc, rid).status == "dispositioned"  # unchanged
+    assert shopper.get_return(svc, rid).status == "resolved"  # unchanged
     queue = {(q.subject_type, q.subject_id) for q in review.review_queue(svc)}
     assert ("inspection", again.inspection_id) in queue
 
@@ -119,10 +122,10 @@ def test_a_review_of_a_needs_review_return_says_what_the_team_decided(
 ) -> None:
     rid = new_return(svc)
     assert shopper.upload_photos(svc, rid, [damaged(seed=3)]).decision.outcome == "needs_review"
-    verdict(svc, rid, "approve")
+    verdict(svc, rid, "correct", grade="A_new")  # worth sending back: no keep-it
     ret = shopper.get_return(svc, rid)
-    assert ret.status == "approved"
-    assert ret.status_message == lifecycle.REVIEW_SENTENCES["approved"]
+    assert ret.status == "reviewed"
+    assert ret.status_message == lifecycle.REVIEW_SENTENCES["reviewed"]
 
 
 def test_a_verdict_after_the_parcel_arrived_is_refused(svc: ReturnLensService) -> None:
@@ -131,8 +134,8 @@ def test_a_verdict_after_the_parcel_arrived_is_refused(svc: ReturnLensService) -
     with pytest.raises(Conflict) as err:
         verdict(svc, rid, "reject")
     assert err.value.code == "illegal_transition"
-    assert "dispositioned" in err.value.message
-    assert shopper.get_return(svc, rid).status == "dispositioned"
+    assert "resolved" in err.value.message
+    assert shopper.get_return(svc, rid).status == "resolved"
 
 
 def test_over_http_illegal_verdicts_are_409_and_timelines_are_served(shop: Shop) -> None:
@@ -153,13 +156,13 @@ def test_over_http_illegal_verdicts_are_409_and_timelines_are_served(shop: Shop)
         json={"subject_type": "return", "subject_id": rid, "verdict": "reject"},
     )
     assert refused.status_code == 409 and refused.json()["code"] == "illegal_transition"
-    assert refused.json()["details"]["status"] == "dispositioned"
+    assert refused.json()["details"]["status"] == "resolved"
     shopper_view = shop.client.get(
         f"/v1/returns/{rid}", headers={"Authorization": f"Bearer {token}"}
     )
     assert shopper_view.status_code == 200
     statuses = [e["status"] for e in shopper_view.json()["timeline"]]
-    assert statuses[-3:] == ["received", "graded", "dispositioned"]
+    assert statuses[-4:] == ["received", "graded", "dispositioned", "resolved"]
     assert all("actor" not in e for e in shopper_view.json()["timeline"])  # no staff names
     staff = shop.client.get(f"/v1/review/returns/{rid}/timeline", headers=reviewer)
     assert staff.status_code == 200 and staff.json()[-1]["actor"].startswith("station:")
@@ -180,14 +183,13 @@ def test_every_change_is_an_outbox_event_in_the_same_transaction(svc: ReturnLens
             .order_by(OutboxDelivery.id)
         ).all()
         events = [(r.type, dict(r.payload)) for r in rows]
-    assert [t for t, _ in events] == [
-        "return.created",
-        "decision.made",
-        "return.status_changed",
-        "return.status_changed",
-        "review.verdict",
-    ]
-    assert events[2][1]["to"] == "approved" and events[3][1]["to"] == "rejected"
-    verdict_payload = events[4][1]
+    types = [t for t, _ in events]
+    assert types[0] == "return.created" and types[-1] == "review.verdict"
+    moves = [p["to"] for t, p in events if t == "return.status_changed"]
+    assert moves == ["approved", "rejected"]
+    # the decision's event follows the move it made; the rejection precedes the verdict
+    assert types.index("decision.made") > types.index("return.status_changed")
+    assert events[-2][0] == "return.status_changed" and events[-2][1]["to"] == "rejected"
+    verdict_payload = events[-1][1]
     assert verdict_payload["message"] == lifecycle.REVOKED  # the shopper's sentence
     assert "internal" not in str(verdict_payload)  # the reviewer's note stays in-house

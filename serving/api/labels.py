@@ -1,9 +1,12 @@
-"""The shopper's return label: issue it, then download it as PNG or PDF.
+"""The shopper's return label (issue it, download it as PNG or PDF) and the choice of
+how the return is paid back.
 
 ``POST /v1/returns/{id}/label`` issues the label of an approved return (a lifecycle step
 with its ``label.issued`` event; again: no change). ``GET .../label.png`` and
 ``.../label.pdf`` draw it, as often as needed. Both are the return's shopper's (or
 staff's); a return that is not approved answers 409 ``no_label``.
+``POST /v1/returns/{id}/resolution`` is the shopper's pick among the offered methods
+(``serving.services.resolutions.choose``) while nothing is issued yet.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.deps import RETURN_READER, ServiceDep
+from serving.api.deps import RETURN_OWNER, RETURN_READER, ServiceDep
 from serving.api.schemas import V1
 from serving.errors import error_responses
-from serving.services import labels
+from serving.services import labels, resolutions
+from serving.services.outputs import ResolutionOut
 
 router = APIRouter(prefix=V1, tags=["returns"])
 LABEL_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -72,4 +76,24 @@ def get_label(
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
         },
+    )
+
+
+class ResolutionChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["refund", "store_credit", "exchange"]
+    exchange_sku: Annotated[str | None, Field(default=None, min_length=1, max_length=64)]
+
+
+@router.post(
+    "/returns/{return_id}/resolution",
+    response_model=ResolutionOut,
+    responses=error_responses(401, 403, 404, 409, 422, 429),
+    dependencies=[RETURN_OWNER],
+    summary="Choose how to be paid back: refund, store credit or an exchange",
+)
+def choose_resolution(return_id: str, body: ResolutionChoice, svc: ServiceDep) -> ResolutionOut:
+    return ResolutionOut.model_validate(
+        resolutions.choose(svc, return_id, body.method, body.exchange_sku)
     )

@@ -50,6 +50,7 @@ from pydantic import (
 
 from serving.policy.explain import Issue, issues_from
 from serving.policy.fit import ModelFit
+from serving.policy.resolution import ResolutionRule
 from serving.policy.thresholds import (
     FALLBACK,
     EffectiveThreshold,
@@ -135,6 +136,10 @@ class CategoryPolicy(_Model):
     high_value: Annotated[float, Field(gt=0)] | None = None  # None: no high-value review
     non_returnable: list[ConditionRule] = []
     dock: Dock
+    # Refund, store credit, exchange or keep-it (serving.policy.resolution); None: a
+    # refund on receipt. Left out of the resolved text when None, so a policy without
+    # it keeps the version it had before it existed.
+    resolution: ResolutionRule | None = None
 
 
 class DamageBand(_Model):
@@ -369,7 +374,10 @@ def _resolved(
     if fit is not None:
         data["grade_fit"] = fit.as_dict()
     data["reasons"] = {k: r.model_dump(mode="json") for k, r in reasons.items()}
-    data["categories"] = {k: c.model_dump(mode="json") for k, c in categories.items()}
+    data["categories"] = {
+        k: c.model_dump(mode="json", exclude={"resolution"} if c.resolution is None else None)
+        for k, c in categories.items()
+    }
     return data
 
 

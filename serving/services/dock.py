@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import DEFAULT_CATEGORY
-from serving.services import decide, lifecycle, outbox, policies
+from serving.services import decide, lifecycle, outbox, policies, resolutions
 from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
@@ -292,6 +292,8 @@ def _receive(s: Any, row: Inspection, now: datetime) -> None:
         now=now,
         details={"inspection_id": row.id, "grade": row.grade, "channel": row.channel},
     )
+    if ret.status == "dispositioned" and not row.needs_review:  # nothing left to check
+        resolutions.settle(s, ret, now=now, actor=f"station:{row.station_id}")
 
 
 def _store(

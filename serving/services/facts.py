@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.services import decide, lifecycle, limits, outbox, policies
+from serving.policy.types import Scores
+from serving.services import decide, lifecycle, limits, outbox, policies, resolutions
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -27,7 +28,7 @@ from serving.services.scores import (
 from serving.services.service import OPEN_STATUSES, ReturnLensService
 from serving.storage import repo
 from serving.storage.photostore import MEDIA_TYPE
-from serving.storage.tables import CatalogItem, Decision, Grading, Photo
+from serving.storage.tables import CatalogItem, Decision, Grading, Photo, Return
 from vision.aggregate import aggregate, cosine_similarity
 from vision.card import ModelCard
 from vision.phash import phash_hex
@@ -301,6 +302,36 @@ def store_upload(
             "policy_version": decision.policy_version,
         },
     )
+    _after_decision(s, svc, f, ret, row, decision, now)
+    s.flush()
+    return photos, row
+
+
+def _after_decision(
+    s: Session,
+    svc: ReturnLensService,
+    f: UploadFacts,
+    ret: Return,
+    row: Decision,
+    decision: ShopperDecision,
+    now: datetime,
+) -> None:
+    """The return moves to the outcome; an approval is planned (and a keep-it tells the
+    shopper to keep the item, in the decision's own sentence); then the event."""
+    actor = f"shopper:{f.return_id}"
+    lifecycle.move(
+        s, ret, decision.outcome, actor=actor, why=f"decision {row.id}", now=now,
+        details={"decision_id": row.id},
+    )  # fmt: skip
+    if decision.outcome == "approved" and row.grade is not None:
+        scores = _plan_scores(svc.grader.card, row)
+        planned = resolutions.plan(
+            s, svc, ret, category=f.category, price=f.price, scores=scores,
+            rejected_returns=f.rejected_returns, recent_returns=len(f.history_times),
+            now=now, actor=actor,
+        )  # fmt: skip
+        if planned is not None and planned.keep_item:
+            row.shopper_message = planned.message
     outbox.emit(
         s,
         type="decision.made",
@@ -315,17 +346,16 @@ def store_upload(
         },
         now=now,
     )
-    lifecycle.move(
-        s,
-        ret,
-        decision.outcome,
-        actor=f"shopper:{f.return_id}",
-        why=f"decision {row.id}",
-        now=now,
-        details={"decision_id": row.id},
-    )
-    s.flush()
-    return photos, row
+
+
+def _plan_scores(card: ModelCard, row: Decision) -> Scores:
+    """The decision's probabilities as policy scores; its grade, certain, when the row
+    holds none (an approval carried by earlier photos' scores)."""
+    probs = {g: float(row.grade_probs.get(g, 0.0)) for g in card.grade_labels}
+    if abs(sum(probs.values()) - 1.0) > 0.01:
+        probs = {g: float(g == row.grade) for g in card.grade_labels}
+    damage = {d: float(row.damage_probs.get(d, 0.0)) for d in card.damage_labels}
+    return Scores(card.grade_labels, probs, damage)
 
 
 def _decision_inputs(f: UploadFacts) -> dict[str, object]:

@@ -8,7 +8,8 @@ The statuses, in the order a return normally lives them::
     approved, reviewed, label_issued -> received -> graded -> dispositioned  (dock)
     dispositioned   -> resolved -> closed                                (refund, credit...)
 
-plus ``expired`` (a return abandoned without photos), ``rejected -> approved/reviewed``
+plus ``approved/reviewed -> resolved`` (keep it: refunded, nothing to send back),
+``expired`` (a return abandoned without photos), ``rejected -> approved/reviewed``
 (a reviewer overturns a rejection) and ``approved/label_issued -> rejected`` (a reviewer
 rejects after an automatic approval, before the parcel arrives). Anything else is an
 illegal transition: a 409 with the code ``illegal_transition`` naming both statuses.
@@ -41,8 +42,8 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     "awaiting_photos": frozenset({"retake", "needs_review", "approved", "rejected", "expired"}),
     "retake": frozenset({"retake", "needs_review", "approved", "rejected", "expired"}),
     "needs_review": frozenset({"retake", "needs_review", "approved", "rejected", "reviewed"}),
-    "approved": frozenset({"rejected", "reviewed", "label_issued", "received"}),
-    "reviewed": frozenset({"rejected", "approved", "label_issued", "received"}),
+    "approved": frozenset({"rejected", "reviewed", "label_issued", "received", "resolved"}),
+    "reviewed": frozenset({"rejected", "approved", "label_issued", "received", "resolved"}),
     "label_issued": frozenset({"rejected", "received"}),
     "received": frozenset({"graded"}),
     "graded": frozenset({"dispositioned"}),

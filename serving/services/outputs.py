@@ -214,6 +214,16 @@ class StaffTimelineOut(TimelineOut):
     details: dict[str, Any]
 
 
+class ResolutionOut(BaseModel):
+    method: str = Field(description="refund | store_credit | exchange")
+    timing: str = Field(description="instant | on_receipt | keep_it")
+    amount: float
+    status: str = Field(description="planned | issued")
+    offer: list[str] = Field(description="The methods the shopper may still choose.")
+    exchange_sku: str | None = None
+    message: str
+
+
 class ReturnOut(OutputModel):
     """Built from a ``Return`` row; its item, decisions and photos are its relationships."""
 
@@ -237,6 +247,9 @@ class ReturnOut(OutputModel):
     )
     timeline: list[TimelineOut] = Field(
         default_factory=list, description="Status changes, oldest first."
+    )
+    resolution: ResolutionOut | None = Field(
+        default=None, description="How the return is settled, once it is accepted."
     )
 
     @computed_field(description="The current (latest) decision.")  # type: ignore[prop-decorator]

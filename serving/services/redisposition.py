@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from serving.policy.types import DockContext, Scores
-from serving.services import lifecycle, outbox
+from serving.services import lifecycle, outbox, resolutions
 from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Inspection
@@ -106,4 +106,5 @@ def redispose(
             now=now,
             details={"inspection_id": ins.id, "grade": ins.grade, "channel": ins.channel},
         )
+        resolutions.settle(s, ret, now=now, actor=f"reviewer:{reviewer}")
     return change

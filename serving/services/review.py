@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from serving.domain_errors import Invalid, NotFound
-from serving.services import lifecycle, outbox
+from serving.services import lifecycle, outbox, resolutions
 from serving.services.fields import QueueSort
 from serving.services.inputs import ReviewRequest
 from serving.services.records import AuditEntryOut, QueueItemOut, ReviewOut
@@ -94,6 +94,10 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                     why=req.note or f"review verdict: {req.verdict}",
                     now=now,
                     details={"verdict": req.verdict, "grade": req.grade},
+                )
+            if target in ("approved", "reviewed"):  # accepted: plan how it is settled
+                resolutions.plan_after_review(
+                    s, svc, ret, req.grade, now, actor=f"reviewer:{reviewer}"
                 )
         else:
             ins = s.get(Inspection, req.subject_id)

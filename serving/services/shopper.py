@@ -40,11 +40,12 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import decide, facts, lifecycle, limits, outbox
+from serving.services import decide, facts, lifecycle, limits, outbox, resolutions
 from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import (
     CreatedReturnOut,
     OrderLookupOut,
+    ResolutionOut,
     ReturnOut,
     StaffTimelineOut,
     TimelineOut,
@@ -331,12 +332,17 @@ def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
         out = ReturnOut.model_validate(ret)  # its item, decisions and photos load here
         entries = lifecycle.timeline(s, ret)
+        settled = resolutions.get(s, ret.id)
+        if settled is not None:
+            out.resolution = ResolutionOut.model_validate(resolutions.view(settled))
     out.timeline = [
         TimelineOut(at=e.at, status=e.status, sentence=e.sentence, by=lifecycle.actor_kind(e.actor))
         for e in entries
     ]
     latest = out.decisions[-1].message if out.decisions else None
     out.status_message = lifecycle.status_message(entries, latest)
+    if out.status == "resolved" and out.resolution is not None:
+        out.status_message = out.resolution.message
     return out
 
 

@@ -376,3 +376,23 @@ class OutboxDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Resolution(Base):
+    """How an accepted return is settled (``serving.policy.resolution``): one row per
+    return, planned when it is accepted and ``issued`` when the shop is told to pay
+    (at once for an instant refund or keep-it, else when the parcel is dispositioned)."""
+
+    __tablename__ = "resolutions"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"), unique=True)
+    method: Mapped[str] = mapped_column(String(20))  # refund | store_credit | exchange
+    timing: Mapped[str] = mapped_column(String(20))  # instant | on_receipt | keep_it
+    amount: Mapped[float] = mapped_column(MONEY)
+    expected_recovery: Mapped[float | None] = mapped_column(MONEY)
+    offer: Mapped[list[str]] = mapped_column(JSONType)
+    exchange_sku: Mapped[str | None] = mapped_column(SHOP_ID)
+    status: Mapped[str] = mapped_column(String(20))  # planned | issued
+    policy_version: Mapped[str] = mapped_column(MODEL_VERSION)
+    planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
