@@ -476,7 +476,7 @@ async function onRetakeChosen() {
 function applyDecision(decision) {
   state.status = decision.outcome;
   renderDecision(decision.outcome, decision.message);
-  if (LABEL_STATUSES.has(state.status)) showLabel();
+  if (!OPEN_STATUSES.has(state.status)) refreshReturn();
   updateCaptureArea();
   // Retake buttons depend on the new status: re-render the failed cards' actions.
   for (const card of state.cards.values()) {
@@ -523,6 +523,45 @@ async function showLabel() {
   } catch (err) {
     box.hidden = false;
     showError($("label-error"), err.message);
+  }
+}
+
+// How the shopper is paid back: the server's sentence, and while nothing is issued yet a
+// choice between a refund and store credit (when the shop offers it).
+function renderResolution(resolution) {
+  const box = $("resolution-box");
+  box.hidden = !resolution;
+  if (!resolution) return;
+  $("resolution-message").textContent = sentence(resolution.message);
+  const offered = new Set(resolution.offer || []);
+  $("resolution-choice").hidden = resolution.status !== "planned"
+    || !(offered.has("refund") && offered.has("store_credit"));
+  $("choose-refund").disabled = resolution.method === "refund";
+  $("choose-credit").disabled = resolution.method === "store_credit";
+}
+
+// After a decision: the server's view of what follows (resolution, timeline).
+async function refreshReturn() {
+  try {
+    const ret = await api("GET", `/v1/returns/${encodeURIComponent(state.returnId)}`,
+      { auth: state.token });
+    state.status = ret.status;
+    if (ret.status === "resolved") renderDecision(ret.status, ret.status_message);  // keep it
+    renderResolution(ret.resolution);
+    renderTimeline(ret.timeline || []);
+    if (LABEL_STATUSES.has(ret.status)) showLabel();
+  } catch { /* the decision is shown; the extras can wait for the next load */ }
+}
+
+async function chooseResolution(method) {
+  try {
+    const chosen = await api("POST", `/v1/returns/${encodeURIComponent(state.returnId)}/resolution`,
+      { auth: state.token, body: { method } });
+    renderResolution(chosen);
+    showError($("resolution-error"), "");
+    announce(chosen.message);
+  } catch (err) {
+    showError($("resolution-error"), err.message);
   }
 }
 
@@ -588,6 +627,7 @@ async function resumeReturn(returnId) {
     }
     renderTimeline(ret.timeline || []);
     if (LABEL_STATUSES.has(ret.status)) showLabel();
+    renderResolution(ret.resolution);
     updateCaptureArea();
     showStep("photos");
   } catch (err) {
@@ -604,6 +644,8 @@ function init() {
   $("order-form").addEventListener("submit", onOrderSubmit);
   $("item-form").addEventListener("submit", onItemSubmit);
   $("item-back").addEventListener("click", () => showStep("order"));
+  $("choose-refund").addEventListener("click", () => chooseResolution("refund"));
+  $("choose-credit").addEventListener("click", () => chooseResolution("store_credit"));
   for (const id of ["camera-input", "library-input"]) {
     const input = $(id);
     input.addEventListener("change", async () => {
