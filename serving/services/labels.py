@@ -103,18 +103,21 @@ def render(facts: LabelFacts, fmt: str) -> bytes:
     return save(page, fmt)
 
 
+def _no_label(return_id: str, status: str) -> Conflict:
+    return Conflict(
+        f"Return {return_id} is {status}; a return label is issued once it is approved.",
+        code="no_label",
+        details={"status": status},
+    )
+
+
 def _facts(svc: ReturnLensService, return_id: str) -> LabelFacts:
     with svc.db.read() as s:
         ret = repo.get_return(s, return_id)
         if ret is None:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
         if ret.status not in LABEL_STATUSES:
-            raise Conflict(
-                f"Return {return_id} is {ret.status}; a return label is issued once it is "
-                "approved.",
-                code="no_label",
-                details={"status": ret.status},
-            )
+            raise _no_label(return_id, ret.status)
         item = repo.get_catalog_item(s, ret.sku)
         issued = next(
             (e.at for e in lifecycle.timeline(s, ret) if e.status == "label_issued"),
@@ -137,12 +140,7 @@ def issue(svc: ReturnLensService, return_id: str, *, actor: str, label_url: str)
         if ret.status == "label_issued":
             return ret.status
         if ret.status not in LABEL_STATUSES:
-            raise Conflict(
-                f"Return {return_id} is {ret.status}; a return label is issued once it is "
-                "approved.",
-                code="no_label",
-                details={"status": ret.status},
-            )
+            raise _no_label(return_id, ret.status)
         lifecycle.move(s, ret, "label_issued", actor=actor, why="return label issued", now=now)
         outbox.emit(
             s,
