@@ -72,8 +72,9 @@ DEMO_ORDERS: tuple[DemoOrder, ...] = (
         "ben@example.com",
         "phone",
         2,
-        "high value",
-        promise=Promise("changed_mind", "phone-01-B_like_new.jpg", "needs_review"),
+        "high value; a phone asks for three views (guided capture), so one photo gets a "
+        "retake naming the missing ones",
+        promise=Promise("changed_mind", "phone-01-B_like_new.jpg", "retake"),
     ),
     DemoOrder(
         "ORD-1004",

@@ -231,8 +231,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(root: Path, model: Path) -> Iterator[LiveServer]:
-    """The app under uvicorn in a subprocess, SQLite + photo store under ``root``.
+def live_server(root: Path, model: Path, policy: Path | None = None) -> Iterator[LiveServer]:
+    """The app under uvicorn in a subprocess, SQLite + photo store under ``root``;
+    ``policy``: a policy file instead of the shipped one.
 
     The child binds port 0 itself and writes the port to a file (no race for a "free"
     port); ``tests.live.wait_ready`` polls for it, then for ``/readyz``, with a deadline.
@@ -257,6 +258,7 @@ def live_server(root: Path, model: Path) -> Iterator[LiveServer]:
         str(model),
         "--admin-key",
         ADMIN_KEY,
+        *(["--policy", str(policy)] if policy is not None else []),
     ]
 
     def base() -> str | None:
@@ -285,7 +287,9 @@ def web_app(settings: Any) -> Any:
     return create_app(settings)
 
 
-def live_settings(database_url: str, photo_dir: Path, model: Path, admin_key: str) -> Any:
+def live_settings(
+    database_url: str, photo_dir: Path, model: Path, admin_key: str, policy: Path | None = None
+) -> Any:
     from pydantic import SecretStr
 
     from serving.settings import Settings
@@ -302,6 +306,7 @@ def live_settings(database_url: str, photo_dir: Path, model: Path, admin_key: st
         rate_limit_per_key_burst=10_000,
         ort_threads=1,
         log_level="warning",
+        policy_path=policy,
     )
 
 
@@ -314,8 +319,11 @@ def _serve(argv: list[str]) -> int:
     p.add_argument("--photo-dir", type=Path, required=True)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--admin-key", required=True)
+    p.add_argument("--policy", type=Path, default=None)
     args = p.parse_args(argv)
-    app = web_app(live_settings(args.database_url, args.photo_dir, args.model, args.admin_key))
+    app = web_app(
+        live_settings(args.database_url, args.photo_dir, args.model, args.admin_key, args.policy)
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -156,7 +156,7 @@ INVALID = [
     (
         _set("categories.phone.colour", "red"),
         "categories.phone.colour: unknown key 'colour' (allowed: return_window_days, returnable, "
-        "non_returnable_reasons, high_value, non_returnable, dock, resolution)",
+        "non_returnable_reasons, high_value, non_returnable, dock, resolution, views)",
     ),
     (
         _set("policy_format", 2),

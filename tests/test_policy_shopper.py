@@ -71,6 +71,10 @@ categories:
     non_returnable: [{reasons: [does_not_fit], damage: [stain], action: review}]
   book: {non_returnable_reasons: [changed_mind]}
   gift_card: {returnable: false}
+  camera:
+    views:
+      - {name: front, prompt: The front, outline: generic}
+      - {name: back, prompt: The back}
 """
 POLICY = parse_policy(POLICY_YAML, source="test")
 
@@ -102,6 +106,7 @@ def ctx(**changes: Any) -> ReturnContext:
 
 BLURRY = PhotoQuality(False, (QualityIssue("blur", "The photo is blurry, hold the phone still."),))
 DARK = PhotoQuality(False, (QualityIssue("underexposed", "Turn on a light."),), photo_id="p2")
+BLURRY_BACK = replace(BLURRY, photo_id="p3", view="back")
 PREVIOUS = tuple(NOW - timedelta(days=d) for d in (10, 40, 80))
 
 # (id, changes, outcome, flag codes in order, effects in order)
@@ -420,6 +425,41 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
         "needs_review",
         ("reason_condition_mismatch", "high_value"),
         ("note", "review"),
+    ),
+    (
+        "view_missing",
+        {"category": "camera", "photos": (PhotoQuality(True, view="front"),)},
+        "retake",
+        ("missing_views",),
+        ("retake",),
+    ),
+    (
+        "view_only_blurry",
+        {"category": "camera", "photos": (PhotoQuality(True, view="front"), BLURRY_BACK)},
+        "retake",
+        ("photo_quality", "missing_views"),
+        ("note", "retake"),
+    ),
+    (
+        "view_missing_after_max_retakes",
+        {
+            "category": "camera",
+            "photos": (PhotoQuality(True, view="front"),),
+            "previous_retakes": 2,
+        },
+        "needs_review",
+        ("missing_views",),
+        ("review",),
+    ),
+    (
+        "views_all_present",
+        {
+            "category": "camera",
+            "photos": (PhotoQuality(True, view="back"), PhotoQuality(True, view="front")),
+        },
+        "approved",
+        (),
+        (),
     ),
     (
         "unknown_category_uses_default",

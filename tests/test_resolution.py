@@ -61,7 +61,8 @@ def test_the_plan_follows_the_rule() -> None:
 
 @pytest.fixture
 def shop_line(svc: ReturnLensService) -> ReturnLensService:
-    """Order o-r (customer c-r, no history): an 80.0 mug, above the instant-refund price (60) and below the high-value review (100)."""
+    """Order o-r (customer c-r, no history): an 80.0 mug, above the instant-refund price
+    (60) and below the high-value review (100)."""
     admin.upsert_orders(
         svc,
         [OrderRow(order_id="o-r", customer_id="c-r", sku="mug-01", price=80.0,

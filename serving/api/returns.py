@@ -41,6 +41,13 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The stored photo (metadata stripped).",
     }
 }
+VIEWS_FIELD = "views"
+VIEWS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "maxLength": 40},
+    "description": "Optional, guided capture: the view each photo shows (the return's "
+    "`required_views` names), one per photo in the same order; '' for a photo of none.",
+}
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "Heatmap overlay (PNG)."}
 }
@@ -61,7 +68,7 @@ def create_return(body: CreateReturnIn, svc: ServiceDep) -> CreatedReturnOut:
     "/returns/{return_id}/photos",
     response_model=UploadOut,
     responses=error_responses(401, 403, 404, 409, 413, 415, 422, 429),
-    openapi_extra=multipart_body(),
+    openapi_extra=multipart_body(extra={VIEWS_FIELD: VIEWS_SCHEMA}),
     dependencies=[RETURN_OWNER],  # only the return's shopper uploads
     summary="Upload 1-6 photos of the item and get the decision",
 )
@@ -80,10 +87,15 @@ async def upload_photos(
         ),
     ] = None,
 ) -> UploadOut:
-    form = await read_photo_form(request, settings)
+    form = await read_photo_form(request, settings, list_fields=(VIEWS_FIELD,))
     result = await anyio.to_thread.run_sync(
         functools.partial(
-            shopper.upload_photos, svc, return_id, form.photos, idempotency_key=idempotency_key
+            shopper.upload_photos,
+            svc,
+            return_id,
+            form.photos,
+            idempotency_key=idempotency_key,
+            views=form.lists[VIEWS_FIELD],
         ),
         limiter=limiter,
     )

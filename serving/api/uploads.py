@@ -35,6 +35,7 @@ MAX_TEXT_FIELD = 4096
 class PhotoForm:
     photos: list[bytes]
     fields: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)  # repeated text fields
 
 
 def keep_photos_in_memory(max_upload_bytes: int) -> None:
@@ -91,9 +92,13 @@ def _too_many(limit: int, got: int | None = None) -> Invalid:
 
 
 async def read_photo_form(
-    request: Request, settings: Settings, text_fields: Sequence[str] = ()
+    request: Request,
+    settings: Settings,
+    text_fields: Sequence[str] = (),
+    list_fields: Sequence[str] = (),
 ) -> PhotoForm:
-    """The photos (1..max_photos, each <= max_upload_bytes) and the named text fields."""
+    """The photos (1..max_photos, each <= max_upload_bytes), the named text fields and
+    the named repeated text fields (at most one value per photo allowed each)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise DecodeError(
@@ -105,7 +110,9 @@ async def read_photo_form(
     limit, max_photos = settings.max_upload_bytes, settings.max_photos
     try:
         form = await request.form(
-            max_files=max_photos + 1, max_fields=len(text_fields) + 4, max_part_size=MAX_TEXT_FIELD
+            max_files=max_photos + 1,
+            max_fields=len(text_fields) + len(list_fields) * (max_photos + 1) + 4,
+            max_part_size=MAX_TEXT_FIELD,
         )
     except HTTPException as exc:
         if exc.status_code == 400 and "too many files" in str(exc.detail).lower():
@@ -122,6 +129,7 @@ async def read_photo_form(
     try:
         files: list[UploadFile] = []
         fields: dict[str, str] = {}
+        lists: dict[str, list[str]] = {name: [] for name in list_fields}
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != PHOTOS_FIELD:
@@ -133,6 +141,8 @@ async def read_photo_form(
                 files.append(value)
             elif name in text_fields:
                 fields[name] = value.strip()
+            elif name in lists:
+                lists[name].append(value.strip())
             elif name == PHOTOS_FIELD:
                 raise Invalid(
                     f"the field '{PHOTOS_FIELD}' must hold files, not text",
@@ -148,7 +158,7 @@ async def read_photo_form(
         if len(files) > max_photos:
             raise _too_many(max_photos, len(files))
         photos = [await _read_capped(f, i, limit) for i, f in enumerate(files)]
-        return PhotoForm(photos=photos, fields=fields)
+        return PhotoForm(photos=photos, fields=fields, lists=lists)
     finally:
         await form.close()
 

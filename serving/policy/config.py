@@ -60,6 +60,7 @@ from serving.policy.thresholds import (
     written_thresholds,
 )
 from serving.policy.types import REASON_CODES, ReasonCode
+from serving.policy.views import Views, unique_names
 from vision.errors import ConfigError
 
 DEFAULT_CATEGORY = "default"
@@ -140,6 +141,20 @@ class CategoryPolicy(_Model):
     # refund on receipt. Left out of the resolved text when None, so a policy without
     # it keeps the version it had before it existed.
     resolution: ResolutionRule | None = None
+    # Guided capture (serving.policy.views): the views the shopper photographs, one at a
+    # time; None: any photos. Left out of the resolved text when None, like resolution.
+    views: Views | None = None
+
+    @field_validator("views")
+    @classmethod
+    def _unique_views(cls, value: Views | None) -> Views | None:
+        if value:
+            unique_names(value)
+        return value
+
+    def unset_optional(self) -> set[str]:
+        """The optional rules left out (None): not hashed, so adding one kept versions."""
+        return {k for k in ("resolution", "views") if getattr(self, k) is None}
 
 
 class DamageBand(_Model):
@@ -356,6 +371,7 @@ class Policy:
                 f"window {cat.return_window_days} d, high value "
                 f"{cat.high_value if cat.high_value is not None else '-'}, "
                 f"{len(cat.non_returnable)} condition rule(s), channels {', '.join(usable)}"
+                + (f", views {', '.join(v.name for v in cat.views)}" if cat.views else "")
             )
         return lines
 
@@ -375,7 +391,7 @@ def _resolved(
         data["grade_fit"] = fit.as_dict()
     data["reasons"] = {k: r.model_dump(mode="json") for k, r in reasons.items()}
     data["categories"] = {
-        k: c.model_dump(mode="json", exclude={"resolution"} if c.resolution is None else None)
+        k: c.model_dump(mode="json", exclude=c.unset_optional() or None)
         for k, c in categories.items()
     }
     return data

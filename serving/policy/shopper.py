@@ -17,6 +17,9 @@ non_returnable_condition    per rule a category rule for this reason matches: P(
 photo_quality               retake   fewer usable photos than quality.min_usable_photos;
                             review   ... the same after quality.max_retakes retakes;
                             note     some photos failed but enough are usable
+missing_views               retake   a view the category asks for (``views``) has no
+                            review   usable photo; review after quality.max_retakes
+                                     retakes (``serving.policy.views``)
 wrong_item                  review   similarity to the SKU's reference < min_similarity
 no_reference_photo          per rule the SKU has no reference photo (wrong_item.no_reference)
 unfamiliar_photo            review   a scored photo lies outside the model's training world
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from serving.policy import trust
+from serving.policy import trust, views
 from serving.policy.config import CategoryPolicy, Policy
 from serving.policy.types import (
     Flag,
@@ -106,6 +109,7 @@ def decide_return(policy: Policy, ctx: ReturnContext) -> ShopperDecision:
         policy = policy.fitted_to(ctx.scores.grade_labels, ctx.scores.damage_labels)
     cat_name, cat = policy.category(ctx.category)
     flags = [*_window(cat, cat_name, ctx), *_category(cat, cat_name, ctx), *_quality(policy, ctx)]
+    flags += views.missing_views(cat.views, policy.spec.quality.max_retakes, ctx)
     scores = ctx.scores if scored else None
     if scored:
         if ctx.scores is None:
@@ -172,6 +176,8 @@ def shopper_message(outcome: Outcome, flags: list[Flag]) -> str:
 
 
 def _retake_sentence(flag: Flag) -> str:
+    if flag.code == "missing_views":
+        return views.missing_sentence(flag.evidence["missing_prompts"])
     advice: list[str] = []
     for photo in flag.evidence.get("photos", []):
         for issue in photo["issues"]:

@@ -48,6 +48,7 @@ FLAG_CODES: tuple[str, ...] = (
     "unfamiliar_photo",
     "model_cannot_tell",
     "no_reference_photo",
+    "missing_views",
 )
 
 
@@ -121,17 +122,21 @@ class QualityIssue:
 
 @dataclass(frozen=True)
 class PhotoQuality:
-    """The quality gate's verdict on one uploaded photo."""
+    """The quality gate's verdict on one uploaded photo, and the view it shows (guided
+    capture, ``serving.policy.views``; None: the shopper did not say)."""
 
     passed: bool
     issues: tuple[QualityIssue, ...] = ()
     photo_id: str | None = None
+    view: str | None = None
 
     @classmethod
-    def from_report(cls, report: _ReportLike, photo_id: str | None = None) -> PhotoQuality:
+    def from_report(
+        cls, report: _ReportLike, photo_id: str | None = None, view: str | None = None
+    ) -> PhotoQuality:
         """Build from a ``vision.types.QualityReport`` (or anything shaped like one)."""
         failed = tuple(QualityIssue(c.name, c.message) for c in report.checks if not c.passed)
-        return cls(passed=not failed, issues=failed, photo_id=photo_id)
+        return cls(passed=not failed, issues=failed, photo_id=photo_id, view=view)
 
 
 @dataclass(frozen=True)

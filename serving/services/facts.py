@@ -75,12 +75,14 @@ class UploadContext(ReturnFacts):
     status: str
     known_sha256: tuple[str, ...]
     earlier_scores: tuple[PhotoScores, ...]
+    earlier_views: tuple[str | None, ...]  # the view each earlier usable photo shows
     reference: np.ndarray | None  # the SKU's catalog embedding for the current model
 
 
 @dataclass(frozen=True)
 class UploadFacts(ReturnFacts):
     new_photo_ids: tuple[str, ...]
+    new_views: tuple[str | None, ...]  # the view each new photo shows (None: not said)
     photo_qualities: tuple[PhotoQuality, ...]  # earlier usable + this upload
     item: ItemScores | None  # over earlier usable + this upload's usable photos
     similarity: float | None
@@ -132,6 +134,7 @@ def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -
             max_sequence=max((d.sequence for d in decisions), default=0),
             previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
             earlier_usable_ids=tuple(p.id for p in earlier),
+            earlier_views=tuple(p.view for p in earlier),
             earlier_scores=tuple(
                 photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels)
                 for p in earlier
@@ -145,18 +148,24 @@ def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -
 
 
 def gather_upload_facts(
-    svc: ReturnLensService, ctx: UploadContext, result: GradeResult
+    svc: ReturnLensService,
+    ctx: UploadContext,
+    result: GradeResult,
+    views: tuple[str | None, ...] | None = None,
 ) -> UploadFacts:
-    """Combine the stored context with this upload's grading (no I/O)."""
+    """Combine the stored context with this upload's grading (no I/O); ``views``: the
+    view each new photo shows (checked by ``capture.check_views``)."""
     card = svc.grader.card
     new_ids = tuple(repo.new_id("pho") for _ in result.photos)
+    new_views = views if views is not None else (None,) * len(new_ids)
     usable = [*ctx.earlier_scores, *(g.scores for g in result.photos if g.quality.passed)]
     combined = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
     qualities = tuple(
-        PhotoQuality(passed=True, photo_id=pid) for pid in ctx.earlier_usable_ids
+        PhotoQuality(passed=True, photo_id=pid, view=view)
+        for pid, view in zip(ctx.earlier_usable_ids, ctx.earlier_views, strict=True)
     ) + tuple(
-        PhotoQuality.from_report(g.quality, photo_id=pid)
-        for pid, g in zip(new_ids, result.photos, strict=True)
+        PhotoQuality.from_report(g.quality, photo_id=pid, view=view)
+        for pid, g, view in zip(new_ids, result.photos, new_views, strict=True)
     )
     similarity = (
         cosine_similarity(combined.embedding, ctx.reference)
@@ -167,6 +176,7 @@ def gather_upload_facts(
     return UploadFacts(
         **shared,
         new_photo_ids=new_ids,
+        new_views=new_views,
         photo_qualities=qualities,
         item=combined,
         similarity=similarity,
@@ -258,9 +268,10 @@ def store_upload(
             now,
             return_id=f.return_id,
             role="shopper",
+            view=view,
         )
-        for i, (pid, g, digest) in enumerate(
-            zip(f.new_photo_ids, result.photos, digests, strict=True)
+        for i, (pid, g, digest, view) in enumerate(
+            zip(f.new_photo_ids, result.photos, digests, f.new_views, strict=True)
         )
     ]
     s.add_all(photos)
@@ -394,6 +405,7 @@ def photo_row(
     role: str,
     return_id: str | None = None,
     inspection_id: str | None = None,
+    view: str | None = None,
 ) -> Photo:
     """The stored row of one graded photo, shopper's or dock's (``role``)."""
     photo = graded.photo
@@ -413,6 +425,7 @@ def photo_row(
         original_height=photo.original_height,
         phash=phash_hex(graded.phash),
         quality=graded.quality.to_dict(),
+        view=view,
         scores=photo_scores_json(
             graded.scores, card.grade_labels, card.damage_labels, model_version
         ),

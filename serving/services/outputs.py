@@ -78,9 +78,18 @@ def _ordered(probs: Mapping[str, float], order: tuple[str, ...] | None) -> dict[
     return {k: probs[k] for k in order} if order is not None else dict(probs)
 
 
+class ViewOut(BaseModel):
+    """A view the category asks the shopper to photograph (guided capture)."""
+
+    name: str = Field(description="Send it in the upload's `views` field for its photo.")
+    prompt: str = Field(description="The sentence shown to the shopper.")
+    outline: str = Field(description="The drawing to show: phone_front, box, generic, ...")
+
+
 class PhotoOut(OutputModel):
     photo_id: str = Field(validation_alias="id")
     index: int = Field(validation_alias="position")
+    view: str | None = Field(default=None, description="The view it shows (null: not said).")
     quality: QualityOut
     # grade_probs, damage_probs, embedding, damage_cam and their label orders: read, not sent
     scores: dict[str, Any] = Field(exclude=True, repr=False)
@@ -251,6 +260,10 @@ class ReturnOut(OutputModel):
     resolution: ResolutionOut | None = Field(
         default=None, description="How the return is settled, once it is accepted."
     )
+    required_views: list[ViewOut] = Field(
+        default_factory=list,
+        description="The views the category asks for, in order (empty: any photos).",
+    )
 
     @computed_field(description="The current (latest) decision.")  # type: ignore[prop-decorator]
     @property
@@ -283,6 +296,10 @@ class CreatedReturnOut(BaseModel):
     return_id: str
     token: str = Field(description="Shopper token for this one return; shown only once.")
     status: str = "awaiting_photos"
+    required_views: list[ViewOut] = Field(
+        default_factory=list,
+        description="The views the category asks for, in order (empty: any photos).",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -175,7 +175,7 @@ def replay_decision(
             similarity = inputs.get("similarity")
             note = "The SKU's catalog photo is gone: the stored similarity was used."
     qualities = [
-        PhotoQuality.from_report(g.quality, photo_id=p.id)
+        PhotoQuality.from_report(g.quality, photo_id=p.id, view=p.view)
         for p, g in zip(photos, result.photos, strict=True)
     ]
     replayed = decide.shopper_decision(
@@ -426,16 +426,17 @@ def stored_decision(
 
 def stored_qualities(row: Decision, photos: Mapping[str, Photo]) -> list[PhotoQuality]:
     """The quality-gate verdicts a decision was made with, from its stored facts (the
-    failed checks from its photos' rows)."""
+    failed checks and the view each shows from its photos' rows)."""
     qualities = []
     for entry in row.inputs["photos"]:
         pid = str(entry["photo_id"])
+        view = photos[pid].view if pid in photos else None
         if entry["passed"]:
-            qualities.append(PhotoQuality(passed=True, photo_id=pid))
+            qualities.append(PhotoQuality(passed=True, photo_id=pid, view=view))
             continue
         checks = photos[pid].quality.get("checks", []) if pid in photos else []
         issues = tuple(QualityIssue(c["name"], c["message"]) for c in checks if not c["passed"])
-        qualities.append(PhotoQuality(passed=False, issues=issues, photo_id=pid))
+        qualities.append(PhotoQuality(passed=False, issues=issues, photo_id=pid, view=view))
     return qualities
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import decide, facts, lifecycle, limits, outbox, resolutions
+from serving.services import capture, decide, facts, lifecycle, limits, outbox, resolutions
 from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import (
     CreatedReturnOut,
@@ -96,6 +96,7 @@ def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedRe
             now=now,
         )
         customer_id = order.customer_id
+        category = item.category
     if blockers:
         flag = blockers[0]
         raise Invalid(flag.message, code=flag.code, details=dict(flag.evidence))
@@ -139,7 +140,11 @@ def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedRe
             payload={"order_id": req.order_id, "sku": req.sku, "reason": req.reason},
             now=now,
         )
-    return CreatedReturnOut(return_id=return_id, token=token)
+    return CreatedReturnOut(
+        return_id=return_id,
+        token=token,
+        required_views=capture.required_views(svc.policy, category),
+    )
 
 
 def lookup_order(svc: ReturnLensService, order_id: str, email: str) -> OrderLookupOut:
@@ -222,21 +227,25 @@ def upload_photos(
     uploads: list[bytes],
     *,
     idempotency_key: str | None = None,
+    views: Sequence[str] | None = None,
 ) -> UploadOut:
     """Grade an upload and decide; with an ``idempotency_key`` (the ``Idempotency-Key``
     header) a retry is safe: the same key with the same photos on this return answers
     the decision stored by the first attempt (``replayed``), even once the return is
     decided, instead of ``already_decided`` or ``duplicate_upload``; the same key with
     other photos is a 409 ``idempotency_conflict``. A retry racing its first attempt
-    waits for the return's row lock and then gets the first attempt's answer."""
+    waits for the return's row lock and then gets the first attempt's answer.
+
+    ``views``: the view each photo shows (guided capture), one per photo, '' for none;
+    checked against the category's views (``capture.check_views``)."""
     if idempotency_key is None:
-        return _upload(svc, return_id, uploads, None)
+        return _upload(svc, return_id, uploads, None, views)
     key = (idempotency_key, upload_fingerprint(uploads))
     stored = _replayed(svc, return_id, *key)
     if stored is not None:
         return stored
     try:
-        return _upload(svc, return_id, uploads, key)
+        return _upload(svc, return_id, uploads, key, views)
     except Conflict:  # already decided or a concurrent upload: was it this key's attempt?
         stored = _replayed(svc, return_id, *key)
         if stored is None:
@@ -268,7 +277,11 @@ def _replayed(
 
 
 def _upload(
-    svc: ReturnLensService, return_id: str, uploads: list[bytes], key: tuple[str, str] | None
+    svc: ReturnLensService,
+    return_id: str,
+    uploads: list[bytes],
+    key: tuple[str, str] | None,
+    views: Sequence[str] | None,
 ) -> UploadOut:
     _check_count(0, len(uploads))  # the request alone, before touching the database
     now = svc.now()
@@ -276,11 +289,12 @@ def _upload(
     sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]  # while it loads
     ctx = pending.result()
     _check_context(ctx, len(uploads))  # return-level refusals first
+    shown = capture.check_views(svc.policy, ctx.category, views, len(uploads))
     _check_duplicates(ctx.known_sha256, sha256)  # from the bytes, before any decode
     decoded = [svc.grader.decode(data) for data in uploads]  # heavy ones: bounded lane
     stored = svc.pool.submit(svc.photos.put_all, [p.rgb for p in decoded])
     result = svc.grader.grade_decoded(decoded)
-    f = facts.gather_upload_facts(svc, ctx, result)
+    f = facts.gather_upload_facts(svc, ctx, result, shown)
     decision = decide.shopper_decision(
         svc.policy,
         category=f.category,
@@ -331,6 +345,7 @@ def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
         if ret is None:
             raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
         out = ReturnOut.model_validate(ret)  # its item, decisions and photos load here
+        out.required_views = capture.required_views(svc.policy, out.category)
         entries = lifecycle.timeline(s, ret)
         settled = resolutions.get(s, ret.id)
         if settled is not None:

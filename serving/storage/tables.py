@@ -187,6 +187,9 @@ class Photo(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # grade_probs, damage_probs (label -> p), embedding, damage_cam [D][h][w]
     scores: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The view a shopper photo shows (guided capture: a name from the category policy's
+    # ``views``); None: not said, and every dock and reference photo.
+    view: Mapped[str | None] = mapped_column(LABEL)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

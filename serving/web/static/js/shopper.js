@@ -8,6 +8,7 @@
 import {
   ApiError, announce, api, el, errorFrom, icon, imageUrl, sentence, showError,
 } from "./common.js";
+import { nextViews, outlineSvg, viewStatus } from "./guided.js";
 
 const MAX_PHOTOS = 6;
 const MAX_SIDE = 1600;
@@ -71,6 +72,8 @@ const state = {
   uploaded: 0, // photos stored on the server for this return
   pending: [], // photos chosen but not sent: {key, blob, url, error, name}
   cards: new Map(), // server photo id -> <li>
+  photos: new Map(), // server photo id -> its photo ({view, quality, ...})
+  views: [], // the views the category asks for (guided capture): {name, prompt, outline}
   retakeFor: null, // server photo id being retaken
   busy: false,
 };
@@ -182,7 +185,7 @@ async function onItemSubmit(event) {
     startReturn(created.return_id, created.token, created.status || "awaiting_photos", {
       order_id: state.order.order_id, sku: chosen.value, name: item ? item.name : chosen.value,
       reason: reason.value,
-    });
+    }, created.required_views || []);
     announce("Return started. Now add photos of the item.");
   } catch (err) {
     showError($("item-error"), err.message);
@@ -191,7 +194,8 @@ async function onItemSubmit(event) {
   }
 }
 
-function startReturn(returnId, token, status, summary) {
+function startReturn(returnId, token, status, summary, views = []) {
+  state.views = views;
   state.returnId = returnId;
   state.token = token;
   state.status = status;
@@ -268,6 +272,10 @@ async function addFiles(fileList) {
   }
   for (const file of files.slice(0, Math.max(0, room))) {
     const entry = { key: `p${Date.now()}-${Math.random().toString(16).slice(2)}`, name: file.name };
+    if (state.views.length) {  // guided: the next view still needing a photo ("" once all have one)
+      const open = nextViews(state.views, [...state.photos.values()], state.pending);
+      entry.view = open.length ? open[0].name : "";
+    }
     state.pending.push(entry);
     const li = pendingCard(entry);
     $("photo-grid").append(li);
@@ -282,6 +290,12 @@ async function addFiles(fileList) {
     li.replaceWith(pendingCard(entry));
     updateCount();
   }
+  renderGuide();
+}
+
+function viewPrompt(name) {
+  const view = state.views.find((v) => v.name === name);
+  return view ? view.prompt : "";
 }
 
 function pendingCard(entry) {
@@ -293,6 +307,7 @@ function pendingCard(entry) {
   }, "Remove");
   const body = el("div", { class: "body" },
     el("p", { class: "status", text: entry.error ? "Can't use this file" : (entry.blob ? "Ready to send" : "Preparing…") }),
+    entry.view ? el("p", { class: "meta view-name", text: viewPrompt(entry.view) }) : null,
     entry.error ? el("p", { class: "meta", text: entry.error }) : null,
     el("div", { class: "card-actions" }, remove));
   const thumb = entry.url
@@ -307,6 +322,7 @@ function removePending(entry) {
   const li = document.querySelector(`[data-key="${entry.key}"]`);
   if (li) li.remove();
   updateCount();
+  renderGuide();
 }
 
 // One Idempotency-Key per upload attempt, kept while the attempt may be retried: when the
@@ -322,7 +338,7 @@ function newUploadKey() {
 }
 
 /** POST the photos with XMLHttpRequest: fetch() has no upload progress events. */
-function uploadPhotos(blobs, onProgress, idempotencyKey) {
+function uploadPhotos(blobs, onProgress, idempotencyKey, views = null) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/returns/${encodeURIComponent(state.returnId)}/photos`);
@@ -345,6 +361,7 @@ function uploadPhotos(blobs, onProgress, idempotencyKey) {
       "The upload took too long. Try again on a faster connection.")));
     const form = new FormData();
     blobs.forEach((blob, i) => form.append("photos", blob, `photo-${i + 1}.jpg`));
+    if (views) views.forEach((view) => form.append("views", view || ""));  // aligned with photos
     xhr.send(form);
   });
 }
@@ -372,9 +389,11 @@ async function send(entries, replacing = null) {
   if (!uploadKeys.has(attempt)) uploadKeys.set(attempt, newUploadKey());
   try {
     const result = await uploadPhotos(entries.map((e) => e.blob), setProgress,
-      uploadKeys.get(attempt));
+      uploadKeys.get(attempt), state.views.length ? entries.map((e) => e.view) : null);
     uploadKeys.delete(attempt);
     state.uploaded += result.photos.length;
+    if (replacing) state.photos.delete(replacing);
+    for (const photo of result.photos) state.photos.set(photo.photo_id, photo);
     result.photos.forEach((photo, i) => {
       const entry = entries[i];
       const card = photoCard(photo, entry ? entry.url : null, Boolean(replacing));
@@ -428,8 +447,9 @@ function photoCard(photo, localUrl, retake = false) {
   }
   const advice = unused ? [] : failedChecks(photo).map((c) => el("li", { text: sentence(c.message || c.name) }));
   const status = passed ? "Photo looks good" : unused ? "Not used" : "Retake needed";
+  const shows = photo.view ? `: ${viewPrompt(photo.view)}` : "";
   const meta = unused ? `Photo ${n}: a clearer photo was used instead`
-    : retake ? `Photo ${n} (retake)` : `Photo ${n}`;
+    : retake ? `Photo ${n} (retake)${shows}` : `Photo ${n}${shows}`;
   const body = el("div", { class: "body" },
     el("p", { class: "status" }, icon(passed ? "i-ok" : unused ? "i-info" : "i-warn"), status),
     el("p", { class: "meta", text: meta }),
@@ -466,6 +486,8 @@ async function onRetakeChosen() {
   try {
     const { blob } = await downscale(file);
     const entry = { key: `r${Date.now()}`, blob, url: URL.createObjectURL(blob), name: file.name };
+    const old = state.photos.get(target);
+    if (state.views.length) entry.view = (old && old.view) || "";  // the retake shows the same view
     await send([entry], target);
   } catch (err) {
     showError($("photo-error"), err.message);
@@ -577,13 +599,39 @@ function renderTimeline(entries) {
 function updateCaptureArea() {
   const open = OPEN_STATUSES.has(state.status);
   $("capture-area").hidden = !open || slotsLeft() <= 0 && state.pending.length === 0;
-  $("capture-intro").textContent = state.uploaded
-    ? "Add another photo, or retake the one marked below."
-    : `Take 1 to ${MAX_PHOTOS} photos that show the whole item. We check each photo straight away.`;
+  $("capture-intro").textContent = state.views.length
+    ? `We need ${state.views.length} photos of the item, one of each view below. Take them one at a time; we check each photo straight away.`
+    : state.uploaded
+      ? "Add another photo, or retake the one marked below."
+      : `Take 1 to ${MAX_PHOTOS} photos that show the whole item. We check each photo straight away.`;
   if (!open) {
     for (const entry of state.pending) removePending(entry);
   }
+  renderGuide();
   updateCount();
+}
+
+// Guided capture: the view to photograph next (prompt + outline) and every view's state.
+function renderGuide() {
+  const guide = $("guide");
+  guide.hidden = !state.views.length;
+  if (!state.views.length) return;
+  const statuses = viewStatus(state.views, [...state.photos.values()], state.pending);
+  const current = statuses.find((v) => v.status === "needed");
+  const at = current ? statuses.indexOf(current) + 1 : 0;
+  $("guide-step").textContent = current
+    ? `Photo ${at} of ${statuses.length}`
+    : "You have a photo of every view we need";
+  $("guide-prompt").textContent = current
+    ? current.prompt
+    : "Send your photos, or add a close-up of any damage.";
+  $("guide-outline").replaceChildren(current ? outlineSvg(current.outline) : "");
+  guide.dataset.view = current ? current.name : "";
+  const words = { done: "Done", chosen: "Ready to send", needed: "Still needed" };
+  $("guide-list").replaceChildren(...statuses.map((v) => el("li", {
+    class: `view-${v.status}`, "data-view": v.name,
+    "aria-current": current && v.name === current.name ? "step" : null,
+  }, el("span", { text: v.prompt }), " ", el("span", { class: "view-state", text: words[v.status] }))));
 }
 
 // --------------------------------------------------------------------- deep link
@@ -614,6 +662,8 @@ async function resumeReturn(returnId) {
     state.status = ret.status;
     state.summary = { order_id: ret.order_id, sku: ret.sku, name: ret.item_name || ret.sku, reason: ret.reason };
     state.uploaded = ret.photos.length;
+    state.views = ret.required_views || [];
+    for (const photo of ret.photos) state.photos.set(photo.photo_id, photo);
     renderSummary();
     const grid = $("photo-grid");
     grid.replaceChildren();
