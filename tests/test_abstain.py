@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from serving.policy.shopper import CANNOT_TELL_MESSAGE, UNFAMILIAR_MESSAGE
-from serving.services import admin, dock, review, shopper
+from serving.services import admin, dock, lifecycle, review, shopper
 from serving.services.familiarity import grader_status, unfamiliarity_status
 from serving.services.inputs import CatalogRow, CreateReturnRequest, InspectionRequest, OrderRow
 from serving.services.service import ReturnLensService
+from serving.storage import repo
 from tests.service_data import DELIVERED, clean, jpeg, scene, service_on
 from vision.model import OnnxModel
 from vision.pipeline import Grader
@@ -47,6 +48,16 @@ def inspection(key: str, photos: list[bytes], return_id: str | None) -> Inspecti
 
 def codes(flags: list[Any]) -> list[str]:
     return [f.code for f in flags]
+
+
+def accepted(svc: ReturnLensService, rid: str) -> str:
+    """The return approved for the dock (through the lifecycle, as a reviewer would):
+    these tests are about the dock's own checks, not the shopper's photos."""
+    with svc.db.write() as s:
+        ret = repo.get_return(s, rid, lock=True)
+        assert ret is not None
+        lifecycle.move(s, ret, "approved", actor="test", why="dock test", now=svc.now())
+    return rid
 
 
 @pytest.fixture
@@ -110,7 +121,7 @@ def test_a_sku_without_reference_photo_goes_to_review(svc: ReturnLensService, la
 
 # ----------------------------------------------------------------------------- dock
 def test_the_dock_routes_the_right_familiar_item(svc: ReturnLensService) -> None:
-    view = dock.inspect(svc, inspection("k-ok", [clean(seed=5)], new_return(svc)))
+    view = dock.inspect(svc, inspection("k-ok", [clean(seed=5)], accepted(svc, new_return(svc))))
     assert view.channel is not None and view.expected_recovery is not None
     assert view.similarity > 0.9 and view.familiar is True
     assert view.flags == [] and not view.needs_review
@@ -124,7 +135,7 @@ def test_the_dock_routes_the_right_familiar_item(svc: ReturnLensService) -> None
 def test_the_dock_holds_a_wrong_or_unfamiliar_item_for_review(
     svc: ReturnLensService, photo: object, code: str
 ) -> None:
-    rid = new_return(svc)
+    rid = accepted(svc, new_return(svc))
     view = dock.inspect(svc, inspection(f"k-{code}", [photo()], rid))  # type: ignore[operator]
     assert view.status == "matched" and view.return_id == rid
     assert code in codes(view.flags) and view.needs_review
@@ -138,7 +149,7 @@ def test_the_dock_holds_a_wrong_or_unfamiliar_item_for_review(
 
 
 def test_the_dock_holds_a_sku_without_reference_photo(svc: ReturnLensService, lamp: str) -> None:
-    view = dock.inspect(svc, inspection("k-lamp", [clean()], lamp))
+    view = dock.inspect(svc, inspection("k-lamp", [clean()], accepted(svc, lamp)))
     assert codes(view.flags) == ["no_reference_photo"] and view.needs_review
     assert view.channel is None and view.similarity is None
 
@@ -180,7 +191,8 @@ def test_an_older_model_abstains_on_every_photo(older_svc: ReturnLensService) ->
     assert out.decision.message == CANNOT_TELL_MESSAGE
     assert out.photos[0].familiar is None and out.photos[0].unfamiliarity is None
     view = dock.inspect(older_svc, inspection("k-old", [clean(seed=2)], rid))
-    assert codes(view.flags) == ["model_cannot_tell"]
+    # still waiting for its review, so also not_pre_approved
+    assert codes(view.flags) == ["model_cannot_tell", "not_pre_approved"]
     assert view.channel is None and view.familiar is None and view.similarity > 0.9
 
 

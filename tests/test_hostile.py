@@ -234,6 +234,7 @@ def _load_shop(srv: Live) -> None:
         "sku": SKU,
         "price": 40.0,
         "delivered_at": recent,
+        "quantity": 10_000,  # cases open a return each (the per-line limit: test_limits.py)
     }
     r = c.put("/v1/admin/orders", json=[order], headers=admin)
     assert r.status_code == 200, r.text

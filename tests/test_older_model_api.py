@@ -69,7 +69,8 @@ def test_older_model_is_ready_but_says_it_cannot_tell(
         headers={**older_shop.headers("dock"), "Idempotency-Key": "old-1"},
     )
     assert dock.status_code == 201, dock.text
-    assert [f["code"] for f in dock.json()["flags"]] == ["model_cannot_tell"]
+    # the return still waits for its review: also not_pre_approved
+    assert [f["code"] for f in dock.json()["flags"]] == ["model_cannot_tell", "not_pre_approved"]
     assert dock.json()["channel"] is None and dock.json()["familiar"] is None
 
     client.get("/readyz")

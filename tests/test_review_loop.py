@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from benchmarks.tiny_model import DAMAGE, GRADES
 from returnlens.cli import main
+from serving.policy import default_policy_path
 from serving.storage.photostore import PhotoStore
 from serving.storage.review_export import ExportOptions, assign_splits, export_reviewed
 from tests.browser import (
@@ -74,7 +76,13 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         Order(f"LOOP-{i}", f"shopper{i}@example.com", skus[i % len(skus)], 900.0)
         for i in range(len(KINDS) + 1)
     ]
-    with live_server(root / "server", kit.model) as server:
+    # This test is about the review loop, not guided capture: the shipped policy without
+    # the phone's required views, so one photo decides every return.
+    policy = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    policy["categories"]["phone"]["views"] = []
+    policy_path = root / "policy.yaml"
+    policy_path.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    with live_server(root / "server", kit.model, policy=policy_path) as server:
         seed_shop(server, kit.catalog, orders)
         returns = []
         for i, kind in enumerate(KINDS):

@@ -29,8 +29,8 @@ def test_lookup_order_lists_the_items_with_their_names(svc: ReturnLensService) -
     view = shopper.lookup_order(svc, "o-1", "  A@Example.COM ")  # strip + casefold, like returns
     assert view.order_id == "o-1" and view.delivered_at == DELIVERED
     assert [(i.sku, i.name, i.category, i.price, i.quantity) for i in view.items] == [
-        ("box-02", "Box", "package", 40.0, 1),
-        ("mug-01", "Mug", "mug", 25.0, 1),
+        ("box-02", "Box", "package", 40.0, 20),
+        ("mug-01", "Mug", "mug", 25.0, 20),
     ]
 
 
