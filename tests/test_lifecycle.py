@@ -193,3 +193,31 @@ def test_every_change_is_an_outbox_event_in_the_same_transaction(svc: ReturnLens
     verdict_payload = events[-1][1]
     assert verdict_payload["message"] == lifecycle.REVOKED  # the shopper's sentence
     assert "internal" not in str(verdict_payload)  # the reviewer's note stays in-house
+
+
+def test_a_finished_return_is_closed_by_a_person_and_an_open_one_is_not(shop: Shop) -> None:
+    reviewer = shop.headers("reviewer")
+    rid, token = shop.open_return()
+    early = shop.client.post(
+        f"/v1/review/returns/{rid}/close", json={"reason": "done"}, headers=reviewer
+    )
+    assert early.status_code == 409 and early.json()["code"] == "illegal_transition"
+    assert "awaiting_photos" in early.json()["message"]
+    shop.upload(rid, token, jpeg(scene(1, "box")))
+    rejected = shop.client.post(
+        "/v1/review/verdicts",
+        headers=reviewer,
+        json={"subject_type": "return", "subject_id": rid, "verdict": "reject"},
+    )
+    assert rejected.status_code == 201, rejected.text
+    bad = shop.client.post(f"/v1/review/returns/{rid}/close", json={}, headers=reviewer)
+    assert bad.status_code == 422
+    closed = shop.client.post(
+        f"/v1/review/returns/{rid}/close", json={"reason": "customer told"}, headers=reviewer
+    )
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    staff = shop.client.get(f"/v1/review/returns/{rid}/timeline", headers=reviewer).json()
+    assert staff[-1]["status"] == "closed" and staff[-1]["why"] == "customer told"
+    assert (
+        shop.client.post(f"/v1/review/returns/{rid}/close", json={"reason": "x"}).status_code == 401
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from serving.api.deps import REVIEWER, ReviewerDep, ServiceDep
 from serving.api.schemas import V1, ReviewItemOut
@@ -60,6 +61,27 @@ def review_stats(svc: ServiceDep) -> ReviewStatsOut:
 )
 def return_timeline(return_id: str, svc: ServiceDep) -> list[StaffTimelineOut]:
     return shopper.staff_timeline(svc, return_id)
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ClosedOut(BaseModel):
+    return_id: str
+    status: str
+
+
+@router.post(
+    "/returns/{return_id}/close",
+    response_model=ClosedOut,
+    responses=error_responses(401, 403, 404, 409, 422, 429),
+    summary="Close a resolved, rejected or expired return (nothing more will happen)",
+)
+def close_return(return_id: str, body: CloseIn, svc: ServiceDep, who: ReviewerDep) -> ClosedOut:
+    status = review.close_return(svc, return_id, reviewer=who.name, reason=body.reason)
+    return ClosedOut(return_id=return_id, status=status)
 
 
 @router.get(

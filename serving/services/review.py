@@ -262,3 +262,14 @@ def audit_history(
         return [
             AuditEntryOut.model_validate(r) for r in repo.audit_rows(s, subject_type, subject_id)
         ]
+
+
+def close_return(svc: ReturnLensService, return_id: str, *, reviewer: str, reason: str) -> str:
+    """Close a finished return (``lifecycle.close``); its status."""
+    now = svc.now()
+    with svc.db.write() as s:
+        ret = repo.get_return(s, return_id, lock=True)
+        if ret is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        lifecycle.close(s, ret, actor=f"reviewer:{reviewer}", why=reason, now=now)
+        return ret.status
