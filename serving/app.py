@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import FastAPI
 
-from serving.api import admin, dock, labels, meta, outbox, returns, review, shadow
+from serving.api import admin, dock, labels, meta, outbox, returns, review, shadow, staff
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -259,7 +259,7 @@ def create_app(
     app.state.service = service
     app.state.ready = False
     install_error_handlers(app)
-    for module in (returns, labels, review, dock, admin, outbox, shadow, meta):
+    for module in (returns, labels, review, staff, dock, admin, outbox, shadow, meta):
         app.include_router(module.router)
     app.include_router(web_router)  # shopper page /, reviewer console /review, /static
     install_docs(app)  # /docs, /redoc, /docs/assets

@@ -4,9 +4,11 @@ Domain errors are mapped to HTTP statuses here and nowhere else: by exception cl
 (NotFound -> 404, Conflict -> 409, ...) with a few codes that need a more precise
 status (an unsupported image type is 415, an oversized one 413). FastAPI's own
 validation errors, and those of the service's input models built inside a route (the
-dock form), become 422 ``invalid_field`` with a sentence naming the field, and
-Starlette's HTTP errors (unknown route, wrong method, malformed multipart) keep their
-status but get the same JSON shape. Anything unexpected is logged with its traceback
+dock form), become 422 ``invalid_field`` with a sentence naming the field, except a few
+error types that are their own code (``CODED_ERROR_TYPES``: invalid_range, invalid_date,
+invalid_cursor) and a query parameter a query model forbids (``unknown_field``, naming
+them all). Starlette's HTTP errors (unknown route, wrong method, malformed multipart)
+keep their status but get the same JSON shape. Anything unexpected is logged with its traceback
 and answered with a 500 that reveals nothing; bad input must never get there.
 """
 
@@ -156,11 +158,32 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.code, exc.message, _jsonable(details), headers)
 
 
+# Validation error types that are their own answer code (raised as PydanticCustomError by
+# the input models, serving/services/inputs.py); every other one is ``invalid_field``.
+CODED_ERROR_TYPES = frozenset({"invalid_range", "invalid_date", "invalid_cursor"})
+
+
+def _unknown_query_fields(errors: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The query parameters a query model forbids (``extra="forbid"``), by name."""
+    return [
+        str(err["loc"][-1])
+        for err in errors
+        if err.get("type") == "extra_forbidden" and tuple(err.get("loc", ()))[:1] == ("query",)
+    ]
+
+
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
     errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
     sentence, problems = validation_message(errors)
     field = problems[0]["field"] if problems else None
+    unknown = _unknown_query_fields(errors)
+    if unknown:
+        message = f"unknown query parameter(s): {', '.join(unknown)}"
+        return error_response(422, "unknown_field", message, {"fields": unknown})
+    code = problems[0]["type"] if problems else ""
+    if code in CODED_ERROR_TYPES:
+        return error_response(422, code, problems[0]["message"], {"errors": problems})
     return error_response(422, "invalid_field", sentence, {"field": field, "errors": problems})
 
 

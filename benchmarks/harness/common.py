@@ -17,7 +17,7 @@ from typing import Any
 from vision.fsio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (benchmarks/, tests/ live here)
-SECTIONS = ("service", "runtime", "dock", "accuracy", "training", "memory", "bombs")
+SECTIONS = ("service", "runtime", "dock", "accuracy", "training", "memory", "bombs", "search")
 VERSIONED = (
     "numpy",
     "pillow",

@@ -161,6 +161,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Path]:
         from benchmarks.harness.bombs import run_bombs
 
         section("bombs", run_bombs, cfg, model.path, factories)
+    if cfg.wants("search"):
+        from benchmarks.search_bench import run_search
+
+        n, repeats = (2_000, 5) if cfg.quick else (100_000, 25)
+        section("search", lambda: run_search(None, n, repeats, folder=cfg.tmp / "search"))
     previous = read_json(cfg.out / "run.json") or {}
     written["run"] = write_json(
         cfg.out / "run.json",

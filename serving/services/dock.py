@@ -37,7 +37,7 @@ from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
 from serving.services.scores import probs_dict
 from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
-from serving.storage import repo
+from serving.storage import repo, search_facts
 from serving.storage.tables import Grading, Inspection, Photo, Return
 from vision.aggregate import aggregate, cosine_similarity
 from vision.pipeline import GradeResult
@@ -332,6 +332,7 @@ def _store(
     s.flush()
     s.add(row)
     s.flush()  # the key's UNIQUE constraint fires here for a racing duplicate
+    search_facts.refresh_id(s, row.return_id)
     policies.record_policy(s, svc.policy, now)  # its text, for replay
     s.add_all(
         [

@@ -26,7 +26,7 @@ from serving.services.scores import (
     probs_dict,
 )
 from serving.services.service import OPEN_STATUSES, ReturnLensService
-from serving.storage import repo
+from serving.storage import repo, search_facts
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo, Return
 from vision.aggregate import aggregate, cosine_similarity
@@ -295,6 +295,7 @@ def store_upload(
         created_at=now,
     )
     s.add(row)
+    search_facts.refresh_id(s, f.return_id)
     policies.record_policy(s, svc.policy, now)  # its text, for replay
     repo.append_audit(
         s,

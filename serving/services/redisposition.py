@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from serving.policy.types import DockContext, Scores
 from serving.services import lifecycle, outbox, resolutions
 from serving.services.service import ReturnLensService
-from serving.storage import repo
+from serving.storage import repo, search_facts
 from serving.storage.tables import Inspection
 
 ROUTED = ("tier", "markdown", "channel", "expected_recovery", "grade")
@@ -81,6 +81,7 @@ def redispose(
         ins.channel, ins.expected_recovery = disp.channel, round(disp.expected_recovery, 2)
         ins.alternatives = [a.to_dict() for a in disp.alternatives]
     after = _snapshot(ins)
+    search_facts.refresh_id(s, ins.return_id)
     change = {"inspection_id": ins.id, "verdict": verdict, "before": before, "after": after}
     repo.append_audit(
         s,

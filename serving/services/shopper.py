@@ -52,7 +52,7 @@ from serving.services.outputs import (
     UploadOut,
 )
 from serving.services.service import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, ReturnLensService
-from serving.storage import repo
+from serving.storage import repo, search_facts
 from serving.storage.tables import Grading, Return
 
 
@@ -105,20 +105,20 @@ def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedRe
     with svc.db.write() as s:
         limits.expire_abandoned(s, now, svc.abandoned_after, customer_id=customer_id)
         limits.check_quantity(s, req.order_id, req.sku, now)
-        s.add(
-            Return(
-                id=return_id,
-                order_id=req.order_id,
-                sku=req.sku,
-                customer_id=customer_id,
-                reason=req.reason,
-                note=note,
-                status="awaiting_photos",
-                shopper_token_hash=secret_hash(token),
-                created_at=now,
-                updated_at=now,
-            )
+        ret = Return(
+            id=return_id,
+            order_id=req.order_id,
+            sku=req.sku,
+            customer_id=customer_id,
+            reason=req.reason,
+            note=note,
+            status="awaiting_photos",
+            shopper_token_hash=secret_hash(token),
+            created_at=now,
+            updated_at=now,
         )
+        s.add(ret)
+        search_facts.refresh(s, ret)
         repo.append_audit(
             s,
             at=now,

@@ -52,6 +52,19 @@ MODEL_VERSION = String(lengths.MODEL_VERSION)
 MONEY = Numeric(12, 2, asdecimal=False)
 
 
+# The returns columns the staff search filters by equality, each with its own index.
+SEARCH_FILTER_COLUMNS = (
+    "status",
+    "latest_outcome",
+    "latest_grade",
+    "reason",
+    "category",
+    "sku",
+    "customer_id",
+    "latest_channel",
+)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -102,18 +115,43 @@ class Return(Base):
             ["order_lines.order_id", "order_lines.sku"],
             name="fk_returns_order_line",
         ),
+        # The staff search (serving.services.return_search): two indexes per filter, one
+        # for each sort key ((created_at, id) and (price, id)), so an equality filter
+        # walks its index in the page's order and stops after ``limit`` rows; the sort
+        # keys alone serve the date and price ranges.
+        Index("ix_returns_search_created", "created_at", "id"),
+        Index("ix_returns_search_price", "price", "id"),
+        *(
+            Index(f"ix_returns_search_{column}", column, "created_at", "id")
+            for column in SEARCH_FILTER_COLUMNS
+        ),
+        *(
+            Index(f"ix_returns_search_{column}_price", column, "price", "id")
+            for column in SEARCH_FILTER_COLUMNS
+        ),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     order_id: Mapped[str] = mapped_column(SHOP_ID, index=True)
     sku: Mapped[str] = mapped_column(SHOP_ID)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    # status, customer_id and created_at lead the search indexes above (0011 dropped their
+    # single-column indexes, which those cover).
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
     reason: Mapped[str] = mapped_column(String(lengths.REASON))
     note: Mapped[str | None] = mapped_column(Text)
     # awaiting_photos | approved | retake | needs_review | rejected | reviewed
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))
     shopper_token_hash: Mapped[str] = mapped_column(DIGEST)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Search facts, copies kept for the staff search's indexes (migration 0011), written
+    # by ``serving.storage.search_facts.refresh`` in the transaction that changes their
+    # source: the order line's paid price, the catalog category at creation, the latest
+    # decision's outcome and grade, the latest inspection's channel. NULL: none yet.
+    price: Mapped[float | None] = mapped_column(MONEY)
+    category: Mapped[str | None] = mapped_column(SHOP_ID)
+    latest_outcome: Mapped[str | None] = mapped_column(String(20))
+    latest_grade: Mapped[str | None] = mapped_column(LABEL)
+    latest_channel: Mapped[str | None] = mapped_column(LABEL)
     item: Mapped[CatalogItem | None] = relationship(
         primaryjoin="foreign(Return.sku) == CatalogItem.sku", viewonly=True
     )
@@ -123,6 +161,17 @@ class Return(Base):
         order_by="Photo.position",
         viewonly=True,
     )
+
+
+class ReturnFlag(Base):
+    """A flag code on a return's latest decision: a search fact like ``Return.latest_*``
+    (one row per code, rewritten with them), so the flag filter is an index lookup
+    rather than a scan of every decision's JSON."""
+
+    __tablename__ = "return_flags"
+    __table_args__ = (Index("ix_return_flags_code", "code", "return_id"),)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(LABEL, primary_key=True)
 
 
 class Inspection(Base):
