@@ -102,3 +102,21 @@ def service_on(db_url: str, photo_dir: Any, model: Any) -> Any:
         load_policy(),
         clock=lambda: NOW,
     )
+
+
+def routed_damaged(svc: Any) -> tuple[str, Any]:
+    """An approved mug (order o-1 of the ``svc`` fixture) that the dock then sees damaged:
+    routed on E_damaged and flagged for review. The return id and the inspection view."""
+    from serving.services import dock, shopper
+    from serving.services.inputs import CreateReturnRequest, InspectionRequest
+
+    rid = shopper.create_return(
+        svc, CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
+    ).return_id
+    assert shopper.upload_photos(svc, rid, [clean(seed=1)]).decision.outcome == "approved"
+    req = InspectionRequest(
+        return_id=rid, photos=[damaged(seed=2)], idempotency_key="k-1", station_id="d-1"
+    )
+    view = dock.inspect(svc, req)
+    assert view.grade == "E_damaged" and view.channel is not None and view.needs_review
+    return rid, view

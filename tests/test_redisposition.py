@@ -15,24 +15,15 @@ from sqlalchemy import select
 from serving.policy.dock import recovery_table
 from serving.policy.types import Scores
 from serving.services import dock, review, shopper
-from serving.services.inputs import CreateReturnRequest, InspectionRequest, ReviewRequest
+from serving.services.inputs import ReviewRequest
 from serving.services.routing_label import routing_label
 from serving.services.service import ReturnLensService
 from serving.storage.tables import AuditLog, OutboxEvent
-from tests.service_data import clean, damaged
+from tests import service_data
 
 
 def routed_damaged(svc: ReturnLensService) -> tuple[str, str]:
-    """An approved mug that the dock sees damaged: routed on E_damaged, flagged."""
-    rid = shopper.create_return(
-        svc, CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
-    ).return_id
-    assert shopper.upload_photos(svc, rid, [clean(seed=1)]).decision.outcome == "approved"
-    req = InspectionRequest(
-        return_id=rid, photos=[damaged(seed=2)], idempotency_key="k-1", station_id="d-1"
-    )
-    view = dock.inspect(svc, req)
-    assert view.grade == "E_damaged" and view.channel is not None and view.needs_review
+    rid, view = service_data.routed_damaged(svc)
     return rid, view.inspection_id
 
 

@@ -18,8 +18,8 @@ from serving.policy.resolution import (
     plan_resolution,
 )
 from serving.policy.types import Scores
-from serving.services import admin, decide, dock, labels, resolutions, shopper
-from serving.services.inputs import CreateReturnRequest, InspectionRequest, OrderRow
+from serving.services import admin, decide, dock, labels, resolutions, review, shopper
+from serving.services.inputs import CreateReturnRequest, InspectionRequest, OrderRow, ReviewRequest
 from serving.services.service import ReturnLensService
 from serving.storage.tables import OutboxEvent
 from tests.service_data import DELIVERED, clean, damaged
@@ -142,3 +142,43 @@ def test_the_shopper_chooses_store_credit_and_it_is_paid_on_receipt(
     with pytest.raises(Conflict) as late:
         resolutions.choose(svc, rid, "refund", None)
     assert late.value.code == "resolution_issued"
+
+
+def reject(svc: ReturnLensService, rid: str) -> None:
+    req = ReviewRequest.model_validate(
+        {"subject_type": "return", "subject_id": rid, "verdict": "reject"}
+    )
+    review.submit_review(svc, req, reviewer="rita")
+
+
+def test_a_rejection_after_an_instant_refund_revokes_it(svc: ReturnLensService) -> None:
+    data = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    data["defaults"]["resolution"]["instant_refund"]["min_confidence"] = 0.5
+    svc.policy = decide.policy_for_model(parse_policy(yaml.safe_dump(data)), svc.grader.card)
+    rid = open_return(svc, "o-1")
+    assert shopper.upload_photos(svc, rid, [clean(seed=1)]).decision.outcome == "approved"
+    issued = shopper.get_return(svc, rid).resolution
+    assert issued is not None and issued.status == "issued" and issued.timing == "instant"
+    reject(svc, rid)
+    after = shopper.get_return(svc, rid).resolution
+    assert after is not None and after.status == "revoked"
+    [revoked] = events(svc, rid, "resolution.revoked")
+    assert revoked["amount"] == issued.amount and revoked["by"] == "reviewer:rita"
+
+
+def test_a_rejection_cancels_a_planned_resolution_and_an_overturn_replans(
+    shop_line: ReturnLensService,
+) -> None:
+    svc = shop_line
+    rid = open_return(svc, "o-r")
+    assert shopper.upload_photos(svc, rid, [clean(seed=1)]).decision.outcome == "approved"
+    reject(svc, rid)
+    cancelled = shopper.get_return(svc, rid).resolution
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert events(svc, rid, "resolution.revoked") == []  # nothing was paid
+    req = ReviewRequest.model_validate(
+        {"subject_type": "return", "subject_id": rid, "verdict": "approve"}
+    )
+    review.submit_review(svc, req, reviewer="rita")  # the rejection overturned
+    again = shopper.get_return(svc, rid).resolution
+    assert again is not None and again.status == "planned" and again.timing == "on_receipt"

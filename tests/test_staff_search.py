@@ -26,10 +26,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from serving.services import dock, return_search, review, shopper
+from serving.services import return_search, review
 from serving.services.inputs import (
-    CreateReturnRequest,
-    InspectionRequest,
     ReturnQuery,
     ReviewRequest,
 )
@@ -42,7 +40,7 @@ from serving.storage.tables import (
     Return,
     ReturnFlag,
 )
-from tests.service_data import clean, damaged
+from tests.service_data import routed_damaged
 from tests.shop import Shop, jpeg, red, scene
 
 URL = "/v1/staff/returns"
@@ -412,15 +410,7 @@ def test_migration_0011_backfills_what_the_writers_write(shop: Shop) -> None:
 
 def test_a_redisposition_moves_the_return_between_channels(svc: ReturnLensService) -> None:
     """The channel fact follows a reviewer's verdict on the inspection (redisposition)."""
-    rid = shopper.create_return(
-        svc, CreateReturnRequest(order_id="o-1", sku="mug-01", reason="changed_mind")
-    ).return_id
-    assert shopper.upload_photos(svc, rid, [clean(seed=1)]).decision.outcome == "approved"
-    req = InspectionRequest(
-        return_id=rid, photos=[damaged(seed=2)], idempotency_key="k-1", station_id="d-1"
-    )
-    routed = dock.inspect(svc, req)
-    assert routed.channel is not None and routed.needs_review
+    rid, routed = routed_damaged(svc)
 
     def found(channel: str | None = None) -> list[str]:
         page = return_search.search(svc, ReturnQuery(channel=channel))

@@ -227,7 +227,7 @@ class ResolutionOut(BaseModel):
     method: str = Field(description="refund | store_credit | exchange")
     timing: str = Field(description="instant | on_receipt | keep_it")
     amount: float
-    status: str = Field(description="planned | issued")
+    status: str = Field(description="planned | issued | cancelled | revoked")
     offer: list[str] = Field(description="The methods the shopper may still choose.")
     exchange_sku: str | None = None
     message: str

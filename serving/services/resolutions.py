@@ -7,6 +7,9 @@ shopper choose the method (the rules: ``serving.policy.resolution``).
   keep-it return goes straight to ``resolved``: no label, nothing to send.
 * ``settle`` runs when the parcel is dispositioned without anything left for a person
   to check: a planned resolution is issued then, and the return is ``resolved``.
+* ``revoke`` runs when a reviewer rejects an accepted return: a planned resolution is
+  cancelled, an issued one revoked with a ``resolution.revoked`` event (the shop reverses
+  the payment).
 * ``choose`` lets the shopper pick another offered method (store credit with its bonus,
   an exchange for another SKU of the same category) while nothing is issued yet.
 """
@@ -70,9 +73,16 @@ def plan(
     now: datetime,
     actor: str,
 ) -> ResolutionPlan | None:
-    """Plan (and maybe issue) the resolution of an accepted return; None when it has one."""
-    if get(s, ret.id) is not None:
+    """Plan (and maybe issue) the resolution of an accepted return; None when it has one.
+
+    A resolution cancelled or revoked by an earlier rejection is replaced: the return was
+    accepted again (a reviewer overturned the rejection)."""
+    existing = get(s, ret.id)
+    if existing is not None and existing.status in ("planned", "issued"):
         return None
+    if existing is not None:
+        s.delete(existing)
+        s.flush()
     policy = svc.policy.fitted_to(scores.grade_labels, scores.damage_labels)
     _, cat = policy.category(category)
     best = recovery_table(cat, price, scores)[0]
@@ -215,3 +225,29 @@ def plan_after_review(
         rejected_returns=repo.customer_rejected_count(s, ret.customer_id, ret.id),
         recent_returns=len(recent), now=now, actor=actor,
     )  # fmt: skip
+
+
+def revoke(s: Session, ret: Return, *, now: datetime, actor: str) -> None:
+    """A reviewer rejected the return after it was accepted: a planned resolution is
+    cancelled (nothing was paid); an issued one (an instant refund) is revoked, and the
+    ``resolution.revoked`` event tells the shop's payment system to reverse it."""
+    row = get(s, ret.id)
+    if row is None or row.status in ("cancelled", "revoked"):
+        return
+    if row.status == "planned":
+        row.status = "cancelled"
+        return
+    row.status = "revoked"
+    outbox.emit(
+        s,
+        type="resolution.revoked",
+        return_id=ret.id,
+        payload={
+            "resolution": row.method,
+            "timing": row.timing,
+            "amount": float(row.amount),
+            "issued_at": row.issued_at,
+            "by": actor,
+        },
+        now=now,
+    )

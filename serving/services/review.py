@@ -99,6 +99,8 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
                 resolutions.plan_after_review(
                     s, svc, ret, req.grade, now, actor=f"reviewer:{reviewer}"
                 )
+            elif target == "rejected":  # no longer accepted: nothing is owed
+                resolutions.revoke(s, ret, now=now, actor=f"reviewer:{reviewer}")
         else:
             ins = s.get(Inspection, req.subject_id)
             if ins is None:

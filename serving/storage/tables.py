@@ -444,7 +444,7 @@ class Resolution(Base):
     expected_recovery: Mapped[float | None] = mapped_column(MONEY)
     offer: Mapped[list[str]] = mapped_column(JSONType)
     exchange_sku: Mapped[str | None] = mapped_column(SHOP_ID)
-    status: Mapped[str] = mapped_column(String(20))  # planned | issued
+    status: Mapped[str] = mapped_column(String(20))  # planned|issued|cancelled|revoked
     policy_version: Mapped[str] = mapped_column(MODEL_VERSION)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
