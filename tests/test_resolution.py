@@ -22,7 +22,7 @@ from serving.services import admin, decide, dock, labels, resolutions, review, s
 from serving.services.inputs import CreateReturnRequest, InspectionRequest, OrderRow, ReviewRequest
 from serving.services.service import ReturnLensService
 from serving.storage.tables import OutboxEvent
-from tests.service_data import DELIVERED, clean, damaged
+from tests.service_data import DELIVERED, blurry, clean, damaged
 
 GRADES = ("A_new", "B_like_new", "C_good", "D_fair", "E_damaged")
 RULE = ResolutionRule(
@@ -182,3 +182,24 @@ def test_a_rejection_cancels_a_planned_resolution_and_an_overturn_replans(
     review.submit_review(svc, req, reviewer="rita")  # the rejection overturned
     again = shopper.get_return(svc, rid).resolution
     assert again is not None and again.status == "planned" and again.timing == "on_receipt"
+
+
+def test_a_reviewer_accepting_a_return_without_a_graded_photo_is_settled_on_receipt(
+    svc: ReturnLensService,
+) -> None:
+    """The only decision was a retake (no usable photo, no scores): approving it plans
+    nothing at once, and the parcel's inspection settles it with a refund."""
+    rid = open_return(svc, "o-1")
+    assert shopper.upload_photos(svc, rid, [blurry(seed=1)]).decision.outcome == "retake"
+    req = ReviewRequest.model_validate(
+        {"subject_type": "return", "subject_id": rid, "verdict": "approve"}
+    )
+    review.submit_review(svc, req, reviewer="rita")
+    ret = shopper.get_return(svc, rid)
+    assert ret.status == "approved" and ret.resolution is None
+    inspect = InspectionRequest(return_id=rid, photos=[clean(seed=2)], idempotency_key="k",
+                                station_id="d-1")  # fmt: skip
+    dock.inspect(svc, inspect)
+    settled = shopper.get_return(svc, rid)
+    assert settled.status == "resolved" and settled.resolution is not None
+    assert (settled.resolution.method, settled.resolution.timing) == ("refund", "on_receipt")

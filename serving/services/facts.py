@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import PhotoQuality, ShopperDecision
-from serving.policy.types import Scores
 from serving.services import decide, lifecycle, limits, outbox, policies, resolutions
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
+    policy_scores,
     probs_dict,
 )
 from serving.services.service import OPEN_STATUSES, ReturnLensService
@@ -93,9 +93,7 @@ class UploadFacts(ReturnFacts):
 def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -> UploadContext:
     card = svc.grader.card
     with svc.db.read() as s:
-        ret = repo.get_return(s, return_id)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        ret = repo.require_return(s, return_id)
         order = repo.get_order(s, ret.order_id)
         line = repo.order_line(s, ret.order_id, ret.sku)
         item = repo.get_catalog_item(s, ret.sku)
@@ -217,9 +215,7 @@ def store_upload(
     now: datetime,
 ) -> tuple[list[Photo], Decision]:
     """Re-check under the return's row lock, then insert everything of one upload."""
-    ret = repo.get_return(s, f.return_id, lock=True)
-    if ret is None:
-        raise NotFound(f"There is no return {f.return_id!r}.", code="unknown_return")
+    ret = repo.require_return(s, f.return_id, lock=True)
     if ret.status not in OPEN_STATUSES:
         raise Conflict(f"Return {ret.id} is already {ret.status}.", code="already_decided")
     existing = repo.return_photos(s, f.return_id)
@@ -335,8 +331,13 @@ def _after_decision(
         s, ret, decision.outcome, actor=actor, why=f"decision {row.id}", now=now,
         details={"decision_id": row.id},
     )  # fmt: skip
-    if decision.outcome == "approved" and row.grade is not None:
-        scores = _plan_scores(svc.grader.card, row)
+    card = svc.grader.card
+    scores = (
+        policy_scores(card, row.grade_probs, row.damage_probs, fallback=row.grade)
+        if decision.outcome == "approved"
+        else None
+    )
+    if scores is not None:
         planned = resolutions.plan(
             s, svc, ret, category=f.category, price=f.price, scores=scores,
             rejected_returns=f.rejected_returns, recent_returns=len(f.history_times),
@@ -358,16 +359,6 @@ def _after_decision(
         },
         now=now,
     )
-
-
-def _plan_scores(card: ModelCard, row: Decision) -> Scores:
-    """The decision's probabilities as policy scores; its grade, certain, when the row
-    holds none (an approval carried by earlier photos' scores)."""
-    probs = {g: float(row.grade_probs.get(g, 0.0)) for g in card.grade_labels}
-    if abs(sum(probs.values()) - 1.0) > 0.01:
-        probs = {g: float(g == row.grade) for g in card.grade_labels}
-    damage = {d: float(row.damage_probs.get(d, 0.0)) for d in card.damage_labels}
-    return Scores(card.grade_labels, probs, damage)
 
 
 def _decision_inputs(f: UploadFacts) -> dict[str, object]:

@@ -23,7 +23,7 @@ import qrcode
 from PIL import Image, ImageDraw, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 
-from serving.domain_errors import Conflict, NotFound
+from serving.domain_errors import Conflict
 from serving.services import lifecycle, outbox
 from serving.services.service import ReturnLensService
 from serving.storage import repo
@@ -113,9 +113,7 @@ def _no_label(return_id: str, status: str) -> Conflict:
 
 def _facts(svc: ReturnLensService, return_id: str) -> LabelFacts:
     with svc.db.read() as s:
-        ret = repo.get_return(s, return_id)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        ret = repo.require_return(s, return_id)
         if ret.status not in LABEL_STATUSES:
             raise _no_label(return_id, ret.status)
         item = repo.get_catalog_item(s, ret.sku)
@@ -134,9 +132,7 @@ def issue(svc: ReturnLensService, return_id: str, *, actor: str, label_url: str)
     """Issue the label (once): approved -> label_issued, with its event. The status."""
     now = svc.now()
     with svc.db.write() as s:
-        ret = repo.get_return(s, return_id, lock=True)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        ret = repo.require_return(s, return_id, lock=True)
         if ret.status == "label_issued":
             return ret.status
         if ret.status not in LABEL_STATUSES:

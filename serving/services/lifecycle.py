@@ -232,19 +232,3 @@ def status_message(entries: Sequence[TimelineEntry], decision_message: str | Non
     if kind == "shopper" and decision_message:
         return decision_message
     return last.sentence
-
-
-CLOSABLE = ("resolved", "rejected", "expired")
-
-
-def close(s: Session, ret: Return, *, actor: str, why: str, now: datetime) -> None:
-    """A person closes a finished return (resolved, rejected or expired): nothing more
-    will happen to it, and the timeline says who closed it and why."""
-    if ret.status not in CLOSABLE:
-        raise Conflict(
-            f"Return {ret.id} is {ret.status}; only a resolved, rejected or expired return "
-            "can be closed.",
-            code="illegal_transition",
-            details={"status": ret.status, "target": "closed", "allowed": list(CLOSABLE)},
-        )
-    move(s, ret, "closed", actor=actor, why=why, now=now)

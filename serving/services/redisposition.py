@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from serving.policy.types import DockContext, Scores
+from serving.policy.types import DockContext
 from serving.services import lifecycle, outbox, resolutions
+from serving.services.scores import policy_scores
 from serving.services.service import ReturnLensService
 from serving.storage import repo, search_facts
 from serving.storage.tables import Inspection
@@ -30,16 +31,6 @@ ROUTED = ("tier", "markdown", "channel", "expected_recovery", "grade")
 
 def _snapshot(ins: Inspection) -> dict[str, Any]:
     return {k: getattr(ins, k) for k in ROUTED}
-
-
-def _scores(svc: ReturnLensService, ins: Inspection, grade: str | None) -> Scores:
-    labels = svc.dock_grader.card.grade_labels
-    probs = (
-        {g: (1.0 if g == grade else 0.0) for g in labels}
-        if grade is not None
-        else {g: float(ins.grade_probs.get(g, 0.0)) for g in labels}
-    )
-    return Scores(labels, probs, dict(ins.damage_probs), familiar=True)
 
 
 def redispose(
@@ -66,10 +57,16 @@ def redispose(
     else:
         from serving.policy.dock import decide_disposition
 
+        # A person's grade is certain; an approval keeps the dock's own reading.
+        scores = policy_scores(
+            svc.dock_grader.card, ins.grade_probs, ins.damage_probs, certain=grade,
+            fallback=ins.grade,
+        )  # fmt: skip
+        assert scores is not None  # a matched inspection always stores its grade
         ctx = DockContext(
             category=item.category,
             price=float(line.price),
-            scores=_scores(svc, ins, grade),
+            scores=scores,
             shopper_grade=None,  # the person has settled any discrepancy
             quality_passed=True,
             sku=item.sku,

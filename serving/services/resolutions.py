@@ -16,7 +16,7 @@ shopper choose the method (the rules: ``serving.policy.resolution``).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +33,8 @@ from serving.policy.resolution import (
     sentence,
 )
 from serving.policy.types import Scores
-from serving.services import lifecycle, outbox
+from serving.services import decide, lifecycle, limits, outbox
+from serving.services.scores import policy_scores
 from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.tables import Resolution, Return
@@ -205,20 +206,19 @@ def plan_after_review(
     """Plan for a return a reviewer accepted: on their grade when they gave one (certain),
     else on the latest decision's scores."""
     latest = repo.latest_decision(s, ret.id)
-    card = svc.grader.card
     if latest is None:
         return None
-    probs = (
-        {g: float(g == grade) for g in card.grade_labels}
-        if grade is not None
-        else {g: float(latest.grade_probs.get(g, 0.0)) for g in card.grade_labels}
-    )
-    scores = Scores(card.grade_labels, probs, dict(latest.damage_probs), familiar=True)
-    since = now - timedelta(days=svc.policy.spec.repeat_returner.window_days)
+    scores = policy_scores(
+        svc.grader.card, latest.grade_probs, latest.damage_probs, certain=grade,
+        fallback=latest.grade,
+    )  # fmt: skip
+    if scores is None:  # no grade anywhere to price it on: settled on receipt
+        return None
+    since = now - decide.history_window(svc.policy)
     recent = [
         r
         for r in repo.customer_returns_since(s, ret.customer_id, since, ret.id)
-        if r.status not in ("awaiting_photos", "expired")
+        if limits.counts_as_return(r)
     ]
     return plan(
         s, svc, ret, category=_category(s, ret), price=_price(s, ret), scores=scores,

@@ -73,9 +73,7 @@ def submit_review(svc: ReturnLensService, req: ReviewRequest, *, reviewer: str) 
     damage = sorted(set(req.damage)) if req.damage is not None else None
     with svc.db.write() as s:
         if req.subject_type == "return":
-            ret = repo.get_return(s, req.subject_id, lock=True)
-            if ret is None:
-                raise NotFound(f"There is no return {req.subject_id!r}.", code="unknown_return")
+            ret = repo.require_return(s, req.subject_id, lock=True)
             latest = repo.latest_decision(s, ret.id)
             if latest is None:
                 raise Invalid(
@@ -267,11 +265,10 @@ def audit_history(
 
 
 def close_return(svc: ReturnLensService, return_id: str, *, reviewer: str, reason: str) -> str:
-    """Close a finished return (``lifecycle.close``); its status."""
+    """Close a finished return (resolved, rejected or expired: the statuses the lifecycle
+    lets become ``closed``; anything else is its 409); its status."""
     now = svc.now()
     with svc.db.write() as s:
-        ret = repo.get_return(s, return_id, lock=True)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
-        lifecycle.close(s, ret, actor=f"reviewer:{reviewer}", why=reason, now=now)
+        ret = repo.require_return(s, return_id, lock=True)
+        lifecycle.move(s, ret, "closed", actor=f"reviewer:{reviewer}", why=reason, now=now)
         return ret.status

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from serving.policy.types import Scores
+from vision.card import ModelCard
 from vision.types import PhotoScores
 
 _DIGITS = 6
@@ -58,3 +60,29 @@ def photo_scores_from_json(
         unfamiliarity=data.get("unfamiliarity"),
         familiar=data.get("familiar"),
     )
+
+
+def policy_scores(
+    card: ModelCard,
+    grade_probs: Mapping[str, float],
+    damage_probs: Mapping[str, float],
+    *,
+    certain: str | None = None,
+    fallback: str | None = None,
+) -> Scores | None:
+    """Stored probabilities as the policy's ``Scores``, in the card's label order.
+
+    ``certain``: a person's grade, probability 1. Stored grade probabilities that do not
+    sum to 1 (a decision carried by earlier photos stores none) become ``fallback``,
+    certain; None when there is no fallback either.
+    """
+    grade = certain
+    probs = {g: float(grade_probs.get(g, 0.0)) for g in card.grade_labels}
+    if grade is None and abs(sum(probs.values()) - 1.0) > 0.01:
+        if fallback is None:
+            return None
+        grade = fallback
+    if grade is not None:
+        probs = {g: float(g == grade) for g in card.grade_labels}
+    damage = {d: float(damage_probs.get(d, 0.0)) for d in card.damage_labels}
+    return Scores(card.grade_labels, probs, damage)

@@ -341,9 +341,7 @@ def _check_context(ctx: facts.UploadContext, n_new: int) -> None:
 
 def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
     with svc.db.read() as s:
-        ret = repo.get_return(s, return_id)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        ret = repo.require_return(s, return_id)
         out = ReturnOut.model_validate(ret)  # its item, decisions and photos load here
         out.required_views = capture.required_views(svc.policy, out.category)
         entries = lifecycle.timeline(s, ret)
@@ -364,9 +362,7 @@ def get_return(svc: ReturnLensService, return_id: str) -> ReturnOut:
 def staff_timeline(svc: ReturnLensService, return_id: str) -> list[StaffTimelineOut]:
     """The return's status changes with who and why (reviewers and admins)."""
     with svc.db.read() as s:
-        ret = repo.get_return(s, return_id)
-        if ret is None:
-            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        ret = repo.require_return(s, return_id)
         entries = lifecycle.timeline(s, ret)
     return [
         StaffTimelineOut(

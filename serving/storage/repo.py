@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from serving.domain_errors import NotFound
 from serving.storage.tables import (
     AuditLog,
     CatalogItem,
@@ -72,6 +73,14 @@ def get_return(session: Session, return_id: str, *, lock: bool = False) -> Retur
     if lock:
         stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
+
+
+def require_return(session: Session, return_id: str, *, lock: bool = False) -> Return:
+    """``get_return``, or NotFound (``unknown_return``) when there is no such return."""
+    ret = get_return(session, return_id, lock=lock)
+    if ret is None:
+        raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+    return ret
 
 
 def order_line(session: Session, order_id: str, sku: str) -> OrderLine | None:
