@@ -18,6 +18,7 @@ from training.adapt_features import check_photos
 from vision.card import ModelCard
 from vision.errors import DataError
 from vision.manifest import Manifest, ManifestRecord
+from vision.unfamiliarity import spaced
 
 MIN_PER_GRADE = 5
 
@@ -81,14 +82,6 @@ def _graded(records: Sequence[ManifestRecord]) -> list[ManifestRecord]:
     return [r for r in records if r.grade is not None]
 
 
-def _spaced(records: list[ManifestRecord], limit: int) -> list[ManifestRecord]:
-    """At most ``limit`` records, evenly spaced (deterministic, every part of the split)."""
-    if len(records) <= limit:
-        return records
-    idx = np.linspace(0, len(records) - 1, limit).round().astype(int)
-    return [records[i] for i in idx]
-
-
 @dataclass(frozen=True)
 class AdaptData:
     train: list[ManifestRecord]
@@ -121,8 +114,8 @@ def select(
                 "does not have; replay the model's own training manifest",
                 code="label_mismatch",
             )
-        rep = _spaced(_graded(replay.split("train")), replay_max)
-        rep_val = _spaced(_graded(replay.split("val")), max(1, replay_max // 4))
+        rep = spaced(_graded(replay.split("train")), replay_max)
+        rep_val = spaced(_graded(replay.split("val")), max(1, replay_max // 4))
     data = AdaptData(
         _graded(manifest.split("train")),
         _graded(manifest.split("val")),

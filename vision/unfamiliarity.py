@@ -157,7 +157,7 @@ class FitReport:
     test_scores: np.ndarray | None
 
 
-def _spaced(records: Sequence[ManifestRecord], limit: int) -> list[ManifestRecord]:
+def spaced(records: Sequence[ManifestRecord], limit: int) -> list[ManifestRecord]:
     """At most ``limit`` records, evenly spaced (deterministic, every part of the split)."""
     if len(records) <= limit:
         return list(records)
@@ -166,7 +166,7 @@ def _spaced(records: Sequence[ManifestRecord], limit: int) -> list[ManifestRecor
 
 
 def _splits(manifest: Manifest, max_train: int) -> tuple[list[ManifestRecord], ...]:
-    train = _spaced(manifest.split("train"), max_train)
+    train = spaced(manifest.split("train"), max_train)
     val, test = list(manifest.split("val")), list(manifest.split("test"))
     if len(train) < MIN_TRAIN or len(val) < MIN_VAL:
         raise DataError(

@@ -291,7 +291,7 @@ def store_upload(
         created_at=now,
     )
     s.add(row)
-    search_facts.refresh_id(s, f.return_id)
+    search_facts.refresh(s, ret)  # the row is locked above
     policies.record_policy(s, svc.policy, now)  # its text, for replay
     repo.append_audit(
         s,

@@ -43,7 +43,7 @@ class LabelFacts:
     issued_at: datetime
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -75,9 +75,9 @@ def save(page: Image.Image, fmt: str) -> bytes:
 def centred_lines(draw: ImageDraw.ImageDraw, y: int, lines: list[tuple[str, int]]) -> int:
     """Draw each (text, size) centred on the page from ``y``; the y below the last."""
     for text, size in lines:
-        font = _font(size)
-        w = draw.textlength(text, font=font)
-        draw.text(((SIZE[0] - w) / 2, y), text, font=font, fill=0)
+        face = font(size)
+        w = draw.textlength(text, font=face)
+        draw.text(((SIZE[0] - w) / 2, y), text, font=face, fill=0)
         y += size + 22
     return y
 
@@ -88,7 +88,7 @@ def render(facts: LabelFacts, fmt: str) -> bytes:
     draw = ImageDraw.Draw(page)
     width = SIZE[0]
     draw.rectangle((0, 0, width, 150), fill=0)
-    draw.text((40, 40), "RETURN", font=_font(72), fill=255)
+    draw.text((40, 40), "RETURN", font=font(72), fill=255)
     qr = qr_image(facts.return_id, 600)
     page.paste(qr, ((width - qr.width) // 2, 190))
     y = 190 + qr.height + 30

@@ -12,7 +12,7 @@ from __future__ import annotations
 from PIL import Image, ImageDraw
 
 from serving.domain_errors import NotFound
-from serving.services.labels import SIZE, _font, centred_lines, qr_image, save
+from serving.services.labels import SIZE, centred_lines, font, qr_image, save
 from serving.services.service import ReturnLensService
 from serving.storage.tables import Inspection
 
@@ -29,8 +29,8 @@ def routing_label(svc: ReturnLensService, inspection_id: str, fmt: str = "png") 
     heading = (channel or "HOLD - REVIEW").upper().replace("_", " ")
     draw.rectangle((0, 0, SIZE[0], 190), fill=0)
     size = 88 if len(heading) <= 12 else 56
-    w = draw.textlength(heading, font=_font(size))
-    draw.text(((SIZE[0] - w) / 2, (190 - size) / 2), heading, font=_font(size), fill=255)
+    w = draw.textlength(heading, font=font(size))
+    draw.text(((SIZE[0] - w) / 2, (190 - size) / 2), heading, font=font(size), fill=255)
     qr = qr_image(inspection_id, 520)
     page.paste(qr, ((SIZE[0] - qr.width) // 2, 230))
     lines = [
