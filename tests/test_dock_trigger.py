@@ -159,6 +159,31 @@ def test_qr_and_fallback_identification(video: tuple[Path, dict]) -> None:
     assert stdin.rejected == ["not an id!"]
 
 
+def test_labels_the_classic_qr_detector_misses_are_still_read() -> None:
+    """Return ids are random, so some labels render as codes OpenCV's classic detector
+    cannot find on the simulated dock (this one: on none of the item's still frames); the
+    station must still read them, or the item goes to review as unmatched."""
+    hard = "ret_9ffa813527a3d9a86f1e5c39"
+    cfg = SimConfig(
+        items=3,
+        seed=12,
+        width=640,
+        height=360,
+        fps=20,
+        hand_passes=1,
+        flicker_episodes=1,
+        timing=FAST,
+        return_ids=("ret_a", "ret_b", hard),
+    )
+    truth, frames = render_frames(cfg)
+    a, b = truth["items"][2]["frames"]["rest"]
+    still = [f for i, f in enumerate(frames) if a <= i < b]
+    classic = cv2.QRCodeDetector()
+    assert not any(classic.detectAndDecode(f)[0] for f in still)  # the case this guards
+    qr = QrReader()
+    assert all(qr.read(f) == hard for f in still)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.got: list[Prepared] = []
