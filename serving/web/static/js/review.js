@@ -10,6 +10,7 @@ import {
   announce, ago, api, clearImageCache, dateTime, el, humanLabel, imageUrl, money, percent,
   sentence, showError,
 } from "./common.js";
+import { measureLines, photoPair } from "./evidence.js";
 
 const KEY = "returnlens.reviewerKey";
 // GET /v1/review/items/{type}/{id} -> {subject_type, subject_id, return_detail,
@@ -216,7 +217,12 @@ function renderDetail(item, related) {
     parts.push(el("p", { class: "notice" },
       el("strong", { text: `Shopper saw: ${humanLabel(decision.outcome)}. ` }), sentence(decision.message)));
   }
-  parts.push(section("Flags", flagList(flags)));
+  const firstPhoto = isReturn ? (ret && ret.photos.length ? ret.photos[0].photo_id : null)
+    : (subject.photo_ids[0] || null);
+  parts.push(section("Flags", flagList(flags, {
+    key: state.key, images: state.images, thisPhotoId: firstPhoto,
+    openReturn: (id) => select("return", id),
+  })));
   parts.push(section("Scores", scores(gradeProbs, damageProbs, grade)));
   parts.push(section("Photos", photosBlock(ret, ins, damageLabels(damageProbs))));
   parts.push(section("Verdict", verdictForm(item, grade, gradeProbs, damageProbs)));
@@ -260,14 +266,18 @@ function section(title, content) {
   return el("div", { class: "detail-section" }, el("h3", { text: title }), content);
 }
 
-function flagList(flags) {
+/** Each flag with its evidence: the measure against its threshold, the photos it
+ * compares side by side (evidence.js), then every stored evidence field. */
+function flagList(flags, ctx) {
   if (!flags || !flags.length) return el("p", { class: "hint", text: "No flags." });
   return el("ul", { class: "flags" }, flags.map((f) => {
     const evidence = Object.entries(f.evidence || {});
-    return el("li", { class: `flag effect-${f.effect || "review"}` },
+    return el("li", { class: `flag effect-${f.effect || "review"}`, "data-code": f.code },
       el("span", { class: "code", text: f.code }),
       f.effect ? el("span", { class: "hint", text: ` · ${f.effect}` }) : null,
       el("p", { text: sentence(f.message) }),
+      ...measureLines(f),
+      photoPair(f, ctx),
       evidence.length ? el("dl", { class: "evidence" }, evidence.flatMap(([k, v]) => [
         el("dt", { text: k }), el("dd", { text: formatValue(v) })])) : null);
   }));
