@@ -9,7 +9,7 @@ FULL_STAMP := $(VENV)/.full-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench venv clean-venv default-model real-data real-photos
+.PHONY: serve test lint bench cluster cluster-stop venv clean-venv default-model real-data real-photos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: lint
 
 bench: $(FULL_STAMP)
 	$(BIN)/returnlens bench
+
+# PostgreSQL + S3 (SeaweedFS) + two API replicas + a job worker on this machine (README:
+# Scale-out). Data in var/cluster; prints the URLs and the admin key.
+cluster: $(FULL_STAMP)
+	$(BIN)/returnlens cluster up
+
+cluster-stop: $(FULL_STAMP)
+	$(BIN)/returnlens cluster down
 
 clean-venv:
 	rm -rf $(VENV)

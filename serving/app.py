@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
+from limits.storage import Storage
 
-from serving.api import admin, dock, labels, meta, outbox, returns, review, shadow, staff
+from serving.api import admin, dock, labels, meta, ops, outbox, returns, review, shadow, staff
+from serving.api import jobs as jobs_api
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -32,7 +34,7 @@ from serving.auth import Authenticator
 from serving.deadlines import configure as configure_deadlines
 from serving.errors import install_error_handlers
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.ratelimit import RateLimitMiddleware, TokenBucketLimiter
+from serving.ratelimit import RateLimiter, RateLimitMiddleware, open_storage, rule
 from serving.services.admin import model_info
 from serving.services.drift import drift_gauges
 from serving.services.familiarity import unfamiliarity_status
@@ -44,6 +46,8 @@ from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
 from serving.web import router as web_router
 
 if TYPE_CHECKING:
+    from serving.services.jobs import JobQueue
+    from serving.services.jobs.worker import OutboxNudger
     from serving.services.outbox.worker import OutboxWorker
     from serving.storage.db import Database
 
@@ -81,7 +85,7 @@ def build_runtime(settings: Settings) -> Runtime:
     """
     from serving.policy import load_policy
     from serving.storage.db import Database
-    from serving.storage.photostore import PhotoStore
+    from serving.storage.photostore import open_photo_store
     from vision.decode import DecodeLimits, MiB
     from vision.model import OnnxModel
     from vision.pipeline import Grader, Lanes
@@ -102,7 +106,8 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.database_url)
     if settings.migrate_on_start:
         db.upgrade()
-    settings.photo_dir.mkdir(parents=True, exist_ok=True)
+    photos = open_photo_store(settings)  # local folder or S3 bucket; makes photo_dir
+    log.info("photo store: %s", photos.describe())
     _remove_leftover_temp_files(settings)
     heatmaps = HeatmapCache(
         cache_root_for(settings.photo_dir), max_bytes=settings.heatmap_cache_mib * MiB
@@ -110,7 +115,7 @@ def build_runtime(settings: Settings) -> Runtime:
     heatmaps.trim()  # a smaller limit than last run, or temp files of a killed write
     service = ReturnLensService(
         db,
-        PhotoStore(settings.photo_dir),
+        photos,
         grader,
         dock_grader,
         policy,
@@ -160,6 +165,24 @@ def _start_outbox(db: Database, settings: Settings) -> OutboxWorker:
     return OutboxWorker(Dispatcher(db, OutboxConfig.from_settings(settings))).start()
 
 
+def _start_jobs(
+    runtime: Runtime, settings: Settings
+) -> tuple[JobQueue | None, OutboxNudger | None]:
+    """The job queue (``serving.services.jobs``), for ``/readyz`` and, with
+    ``jobs_outbox``, a thread enqueueing an outbox delivery job after each event. A queue
+    that cannot be opened is logged and left out: the service runs without it, and the
+    workers' sweep finds the events."""
+    from serving.services.jobs import open_queue
+    from serving.services.jobs.worker import OutboxNudger
+
+    try:
+        queue = open_queue(settings, runtime.service.db)
+    except Exception:
+        log.exception("the job queue cannot be opened; running without it")
+        return None, None
+    return queue, OutboxNudger(queue).start() if settings.jobs_outbox else None
+
+
 def _remove_leftover_temp_files(settings: Settings) -> None:
     """Temporary files of writes killed mid-way (an hour old at least, so another
     worker's write in flight is left alone): photo store and data folder."""
@@ -187,6 +210,22 @@ def _body_limits(settings: Settings) -> Callable[[str, str], int]:
         return json_cap
 
     return limit_for
+
+
+def _rate_limiter(settings: Settings, app: FastAPI) -> RateLimiter:
+    """The address and credential rules on the configured shared storage; ``database``
+    is the app's own database (known once the lifespan has built the service)."""
+    if settings.rate_limit_storage == "database":
+        from serving.storage.ratelimit_store import DatabaseStorage
+
+        storage: Storage = DatabaseStorage(database=lambda: app.state.service.db)
+    else:
+        storage = open_storage(settings.rate_limit_storage)
+    return RateLimiter(
+        storage,
+        per_ip=rule(settings.rate_limit_per_ip, settings.rate_limit_per_ip_burst),
+        per_key=rule(settings.rate_limit_per_key, settings.rate_limit_per_key_burst),
+    )
 
 
 def create_app(
@@ -232,6 +271,8 @@ def create_app(
         outbox_worker = None
         if runtime is not None and settings.outbox_dispatch:
             outbox_worker = _start_outbox(runtime.service.db, settings)
+        job_queue, nudger = (None, None) if runtime is None else _start_jobs(runtime, settings)
+        app.state.jobs = job_queue
         app.state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s, policy %s", app.state.model_version, app.state.policy_version)
@@ -242,6 +283,10 @@ def create_app(
             metrics.ready.set(0)
             if outbox_worker is not None:  # waits for a send in flight: off the loop
                 await anyio.to_thread.run_sync(outbox_worker.stop)
+            if nudger is not None:
+                nudger.stop()
+            if job_queue is not None:
+                job_queue.close()
             if runtime is not None and runtime.close is not None:
                 runtime.close()
 
@@ -258,30 +303,21 @@ def create_app(
     app.state.metrics = metrics
     app.state.service = service
     app.state.ready = False
+    app.state.jobs = None
     install_error_handlers(app)
-    for module in (returns, labels, review, staff, dock, admin, outbox, shadow, meta):
+    for module in (returns, labels, review, staff, ops, dock, admin, outbox, shadow, meta):
         app.include_router(module.router)
-    app.include_router(web_router)  # shopper page /, reviewer console /review, /static
+    app.include_router(jobs_api.router)
+    app.include_router(web_router)  # shopper page /, /review, /ops, /static
     install_docs(app)  # /docs, /redoc, /docs/assets
 
     keep_photos_in_memory(settings.max_upload_bytes)
     configure_deadlines(settings.header_timeout_s, settings.body_timeout_s)
     app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
-    per_ip = TokenBucketLimiter(
-        settings.rate_limit_per_ip,
-        settings.rate_limit_per_ip_burst,
-        max_buckets=settings.rate_limit_max_buckets,
-    )
-    per_key = TokenBucketLimiter(
-        settings.rate_limit_per_key,
-        settings.rate_limit_per_key_burst,
-        max_buckets=settings.rate_limit_max_buckets,
-    )
     app.add_middleware(
         RateLimitMiddleware,
-        per_ip=per_ip,
-        per_key=per_key,
+        limiter=_rate_limiter(settings, app),
         on_limited=lambda scope: metrics.rate_limited.labels(scope=scope).inc(),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)

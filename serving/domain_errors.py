@@ -1,6 +1,7 @@
 """Service-level refusals. The HTTP layer maps each CLASS to one status code
 (``serving/errors.py``): NotFound 404, Conflict 409, Invalid 422, Forbidden 403,
-Unauthorized 401. Decoding failures stay ``vision.errors.DecodeError``.
+Unauthorized 401, StoreUnavailable 503 with ``Retry-After``. Decoding failures stay
+``vision.errors.DecodeError``.
 """
 
 from __future__ import annotations
@@ -35,3 +36,12 @@ class Forbidden(ReturnLensError):
 
 class Unauthorized(ReturnLensError):
     code = "unauthorized"
+
+
+class StoreUnavailable(ReturnLensError):
+    """The photo store does not answer, refuses our credentials, has no bucket, or is too
+    slow: the request is refused whole (nothing is stored without its photos) and may be
+    retried after ``retry_after_s`` seconds. code: photo_store_unavailable."""
+
+    code = "photo_store_unavailable"
+    retry_after_s = 5

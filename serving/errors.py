@@ -25,7 +25,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from serving.domain_errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StoreUnavailable,
+    Unauthorized,
+)
 from vision.errors import ConfigError, DataError, DecodeError, ModelError, ReturnLensError
 
 log = logging.getLogger("returnlens.api")
@@ -37,6 +44,7 @@ STATUS_BY_CLASS: tuple[tuple[type[ReturnLensError], int], ...] = (
     (Invalid, 422),
     (Forbidden, 403),
     (Unauthorized, 401),
+    (StoreUnavailable, 503),
     (DecodeError, 422),
     (DataError, 422),
     (ConfigError, 422),
@@ -154,6 +162,8 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ReturnLensError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, StoreUnavailable):  # a dependency is down: ask the client to retry
+        headers = {"Retry-After": str(exc.retry_after_s)}
     details = exc.details if isinstance(exc.details, dict) else {"info": exc.details}
     return error_response(status, exc.code, exc.message, _jsonable(details), headers)
 

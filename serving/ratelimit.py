@@ -1,139 +1,162 @@
-"""In-process token buckets per credential and per client IP, answering 429 when empty.
+"""Rate limits per credential and per client IP, shared by every worker and replica.
 
-A bucket holds up to ``burst`` tokens and refills at ``rate_per_minute / 60`` tokens per
-second; each request takes one token from the IP bucket and, when it carries a
-credential, one from that credential's bucket (keyed by a hash, so no plaintext key is
-held in memory). Memory is bounded: buckets are kept in LRU order, a bucket that has
-been idle long enough to be full again is indistinguishable from a new one and is
-dropped, and the table never holds more than ``max_buckets`` entries.
+The counting is the ``limits`` library's sliding-window counter on a shared storage
+(``RETURNLENS_RATE_LIMIT_STORAGE``): ``database`` (the default: the application's own
+SQLite file or PostgreSQL, ``serving.storage.ratelimit_store``), ``redis://host:port``,
+or ``memory://`` (one process only). Every process that shares the storage shares the
+limits: one client gets the configured rate whichever worker or replica answers it.
 
-Limits are per process: with N uvicorn workers a client can get up to N times the rate.
-A shared limiter (Redis, the proxy in front) is the answer for strict global limits.
+A rule is "``rate`` requests per minute with bursts of ``burst``". It becomes one
+``limits`` item: ``burst`` requests per ``burst / rate`` minutes. A client may send
+``burst`` requests at once; after that the previous window's weight decays linearly, so
+requests are allowed again at ``rate`` per minute, as a token bucket refills. The
+sliding-window counter keeps two counters per key (one upsert per hit) where a moving
+window would store every request's timestamp, and it does not allow the double burst
+of fixed windows at a window's edge.
+
+Each request takes one hit from the address's rule and, when it carries a credential,
+one from that credential's (keyed by a hash: no plaintext key is stored); a refused
+request answers 429 ``rate_limited`` with ``Retry-After``. Probes and ``/metrics`` are
+never limited. A storage that fails (database locked past its timeout, Redis down) lets
+the request through and logs it: the limiter must not take the service down.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.credentials import credential_of, secret_hash
 from serving.errors import error_response
 
+log = logging.getLogger("returnlens.ratelimit")
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+NAMESPACE = "rl"
+ERROR_LOG_EVERY_S = 60.0  # a storage outage is logged at most this often per process
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+def rule(rate_per_minute: float, burst: int) -> RateLimitItem | None:
+    """``rate`` per minute with bursts of ``burst``: ``burst`` per ``burst/rate`` minutes
+    (None: the rule is off)."""
+    if burst < 1 or rate_per_minute < 0:
+        raise ValueError("burst must be >= 1 and rate_per_minute >= 0")
+    if rate_per_minute == 0:
+        return None
+    window_s = max(1, round(burst * 60.0 / rate_per_minute))
+    return RateLimitItemPerSecond(burst, window_s, namespace=NAMESPACE)
 
 
-class TokenBucketLimiter:
-    """Token buckets keyed by any string. Thread-safe; ``clock`` is injectable for tests."""
+def open_storage(uri: str) -> Storage:
+    """A ``limits`` storage from its URI (``memory://``, ``redis://host:port``, ...)."""
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):  # an async+ scheme
+        raise ValueError(f"rate limit storage {uri!r} is not a synchronous storage")
+    return storage
+
+
+@dataclass(frozen=True)
+class Refusal:
+    scope: str  # "ip" | "key"
+    retry_after_s: int
+
+
+class RateLimiter:
+    """The address and credential rules on one shared storage."""
 
     def __init__(
         self,
-        rate_per_minute: float,
-        burst: int,
+        storage: Storage,
         *,
-        max_buckets: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        per_ip: RateLimitItem | None,
+        per_key: RateLimitItem | None,
     ) -> None:
-        if burst < 1 or rate_per_minute < 0:
-            raise ValueError("burst must be >= 1 and rate_per_minute >= 0")
-        self.rate = rate_per_minute / 60.0  # tokens per second
-        self.burst = float(burst)
-        self.max_buckets = max_buckets
-        self.clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._lock = threading.Lock()
+        self.storage = storage
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self.per_ip = per_ip
+        self.per_key = per_key
+        # An in-memory storage answers at once; any other one is I/O, run off the loop.
+        self.blocking = not isinstance(storage, MemoryStorage)
+        self._next_error_log = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.rate > 0
+        return self.per_ip is not None or self.per_key is not None
 
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def acquire(self, key: str) -> float:
-        """Take one token for ``key``. Returns 0.0 when allowed, otherwise the seconds
-        until a token is available (nothing is taken then)."""
-        if not self.enabled:
-            return 0.0
-        now = self.clock()
-        with self._lock:
-            bucket = self._buckets.pop(key, None)
-            if bucket is None:
-                bucket = _Bucket(tokens=self.burst, updated=now)
-            else:
-                elapsed = max(0.0, now - bucket.updated)
-                bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
-                bucket.updated = now
-            self._buckets[key] = bucket  # most recently used at the end
-            self._evict(now)
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return 0.0
-            return (1.0 - bucket.tokens) / self.rate
-
-    def _evict(self, now: float) -> None:
-        """Drop buckets idle long enough to have refilled, then the LRU ones over the cap."""
-        refill_seconds = self.burst / self.rate
-        while self._buckets:
-            key, oldest = next(iter(self._buckets.items()))
-            if len(self._buckets) > self.max_buckets or now - oldest.updated >= refill_seconds:
-                del self._buckets[key]
-            else:
-                break
+    def check(self, ip: str, credential_hash: str | None) -> Refusal | None:
+        """Take one hit from each rule that applies; the first refusal, or None."""
+        hits: list[tuple[str, RateLimitItem, str]] = []
+        if self.per_ip is not None:
+            hits.append(("ip", self.per_ip, f"ip:{ip}"))
+        if self.per_key is not None and credential_hash:
+            hits.append(("key", self.per_key, f"key:{credential_hash}"))
+        if not hits:
+            return None
+        batch: Any = getattr(self.storage, "batch", None)  # one transaction (database)
+        try:
+            with batch() if batch is not None else contextlib.nullcontext():
+                for scope, item, identity in hits:
+                    if not self.strategy.hit(item, identity):
+                        stats = self.strategy.get_window_stats(item, identity)
+                        wait = stats.reset_time - time.time()  # limits' clock
+                        return Refusal(scope, max(1, math.ceil(wait)))
+        except Exception:
+            now = time.monotonic()
+            if now >= self._next_error_log:
+                self._next_error_log = now + ERROR_LOG_EVERY_S
+                log.exception("rate limit storage failed: requests are let through")
+        return None
 
 
 class RateLimitMiddleware:
-    """Pure ASGI middleware: one token per request from the IP and credential buckets."""
+    """Pure ASGI middleware: one hit per request from the IP and credential rules."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        per_ip: TokenBucketLimiter,
-        per_key: TokenBucketLimiter,
+        limiter: RateLimiter,
         on_limited: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
-        self.per_ip = per_ip
-        self.per_key = per_key
+        self.limiter = limiter
         self.on_limited = on_limited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
+        if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS or not self.limiter.enabled:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
         ip = client[0] if client else "unknown"
-        wait = self.per_ip.acquire(f"ip:{ip}")
-        which = "ip"
         credential = credential_of(Headers(scope=scope))
-        if wait == 0.0 and credential:
-            wait = self.per_key.acquire(f"key:{secret_hash(credential)[:32]}")
-            which = "key"
-        if wait > 0.0:
-            if self.on_limited:
-                self.on_limited(which)
-            retry = max(1, math.ceil(wait))
-            response = error_response(
-                429,
-                "rate_limited",
-                f"too many requests from this {'API key' if which == 'key' else 'address'}; "
-                f"retry in {retry} s",
-                {"scope": which, "retry_after_s": retry},
-                {"Retry-After": str(retry)},
-            )
-            await response(scope, receive, send)
+        key = secret_hash(credential)[:32] if credential else None
+        if self.limiter.blocking:
+            refusal = await anyio.to_thread.run_sync(self.limiter.check, ip, key)
+        else:
+            refusal = self.limiter.check(ip, key)
+        if refusal is None:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if self.on_limited:
+            self.on_limited(refusal.scope)
+        retry = refusal.retry_after_s
+        response = error_response(
+            429,
+            "rate_limited",
+            f"too many requests from this {'API key' if refusal.scope == 'key' else 'address'}; "
+            f"retry in {retry} s",
+            {"scope": refusal.scope, "retry_after_s": retry},
+            {"Retry-After": str(retry)},
+        )
+        await response(scope, receive, send)

@@ -39,6 +39,24 @@ class Settings(SharedSettings):
     database_url: str = "sqlite:///./var/returnlens.db"
     data_dir: Path = Path("./var")
     photo_dir: Path = Path("./var/photos")
+    # The photo store (serving/storage/photostore.py): `local` keeps the photos in
+    # photo_dir; `s3` keeps them in an S3-compatible bucket (AWS, SeaweedFS, MinIO, ...)
+    # under s3_prefix, and photo_dir only holds what is rebuilt from them (the heatmap
+    # cache beside it). s3_endpoint_url None: AWS. No access key: boto3's own chain
+    # (AWS_* variables, instance role). A store slower than its timeouts, or down, makes
+    # uploads answer 503 photo_store_unavailable with Retry-After, and /readyz false.
+    photo_store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = Field(
+        default=None, min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"
+    )
+    s3_prefix: str = Field(default="photos/", max_length=512)
+    s3_endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=2000)
+    s3_region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    s3_access_key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    s3_secret_access_key: SecretStr | None = None
+    s3_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    s3_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    s3_max_attempts: int = Field(default=2, ge=1, le=10)  # per call, first try included
     model_path: Path | None = None  # an explicit .onnx file wins over everything else
     model_version: str | None = None
     policy_path: Path | None = None  # None: the policy shipped in serving/policy/default.yaml
@@ -64,12 +82,20 @@ class Settings(SharedSettings):
     body_timeout_s: float = Field(default=60.0, ge=0, le=3600)
     max_connections: int = Field(default=1000, ge=1, le=100_000)
 
-    # Token buckets: sustained requests per minute and burst size; 0 disables the limit.
+    # Rate limits (serving/ratelimit.py): sustained requests per minute and burst size per
+    # client address and per credential; 0 disables the limit. Counted in a storage that
+    # every worker and replica shares: `database` (the application database, the
+    # default: no new server), `redis://host:port` (the `redis` extra) or `memory://`
+    # (this process only).
     rate_limit_per_ip: float = Field(default=600.0, ge=0)
     rate_limit_per_ip_burst: int = Field(default=120, ge=1)
     rate_limit_per_key: float = Field(default=300.0, ge=0)
     rate_limit_per_key_burst: int = Field(default=60, ge=1)
-    rate_limit_max_buckets: int = Field(default=10_000, ge=10)
+    rate_limit_storage: str = Field(
+        default="database",
+        pattern=r"^(database|memory://|(redis|rediss|redis\+unix|redis\+sentinel|redis\+cluster)://\S+)$",
+        max_length=2000,
+    )
 
     # Inference: how many quality gate + ONNX runs (and heatmap renders) may run at the
     # same time in one process (vision.pipeline.Lanes). The ONNX Runtime thread count
@@ -129,6 +155,21 @@ class Settings(SharedSettings):
     outbox_backoff_cap_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     outbox_batch: int = Field(default=20, ge=1, le=1000)
 
+    # Background jobs (serving/services/jobs/, `returnlens jobs worker`): a huey queue at
+    # job_queue (sqlite:///FILE, postgresql://..., redis://...; None: the SQLite file
+    # DATA_DIR/jobs.db). A failing job is tried job_retries more times, job_retry_delay_s
+    # apart; a job still `running` job_lease_s after it started (its worker died) is
+    # enqueued again by the sweep, which every job_sweep_seconds also enqueues whatever
+    # durable work is due. jobs_outbox: the service enqueues an outbox delivery job after
+    # each event instead of relying on its dispatcher thread alone.
+    job_queue: str | None = Field(default=None, min_length=3, max_length=2000)
+    job_retries: int = Field(default=3, ge=0, le=100)
+    job_retry_delay_s: float = Field(default=30.0, ge=0, le=86_400)
+    job_lease_s: float = Field(default=900.0, ge=1, le=7 * 86_400)
+    job_sweep_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    job_poll_s: float = Field(default=1.0, gt=0, le=60)
+    jobs_outbox: bool = False
+
     seed_demo: bool = False
     migrate_on_start: bool = True  # `returnlens serve` migrates once, then turns this off
     demo_seed: int = 7
@@ -144,6 +185,38 @@ class Settings(SharedSettings):
                 "postgresql+psycopg://user@host/db"
             )
         return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        """Keys are ``<prefix>ab/cdef....jpg``: no leading slash, one trailing slash."""
+        value = value.strip().strip("/")
+        if value and any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError("must be a key prefix such as photos/ or shop-1/photos/")
+        return f"{value}/" if value else ""
+
+    @model_validator(mode="after")
+    def _s3_is_complete(self) -> Settings:
+        """The S3 store needs its bucket, and a key id goes with its secret."""
+        if self.photo_store == "s3" and self.s3_bucket is None:
+            raise ValueError("photo_store s3 needs s3_bucket (RETURNLENS_S3_BUCKET)")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "s3_access_key_id and s3_secret_access_key go together: set both, or "
+                "neither to use boto3's own credentials (AWS_* variables, instance role)"
+            )
+        return self
+
+    @field_validator("job_queue")
+    @classmethod
+    def _job_queue_backend(cls, value: str | None) -> str | None:
+        if value is not None:
+            job_queue_backend(value)
+        return value
+
+    def job_queue_url(self) -> str:
+        """The job queue's URL: ``job_queue``, else a SQLite file in the data folder."""
+        return self.job_queue or f"sqlite:///{self.data_dir / 'jobs.db'}"
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> Settings:
@@ -202,3 +275,22 @@ class Settings(SharedSettings):
         from vision.registry import ModelRegistry  # torch-free (onnx only)
 
         return ModelRegistry(self.models_dir).get(self.shadow_model_version).path
+
+
+JOB_QUEUE_BACKENDS = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql"}
+JOB_QUEUE_BACKENDS |= {"redis": "redis", "rediss": "redis"}
+
+
+def job_queue_backend(url: str) -> str:
+    """``sqlite``, ``postgresql`` or ``redis`` for a job queue URL; ValueError otherwise
+    (``postgresql+psycopg://`` is accepted: the driver part is dropped)."""
+    scheme, sep, rest = url.partition("://")
+    backend = JOB_QUEUE_BACKENDS.get(scheme.split("+", 1)[0].lower()) if sep else None
+    if backend is None:
+        raise ValueError(
+            "must be a URL such as sqlite:///./var/jobs.db, postgresql://user@host/db "
+            "or redis://host:6379/0"
+        )
+    if backend == "sqlite" and rest in ("", "/"):
+        raise ValueError("a sqlite job queue needs a file: sqlite:///./var/jobs.db")
+    return backend

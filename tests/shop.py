@@ -55,6 +55,16 @@ def scene(seed: int, kind: str = "box") -> np.ndarray:
     return rgb
 
 
+@functools.lru_cache(maxsize=8)
+def catalog_photo(seed: int, kind: str) -> np.ndarray:
+    """The catalog's reference photo of the item of ``scene(seed, kind)``: the same item
+    shot from the other side (mirrored), so it is not the shopper's photo: uploading
+    ``scene(seed, kind)`` is no ``catalog_photo``, uploading this one is."""
+    rgb = np.ascontiguousarray(scene(seed, kind)[:, ::-1])
+    rgb.flags.writeable = False
+    return rgb
+
+
 def red(rgb: np.ndarray) -> np.ndarray:
     """The same scene, turned red: the tiny model grades it E_damaged with a crack."""
     out = rgb.astype(np.float32) * np.array([1.0, 0.25, 0.25], np.float32)
@@ -149,9 +159,10 @@ def make_settings(db: str, root: Path, model: Path, **overrides: Any) -> Setting
 
 
 def load_shop(client: TestClient, settings: Settings) -> Shop:
-    """Catalog (two SKUs with reference photos), orders and staff keys via the API."""
+    """Catalog (two SKUs with reference photos, ``catalog_photo``), orders and staff keys
+    via the API."""
     admin = {"X-API-Key": ADMIN_KEY}
-    refs = {"box-01": scene(1, "box"), "mug-01": scene(2, "mug")}
+    refs = {"box-01": catalog_photo(1, "box"), "mug-01": catalog_photo(2, "mug")}
     catalog = [
         {
             "sku": sku,

@@ -24,7 +24,7 @@ from serving.services.familiarity import grader_status, unfamiliarity_status
 from serving.services.inputs import CatalogRow, CreateReturnRequest, InspectionRequest, OrderRow
 from serving.services.service import ReturnLensService
 from serving.storage import repo
-from tests.service_data import DELIVERED, clean, jpeg, scene, service_on
+from tests.service_data import DELIVERED, REFERENCE_SEED, clean, jpeg, scene, service_on
 from vision.model import OnnxModel
 from vision.pipeline import Grader
 
@@ -167,7 +167,7 @@ def older_onnx(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
 def older_svc(db_url: str, tmp_path: Path, older_onnx: OnnxModel) -> Iterator[ReturnLensService]:
     service = service_on(db_url, tmp_path / "photos", older_onnx)
     catalog = [CatalogRow(sku="mug-01", category="mug", name="Mug", price=25.0)]
-    admin.upsert_catalog(service, catalog, photos={"mug-01": clean()})
+    admin.upsert_catalog(service, catalog, photos={"mug-01": clean(seed=REFERENCE_SEED)})
     order = OrderRow(
         order_id="o-1",
         customer_id="c-1",

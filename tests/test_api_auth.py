@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from serving.app import create_app
-from serving.ratelimit import TokenBucketLimiter
+from serving.ratelimit import rule
+from tests.ratelimits import mid_window_rate
 from tests.shop import ADMIN_KEY, Shop, jpeg, make_settings, scene
 
 STAFF_CALLS: tuple[tuple[str, str, Any], ...] = (
@@ -143,9 +144,9 @@ def test_rate_limit_per_key_and_per_ip_answer_429(tmp_path: Path, tiny_model: Pa
         f"sqlite:///{tmp_path / 'rl.db'}",
         tmp_path,
         tiny_model,
-        rate_limit_per_key=1.0,
+        rate_limit_per_key=mid_window_rate(3),
         rate_limit_per_key_burst=3,
-        rate_limit_per_ip=1.0,
+        rate_limit_per_ip=mid_window_rate(8),
         rate_limit_per_ip_burst=8,
     )
     with TestClient(create_app(settings)) as client:
@@ -162,36 +163,17 @@ def test_rate_limit_per_key_and_per_ip_answer_429(tmp_path: Path, tiny_model: Pa
         assert 'returnlens_rate_limited_total{scope="key"}' in client.get("/metrics").text
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_token_bucket_refills_and_reports_the_wait() -> None:
-    clock = FakeClock()
-    limiter = TokenBucketLimiter(rate_per_minute=60, burst=2, clock=clock)
-    assert [limiter.acquire("a") for _ in range(2)] == [0.0, 0.0]
-    assert limiter.acquire("a") == pytest.approx(1.0)
-    assert limiter.acquire("b") == 0.0  # other keys are independent
-    clock.now += 0.5
-    assert limiter.acquire("a") == pytest.approx(0.5)
-    clock.now += 0.5
-    assert limiter.acquire("a") == 0.0
-    assert TokenBucketLimiter(rate_per_minute=0, burst=1).acquire("x") == 0.0  # disabled
-
-
-def test_token_bucket_memory_is_bounded() -> None:
-    clock = FakeClock()
-    limiter = TokenBucketLimiter(rate_per_minute=60, burst=5, max_buckets=100, clock=clock)
-    for i in range(1000):
-        limiter.acquire(f"ip:{i}")
-    assert len(limiter) == 100
-    clock.now += 10  # every bucket has refilled: idle ones are dropped
-    limiter.acquire("fresh")
-    assert len(limiter) == 1
+def test_rate_and_burst_become_one_sliding_window() -> None:
+    """``rate`` per minute with bursts of ``burst``: ``burst`` per ``burst/rate`` minutes
+    (the defaults: 120 per 12 s per address, 60 per 12 s per credential)."""
+    per_ip, per_key = rule(600, 120), rule(300, 60)
+    assert per_ip is not None and (per_ip.amount, per_ip.get_expiry()) == (120, 12)
+    assert per_key is not None and (per_key.amount, per_key.get_expiry()) == (60, 12)
+    slow = rule(1, 3)
+    assert slow is not None and (slow.amount, slow.get_expiry()) == (3, 180)
+    assert rule(0, 5) is None  # 0 turns the rule off
+    with pytest.raises(ValueError):
+        rule(10, 0)
 
 
 def test_bootstrap_admin_key_and_unknown_keys(sqlite_shop: Shop) -> None:

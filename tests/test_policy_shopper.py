@@ -15,6 +15,7 @@ import pytest
 from serving.policy import (
     FLAG_CODES,
     OUTCOMES,
+    CopyMatch,
     CustomerHistory,
     PhotoQuality,
     PolicyInputError,
@@ -293,6 +294,37 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
     ),
     ("similar_photo_not_reused", {"reused_photo": ReusedPhoto(7, "ret-9")}, "approved", (), ()),
     (
+        "edited_copy_of_another_returns_photo",
+        {
+            "reused_photo": ReusedPhoto(30, "ret-9", "ph-1"),
+            "copied_photo": CopyMatch(0.93, "ph-new", "ph-1", other_return_id="ret-9"),
+        },
+        "needs_review",
+        ("reused_photo",),
+        ("review",),
+    ),
+    (
+        "copy_signal_below_threshold",
+        {"copied_photo": CopyMatch(0.74, "ph-new", "ph-1", other_return_id="ret-9")},
+        "approved",
+        (),
+        (),
+    ),
+    (
+        "catalog_photo",
+        {"catalog_copy": CopyMatch(0.75, "ph-new", "sha-ref", sku="box-02")},
+        "needs_review",
+        ("catalog_photo",),
+        ("review",),
+    ),
+    (
+        "not_a_catalog_photo",
+        {"catalog_copy": CopyMatch(0.4, "ph-new", "sha-ref", sku="mug-01")},
+        "approved",
+        (),
+        (),
+    ),
+    (
         "changed_mind_but_damaged_grade",
         {"scores": scores("D_fair", 0.8)},
         "needs_review",
@@ -506,6 +538,28 @@ def test_evidence_carries_the_numbers() -> None:
         "other_return_id": "ret-7",
         "other_photo_id": "ph-3",
     }
+    copy = CopyMatch(0.81, "ph-new", "ph-3", other_return_id="ret-7")
+    edited = decide_return(POLICY, ctx(copied_photo=copy)).flags[0].evidence
+    assert edited == {
+        "signal": "copy_agreement",
+        "score": 0.81,
+        "threshold": 0.75,
+        "photo_id": "ph-new",
+        "other_return_id": "ret-7",
+        "other_photo_id": "ph-3",
+    }
+    catalog = CopyMatch(0.95, "ph-new", "sha-ref", sku="box-02")
+    shown = decide_return(POLICY, ctx(catalog_copy=catalog)).flags[0]
+    assert shown.code == "catalog_photo" and shown.effect == "review"
+    assert shown.evidence == {
+        "signal": "copy_agreement",
+        "photo_id": "ph-new",
+        "other_photo_id": "sha-ref",
+        "sku": "box-02",
+        "score": 0.95,
+        "threshold": 0.75,
+    }
+    assert "SKU box-02's catalog reference photo" in shown.message
     repeat = decide_return(POLICY, ctx(history=CustomerHistory(PREVIOUS, 1))).flags[0].evidence
     assert repeat["returns_in_window"] == 4 and repeat["rejected_returns"] == 1
     unsure = decide_return(POLICY, ctx(scores=scores("C_good", 0.5, dent=0.45))).flags

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vision import copydetect
 from vision.aggregate import aggregate
 from vision.card import ModelCard
 from vision.decode import DecodeLimits, MiB, check_header, decode_image
@@ -55,6 +56,8 @@ class GradedPhoto:
     quality: QualityReport
     phash: int
     scores: PhotoScores
+    # Copy-detection descriptor (vision/copydetect.py); shopper profile only.
+    copy: copydetect.CopyDescriptor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,17 +204,27 @@ class Grader:
                 outputs = self.model.predict_images([p.rgb for p in photos])
                 gates = pending.result()
         graded = tuple(
-            GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i))
-            for i, (p, (q, h)) in enumerate(zip(photos, gates, strict=True))
+            GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i), copy=c)
+            for i, (p, (q, h, c)) in enumerate(zip(photos, gates, strict=True))
         )
         usable = [g.scores for g in graded if g.quality.passed]
         card = self.model.card
         item = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
         return GradeResult(photos=graded, item=item, model_version=card.model_version)
 
-    def _gate(self, photos: Sequence[DecodedPhoto]) -> list[tuple[QualityReport, int]]:
+    def _gate(
+        self, photos: Sequence[DecodedPhoto]
+    ) -> list[tuple[QualityReport, int, copydetect.CopyDescriptor | None]]:
+        """Quality verdict, perceptual hash and (shopper photos: the reused-photo and
+        catalog-photo checks read it) copy-detection descriptor of each photo."""
+        shopper = self.profile == "shopper"
         return [
-            (assess_quality(p, self.thresholds, profile=self.profile), phash(p.rgb)) for p in photos
+            (
+                assess_quality(p, self.thresholds, profile=self.profile),
+                phash(p.rgb),
+                copydetect.describe(p.rgb) if shopper else None,
+            )
+            for p in photos
         ]
 
     def embed(self, photo: DecodedPhoto) -> np.ndarray:

@@ -1,14 +1,20 @@
 """Process and model endpoints: liveness, readiness, Prometheus metrics, model card.
 
 ``/healthz`` answers while the process runs. ``/readyz`` is 503 until the model is
-loaded and warmed up and the database migrated, and again while shutting down, so a
-load balancer only routes to replicas that can grade. A model without an unfamiliarity
+loaded and warmed up and the database migrated, and again while shutting down or while
+the database or the photo store (an S3 bucket) does not answer, so a load balancer only
+routes to replicas that can grade and store. A model without an unfamiliarity
 score is ready (it grades, and every decision goes to a person), but ``/readyz`` and
 ``/v1/model`` say so: ``"unfamiliarity": false`` and a sentence in
 ``unfamiliarity_note``.
+``"jobs"`` reports the background job queue (``serving.services.jobs``): its backend,
+whether it answers, the tasks waiting and the jobs by status; readiness does not depend
+on it (``null``: no queue in this process).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -42,6 +48,13 @@ def readyz(request: Request) -> JSONResponse:
         return error_response(
             503, "not_ready", "the database does not answer", {"ready": False, "database": False}
         )
+    if not state.service.photos.ready():  # S3: a HeadBucket, cached for a couple of seconds
+        return error_response(
+            503,
+            "not_ready",
+            "the photo store does not answer",
+            {"ready": False, "photo_store": False},
+        )
     status = unfamiliarity_status(state.service)
     return JSONResponse(
         {
@@ -51,8 +64,23 @@ def readyz(request: Request) -> JSONResponse:
             "policy_version": getattr(state, "policy_version", None),
             "unfamiliarity": status.available,
             "unfamiliarity_note": status.note,
+            "database": True,
+            "photo_store": True,
+            "jobs": _jobs_state(state),
         }
     )
+
+
+def _jobs_state(state: Any) -> dict[str, Any] | None:
+    """The job queue's state (reported, not required: the service runs without it)."""
+    queue = getattr(state, "jobs", None)
+    if queue is None:
+        return None
+    try:
+        result: dict[str, Any] = queue.state().to_dict()
+    except Exception:  # the jobs table unreadable: the database check above decides
+        return {"backend": queue.backend, "reachable": False}
+    return result
 
 
 @router.get(

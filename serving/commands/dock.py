@@ -32,7 +32,12 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
         help="camera index (0), stream URL (rtsp://...), video file or folder",
     )
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--api", metavar="URL", help="service base URL, e.g. http://127.0.0.1:8000")
+    mode.add_argument(
+        "--api",
+        metavar="URL[,URL...]",
+        help="service base URL, e.g. http://127.0.0.1:8000; several replicas comma-separated "
+        "(a replica that does not answer hands over to the next)",
+    )
     mode.add_argument(
         "--standalone",
         action="store_true",

@@ -45,10 +45,12 @@ def reviewed_labels(
     """Export the reviewed labels to ``out_dir`` (splits as ``dataset export-reviewed
     --test-fraction`` assigns them); None when nobody has reviewed anything yet."""
     from serving.settings import Settings
+    from serving.storage.photostore import command_photos
     from serving.storage.review_export import ExportOptions, export_reviewed
     from vision.errors import DataError
 
-    photos = photo_dir or Settings().photo_dir
+    settings = Settings()
+    photos = command_photos(settings, photo_dir)  # the folder, or the S3 bucket
     val = min(0.2, max(0.0, 1.0 - test_fraction))
     try:
         report = export_reviewed(

@@ -51,14 +51,15 @@ def _replay(args: argparse.Namespace) -> int:
     from serving.policy import load_policy
     from serving.services import replay
     from serving.services.decide import policy_for_model
+    from serving.storage.photostore import command_photos
     from vision.errors import ConfigError
 
     tolerance = replay.SCORE_TOLERANCE if args.tolerance is None else args.tolerance
     if not 0 <= tolerance < 1:
         raise ConfigError("--tolerance must be in [0, 1)", code="invalid_setting")
     settings = settings_from_args(args)
-    photo_dir = args.photo_dir or settings.photo_dir
-    svc = replay.open_service(settings.database_url, photo_dir, settings.resolve_model_path())
+    photos = command_photos(settings, args.photo_dir)  # the folder, or the S3 bucket
+    svc = replay.open_service(settings.database_url, photos, settings.resolve_model_path())
     try:
         policy = None
         if args.policy is not None:

@@ -70,10 +70,11 @@ def register_dataset(dsub: Any) -> None:  # the "dataset" group's subparsers
 
 def _export(args: argparse.Namespace) -> int:
     from serving.settings import Settings
+    from serving.storage.photostore import command_photos
 
     settings = Settings()
     database_url = args.database_url or settings.database_url
-    photo_dir = args.photo_dir or settings.photo_dir
+    photo_dir = command_photos(settings, args.photo_dir)  # the folder, or the S3 bucket
     options = ExportOptions(
         verdicts=tuple(v.strip() for v in args.verdicts.split(",") if v.strip()),
         include_failed_quality=args.include_failed_quality,

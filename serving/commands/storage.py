@@ -3,8 +3,9 @@ references, and temporary files left by killed writes (``serving.storage.gc``).
 
 A dry run by default: it lists what it would remove. Files younger than ``--min-age``
 minutes (default 60) are never touched: they may belong to an upload in flight whose row
-has not committed yet. The database and photo folder are the service's
-(``RETURNLENS_DATABASE_URL``, ``RETURNLENS_PHOTO_DIR``) unless the flags name others.
+has not committed yet. The database and photo store are the service's
+(``RETURNLENS_DATABASE_URL``; ``RETURNLENS_PHOTO_DIR``, or the S3 bucket when
+``RETURNLENS_PHOTO_STORE=s3``) unless the flags name others (``--photo-dir``: a folder).
 """
 
 from __future__ import annotations
@@ -44,20 +45,23 @@ def _gc(args: argparse.Namespace) -> int:
     from serving.commands.service import settings_from_args
     from serving.storage.db import open_database
     from serving.storage.gc import collect_garbage
-    from serving.storage.photostore import PhotoStore
+    from serving.storage.photostore import PhotoStore, command_photos
     from vision.errors import ConfigError
 
     if args.min_age < 0:
         raise ConfigError("--min-age must be 0 or more minutes", code="invalid_setting")
     settings = settings_from_args(args)
-    photo_dir = args.photo_dir or settings.photo_dir
-    if not photo_dir.is_dir():
-        raise ConfigError(f"there is no photo folder {photo_dir}", code="storage_unavailable")
+    photos = command_photos(settings, args.photo_dir)  # the folder, or the S3 bucket
+    if isinstance(photos, Path):
+        if not photos.is_dir():
+            raise ConfigError(f"there is no photo folder {photos}", code="storage_unavailable")
+        photos = PhotoStore(photos)
+    photo_dir = args.photo_dir or settings.photo_dir  # the heatmap cache sits beside it
     db = open_database(settings.database_url, migrate=False)
     try:
         report = collect_garbage(
             db,
-            PhotoStore(photo_dir),
+            photos,
             min_age=timedelta(minutes=args.min_age),
             delete=args.delete,
         )

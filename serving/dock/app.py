@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.dock.deliver import Deliverer, HttpPoster
+from serving.dock.deliver import Deliverer, FailoverPoster, HttpPoster
 from serving.dock.identify import Identifier, StdinIds
 from serving.dock.output import EventLog
 from serving.dock.process import ApiSink, Preparer, Sink
@@ -113,12 +113,13 @@ def run_station(
     if opts.retry_failed:
         events("requeued_failed", count=spool.requeue_failed())
     deliverer: Deliverer | None = None
-    poster: HttpPoster | None = None
+    poster: FailoverPoster | None = None
     sink: Sink
     if opts.api:
         grader = load_grader(opts.model) if opts.model else None
         reporter = Reporter(events, opts.out, grader=grader, save_frames=opts.save_frames)
-        poster = HttpPoster(opts.api, opts.key or "")
+        urls = [u.strip() for u in opts.api.split(",") if u.strip()]  # replicas, in order
+        poster = FailoverPoster([HttpPoster(u, opts.key or "") for u in urls])
         deliverer = Deliverer(
             spool,
             poster,

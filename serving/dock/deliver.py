@@ -120,6 +120,41 @@ class HttpPoster:
         )
 
 
+class FailoverPoster:
+    """Several API replicas behind one poster: a post that gets no answer, or a 5xx,
+    goes to the next replica at once (the same idempotency key, so a replica that did
+    store it before dying answers the retry from its shared database as a replay). The
+    replica that answered is tried first next time; the Deliverer's backoff starts only
+    when every replica failed."""
+
+    def __init__(self, posters: list[HttpPoster]) -> None:
+        if not posters:
+            raise ValueError("FailoverPoster needs at least one poster")
+        self.posters = posters
+        self.current = 0
+
+    def post(self, item: SpoolItem) -> PostOutcome:
+        outcome = PostOutcome(None, error="no replica tried")
+        for step in range(len(self.posters)):
+            index = (self.current + step) % len(self.posters)
+            outcome = self.posters[index].post(item)
+            if outcome.status is not None and outcome.status < 500:
+                self.current = index
+                return outcome
+            log.warning(
+                "replica %d of %d did not take %s: %s",
+                index + 1,
+                len(self.posters),
+                item.key,
+                outcome.error or outcome.status,
+            )
+        return outcome
+
+    def close(self) -> None:
+        for poster in self.posters:
+            poster.close()
+
+
 def _http_date(value: str | None) -> datetime | None:
     """An HTTP-date (RFC 9110 IMF-fixdate, or the obsolete forms) as an aware datetime."""
     if not value:

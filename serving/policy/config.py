@@ -202,7 +202,21 @@ class WrongItem(_Model):
 
 
 class ReusedPhotoRule(_Model):
+    """A photo of another return: pHash within ``max_hamming`` bits (exact and near-exact
+    copies), or an edited copy: copy-detection agreement >= ``min_agreement`` (the share
+    of the overlap that agrees once the photos are aligned, ``vision.copydetect``; chosen
+    by benchmarks/copy_detection.py)."""
+
     max_hamming: Annotated[int, Field(ge=0, le=64)]
+    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.75
+
+
+class CatalogPhotoRule(_Model):
+    """An upload that is (an edited copy of) a catalog reference photo, of this SKU or
+    another: copy-detection agreement >= ``min_agreement``, as for ``reused_photo``."""
+
+    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.75
+    effect: Literal["review", "note"] = "review"
 
 
 class RepeatReturner(_Model):
@@ -230,6 +244,7 @@ class PolicyFile(_Model):
     reasons: dict[ReasonCode, ReasonRule] = {}
     wrong_item: WrongItem = WrongItem()
     reused_photo: ReusedPhotoRule
+    catalog_photo: CatalogPhotoRule = CatalogPhotoRule()
     repeat_returner: RepeatReturner
     quality: Quality = Quality()
     discrepancy: Discrepancy

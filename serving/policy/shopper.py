@@ -25,7 +25,12 @@ no_reference_photo          per rule the SKU has no reference photo (wrong_item.
 unfamiliar_photo            review   a scored photo lies outside the model's training world
 model_cannot_tell           review   the model has no unfamiliarity score (older model)
 reused_photo                review   pHash distance to another return's photo
-                                     <= reused_photo.max_hamming
+                                     <= reused_photo.max_hamming, or an edited copy of
+                                     one: copy-detection agreement
+                                     >= reused_photo.min_agreement (``vision.copydetect``)
+catalog_photo               per rule a photo is a (near-)copy of a catalog reference
+                                     photo, of this SKU or another: agreement
+                                     >= catalog_photo.min_agreement (catalog_photo.effect)
 reason_condition_mismatch   per      the reason's expectation (``reasons``) is
                             reason   contradicted: "intact" but damaged (P(grade at or
                                      worse than damaged_from_grade) >= min_prob, or a
@@ -57,6 +62,7 @@ which says plainly that a person will grade the photos.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from serving.policy import trust, views
 from serving.policy.config import CategoryPolicy, Policy
@@ -125,7 +131,8 @@ def decide_return(policy: Policy, ctx: ReturnContext) -> ShopperDecision:
             flags += unsure
         flags += trust.wrong_item(policy, ctx.sku, ctx.similarity)
         flags += trust.no_reference(policy, ctx.sku, ctx.has_reference)
-    flags += [*_reused(policy, ctx), *_high_value(cat, cat_name, ctx), *_repeat(policy, ctx)]
+    flags += [*_reused(policy, ctx), *_catalog_photo(policy, ctx)]
+    flags += [*_high_value(cat, cat_name, ctx), *_repeat(policy, ctx)]
     outcome = outcome_for(flags)
     return ShopperDecision(
         outcome=outcome,
@@ -435,20 +442,58 @@ def _reason(policy: Policy, ctx: ReturnContext, scores: Scores) -> list[Flag]:
 
 
 def _reused(policy: Policy, ctx: ReturnContext) -> list[Flag]:
-    limit, hit = policy.spec.reused_photo.max_hamming, ctx.reused_photo
-    if hit is None or hit.distance > limit:
+    """pHash first (an exact or near-exact copy); else the copy-detection signal (an
+    edited copy: cropped, rotated, recoloured, recompressed, framed, screenshotted)."""
+    rule, hit, copy = policy.spec.reused_photo, ctx.reused_photo, ctx.copied_photo
+    if hit is not None and hit.distance <= rule.max_hamming:
+        evidence: dict[str, Any] = {
+            "distance": hit.distance,
+            "max_hamming": rule.max_hamming,
+            "other_return_id": hit.other_return_id,
+            "other_photo_id": hit.other_photo_id,
+        }
+        if hit.photo_id is not None:
+            evidence |= {"photo_id": hit.photo_id, "signal": "phash"}
+        text = f"{hit.distance} bits from a photo of return {hit.other_return_id} (limit "
+        return [Flag("reused_photo", f"A photo is {text}{rule.max_hamming}).", "review", evidence)]
+    if copy is None or copy.score < rule.min_agreement:
         return []
     return [
         Flag(
             "reused_photo",
-            f"A photo is {hit.distance} bits from a photo of return "
-            f"{hit.other_return_id} (limit {limit}).",
+            f"A photo is an edited copy of a photo of return {copy.other_return_id} "
+            f"(aligned, {copy.score:.0%} of it agrees; at least {rule.min_agreement:.0%}).",
             "review",
             {
-                "distance": hit.distance,
-                "max_hamming": limit,
-                "other_return_id": hit.other_return_id,
-                "other_photo_id": hit.other_photo_id,
+                "signal": "copy_agreement",
+                "score": copy.score,
+                "threshold": rule.min_agreement,
+                "photo_id": copy.photo_id,
+                "other_return_id": copy.other_return_id,
+                "other_photo_id": copy.other_photo_id,
+            },
+        )
+    ]
+
+
+def _catalog_photo(policy: Policy, ctx: ReturnContext) -> list[Flag]:
+    rule, copy = policy.spec.catalog_photo, ctx.catalog_copy
+    if copy is None or copy.score < rule.min_agreement:
+        return []
+    whose = "this item's" if copy.sku == ctx.sku else f"SKU {copy.sku}'s"
+    return [
+        Flag(
+            "catalog_photo",
+            f"A photo is a copy of {whose} catalog reference photo (aligned, "
+            f"{copy.score:.0%} of it agrees; at least {rule.min_agreement:.0%}).",
+            rule.effect,
+            {
+                "signal": "copy_agreement",
+                "photo_id": copy.photo_id,
+                "other_photo_id": copy.other_photo_id,
+                "sku": copy.sku,
+                "score": copy.score,
+                "threshold": rule.min_agreement,
             },
         )
     ]

@@ -49,6 +49,7 @@ FLAG_CODES: tuple[str, ...] = (
     "model_cannot_tell",
     "no_reference_photo",
     "missing_views",
+    "catalog_photo",
 )
 
 
@@ -244,6 +245,25 @@ class ReusedPhoto:
     distance: int  # Hamming distance between 64-bit hashes
     other_return_id: str
     other_photo_id: str | None = None
+    photo_id: str | None = None  # the new upload's photo (None: not said)
+
+
+@dataclass(frozen=True)
+class CopyMatch:
+    """The best verified copy match of a new photo (``vision.copydetect``): ``score`` is
+    the share (0..1) of the overlap that agrees once the new photo ``photo_id`` is aligned
+    on ``other_photo_id``, a photo of another return (``other_return_id``) or a catalog
+    reference photo (``sku``; its id is the stored photo's digest: reference photos have
+    no photo row)."""
+
+    score: float
+    photo_id: str
+    other_photo_id: str
+    other_return_id: str | None = None
+    sku: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score", _finite("copy match score", self.score, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -272,6 +292,10 @@ class ReturnContext:
     reused_photo: ReusedPhoto | None = None
     previous_retakes: int = 0
     has_reference: bool | None = None
+    # Copy detection: the best verified match among other returns' photos, and among
+    # the catalog's reference photos (any SKU's); None: no candidate verified.
+    copied_photo: CopyMatch | None = None
+    catalog_copy: CopyMatch | None = None
 
     def __post_init__(self) -> None:
         _reference_facts(self.has_reference, self.similarity)

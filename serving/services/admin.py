@@ -24,18 +24,26 @@ from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.gc import drop_if_unreferenced
 from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
+from vision import copydetect
 from vision.types import DecodedPhoto
 
 
 def _point_reference(
-    row: CatalogItem, digest: str, embedding: np.ndarray, version: str
+    row: CatalogItem,
+    digest: str,
+    embedding: np.ndarray,
+    version: str,
+    copy: copydetect.CopyDescriptor,
 ) -> str | None:
     """Point a SKU at a new reference photo (digest, embedding, the model that embedded
-    it); the digest it pointed at before when that one is now superseded, else None."""
+    it, its copy-detection descriptor for the catalog-photo check); the digest it pointed
+    at before when that one is now superseded, else None."""
     old = row.reference_digest
     row.reference_digest = digest
     row.reference_embedding = [round(float(v), 6) for v in embedding]
     row.reference_model_version = version
+    row.reference_copy_vector = copydetect.vector_to_bytes(copy.vector)
+    row.reference_copy_features = copy.local.to_bytes()
     return old if old and old != digest else None
 
 
@@ -58,14 +66,16 @@ def upsert_catalog(
             embeddings = list(svc.grader.model.predict_images([p.rgb for p in refs]).embedding)
     now, version = svc.now(), svc.model_version
     digests = svc.photos.put_all([p.rgb for p in refs])  # all encoded, then written
-    stored = dict(zip(decoded, zip(digests, embeddings, strict=True), strict=True))
+    copies = [copydetect.describe(p.rgb) for p in refs]
+    stored = dict(zip(decoded, zip(digests, embeddings, copies, strict=True), strict=True))
     superseded: set[str] = set()
     with svc.db.write() as s:
         for r in rows:
             row = s.get(CatalogItem, r.sku) or CatalogItem(sku=r.sku)
             row.category, row.name, row.price, row.updated_at = r.category, r.name, r.price, now
             if r.sku in stored:
-                old = _point_reference(row, *stored[r.sku], version)
+                digest, embedding, copy = stored[r.sku]
+                old = _point_reference(row, digest, embedding, version, copy)
                 if old:
                     superseded.add(old)
             s.add(row)
@@ -95,13 +105,14 @@ def set_reference_photo(
     started = time.time()
     photo = svc.grader.decode(data)
     embedding = svc.grader.embed(photo)
+    copy = copydetect.describe(photo.rgb)
     digest = svc.photos.put(photo.rgb)
     now = svc.now()
     with svc.db.write() as s:
         row = s.get(CatalogItem, sku)
         if row is None:
             raise NotFound(f"There is no SKU {sku!r} in the catalog.", code="unknown_sku")
-        superseded = _point_reference(row, digest, embedding, svc.model_version)
+        superseded = _point_reference(row, digest, embedding, svc.model_version, copy)
         row.updated_at = now
         repo.append_audit(
             s,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from serving.policy import (
+    CopyMatch,
     CustomerHistory,
     DockContext,
     DockDisposition,
@@ -115,11 +116,15 @@ def shopper_decision(
     rejected_returns: int,
     similarity: float | None,
     has_reference: bool,
-    reused: tuple[int, str, str] | None,
+    reused: tuple[int, str, str] | tuple[int, str, str, str] | None,
     previous_retakes: int,
+    copied: CopyMatch | None = None,
+    catalog_copy: CopyMatch | None = None,
 ) -> ShopperDecision:
     """``photos``: the quality verdict of every photo the decision considers;
-    ``reused``: (Hamming distance, other return id, other photo id) of the nearest hash;
+    ``reused``: (Hamming distance, other return id, other photo id[, new photo id]) of
+    the nearest hash; ``copied`` / ``catalog_copy``: the best verified copy-detection
+    match among other returns' photos / catalog reference photos;
     ``has_reference``: whether the SKU has a catalog reference photo (the engine flags
     ``no_reference_photo`` when not). Whether the photos are familiar to the model rides
     on ``item`` (``Scores.from_item_scores``)."""
@@ -136,9 +141,11 @@ def shopper_decision(
             return_times=tuple(history_times), rejected_returns=rejected_returns
         ),
         similarity=similarity,
-        reused_photo=ReusedPhoto(reused[0], reused[1], reused[2]) if reused else None,
+        reused_photo=ReusedPhoto(*reused) if reused else None,
         previous_retakes=previous_retakes,
         has_reference=has_reference,
+        copied_photo=copied,
+        catalog_copy=catalog_copy,
     )
     return decide_return(policy, ctx)
 

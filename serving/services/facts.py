@@ -17,8 +17,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
-from serving.policy import PhotoQuality, ShopperDecision
+from serving.policy import CopyMatch, PhotoQuality, ShopperDecision
 from serving.services import decide, lifecycle, limits, outbox, policies, resolutions
+from serving.services.copy_index import verified_copies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -29,6 +30,7 @@ from serving.services.service import OPEN_STATUSES, ReturnLensService
 from serving.storage import repo, search_facts
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo, Return
+from vision import copydetect
 from vision.aggregate import aggregate, cosine_similarity
 from vision.card import ModelCard
 from vision.phash import phash_hex
@@ -87,7 +89,12 @@ class UploadFacts(ReturnFacts):
     item: ItemScores | None  # over earlier usable + this upload's usable photos
     similarity: float | None
     has_reference: bool  # False: the SKU has no catalog photo (no_reference_photo)
-    reused: tuple[int, str, str] | None  # distance, other return id, other photo id
+    # distance, other return id, other photo id, the new photo it is nearest to
+    reused: tuple[int, str, str, str] | None
+    # Copy detection (filled in by ``find_copies``): the best verified match among other
+    # returns' photos and among the catalog's reference photos.
+    copied: CopyMatch | None = None
+    catalog_copy: CopyMatch | None = None
 
 
 def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -> UploadContext:
@@ -113,6 +120,7 @@ def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -
         ]
         rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
         svc.phash_index.refresh(s)
+        svc.copy_index.refresh(s)
         earlier = [
             p
             for p in existing
@@ -179,8 +187,62 @@ def gather_upload_facts(
         item=combined,
         similarity=similarity,
         has_reference=ctx.reference is not None,
-        reused=svc.phash_index.nearest([g.phash for g in result.photos], ctx.return_id),
+        reused=_nearest_hash(svc, ctx.return_id, [g.phash for g in result.photos], new_ids),
     )
+
+
+def _nearest_hash(
+    svc: ReturnLensService, return_id: str, hashes: list[int], photo_ids: tuple[str, ...]
+) -> tuple[int, str, str, str] | None:
+    """The nearest pHash of another return's photo to any new photo, and which one."""
+    best: tuple[int, str, str, str] | None = None
+    for h, pid in zip(hashes, photo_ids, strict=True):
+        hit = svc.phash_index.nearest([h], return_id)
+        if hit is not None and (best is None or hit[0] < best[0]):
+            best = (*hit, pid)
+    return best
+
+
+def find_copies(svc: ReturnLensService, f: UploadFacts, result: GradeResult) -> UploadFacts:
+    """``f`` with the copy-detection facts: each new photo's nearest stored vectors
+    (other returns' photos, catalog reference photos) verified on their local features,
+    read in one short read transaction."""
+    descriptors = [g.copy for g in result.photos]
+    if not any(d is not None for d in descriptors):
+        return f
+    with svc.db.read() as s:
+        copied, catalog = verified_copies(s, svc.copy_index, descriptors, f.return_id)
+    return replace(
+        f,
+        copied=None
+        if copied is None
+        else CopyMatch(
+            copied.score,
+            f.new_photo_ids[copied.photo_index],
+            copied.other_photo_id,
+            other_return_id=copied.other_return_id,
+        ),
+        catalog_copy=None
+        if catalog is None
+        else CopyMatch(
+            catalog.score,
+            f.new_photo_ids[catalog.photo_index],
+            catalog.other_photo_id,
+            sku=catalog.sku,
+        ),
+    )
+
+
+def copy_match_json(m: CopyMatch | None) -> dict[str, object] | None:
+    if m is None:
+        return None
+    return {
+        "score": m.score,
+        "photo_id": m.photo_id,
+        "other_photo_id": m.other_photo_id,
+        "other_return_id": m.other_return_id,
+        "sku": m.sku,
+    }
 
 
 def reference_embedding(
@@ -379,7 +441,10 @@ def _decision_inputs(f: UploadFacts) -> dict[str, object]:
             "distance": f.reused[0],
             "other_return_id": f.reused[1],
             "other_photo_id": f.reused[2],
+            "photo_id": f.reused[3],
         },
+        "copied_photo": copy_match_json(f.copied),
+        "catalog_copy": copy_match_json(f.catalog_copy),
         "previous_retakes": f.previous_retakes,
         "photos": [{"photo_id": q.photo_id, "passed": q.passed} for q in f.photo_qualities],
     }
@@ -416,6 +481,8 @@ def photo_row(
         original_width=photo.original_width,
         original_height=photo.original_height,
         phash=phash_hex(graded.phash),
+        copy_vector=None if graded.copy is None else copydetect.vector_to_bytes(graded.copy.vector),
+        copy_features=None if graded.copy is None else graded.copy.local.to_bytes(),
         quality=graded.quality.to_dict(),
         view=view,
         scores=photo_scores_json(

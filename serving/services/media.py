@@ -104,7 +104,7 @@ def heatmap_png(svc: ReturnLensService, photo_id: str, label: str) -> bytes:
             code="not_found",
             details={"labels": ["grade", *labels]},
         )
-    cache = svc.heatmaps or HeatmapCache(cache_root_for(svc.photos.root))
+    cache = svc.heatmaps or HeatmapCache(cache_root_for(svc.photos.local_root))
     key = heatmap_key(svc, row, label)
     cached = cache.get(key)
     if cached is not None:

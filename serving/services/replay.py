@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from serving.domain_errors import Invalid, NotFound
 from serving.policy import PhotoQuality, Policy, QualityIssue, ReturnContext, Scores, decide_return
 from serving.policy.types import (
+    CopyMatch,
     CustomerHistory,
     PolicyInputError,
     ReusedPhoto,
@@ -43,6 +44,7 @@ from serving.services.scores import probs_dict
 from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.db import Database
+from serving.storage.photostore import PhotoStorage
 from serving.storage.tables import Decision, Grading, Photo
 from vision.aggregate import cosine_similarity
 from vision.errors import ModelError
@@ -250,9 +252,29 @@ def _facts_of(inputs: Mapping[str, Any], created_at: datetime) -> dict[str, Any]
         "has_reference": bool(inputs.get("has_reference")),
         "reused": None
         if reused is None
-        else (int(reused["distance"]), reused["other_return_id"], reused["other_photo_id"]),
+        else (
+            int(reused["distance"]),
+            reused["other_return_id"],
+            reused["other_photo_id"],
+            reused.get("photo_id"),
+        ),
         "previous_retakes": int(inputs.get("previous_retakes", 0)),
+        "copied": _copy_match(inputs.get("copied_photo")),
+        "catalog_copy": _copy_match(inputs.get("catalog_copy")),
     }
+
+
+def _copy_match(stored: Mapping[str, Any] | None) -> CopyMatch | None:
+    """A stored copy-detection match (decisions before it was stored have none)."""
+    if stored is None:
+        return None
+    return CopyMatch(
+        float(stored["score"]),
+        stored["photo_id"],
+        stored["other_photo_id"],
+        other_return_id=stored.get("other_return_id"),
+        sku=stored.get("sku"),
+    )
 
 
 def _flag_keys(flags: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -420,6 +442,8 @@ def stored_decision(
         reused_photo=ReusedPhoto(*facts["reused"]) if facts["reused"] else None,
         previous_retakes=facts["previous_retakes"],
         has_reference=facts["has_reference"],
+        copied_photo=facts["copied"],
+        catalog_copy=facts["catalog_copy"],
     )
     return decide_return(policy, ctx)
 
@@ -463,8 +487,11 @@ def _stored_scores(row: Decision, usable: Sequence[Photo]) -> Scores | None:
     )
 
 
-def open_service(database_url: str, photo_dir: Path, model_path: Path) -> ReturnLensService:
-    """A service for offline replays: the database (not migrated), the photo store and
+def open_service(
+    database_url: str, photos: Path | PhotoStorage, model_path: Path
+) -> ReturnLensService:
+    """A service for offline replays: the database (not migrated), the photo store (a
+    folder, or a store such as the service's S3 bucket) and
     the model at ``model_path``, with the shipped policy as its current one (replays
     decide with each decision's stored policy). ``svc.db.dispose()`` when done."""
     from serving.policy import load_policy
@@ -472,13 +499,15 @@ def open_service(database_url: str, photo_dir: Path, model_path: Path) -> Return
     from serving.storage.photostore import PhotoStore
     from vision.errors import ConfigError
 
-    if not photo_dir.is_dir():
-        raise ConfigError(f"there is no photo folder {photo_dir}", code="storage_unavailable")
+    if isinstance(photos, Path):
+        if not photos.is_dir():
+            raise ConfigError(f"there is no photo folder {photos}", code="storage_unavailable")
+        photos = PhotoStore(photos)
     grader = Grader.load(model_path)
     db = open_database(database_url, migrate=False)
     return ReturnLensService(
         db,
-        PhotoStore(photo_dir),
+        photos,
         grader,
         Grader(grader.model, profile="dock"),
         load_policy(),

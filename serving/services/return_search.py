@@ -84,7 +84,8 @@ class ReturnPageOut(BaseModel):
 CSV_COLUMNS = tuple(name for name in ReturnRowOut.model_fields)
 
 
-def _conditions(f: ReturnFilter) -> list[ColumnElement[bool]]:
+def filter_conditions(f: ReturnFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``f`` on ``returns`` (the ops dashboard filters with them too)."""
     where: list[ColumnElement[bool]] = []
     if f.status:
         where.append(Return.status.in_(f.status))
@@ -122,7 +123,7 @@ def _statement(f: ReturnFilter, after: cursor.Cursor | None, limit: int) -> Sele
     """The page after ``after``: ``(sort column, id)`` keyset, no OFFSET."""
     column = Return.price if f.sort.lstrip("-") == "price" else Return.created_at
     descending = f.sort.startswith("-")
-    stmt = select(Return).where(*_conditions(f))
+    stmt = select(Return).where(*filter_conditions(f))
     if after is not None:
         key = _money(after.key) if isinstance(after.key, float) else after.key
         mark = tuple_(literal(key, column.type), literal(after.id, Return.id.type))

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from serving.policy import Policy
+from serving.services.copy_index import CopyIndex
 from serving.services.decide import check_policy_fits, policy_for_model
 from serving.services.phash_index import PhashIndex
 from serving.services.review_order import ReviewOrder
 from serving.storage.db import Database
 from serving.storage.heatmap_cache import HeatmapCache, cache_root_for
-from serving.storage.photostore import PhotoStore
+from serving.storage.photostore import PhotoStorage
 from vision.pipeline import Grader
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def utc_now() -> datetime:
 @dataclass
 class ReturnLensService:
     db: Database
-    photos: PhotoStore
+    photos: PhotoStorage  # local folder or S3 bucket (serving.storage.photostore)
     grader: Grader  # shopper quality profile
     dock_grader: Grader  # dock quality profile (may share the ONNX session)
     policy: Policy
@@ -57,6 +58,8 @@ class ReturnLensService:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Shopper photo hashes for the reused-photo check, topped up by each upload's read.
     phash_index: PhashIndex = field(default_factory=PhashIndex)
+    # Copy-detection vectors (shopper and catalog reference photos), topped up likewise.
+    copy_index: CopyIndex = field(default_factory=CopyIndex)
     # Helper threads for a request's I/O that can overlap its CPU work (the context read
     # while photos decode, photo-file writes while they are graded). Tasks never wait on
     # this pool themselves, so a small fixed size cannot deadlock.
@@ -86,7 +89,7 @@ class ReturnLensService:
         self.policy = policy_for_model(self.policy, self.grader.card)
         check_policy_fits(self.policy, self.dock_grader.card)
         if self.heatmaps is None:
-            self.heatmaps = HeatmapCache(cache_root_for(self.photos.root))
+            self.heatmaps = HeatmapCache(cache_root_for(self.photos.local_root))
 
     def now(self) -> datetime:
         """The injected clock's time as aware UTC (a naive clock is a programming error)."""

@@ -295,6 +295,7 @@ def _upload(
     stored = svc.pool.submit(svc.photos.put_all, [p.rgb for p in decoded])
     result = svc.grader.grade_decoded(decoded)
     f = facts.gather_upload_facts(svc, ctx, result, shown)
+    f = facts.find_copies(svc, f, result)  # candidates' features: one short read
     decision = decide.shopper_decision(
         svc.policy,
         category=f.category,
@@ -311,6 +312,8 @@ def _upload(
         has_reference=f.has_reference,
         reused=f.reused,
         previous_retakes=f.previous_retakes,
+        copied=f.copied,
+        catalog_copy=f.catalog_copy,
     )
     digests = stored.result()  # files first, then the rows
     try:
@@ -322,6 +325,7 @@ def _upload(
                 {"return_id": return_id, "photos": photo_rows, "decision": decision_row}
             )
             hashes = [(p.id, return_id, p.phash, now) for p in photo_rows]
+            vectors = [(p.id, return_id, p.copy_vector, now) for p in photo_rows if p.copy_vector]
     except IntegrityError as exc:  # a concurrent upload to the same return won the race
         raise Conflict(
             "Another upload to this return was saved at the same moment; "
@@ -329,6 +333,7 @@ def _upload(
             code="concurrent_upload",
         ) from exc
     svc.phash_index.add(hashes)  # committed: later uploads compare against these too
+    svc.copy_index.add(vectors)
     if svc.shadow is not None:  # the challenger, queued off this request (or skipped)
         svc.shadow.submit(out.decision.decision_id)
     return out

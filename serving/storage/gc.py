@@ -13,8 +13,10 @@ Photo files are written before the database row that points at them commits
 Both keep anything younger than ``min_age`` (default one hour): a file that young may
 belong to an upload in flight in another worker or replica, whose row has not committed
 yet. The database is read after the files are listed, and each file's age is checked
-again just before it is removed (``PhotoStore.put`` refreshes the age of a file it
-reuses), so a row committed meanwhile keeps its file.
+again just before it is removed (``put`` refreshes the age of a photo it reuses), so a
+row committed meanwhile keeps its file. Photos are listed and removed through the store's
+interface (``list_photos``, ``delete``), so the same collection runs on the local folder
+and on an S3 bucket (whose age is the object's Last-Modified).
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from serving.domain_errors import NotFound
 from serving.storage.db import Database
-from serving.storage.photostore import PhotoStore
+from serving.storage.photostore import PhotoStorage, PhotoStore
 from serving.storage.tables import CatalogItem, Photo
 from vision.fsio import is_temp_name
 
@@ -42,11 +43,11 @@ class GcReport:
 
     files: int  # photo files examined
     referenced: int  # distinct digests the database points at
-    orphans: tuple[Path, ...]  # unreferenced photo files older than min_age
+    orphans: tuple[Path | str, ...]  # unreferenced photos older than min_age (file or s3://)
     orphan_bytes: int
     temp_files: tuple[Path, ...]  # stale temporary files
     young: int  # unreferenced files newer than min_age, kept (an upload may be in flight)
-    removed: tuple[Path, ...] = field(default=())
+    removed: tuple[Path | str, ...] = field(default=())
     dry_run: bool = True
 
     def lines(self) -> list[str]:
@@ -69,13 +70,6 @@ def _older_than(path: Path, cutoff: float) -> bool:
         return path.stat().st_mtime < cutoff
     except FileNotFoundError:
         return False
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _remove(paths: Iterable[Path], cutoff: float) -> list[Path]:
@@ -117,11 +111,11 @@ def referenced_digests(db: Database) -> set[str]:
         return {d for d in (*photos, *refs) if d}
 
 
-def drop_if_unreferenced(db: Database, store: PhotoStore, digest: str, *, since: float) -> bool:
-    """Remove one superseded photo file (a replaced reference photo) once nothing points
-    at it, so replacing references does not pile up orphans for ``gc``.
+def drop_if_unreferenced(db: Database, store: PhotoStorage, digest: str, *, since: float) -> bool:
+    """Remove one superseded photo (a replaced reference photo) once nothing points at
+    it, so replacing references does not pile up orphans for ``gc``.
 
-    Only a file untouched since ``since`` (the replacing request's start) goes: a file
+    Only a photo untouched since ``since`` (the replacing request's start) goes: one
     another upload stored or reused meanwhile is younger (``put_bytes`` refreshes it) and
     is left for ``gc``, whose grace period covers rows that have not committed yet.
     """
@@ -131,47 +125,33 @@ def drop_if_unreferenced(db: Database, store: PhotoStore, digest: str, *, since:
         )
     if used:
         return False
-    return bool(_remove([store.path(digest)], since))
-
-
-def _photo_files(store: PhotoStore) -> list[tuple[Path, str]]:
-    """(path, digest) of every file laid out the way the store names its photos."""
-    out = []
-    for folder in store.root.iterdir():
-        if not folder.is_dir() or len(folder.name) != 2:
-            continue
-        for path in folder.iterdir():
-            if is_temp_name(path.name) or not path.is_file():
-                continue
-            digest = folder.name + path.name.split(".", 1)[0]
-            try:
-                if store.path(digest) == path:
-                    out.append((path, digest))
-            except NotFound:  # not a digest: not one of the store's photo files
-                continue
-    return out
+    return store.delete(digest, older_than=since)
 
 
 def collect_garbage(
     db: Database,
-    store: PhotoStore,
+    store: PhotoStorage,
     *,
     min_age: timedelta = DEFAULT_MIN_AGE,
     delete: bool = False,
 ) -> GcReport:
-    """Find (and with ``delete``, remove) unreferenced photo files and stale temporary
-    files in the photo store; files younger than ``min_age`` are never touched."""
+    """Find (and with ``delete``, remove) unreferenced photos and stale temporary files
+    in the photo store (either backend; temporary files only exist in a local folder);
+    photos younger than ``min_age`` are never touched."""
     cutoff = time.time() - min_age.total_seconds()
-    files = _photo_files(store)  # listed BEFORE the database is read (see module doc)
-    temps = stale_temp_files(store.root, min_age=min_age)
+    files = store.list_photos()  # listed BEFORE the database is read (see module doc)
+    # Temporary files of killed writes exist only in a folder (an S3 PUT is atomic).
+    temps = stale_temp_files(store.root, min_age=min_age) if isinstance(store, PhotoStore) else []
     referenced = referenced_digests(db)
-    unreferenced = [p for p, d in files if d not in referenced]
-    orphans = [p for p in unreferenced if _older_than(p, cutoff)]
-    size = sum(_size(p) for p in orphans)
-    removed: list[Path] = []
+    unreferenced = [p for p in files if p.digest not in referenced]
+    old = [p for p in unreferenced if p.mtime < cutoff]
+    orphans = [p.location for p in old]
+    size = sum(p.size for p in old)
+    removed: list[Path | str] = []
     if delete:
         # The two-hex-digit folders stay: a concurrent put may be about to write there.
-        removed = _remove([*orphans, *temps], cutoff)
+        removed = [p.location for p in old if store.delete(p.digest, older_than=cutoff)]
+        removed += _remove(temps, cutoff)
     return GcReport(
         files=len(files),
         referenced=len(referenced),

@@ -1,4 +1,12 @@
-"""Content-addressed photo files.
+"""Content-addressed photo files: one interface, two backends.
+
+:class:`PhotoStorage` is what the service holds (``svc.photos``): ``put``/``put_all``/
+``put_bytes``/``get``/``exists``, ``list_photos``/``delete`` for ``returnlens storage gc``
+and ``ready`` for ``/readyz``. :class:`PhotoStore` (here) keeps the photos in a local or
+shared folder, the embedded default; ``serving.storage.s3store.S3PhotoStore`` keeps them
+in any S3-compatible object store. :func:`open_photo_store` picks one from the settings
+(``RETURNLENS_PHOTO_STORE=local|s3``). Both name a photo the same way and write it before
+its row, as below.
 
 We never keep the bytes a shopper uploaded: they may carry EXIF GPS, a camera serial, an
 ICC profile or a crafted payload. We keep a re-encoded copy of the decoded, upright
@@ -20,17 +28,99 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from serving.domain_errors import NotFound
-from vision.fsio import atomic_write_bytes
+from vision.fsio import atomic_write_bytes, is_temp_name
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 JPEG_QUALITY = 92
 MEDIA_TYPE = "image/jpeg"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` when it is a sha256 hex digest; NotFound otherwise (a bad id in a URL)."""
+    if not _DIGEST.match(digest):
+        raise NotFound(f"{digest!r} is not a photo digest", code="not_found")
+    return digest
+
+
+def photo_name(digest: str) -> str:
+    """The relative name of a photo in either backend: ``ab/cdef....jpg``."""
+    check_digest(digest)
+    return f"{digest[:2]}/{digest[2:]}.jpg"
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """One photo as the store lists it (for ``returnlens storage gc``)."""
+
+    digest: str
+    mtime: float  # last written or reused, seconds since the epoch
+    size: int
+    location: Path | str  # the local file, or ``s3://bucket/key``
+
+
+@runtime_checkable
+class PhotoStorage(Protocol):
+    """What the service needs from a photo store, whichever the backend.
+
+    ``local_root`` is a local folder for what is derived from the photos and may be
+    rebuilt (the rendered-heatmap cache sits beside it, ``heatmap_cache.cache_root_for``):
+    the photo folder itself for the local store, ``RETURNLENS_PHOTO_DIR`` for S3.
+    A store that does not answer raises ``StoreUnavailable`` (503 with ``Retry-After``).
+    """
+
+    media_type: str
+    local_root: Path
+
+    def put(self, rgb: np.ndarray) -> str: ...
+
+    def put_all(self, photos: Sequence[np.ndarray]) -> list[str]: ...
+
+    def put_bytes(self, data: bytes) -> str: ...
+
+    def get(self, digest: str) -> bytes: ...
+
+    def exists(self, digest: str) -> bool: ...
+
+    def list_photos(self) -> list[StoredPhoto]: ...
+
+    def delete(self, digest: str, *, older_than: float) -> bool: ...
+
+    def ready(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+def open_photo_store(settings: Settings) -> PhotoStorage:
+    """The photo store the settings name: the local folder ``photo_dir`` (default) or
+    the S3 bucket (``photo_store = "s3"``, with ``photo_dir`` as its local cache root)."""
+    settings.photo_dir.mkdir(parents=True, exist_ok=True)
+    if settings.photo_store == "s3":
+        from serving.storage.s3store import S3PhotoStore
+
+        return S3PhotoStore.from_settings(settings)
+    return PhotoStore(settings.photo_dir)
+
+
+def command_photos(settings: Settings, photo_dir: Path | None) -> Path | PhotoStorage:
+    """What an offline command (gc, replay, reviewed-label export) reads photos from: the
+    folder its ``--photo-dir`` flag names, else the service's store: its S3 bucket, or its
+    folder (a path: each command checks or creates it as it always has)."""
+    if photo_dir is not None:
+        return photo_dir
+    if settings.photo_store == "s3":
+        return open_photo_store(settings)
+    return settings.photo_dir
 
 
 def encode_clean_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -53,11 +143,13 @@ class PhotoStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.local_root = self.root
+
+    def describe(self) -> str:
+        return f"folder {self.root}"
 
     def path(self, digest: str) -> Path:
-        if not _DIGEST.match(digest):
-            raise NotFound(f"{digest!r} is not a photo digest", code="not_found")
-        return self.root / digest[:2] / f"{digest[2:]}.jpg"
+        return self.root / photo_name(digest)
 
     def put(self, rgb: np.ndarray) -> str:
         """Store a clean copy of ``rgb``; returns its digest (idempotent)."""
@@ -96,3 +188,39 @@ class PhotoStore:
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def ready(self) -> bool:
+        return self.root.is_dir()
+
+    def list_photos(self) -> list[StoredPhoto]:
+        """Every file laid out the way the store names its photos (temporary files of
+        killed writes and anything else in the folder are not photos)."""
+        out = []
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or len(folder.name) != 2:
+                continue
+            for path in folder.iterdir():
+                if is_temp_name(path.name):
+                    continue
+                digest = folder.name + path.name.split(".", 1)[0]
+                if not _DIGEST.match(digest) or self.path(digest) != path:
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                if path.is_file():
+                    out.append(StoredPhoto(digest, st.st_mtime, st.st_size, path))
+        return out
+
+    def delete(self, digest: str, *, older_than: float) -> bool:
+        """Remove the photo if it was last written or reused before ``older_than``
+        (checked right before: ``put_bytes`` makes a reused file young again)."""
+        path = self.path(digest)
+        try:
+            if path.stat().st_mtime >= older_than:
+                return False
+        except FileNotFoundError:
+            return False
+        path.unlink(missing_ok=True)
+        return True

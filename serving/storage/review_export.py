@@ -45,8 +45,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serving.storage.photostore import PhotoStorage, PhotoStore
 from vision.errors import DataError
-from vision.fsio import atomic_copy
+from vision.fsio import atomic_copy, atomic_write_bytes
 from vision.manifest import ManifestHeader, ManifestRecord, write_manifest
 
 VERDICTS = ("approve", "reject", "correct")
@@ -353,7 +354,13 @@ def assign_splits(
 
 
 # --------------------------------------------------------------------------- export
-def _copy_photo(src: Path, dest: Path) -> None:
+def _copy_photo(store: PhotoStorage, digest: str, dest: Path) -> None:
+    if not isinstance(store, PhotoStore):  # an object store: the bytes come over the wire
+        data = store.get(digest)
+        if not (dest.is_file() and dest.stat().st_size == len(data)):
+            atomic_write_bytes(dest, data)
+        return
+    src = store.path(digest)
     if dest.is_file() and dest.stat().st_size == src.stat().st_size:
         return  # content-addressed source: same name + size = same bytes
     atomic_copy(src, dest)
@@ -411,11 +418,14 @@ def _check_sqlite_file(database_url: str) -> None:
 
 
 def export_reviewed(
-    database_url: str, photo_dir: Path, out_dir: Path, options: ExportOptions | None = None
+    database_url: str,
+    photo_dir: Path | PhotoStorage,
+    out_dir: Path,
+    options: ExportOptions | None = None,
 ) -> ExportReport:
-    """Write ``out_dir/manifest.jsonl`` and ``out_dir/images/*`` from reviewed items."""
+    """Write ``out_dir/manifest.jsonl`` and ``out_dir/images/*`` from reviewed items;
+    the photos are read from a folder or a store (the service's S3 bucket)."""
     from serving.storage.db import Database
-    from serving.storage.photostore import PhotoStore
     from serving.storage.tables import Photo
 
     options = options or ExportOptions()
@@ -447,7 +457,7 @@ def export_reviewed(
         photos,
         grade_labels,
         damage_labels,
-        PhotoStore(photo_dir),
+        PhotoStore(photo_dir) if isinstance(photo_dir, Path) else photo_dir,
         out_dir,
         options,
         skipped,
@@ -460,7 +470,7 @@ def _write(
     photos: dict[str, _Photo],
     grade_labels: tuple[str, ...],
     damage_labels: tuple[str, ...],
-    store: Any,
+    store: PhotoStorage,
     out_dir: Path,
     options: ExportOptions,
     skipped: Counter[str],
@@ -477,7 +487,7 @@ def _write(
                 skipped["photo_missing"] += 1
             elif not photo.quality_passed and not options.include_failed_quality:
                 skipped["photo_failed_quality"] += 1
-            elif not store.path(photo.digest).is_file():
+            elif not store.exists(photo.digest):
                 skipped["photo_file_missing"] += 1
             else:
                 chosen.append((lab, photo))
@@ -494,7 +504,7 @@ def _write(
     records = []
     for lab, photo in chosen:
         dest = images / f"{photo.id}{_EXT.get(photo.media_type, '.jpg')}"
-        _copy_photo(store.path(photo.digest), dest)
+        _copy_photo(store, photo.digest, dest)
         records.append(_record(lab, photo, dest, splits[lab.item_id]))
     header = ManifestHeader(
         grade_labels=grade_labels,

@@ -17,12 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -86,6 +88,10 @@ class CatalogItem(Base):
     # Embeddings are model-specific: the version says which model produced it.
     reference_embedding: Mapped[list[float] | None] = mapped_column(JSONType)
     reference_model_version: Mapped[str | None] = mapped_column(MODEL_VERSION)
+    # Copy detection (vision/copydetect.py) of the reference photo, for the catalog-photo
+    # check: the global vector (float16) and the local features. Model-independent.
+    reference_copy_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reference_copy_features: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -239,6 +245,12 @@ class Photo(Base):
     # The view a shopper photo shows (guided capture: a name from the category policy's
     # ``views``); None: not said, and every dock and reference photo.
     view: Mapped[str | None] = mapped_column(LABEL)
+    # Copy detection (vision/copydetect.py) of a shopper photo, for the reused-photo
+    # check: the global vector (float16, held in memory by serving/services/copy_index.py)
+    # and the local features (read for the few candidates). None: dock photos and photos
+    # stored before migration 0012.
+    copy_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    copy_features: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -430,6 +442,28 @@ class OutboxDelivery(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Job(Base):
+    """One background job (``serving.services.jobs``), kept for ``returnlens jobs list``
+    and ``GET /v1/admin/jobs``: ``id`` is the queue's task id, ``status`` queued |
+    running | retrying | done | failed | interrupted, ``attempts`` the runs started,
+    ``last_error`` the last failure. A ``running`` row whose ``lease_until`` passed lost
+    its worker; the sweep enqueues it again under the same id."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_enqueued_at", "status", "enqueued_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Resolution(Base):
     """How an accepted return is settled (``serving.policy.resolution``): one row per
     return, planned when it is accepted and ``issued`` when the shop is told to pay
@@ -448,3 +482,17 @@ class Resolution(Base):
     policy_version: Mapped[str] = mapped_column(MODEL_VERSION)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateLimitCounter(Base):
+    """A rate-limit counter shared by every worker and replica
+    (``serving.storage.ratelimit_store``): the hits of one limit key in one window
+    (index ``window``: the window starts ``window * length`` seconds after the epoch;
+    -1 for a fixed-window counter), removed once ``expires_at`` (epoch seconds) passed."""
+
+    __tablename__ = "rate_limit_counters"
+    __table_args__ = (Index("ix_rate_limit_counters_expires_at", "expires_at"),)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float)

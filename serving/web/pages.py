@@ -1,9 +1,11 @@
-"""The two web pages and their static assets, served by the API process itself.
+"""The web pages (shopper, review console, operations dashboard) and their static assets,
+served by the API process itself.
 
 Everything the pages need ships inside the package (``serving/web/static``): HTML, CSS,
-vanilla JavaScript modules and an SVG icon; no CDN, no web fonts, no build step.
+vanilla JavaScript modules, an SVG icon and one vendored chart library (``static/vendor``:
+pinned, its licence beside it); no CDN, no web fonts, no build step.
 
-Files are served by Starlette's ``StaticFiles`` (mounted at ``/static``; the two page
+Files are served by Starlette's ``StaticFiles`` (mounted at ``/static``; the page
 routes ask the same instance), which already does what a hand-written route would get
 wrong: path normalisation that no ``..`` or symlink can leave the folder by, ``HEAD``,
 and conditional GET (an ``ETag`` and ``Last-Modified`` on every file, ``304 Not
@@ -116,3 +118,10 @@ async def shopper_page(request: Request) -> Response:
 async def review_page(request: Request) -> Response:
     """The reviewer console; the page is public, every data call needs a reviewer key."""
     return await _page("review.html", request)
+
+
+@router.get("/ops", response_class=FileResponse)
+async def ops_page(request: Request) -> Response:
+    """The operations dashboard; the page is public, every chart's data needs a reviewer
+    or admin key (``serving/api/ops.py``)."""
+    return await _page("ops.html", request)

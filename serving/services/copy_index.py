@@ -1,0 +1,230 @@
+"""Copy-detection vectors of every shopper photo and catalog reference photo, in memory.
+
+The reused-photo and catalog-photo checks (``vision.copydetect``) compare each new
+upload with every earlier shopper photo of other returns and with every catalog
+reference photo. Stage one, the candidate search, needs all stored vectors: the index
+holds them as one float32 matrix per kind (``DIM`` floats a photo; a dot product with
+100,000 of them takes about a millisecond, benchmarks/copy_detection.py). Stage two,
+the geometric verification, reads only the few candidates' local features from the
+database (:func:`verified_copies`).
+
+The shopper photos are topped up like ``serving/services/phash_index.py``: rows this
+process commits are added after the commit, rows other workers committed are noticed by
+a count over a short recent window, and a full reload every ``resync_s`` picks up the
+rest. The reference vectors (one per SKU with a reference photo) are reloaded when the
+catalog's count or latest ``updated_at`` changes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session
+
+from serving.services.phash_index import RESYNC_S, WINDOW
+from serving.storage.tables import CatalogItem, Photo
+from vision import copydetect
+
+CANDIDATES = 8  # nearest to the whole new photo, verified per kind
+PART_CANDIDATES = 2  # nearest to each part of it (copydetect.WINDOWS), verified too
+
+Row = tuple[str, str, bytes, datetime]  # photo id, return id, vector bytes, created at
+
+
+def _ts(at: datetime) -> float:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str  # photo id (shopper photo) or SKU (reference photo)
+    return_id: str | None  # the shopper photo's return; None for a reference
+
+
+class CopyIndex:
+    """Process-local and thread-safe; every worker process keeps its own."""
+
+    def __init__(
+        self, *, resync_s: float = RESYNC_S, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lock = threading.Lock()
+        self._resync_s, self._monotonic = resync_s, monotonic
+        self._reset()
+        self._ref_signature: tuple[int, float] | None = None
+        self._ref_vectors = np.zeros((0, copydetect.DIM), np.float32)
+        self._ref_skus: list[str] = []
+
+    def _reset(self) -> None:
+        self._vectors = np.zeros((0, copydetect.DIM), np.float32)
+        self._returns = np.zeros(0, np.int64)  # codes into _return_ids
+        self._times = np.zeros(0, np.float64)
+        self._photo_ids: list[str] = []
+        self._held: set[str] = set()
+        self._return_ids: list[str] = []
+        self._return_codes: dict[str, int] = {}
+        self._loaded_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._photo_ids)
+
+    def refresh(self, session: Session) -> None:
+        """Bring both kinds up to date (call inside a read transaction)."""
+        with self._lock:
+            self._refresh_shopper(session)
+            self._refresh_references(session)
+
+    def _refresh_shopper(self, session: Session) -> None:
+        now = self._monotonic()
+        since: datetime | None = None
+        if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
+            self._reset()
+            self._loaded_at = now
+        elif len(self._times):
+            since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
+            held = int(np.count_nonzero(self._times >= since.timestamp()))
+            count = select(func.count()).select_from(Photo).where(_shopper(since))
+            if session.execute(count).scalar_one() == held:
+                return
+        query = select(Photo.id, Photo.return_id, Photo.copy_vector, Photo.created_at).where(
+            _shopper(since)
+        )
+        self._add([(r[0], r[1] or "", r[2] or b"", r[3]) for r in session.execute(query)])
+
+    def _refresh_references(self, session: Session) -> None:
+        with_vector = CatalogItem.reference_copy_vector.is_not(None)
+        count, latest = session.execute(
+            select(func.count(), func.max(CatalogItem.updated_at)).where(with_vector)
+        ).one()
+        signature = (int(count), _ts(latest) if latest is not None else 0.0)
+        if signature == self._ref_signature:
+            return
+        rows = session.execute(
+            select(CatalogItem.sku, CatalogItem.reference_copy_vector).where(with_vector)
+        ).all()
+        self._ref_skus = [r[0] for r in rows]
+        self._ref_vectors = _matrix([r[1] or b"" for r in rows])
+        self._ref_signature = signature
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Photos this process has just committed."""
+        with self._lock:
+            self._add(rows)
+
+    def candidates(self, queries: np.ndarray, exclude_return: str) -> list[Candidate]:
+        """Shopper photos of other returns nearest to ``queries``
+        (``copydetect.query_vectors``: the whole new photo, then its parts)."""
+        with self._lock:
+            vectors, returns, ids = self._vectors, self._returns, self._photo_ids
+            own = self._return_codes.get(exclude_return, -1)
+            others = np.flatnonzero(returns != own)
+            if others.size == 0 or not queries[0].any():
+                return []
+            everyone = others.size == len(ids)
+            pool = vectors if everyone else vectors[others]
+            top = copydetect.search(pool, queries, CANDIDATES, PART_CANDIDATES)
+            rows = top if everyone else others[top]
+            return [Candidate(ids[int(i)], self._return_ids[int(returns[int(i)])]) for i in rows]
+
+    def reference_candidates(self, queries: np.ndarray) -> list[Candidate]:
+        """Catalog reference photos (any SKU) nearest to ``queries``."""
+        with self._lock:
+            if not queries[0].any():
+                return []
+            top = copydetect.search(self._ref_vectors, queries, CANDIDATES, PART_CANDIDATES)
+            return [Candidate(self._ref_skus[int(i)], None) for i in top]
+
+    def _add(self, rows: Sequence[Row]) -> None:
+        fresh = [r for r in rows if r[0] not in self._held and r[2]]
+        if not fresh:
+            return
+        self._vectors = np.concatenate([self._vectors, _matrix([r[2] for r in fresh])])
+        self._returns = np.concatenate(
+            [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)]
+        )
+        self._times = np.concatenate([self._times, np.array([_ts(r[3]) for r in fresh])])
+        self._photo_ids.extend(r[0] for r in fresh)
+        self._held.update(r[0] for r in fresh)
+
+    def _code(self, return_id: str) -> int:
+        code = self._return_codes.get(return_id)
+        if code is None:
+            code = self._return_codes[return_id] = len(self._return_ids)
+            self._return_ids.append(return_id)
+        return code
+
+
+def _shopper(since: datetime | None) -> ColumnElement[bool]:
+    where = and_(Photo.role == "shopper", Photo.copy_vector.is_not(None))
+    return where if since is None else and_(where, Photo.created_at >= since)
+
+
+def _matrix(blobs: Sequence[bytes]) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, copydetect.DIM), np.float32)
+    return np.ascontiguousarray(
+        np.stack([copydetect.vector_from_bytes(b) for b in blobs]), np.float32
+    )
+
+
+@dataclass(frozen=True)
+class VerifiedCopy:
+    score: float  # agreement, 0..1
+    photo_index: int  # which new photo
+    other_photo_id: str  # photo id, or the reference photo's digest
+    other_return_id: str | None
+    sku: str | None
+
+
+def verified_copies(
+    session: Session,
+    index: CopyIndex,
+    descriptors: Sequence[copydetect.CopyDescriptor | None],
+    exclude_return: str,
+) -> tuple[VerifiedCopy | None, VerifiedCopy | None]:
+    """The best verified match of any new photo among other returns' photos, and among
+    the catalog reference photos (None: no candidate had a single inlier)."""
+    shopper: dict[int, list[Candidate]] = {}
+    refs: dict[int, list[Candidate]] = {}
+    for i, d in enumerate(descriptors):
+        if d is None:
+            continue
+        queries = copydetect.query_vectors(d)
+        shopper[i] = index.candidates(queries, exclude_return)
+        refs[i] = index.reference_candidates(queries)
+    photo_ids = {c.key for cs in shopper.values() for c in cs}
+    skus = {c.key for cs in refs.values() for c in cs}
+    features: dict[str, bytes] = {}
+    if photo_ids:
+        q = select(Photo.id, Photo.copy_features).where(Photo.id.in_(sorted(photo_ids)))
+        features = {r[0]: r[1] for r in session.execute(q) if r[1]}
+    ref_rows: dict[str, tuple[bytes, str]] = {}
+    if skus:
+        q2 = select(
+            CatalogItem.sku, CatalogItem.reference_copy_features, CatalogItem.reference_digest
+        ).where(CatalogItem.sku.in_(sorted(skus)))
+        ref_rows = {r[0]: (r[1], r[2]) for r in session.execute(q2) if r[1] and r[2]}
+    best: VerifiedCopy | None = None
+    best_ref: VerifiedCopy | None = None
+    for i, d in enumerate(descriptors):
+        if d is None:
+            continue
+        for c in shopper.get(i, []):
+            if c.key not in features:
+                continue
+            score = copydetect.verify(d.local, copydetect.LocalFeatures.from_bytes(features[c.key]))
+            if score > 0 and (best is None or score > best.score):
+                best = VerifiedCopy(score, i, c.key, c.return_id, None)
+        for c in refs.get(i, []):
+            if c.key not in ref_rows:
+                continue
+            blob, digest = ref_rows[c.key]
+            score = copydetect.verify(d.local, copydetect.LocalFeatures.from_bytes(blob))
+            if score > 0 and (best_ref is None or score > best_ref.score):
+                best_ref = VerifiedCopy(score, i, digest, None, c.key)
+    return best, best_ref
