@@ -229,8 +229,8 @@ def test_shopper_upload_on_s3_strips_metadata_and_reads_back(
     assert settings.s3_bucket is not None
     keys = _keys(s3_server, settings.s3_bucket)
     assert f"photos/{digest[:2]}/{digest[2:]}.jpg" in keys
-    # The upload has the box reference photo's pixels: the same clean bytes, the same key.
-    assert len(keys) == 2
+    # Two catalog reference photos (mirrored scenes: tests/shop.py) and the upload.
+    assert len(keys) == 3
     assert not list(settings.photo_dir.rglob("*.jpg"))  # nothing on the local disk
     heat = client.get(r.json()["decision"]["heatmaps"][0]["url"], headers=auth)
     assert heat.status_code == 200 and heat.content.startswith(b"\x89PNG")
@@ -298,12 +298,12 @@ def test_gc_on_the_bucket(
     rid, token = s3_shop.open_return()
     assert s3_shop.upload(rid, token, _exif_jpeg(scene(1, "box"))).status_code == 200
     orphan = store.put(_rgb(9))
-    assert len(store.list_photos()) == 3  # two references (one is the upload's) + orphan
+    assert len(store.list_photos()) == 4  # two references, the upload, the orphan
     young = collect_garbage(svc.db, store, min_age=timedelta(hours=1), delete=True)
     assert young.orphans == () and young.young == 1 and young.removed == ()
     time.sleep(1.1)  # Last-Modified has one-second resolution
     dry = collect_garbage(svc.db, store, min_age=timedelta(0))
-    assert dry.files == 3 and dry.referenced == 2
+    assert dry.files == 4 and dry.referenced == 3
     assert dry.orphans == (store.location(orphan),) and dry.removed == ()
     # The command, configured as the service is (RETURNLENS_PHOTO_STORE=s3 ...).
     assert settings.s3_bucket is not None
@@ -314,7 +314,7 @@ def test_gc_on_the_bucket(
     assert main(["storage", "gc", *where, "--delete"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["removed"] == [store.location(orphan)]
-    assert not store.exists(orphan) and len(store.list_photos()) == 2
+    assert not store.exists(orphan) and len(store.list_photos()) == 3
     r = s3_shop.client.get(f"/v1/returns/{rid}", headers={"Authorization": f"Bearer {token}"})
     photo_url = r.json()["photos"][0]["url"]
     img = s3_shop.client.get(photo_url, headers={"Authorization": f"Bearer {token}"})
