@@ -32,6 +32,10 @@ sys.path.insert(0, str(ROOT))
 # from the leaf towards the root gets the sample.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode (vision/decode.py)", ("vision/decode.py",)),
+    (
+        "copy detection (describe + verify)",
+        ("vision/copydetect", "vision/copyverify", "vision/copyframe", "services/copy_index"),
+    ),
     ("quality gate (vision/quality.py)", ("vision/quality.py",)),
     ("perceptual hash", ("vision/phash.py",)),
     ("model resize (vision/preprocess.py)", ("vision/preprocess.py",)),
@@ -67,9 +71,19 @@ WAITS = (
 )
 
 
+# Threads whose every sample is one stage, whatever the leaf (their SQL included): the
+# notification outbox's dispatcher runs beside the requests, in the same process.
+THREADS: tuple[tuple[str, str], ...] = (
+    ("outbox dispatcher thread (claims, SQL)", "OutboxWorker._loop"),
+)
+
+
 def classify(stack: list[str]) -> str:
     if any(stack[-1].startswith(w) for w in WAITS):
         return "waiting (excluded)"
+    for stage, needle in THREADS:
+        if any(needle in frame for frame in stack):
+            return stage
     for frame in reversed(stack):
         for stage, needles in STAGES:
             if any(n in frame for n in needles):

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI
@@ -103,7 +103,7 @@ def build_runtime(settings: Settings) -> Runtime:
     lanes = Lanes(settings.inference_concurrency, settings.heavy_decode_threads)
     grader = Grader(model, profile="shopper", limits=limits, lanes=lanes)
     dock_grader = Grader(model, profile="dock", limits=limits, lanes=lanes)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, session_info=_session_info(settings))
     if settings.migrate_on_start:
         db.upgrade()
     photos = open_photo_store(settings)  # local folder or S3 bucket; makes photo_dir
@@ -151,6 +151,15 @@ def build_runtime(settings: Settings) -> Runtime:
         policy_version=service.policy.version,  # resolved against the model's card
         close=close,
     )
+
+
+def _session_info(settings: Settings) -> dict[str, Any]:
+    """What writers must know of the deployment: which outbox channels deliver (an
+    event's unconfigured channels are recorded skipped when it is written)."""
+    from serving.services.outbox.events import CHANNELS_INFO, Channels
+
+    channels = Channels(webhook=bool(settings.webhook_url), email=bool(settings.smtp_host))
+    return {CHANNELS_INFO: channels}
 
 
 def _start_outbox(db: Database, settings: Settings) -> OutboxWorker:

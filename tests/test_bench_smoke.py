@@ -72,7 +72,16 @@ def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -
             "naive_over_floor",
             "cpu_per_photo_ratio_1photo_c16",
             "cpu_per_photo_ratio_4photo_c16",
+            "minimal_latency_over_floor",
+            "minimal_throughput_over_floor",
+            "minimal_cpu_over_floor_c16",
+            "service_latency_over_minimal",
+            "service_throughput_over_minimal",
+            "service_cpu_over_minimal_c16",
         }
+        # The minimal FastAPI + ONNX Runtime reference answered every photo too.
+        for cell in svc["minimal_service"][kind].values():
+            assert cell["ok"] == cell["requests"] > 0, cell["errors"]
         floor = svc["floor"][kind]
         assert floor["1photo"]["throughput"]["photos_per_s"] > 0
         assert floor["naive_1photo"]["per_photo_ms"]["n"] == 2
@@ -101,6 +110,7 @@ def test_summary_table(quick_run: Path) -> None:
         "## Headline figures",
         "Service p50 / floor p50, 1-photo, 12mp",
         "Naive / service latency",
+        "Service p50 / minimal service p50",
         "Dock watch-loop fps",
         "## Reproduce",
         "--quick run",

@@ -229,6 +229,43 @@ def test_unconfigured_channels_are_skipped_with_the_reason(
     assert channels["email"].last_error == "no smtp_host is configured"
 
 
+def test_a_deployment_without_channels_records_them_skipped_at_emit(
+    db_url: str, clock: Clock
+) -> None:
+    """The service's sessions say which channels are configured (serving/app.py): with
+    none, the event is written with both deliveries already skipped (same reasons), no
+    dispatcher is woken, and a pass finds nothing to do."""
+    from serving.services.outbox.events import CHANNELS_INFO, Channels, add_waker, remove_waker
+
+    database = Database(db_url, session_info={CHANNELS_INFO: Channels(webhook=False, email=False)})
+    _seed(database)
+    woken = threading.Event()
+    add_waker(woken)
+    try:
+        event_id = _emit(database, clock)
+    finally:
+        remove_waker(woken)
+    channels = _channels(database, event_id)
+    assert {c: d.status for c, d in channels.items()} == {"webhook": "skipped", "email": "skipped"}
+    assert channels["webhook"].last_error == "no webhook_url is configured"
+    assert channels["email"].last_error == "no smtp_host is configured"
+    assert not woken.is_set()
+    assert _dispatcher(database, OutboxConfig(), clock).dispatch_once().handled == 0
+    add_waker(woken)
+    try:
+        with database.write() as s:  # one configured channel: that one waits, and wakes
+            s.info[CHANNELS_INFO] = Channels(webhook=True, email=False)
+            other = emit(s, type="decision.made", return_id="ret_a", payload={}, now=clock())
+    finally:
+        remove_waker(woken)
+    assert woken.is_set()
+    assert {c: d.status for c, d in _channels(database, other).items()} == {
+        "webhook": "pending",
+        "email": "skipped",
+    }
+    database.dispose()
+
+
 def test_a_receiver_that_is_down_gets_the_event_once_it_is_up(
     db: Database, mailbox: Mailbox, clock: Clock
 ) -> None:

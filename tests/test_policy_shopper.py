@@ -305,14 +305,14 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[str, ...], tuple[str, ...]]] =
     ),
     (
         "copy_signal_below_threshold",
-        {"copied_photo": CopyMatch(0.74, "ph-new", "ph-1", other_return_id="ret-9")},
+        {"copied_photo": CopyMatch(0.79, "ph-new", "ph-1", other_return_id="ret-9")},
         "approved",
         (),
         (),
     ),
     (
         "catalog_photo",
-        {"catalog_copy": CopyMatch(0.75, "ph-new", "sha-ref", sku="box-02")},
+        {"catalog_copy": CopyMatch(0.8, "ph-new", "sha-ref", sku="box-02")},
         "needs_review",
         ("catalog_photo",),
         ("review",),
@@ -543,7 +543,7 @@ def test_evidence_carries_the_numbers() -> None:
     assert edited == {
         "signal": "copy_agreement",
         "score": 0.81,
-        "threshold": 0.75,
+        "threshold": 0.8,
         "photo_id": "ph-new",
         "other_return_id": "ret-7",
         "other_photo_id": "ph-3",
@@ -557,7 +557,7 @@ def test_evidence_carries_the_numbers() -> None:
         "other_photo_id": "sha-ref",
         "sku": "box-02",
         "score": 0.95,
-        "threshold": 0.75,
+        "threshold": 0.8,
     }
     assert "SKU box-02's catalog reference photo" in shown.message
     repeat = decide_return(POLICY, ctx(history=CustomerHistory(PREVIOUS, 1))).flags[0].evidence

@@ -96,7 +96,7 @@ def test_shipped_model_carries_the_score() -> None:
     assert spec.false_alarm_rate <= MAX_FALSE_ALARM_RATE
     assert spec.fitted_on["test_false_alarm_rate"] <= MAX_FALSE_ALARM_RATE
     assert spec.fitted_on["train_photos"] >= 1000
-    assert model.card.model_version.startswith("synth-wide-lite0-v2")
+    assert model.card.model_version.startswith("synth-wide-lite0-v3")
     assert SHIPPED.stat().st_size < SIZE_LIMIT
 
 

@@ -8,7 +8,7 @@ guarantees, in the same order:
 1. calibrate: temperature scaling on the out-of-fold logits of the labelled photos plus
    the validation photos, kept only where it lowers cross-validated ECE
    (``training.calibrate.choose_temperature``); the card's auto-decision threshold is
-   fitted on the final graph's validation outputs;
+   fitted on the final graph's outputs on the labelled and replayed validation photos;
 2. export: the base graph with the head initializers replaced (``training.adapt_graph``),
    the unfamiliarity score refitted (``training.adapt_score``), the test split evaluated
    through ``vision`` on the written file, ``onnx.checker``, then the drift reference;
@@ -55,7 +55,7 @@ from training.calibrate import CalibrationChoice, choose_temperature, suggest_th
 from training.evaluate import compute_metrics, headline, predict_records
 from training.export import PARITY_TOLERANCE, ExportError, check_graph
 from training.metrics import softmax
-from vision.card import ModelCard
+from vision.card import ModelCard, UnfamiliaritySpec
 from vision.drift_fit import add_drift_reference
 from vision.fsio import atomic_path
 from vision.manifest import Manifest, ManifestRecord
@@ -206,14 +206,21 @@ def _thresholds(
     y: np.ndarray,
     precision: float,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """The card's operating points: from the final graph on val, else out-of-fold."""
-    if data.val:
-        out = predict_records(OnnxModel(path), data.val, progress=False)
+    """The card's operating points: from the final graph on val, else out-of-fold.
+
+    The validation photos are the labelled ones plus the replayed original ones: the new
+    version serves both kinds of photo, so its auto-decision bar must hold on both (fitted
+    on the labelled photos alone, a narrow set such as one camera's view would set the bar
+    for every photo the model grades).
+    """
+    val = [*data.val, *data.replay_val] if data.val else []
+    if val:
+        out = predict_records(OnnxModel(path), val, progress=False)
         thr = suggest_thresholds(
             out.grade_probs,
-            grade_index(data.val, card),
+            grade_index(val, card),
             out.embedding,
-            [r.sku for r in data.val],
+            [r.sku for r in val],
             approve_precision=precision,
         )
         return {**card.thresholds, **thr.as_card_dict()}, thr.targets()
@@ -223,6 +230,20 @@ def _thresholds(
     return {**card.thresholds, **auto}, {
         "auto_approve_confidence": thr.targets()["auto_approve_confidence"]
     }
+
+
+def _with_test_rate(spec: UnfamiliaritySpec | None, test: Any) -> UnfamiliaritySpec | None:
+    """The score's false-alarm rate on the labelled TEST photos (never fitted on), as
+    ``export`` reports it for a trained model."""
+    if spec is None or test.familiar is None:
+        return spec
+    flagged = ~np.asarray(test.familiar, dtype=bool)
+    fitted_on = {
+        **spec.fitted_on,
+        "test_photos": int(flagged.size),
+        "test_false_alarm_rate": round(float(flagged.mean()), 6),
+    }
+    return replace(spec, fitted_on=fitted_on)
 
 
 def _recipe(
@@ -320,6 +341,7 @@ def adapt_model(
         fam_train,
         np.concatenate(fam_val) if fam_val else np.zeros((0, fam_train.shape[1])),
         train.pooled.shape[1],
+        val_groups=fam_val,
     )
     notes += [calibration.sentence, unf_note]
     parity_recs = (data.val or data.train)[:PARITY_PHOTOS]
@@ -355,6 +377,10 @@ def adapt_model(
                 **headline(compute_metrics(outputs, eval_recs, new_card, split=split)),
                 **metrics,
             }
+            if data.test:
+                new_card = replace(
+                    new_card, unfamiliarity=_with_test_rate(new_card.unfamiliarity, outputs)
+                )
         new_card = replace(
             new_card,
             thresholds=thresholds,

@@ -4,12 +4,14 @@ The backbone is unchanged, so the score's features are too; what changes is what
 as familiar. The PPCA Gaussian of ``vision.unfamiliarity`` is refitted on the pooled
 features adapt already read (the labelled training photos, plus the replayed original
 ones when given) and its threshold set on the validation photos for the same 1.5% false
-alarm target. With fewer photos than the fit needs, the model's own score is kept and
-the report says that photos like the new ones may be flagged until more are labelled.
+alarm target, on each kind of validation photo (labelled, replayed) separately. With
+fewer photos than the fit needs, the model's own score is kept and the report says that
+photos like the new ones may be flagged until more are labelled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -36,8 +38,14 @@ def refit_unfamiliarity(
     train: np.ndarray,
     val: np.ndarray,
     views: int,
+    val_groups: Sequence[np.ndarray] = (),
 ) -> tuple[onnx.ModelProto, UnfamiliaritySpec | None, str]:
-    """The graph with the refitted score (or the model's own), its spec, one sentence."""
+    """The graph with the refitted score (or the model's own), its spec, one sentence.
+
+    ``val_groups`` splits ``val`` by kind of photo (the labelled ones, the replayed
+    original ones): the threshold then holds the target rate on each kind, not only on
+    their mix, where a large group of easy photos would let the other kind's rate climb.
+    """
     if len(train) < MIN_TRAIN or len(val) < MIN_VAL:
         return (
             model,
@@ -51,7 +59,8 @@ def refit_unfamiliarity(
     output = card.unfamiliarity.output if card.unfamiliarity is not None else "unfamiliarity"
     scored = append_score(model, pooled, params, output=output, fold_views=views)
     val_scores = score_features(val, params)
-    threshold, rate = fit_threshold(val_scores, DEFAULT_TARGET_RATE)
+    groups = [score_features(g, params) for g in val_groups if len(g)] or [val_scores]
+    threshold, rate = group_threshold(groups, val_scores)
     spec = UnfamiliaritySpec(
         method=METHOD,
         threshold=threshold,
@@ -65,6 +74,9 @@ def refit_unfamiliarity(
             "l2_normalised": params.l2_normalise,
             "train_photos": len(train),
             "val_photos": len(val),
+            "val_group_rates": [
+                round(float(np.mean(g > np.float32(threshold))), 6) for g in groups
+            ],
             "target_rate": DEFAULT_TARGET_RATE,
             "val_score_median": round(float(np.median(val_scores)), 4),
             "description": DESCRIPTION,
@@ -77,3 +89,10 @@ def refit_unfamiliarity(
         f"Unfamiliarity score refitted on {len(train)} photos; threshold {threshold:.3f} "
         f"flags {rate:.1%} of {len(val)} validation photos.",
     )
+
+
+def group_threshold(groups: Sequence[np.ndarray], scores: np.ndarray) -> tuple[float, float]:
+    """The lowest threshold flagging at most the target rate of every group; its rate on
+    all of ``scores``."""
+    threshold = max(fit_threshold(g, DEFAULT_TARGET_RATE)[0] for g in groups)
+    return threshold, float(np.mean(scores > np.float32(threshold)))

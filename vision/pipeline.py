@@ -30,6 +30,7 @@ inference.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -63,12 +64,24 @@ class GradedPhoto:
 @dataclass(frozen=True, eq=False)
 class GradeResult:
     photos: tuple[GradedPhoto, ...]
-    item: ItemScores | None  # None when no photo passed the quality gate
     model_version: str
+    card: ModelCard
 
     @property
     def usable(self) -> tuple[GradedPhoto, ...]:
         return tuple(p for p in self.photos if p.quality.passed)
+
+    @functools.cached_property
+    def item(self) -> ItemScores | None:
+        """This request's usable photos aggregated (None when no photo passed the gate).
+
+        Computed on first use: the shopper path aggregates this upload together with the
+        return's earlier photos (``serving.services.facts``) and never reads it, so it
+        is not computed there a second time."""
+        usable = [g.scores for g in self.photos if g.quality.passed]
+        if not usable:
+            return None
+        return aggregate(usable, self.card.grade_labels, self.card.damage_labels)
 
 
 # The quality gate measures at a 512 px working size and the model input is smaller, so a
@@ -207,10 +220,8 @@ class Grader:
             GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i), copy=c)
             for i, (p, (q, h, c)) in enumerate(zip(photos, gates, strict=True))
         )
-        usable = [g.scores for g in graded if g.quality.passed]
         card = self.model.card
-        item = aggregate(usable, card.grade_labels, card.damage_labels) if usable else None
-        return GradeResult(photos=graded, item=item, model_version=card.model_version)
+        return GradeResult(photos=graded, model_version=card.model_version, card=card)
 
     def _gate(
         self, photos: Sequence[DecodedPhoto]

@@ -182,17 +182,10 @@ def sharpness(rgb: np.ndarray) -> float:
     min_level = int(np.ceil(min_contrast))  # contrast is uint8: >= x <=> >= ceil(x)
     per_direction = []
     for theta, kernel in zip(_DIRECTIONS, _LINE_KERNELS, strict=True):
-        # (type: ignore: opencv's stubs lack the array-vs-scalar overloads it accepts)
-        deriv = cv2.absdiff(
-            cv2.addWeighted(
-                gx,
-                float(np.cos(theta)),
-                gy,  # type: ignore
-                float(np.sin(theta)),
-                0.0,
-            ),
-            0.0,
-        )
+        # |cos * gx + sin * gy|; the absolute value in place (numpy's abs is exact and
+        # ~10x cheaper than cv2.absdiff against a scalar, which builds a full array)
+        deriv = cv2.addWeighted(gx, float(np.cos(theta)), gy, float(np.sin(theta)), 0.0)
+        np.abs(deriv, out=deriv)
         contrast = cv2.subtract(cv2.dilate(gray, kernel), cv2.erode(gray, kernel))
         # OpenCV's SIMD compares give 0/255 masks; peaks are sparse (~1%), so the ratio
         # is computed on their indices only.
@@ -207,14 +200,30 @@ def sharpness(rgb: np.ndarray) -> float:
         c = contrast.ravel()[idx].astype(np.float32)
         # inverted_cdf: the smallest ratio whose cumulative contrast^2 weight reaches 95%
         ratio = deriv.ravel()[idx] / c
-        p95 = np.percentile(ratio, 95.0, weights=c * c, method="inverted_cdf")
-        per_direction.append(float(p95))
+        per_direction.append(_weighted_p95(ratio, c * c))
     return min(per_direction, default=0.0)
 
 
+def _weighted_p95(values: np.ndarray, weights: np.ndarray) -> float:
+    """``np.percentile(values, 95, weights=weights, method="inverted_cdf")``, step for
+    step (same argsort, float64 cumulative weights, left search), without its generic
+    machinery: that costs ~1 ms per call and the gate makes eight calls per photo.
+    Weights here are squared contrasts >= 144, so numpy's zero-weight case never arises."""
+    order = np.argsort(values, axis=0)
+    cdf = weights[order].cumsum(dtype=np.float64)
+    cdf /= cdf[-1]
+    i = min(int(np.searchsorted(cdf, 0.95, side="left")), len(values) - 1)
+    return float(values[order[i]])
+
+
 def _percentiles_u8(gray: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
-    """Percentiles of a uint8 image from its histogram (a sort-free np.percentile)."""
-    cum = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    """Percentiles of a uint8 image from its histogram (a sort-free np.percentile).
+
+    The histogram comes from ``cv2.calcHist`` (exact integer counts in float32 up to
+    2^24 pixels, far above the 512 px working copy) rather than ``np.bincount``, which
+    first widens every pixel to int64: ~0.1 ms instead of ~1-3 ms per call."""
+    hist = cv2.calcHist([np.ascontiguousarray(gray)], [0], None, [256], [0, 256])
+    cum = np.cumsum(hist.ravel().astype(np.int64))
     return tuple(float(np.searchsorted(cum, q / 100.0 * cum[-1])) for q in qs)
 
 

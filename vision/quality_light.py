@@ -77,6 +77,8 @@ def glare_fraction(
     blob is excused.
     """
     spots = (clip & (saturation < _GLARE_MAX_SATURATION)).astype(np.uint8)
+    if not cv2.countNonZero(spots):  # most photos: no labelling of an empty image
+        return 0.0
     n, cc, stats, _ = cv2.connectedComponentsWithStats(spots, connectivity=8)
     if n <= 1:
         return 0.0

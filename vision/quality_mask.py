@@ -25,6 +25,7 @@ Framing questions answered here:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -130,9 +131,7 @@ def _lighting_plane(lightness: np.ndarray, border: np.ndarray) -> np.ndarray:
     Only a plane: anything curved, fitted on the ring alone, would be extrapolated into
     the middle of the frame, where the item is.
     """
-    h, w = lightness.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    design = np.stack([np.ones(h * w, np.float32), xx.ravel() / w - 0.5, yy.ravel() / h - 0.5], 1)
+    design = _plane_design(*lightness.shape)
     a, b = design[border.ravel()], lightness[border]
     keep = np.ones(len(b), bool)
     coef = np.zeros(3, np.float32)
@@ -143,8 +142,19 @@ def _lighting_plane(lightness: np.ndarray, border: np.ndarray) -> np.ndarray:
         keep = np.abs(resid - np.median(resid[keep])) <= 2.5 * 1.4826 * mad
     explained = 1.0 - float(resid[keep].var()) / max(float(b[keep].var()), 1e-6)
     weight = float(np.clip((explained - 0.6) / 0.3, 0.0, 1.0))
-    plane = (design[:, 1:] @ coef[1:]).reshape(h, w)
+    plane = (design[:, 1:] @ coef[1:]).reshape(lightness.shape)
     return weight * (plane - float(plane[border].mean()))
+
+
+@functools.lru_cache(maxsize=8)
+def _plane_design(h: int, w: int) -> np.ndarray:
+    """[1, x, y] per pixel (x, y centred, in frame units): the design matrix of the
+    lighting plane. It depends on the shape alone, and every photo of one aspect ratio
+    has the same 128 px shape, so it is built once (read-only) instead of per photo."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    design = np.stack([np.ones(h * w, np.float32), xx.ravel() / w - 0.5, yy.ravel() / h - 0.5], 1)
+    design.flags.writeable = False
+    return design
 
 
 def _background_clusters(centres: np.ndarray, labels: np.ndarray, merge: float) -> list[int]:

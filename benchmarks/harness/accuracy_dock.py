@@ -35,7 +35,8 @@ WRITE_OFF_CHANNELS = ("liquidation", "recycle")  # channels that give a good ite
 
 @dataclass(frozen=True)
 class DockPlan:
-    """Which simulator videos the section renders (seeds never used for training)."""
+    """Which simulator videos the section renders (seeds never used for training: the
+    shipped model's dock-view crops come from seeds 600-899, `make default-model`)."""
 
     seeds: tuple[int, ...]
     items: int

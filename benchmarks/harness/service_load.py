@@ -110,12 +110,9 @@ class LiveService:
             env["RETURNLENS_ORT_THREADS"] = str(self.threads)
         return env
 
-    def start(self, timeout: float = 300.0) -> LiveService:
-        import httpx
-
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir.mkdir(parents=True)
-        cmd = [
+    def command(self) -> list[str]:
+        """The service as a user starts it (the minimal reference service overrides it)."""
+        return [
             sys.executable,
             "-m",
             "returnlens.cli",
@@ -128,9 +125,19 @@ class LiveService:
             "--log-level",
             "warning",
         ]
+
+    def start(self, timeout: float = 300.0) -> LiveService:
+        import httpx
+
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
         with self.log_path.open("wb") as log_file:
             self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT
+                self.command(),
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

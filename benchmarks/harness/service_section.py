@@ -12,15 +12,27 @@ import io
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness.common import BenchConfig, log, ratio
+from benchmarks.harness.common import BenchConfig, load_average, log, machine_info, ratio
 from benchmarks.harness.floor import floor_latency, floor_throughput
 from benchmarks.harness.inputs import PhotoFactory
+from benchmarks.harness.minimal_service import MinimalService
 from benchmarks.harness.service_load import Cell, LiveService, Shop, plan, run_cell
+from serving.commands.service import MALLOC_ARENAS
 
+# Issue 20's targets, per photo kind (ratios of one run).
 TARGETS = {
-    "latency_ratio_1photo": "<= 1.25",
-    "throughput_ratio": ">= 0.8",
-    "naive_over_service": ">= 3",
+    "1600px": {
+        "latency_ratio_1photo": "<= 1.4",
+        "cpu_per_photo_ratio_1photo_c16": "<= 1.4",
+        "throughput_ratio_1photo": ">= 0.7",
+        "naive_over_service": ">= 1.3",
+    },
+    "12mp": {
+        "latency_ratio_1photo": "<= 1.25",
+        "throughput_ratio_1photo": ">= 0.8",
+        "naive_over_service": ">= 2",
+    },
+    "worker_peak_rss_c16_mib": "< 500",
 }
 
 
@@ -79,6 +91,55 @@ def _floor_and_naive(
     return res
 
 
+def _minimal_cells(
+    svc: LiveService, used: dict[str, list[list[bytes]]], kind: str
+) -> dict[str, Any]:
+    """The minimal reference service on the same photos as the product's 1-photo c1 and
+    c16 cells (fake return ids: it keeps nothing)."""
+    out: dict[str, Any] = {}
+    run_cell(svc.url, [(("min-warm", "none"), used[f"{kind}/1photo/c1"][0])], 1)
+    for c in (1, 16):
+        groups = used[f"{kind}/1photo/c{c}"]
+        jobs = [((f"min-{i}", "none"), g) for i, g in enumerate(groups)]
+        reset = svc.reset_peak() if c == 16 else None
+        result = run_cell(svc.url, jobs, c, server_pid=svc.pid)
+        result["worker_memory"] = {**svc.memory(), "peak_reset_before": reset}
+        out[f"c{c}"] = result
+        log(
+            f"  minimal {kind}/1photo/c{c}: p50 {result['request_ms'].get('p50')} ms, "
+            f"{result['photos_per_s']} photos/s, {result['server_cpu_ms_per_photo']} ms CPU/photo"
+        )
+    return out
+
+
+def _minimal_ratios(
+    cells: dict[str, Any], minimal: dict[str, Any], ref: dict[str, Any], kind: str
+) -> dict[str, Any]:
+    """The minimal service against the floor (what bare HTTP costs) and the product
+    against the minimal service (what the product's features cost), 1 photo."""
+    floor = ref["1photo"]
+    c1, c16 = cells[f"{kind}/1photo/c1"], cells[f"{kind}/1photo/c16"]
+    m1, m16 = minimal["c1"], minimal["c16"]
+    return {
+        "minimal_latency_over_floor": ratio(
+            m1["request_ms"].get("p50"), floor["request_ms"].get("p50")
+        ),
+        "minimal_throughput_over_floor": ratio(
+            m16["photos_per_s"], floor["throughput"]["photos_per_s"]
+        ),
+        "minimal_cpu_over_floor_c16": ratio(
+            m16.get("server_cpu_ms_per_photo"), floor["throughput"].get("cpu_ms_per_photo")
+        ),
+        "service_latency_over_minimal": ratio(
+            c1["request_ms"].get("p50"), m1["request_ms"].get("p50")
+        ),
+        "service_throughput_over_minimal": ratio(c16["photos_per_s"], m16["photos_per_s"]),
+        "service_cpu_over_minimal_c16": ratio(
+            c16.get("server_cpu_ms_per_photo"), m16.get("server_cpu_ms_per_photo")
+        ),
+    }
+
+
 def _ratios(cells: dict[str, Any], ref: dict[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for n in (1, 4):
@@ -106,18 +167,35 @@ def run_service(
 ) -> dict[str, Any]:
     """Everything for service.json (and the worker-memory figures for memory.json)."""
     from serving.settings import Settings
-    from vision.pipeline import Grader
+    from vision.pipeline import _GATE_POOL, Grader
 
     threads = Settings().threads_per_worker()  # what the service's one worker uses
     svc = LiveService(model, cfg.tmp / "service").start()
     log(f"service up on {svc.url} (pid {svc.pid}); worker RSS {svc.memory()}")
+    try:
+        minimal = MinimalService(model, cfg.tmp / "minimal-service", threads=threads).start()
+    except Exception:
+        svc.stop()
+        raise
+    log(f"minimal reference service up on {minimal.url} (pid {minimal.pid})")
     reference, category = _reference_jpeg()
     shop = Shop(svc, reference, category)
     result: dict[str, Any] = {
         "url": svc.url,
         "workers": 1,
         "ort_threads": threads,
+        # What the figures were taken on and with (issue 20: stated in every run).
+        "machine": machine_info(),
+        "model_path": str(model),
+        "settings": {
+            "workers": 1,
+            "ort_intra_op_threads": threads,
+            "gate_pool_threads": _GATE_POOL._max_workers,
+            "malloc_arena_max": MALLOC_ARENAS,
+            "minimal_service": "FastAPI + uvicorn, 1 worker, decode + ONNX only, same threads",
+        },
         "cells": {},
+        "minimal_service": {},
         "floor": {},
         "ratios": {},
         "targets": TARGETS,
@@ -135,13 +213,22 @@ def run_service(
             res, used = _cells_for_kind(svc, shop, factory, cells, first)
             first += 100_000
             result["cells"].update(res)
+            log(f"minimal reference service for {kind} photos")
+            result["minimal_service"][kind] = _minimal_cells(minimal, used, kind)
             log(f"floor and naive baseline for {kind} photos")
             result["floor"][kind] = _floor_and_naive(grader, used, kind, threads, with_naive=True)
-            result["ratios"][kind] = _ratios(result["cells"], result["floor"][kind], kind)
+            result["ratios"][kind] = {
+                **_ratios(result["cells"], result["floor"][kind], kind),
+                **_minimal_ratios(
+                    result["cells"], result["minimal_service"][kind], result["floor"][kind], kind
+                ),
+            }
             log(f"  ratios {kind}: {result['ratios'][kind]}")
     finally:
         shop.close()
         svc.stop()
+        minimal.stop()
+    result["load_average_after"] = load_average()
     peaks = [
         c["worker_memory"].get("vmhwm_mib")
         for k, c in result["cells"].items()

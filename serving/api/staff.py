@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from serving.api.deps import REVIEWER, ServiceDep
+from serving.api.returns import IMAGE_RESPONSES
 from serving.api.schemas import V1
 from serving.errors import error_responses
 from serving.services import return_search, staff_returns
 from serving.services.inputs import ReturnFilter, ReturnQuery
+from serving.storage.photostore import MEDIA_TYPE
 
 router = APIRouter(prefix=f"{V1}/staff", tags=["staff"])
 
@@ -62,3 +64,18 @@ def export_returns(q: Annotated[ReturnFilter, Query()], svc: ServiceDep) -> Stre
 )
 def get_return(return_id: str, svc: ServiceDep) -> staff_returns.StaffReturnOut:
     return staff_returns.full_record(svc, return_id)
+
+
+@router.get(
+    "/catalog/{sku}/reference",
+    response_class=Response,
+    responses={**IMAGE_RESPONSES, **error_responses(401, 403, 404, 429)},
+    dependencies=[REVIEWER],
+    summary="A SKU's catalog reference photo: the other side of catalog_photo / wrong_item",
+)
+def get_reference_photo(sku: str, svc: ServiceDep) -> Response:
+    return Response(
+        staff_returns.reference_photo(svc, sku),
+        media_type=MEDIA_TYPE,
+        headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

@@ -140,11 +140,42 @@ def _build(build: Any, settings: Any) -> Any:
         ) from exc
 
 
+# glibc gives each thread that allocates its own malloc arena, up to 8 per core; a
+# worker's request threads (anyio), gate pool, heavy-decode lane and ONNX Runtime threads
+# each kept their own free lists of photo-sized buffers, which is most of the gap between
+# a worker's RSS after warm-up and its peak under a concurrency-16 load (benchmarks/README).
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
+    """Cap glibc malloc arenas in this process and in the workers uvicorn spawns.
+
+    The environment variable reaches spawned workers (glibc reads it at start-up); this
+    process, which serves itself with one worker, is already running, so it also calls
+    ``mallopt`` before any request thread exists. Set by the operator, it is left alone.
+    Elsewhere than glibc nothing happens."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(arenas)
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(_M_ARENA_MAX, arenas)
+    except OSError:  # not glibc: nothing to set
+        pass
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.app import build_runtime
 
+    limit_malloc_arenas()
     settings = settings_from_args(args)
     model_path = settings.resolve_model_path()
     runtime = _build(build_runtime, settings)

@@ -208,14 +208,14 @@ class ReusedPhotoRule(_Model):
     by benchmarks/copy_detection.py)."""
 
     max_hamming: Annotated[int, Field(ge=0, le=64)]
-    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.75
+    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.8
 
 
 class CatalogPhotoRule(_Model):
     """An upload that is (an edited copy of) a catalog reference photo, of this SKU or
     another: copy-detection agreement >= ``min_agreement``, as for ``reused_photo``."""
 
-    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.75
+    min_agreement: Annotated[float, Field(ge=0.5, le=1.0)] = 0.8
     effect: Literal["review", "note"] = "review"
 
 

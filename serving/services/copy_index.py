@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from serving.services.phash_index import RESYNC_S, WINDOW
 from serving.storage.tables import CatalogItem, Photo
-from vision import copydetect
+from vision import copydetect, copyverify
 
 CANDIDATES = 8  # nearest to the whole new photo, verified per kind
-PART_CANDIDATES = 2  # nearest to each part of it (copydetect.WINDOWS), verified too
+PART_CANDIDATES = 4  # nearest to its content box (CopyDescriptor.parts), verified too
 
 Row = tuple[str, str, bytes, datetime]  # photo id, return id, vector bytes, created at
 
@@ -217,14 +217,14 @@ def verified_copies(
         for c in shopper.get(i, []):
             if c.key not in features:
                 continue
-            score = copydetect.verify(d.local, copydetect.LocalFeatures.from_bytes(features[c.key]))
+            score = copyverify.verify_query(d, copydetect.LocalFeatures.from_bytes(features[c.key]))
             if score > 0 and (best is None or score > best.score):
                 best = VerifiedCopy(score, i, c.key, c.return_id, None)
         for c in refs.get(i, []):
             if c.key not in ref_rows:
                 continue
             blob, digest = ref_rows[c.key]
-            score = copydetect.verify(d.local, copydetect.LocalFeatures.from_bytes(blob))
+            score = copyverify.verify_query(d, copydetect.LocalFeatures.from_bytes(blob))
             if score > 0 and (best_ref is None or score > best_ref.score):
                 best_ref = VerifiedCopy(score, i, digest, None, c.key)
     return best, best_ref

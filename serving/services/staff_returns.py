@@ -11,11 +11,12 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
+from serving.domain_errors import NotFound
 from serving.services import shopper
 from serving.services.outputs import ReturnOut, StaffTimelineOut
 from serving.services.records import InspectionOut, ReviewOut
 from serving.services.service import ReturnLensService
-from serving.storage.tables import Inspection, Review
+from serving.storage.tables import CatalogItem, Inspection, Review
 
 
 class StaffReturnOut(BaseModel):
@@ -55,3 +56,16 @@ def full_record(svc: ReturnLensService, return_id: str) -> StaffReturnOut:
             inspections=[InspectionOut.model_validate(i) for i in inspections],
             reviews=[ReviewOut.model_validate(r) for r in reviews],
         )
+
+
+def reference_photo(svc: ReturnLensService, sku: str) -> bytes:
+    """A SKU's catalog reference photo (the stored JPEG copy), for the evidence of a
+    ``catalog_photo`` or ``wrong_item`` flag: reference photos have no photo row."""
+    with svc.db.read() as s:
+        item = s.get(CatalogItem, sku)
+        if item is None:
+            raise NotFound(f"There is no SKU {sku!r} in the catalog.", code="unknown_sku")
+        digest = item.reference_digest
+    if digest is None:
+        raise NotFound(f"SKU {sku!r} has no catalog reference photo.", code="no_reference_photo")
+    return svc.photos.get(digest)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from serving.services.outbox.events import EMAIL, WEBHOOK
+from serving.services.outbox.events import EMAIL, NO_SMTP, NO_WEBHOOK, WEBHOOK
 from serving.services.outbox.templates import TEMPLATES
 from serving.services.outbox.transport import (
     SendFailed,
@@ -181,12 +181,12 @@ class Dispatcher:
         now = self.clock()
         if item.channel == WEBHOOK:
             if self.config.webhook is None:
-                return "no webhook_url is configured"
+                return NO_WEBHOOK
             assert self.client is not None
             post_webhook(self.client, self.config.webhook, item, now)
         elif item.channel == EMAIL:
             if self.config.smtp is None:
-                return "no smtp_host is configured"
+                return NO_SMTP
             if item.type not in TEMPLATES:
                 return f"no e-mail template for {item.type}"
             send_mail(self.config.smtp, item)

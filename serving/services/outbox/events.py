@@ -7,10 +7,15 @@ request leaves nothing to send, and a committed change is never lost to a crash 
 happens elsewhere (``dispatch``), never inside the request, so a slow or dead receiver
 cannot slow down or fail the shopper's call.
 
-Channels are decided here, from what the event is about: the webhook always applies
-(the dispatcher skips it when no URL is configured); the e-mail applies when the
-return's customer has an address and the event type has a template, and is recorded
-``skipped`` otherwise, so the listing says why nothing was mailed. The address is read
+Channels are decided here, from what the event is about and what the deployment has
+configured (``Channels`` in the session's ``info``, set from the settings by
+``serving.app``): the webhook applies when a URL is configured; the e-mail when an SMTP
+host is, the return's customer has an address and the event type has a template. A
+channel that does not apply is recorded ``skipped`` with the reason, so the listing says
+why nothing was sent, and nobody wakes the dispatcher for it: with neither configured,
+an event costs one insert and no dispatcher work at all. (A session without ``Channels``,
+as tests and tools open them, treats both as configured; the dispatcher then skips them
+with the same reasons.) The address is read
 now and stored on the delivery: the mail goes where the customer's address pointed when
 the event happened.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -36,11 +42,25 @@ from serving.storage.outbox import PENDING, SKIPPED, ChannelRow, add_event
 from serving.storage.tables import Customer, Return
 
 WEBHOOK, EMAIL = "webhook", "email"
+NO_WEBHOOK = "no webhook_url is configured"
+NO_SMTP = "no smtp_host is configured"
 CHANNELS = (WEBHOOK, EMAIL)
 EVENT_TYPE = re.compile(rf"(?=.{{3,{lengths.EVENT_TYPE}}}$)[a-z_]+(\.[a-z_]+)+")
 _WAKE = "returnlens_outbox_wake"
 _wakers: set[threading.Event] = set()
 _wakers_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Which channels this deployment delivers on (``RETURNLENS_WEBHOOK_URL``,
+    ``RETURNLENS_SMTP_HOST``)."""
+
+    webhook: bool = True
+    email: bool = True
+
+
+CHANNELS_INFO = "returnlens_outbox_channels"  # Session.info key of the Channels
 
 
 def emit(
@@ -57,13 +77,19 @@ def emit(
         raise ValueError(f"outbox event type {type!r} is not a dotted lower-case name")
     payload = plain_json(payload)  # refused here, not at the caller's commit
     event_id = repo.new_id("evt")
-    recipient = email_recipient(s, type, return_id)
+    on: Channels = s.info.get(CHANNELS_INFO, Channels())
+    webhook = (
+        ChannelRow(WEBHOOK, PENDING)
+        if on.webhook
+        else ChannelRow(WEBHOOK, SKIPPED, note=NO_WEBHOOK)
+    )
+    recipient = email_recipient(s, type, return_id) if on.email else None
     mail = (
         ChannelRow(EMAIL, PENDING, recipient)
         if recipient
-        else ChannelRow(EMAIL, SKIPPED, note=_no_mail_reason(type, return_id))
+        else ChannelRow(EMAIL, SKIPPED, note=_no_mail_reason(type, return_id, on))
     )
-    channels = (ChannelRow(WEBHOOK, PENDING), mail)
+    channels = (webhook, mail)
     add_event(
         s,
         event_id=event_id,
@@ -73,7 +99,8 @@ def emit(
         now=now,
         channels=channels,
     )
-    s.info[_WAKE] = True
+    if any(c.status == PENDING for c in channels):
+        s.info[_WAKE] = True
     return event_id
 
 
@@ -103,7 +130,9 @@ def email_recipient(s: Session, event_type: str, return_id: str | None) -> str |
     return address or None
 
 
-def _no_mail_reason(event_type: str, return_id: str | None) -> str:
+def _no_mail_reason(event_type: str, return_id: str | None, on: Channels) -> str:
+    if not on.email:
+        return NO_SMTP
     if event_type not in TEMPLATES:
         return f"no e-mail template for {event_type}"
     if return_id is None:

@@ -26,6 +26,22 @@ export const MEASURES = {
 // Evidence keys naming photos: [key, caption of that side].
 const THIS_PHOTO = "photo_id";
 const OTHER_PHOTOS = [["other_photo_id", "Earlier photo"], ["reference_photo_id", "Catalog reference"]];
+// Flags whose other side is a SKU's catalog reference photo (evidence.sku): reference
+// photos have no photo id, the staff route serves them by SKU.
+const REFERENCE_FLAGS = new Set(["catalog_photo", "wrong_item"]);
+
+/** [url of the other photo or null, caption] of a photo flag, or null if it has none. */
+function otherSide(flag) {
+  const ev = flag.evidence || {};
+  if (REFERENCE_FLAGS.has(flag.code) && typeof ev.sku === "string") {
+    const whose = flag.code === "wrong_item" ? "Catalog reference of the ordered item" : "Catalog reference";
+    return [`/v1/staff/catalog/${encodeURIComponent(ev.sku)}/reference`, `${whose} · SKU ${ev.sku}`];
+  }
+  const other = OTHER_PHOTOS.find(([key]) => typeof ev[key] === "string");
+  if (!other) return null;
+  const caption = ev.other_return_id ? `${other[1]} · return ${ev.other_return_id}` : other[1];
+  return [`/v1/photos/${encodeURIComponent(ev[other[0]])}`, caption];
+}
 
 function number(v) {
   return Number.isInteger(v) ? String(v) : Number(v).toFixed(3);
@@ -46,26 +62,24 @@ export function measureLines(flag) {
  * does not name the item's own photo (the wrong-item check reads all of them). */
 export function photoPair(flag, ctx) {
   const ev = flag.evidence || {};
-  const other = OTHER_PHOTOS.find(([key]) => typeof ev[key] === "string");
+  const other = otherSide(flag);
   if (!other) return null;
   const mine = typeof ev[THIS_PHOTO] === "string" ? ev[THIS_PHOTO] : ctx.thisPhotoId;
-  const otherWhat = ev.other_return_id
-    ? `${other[1]} · return ${ev.other_return_id}`
-    : `${other[1]}${ev.sku ? ` · SKU ${ev.sku}` : ""}`;
-  const side = (photoId, caption) => {
+  const side = (url, caption) => {
     const img = el("img", { alt: caption });
     const figure = el("figure", { class: "evidence-photo" }, img, el("figcaption", { text: caption }));
-    if (!photoId) {
+    if (!url) {
       img.alt = `${caption} (not stored)`;
       return figure;
     }
-    imageUrl(`/v1/photos/${encodeURIComponent(photoId)}`, ctx.key, ctx.images)
+    imageUrl(url, ctx.key, ctx.images)
       .then((src) => { img.src = src; })
       .catch(() => { img.alt = `${caption} (could not be loaded)`; });
     return figure;
   };
   const pair = el("div", { class: "evidence-pair", "data-flag": flag.code },
-    side(mine, "This item's photo"), side(ev[other[0]], otherWhat));
+    side(mine ? `/v1/photos/${encodeURIComponent(mine)}` : null, "This item's photo"),
+    side(other[0], other[1]));
   if (ev.other_return_id && ctx.openReturn) {
     return el("div", {}, pair, el("button", {
       type: "button", class: "btn small open-other", "data-return": ev.other_return_id,

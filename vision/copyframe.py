@@ -1,0 +1,86 @@
+"""What in a query photo is the photo, and what is frame added around it.
+
+An edited copy often carries pixels that were never in the original: a border, the
+fill a rotation leaves in the corners, a screenshot's app frame (status bar, title,
+plain background). Those pixels are *padding*: large stretches of one flat colour.
+Two things follow from finding them:
+
+* the dense check (``vision/copyverify.py``) ignores the padding and a band around
+  it, so the edge between a border and the photo is not taken for disagreement;
+* the *content box*, the bounding box of what is not padding, is described on its own
+  (``vision/copydetect.py``): in a screenshot the photo fills a third of the frame and
+  text and buttons take most of the keypoints; cut out and resized, it looks like the
+  original again to both the search and the verification.
+
+A photo's own flat areas (a plain wall, a studio background) are found as padding too.
+That costs little: flat pixels say nothing to the dense check anyway, and the content
+box of such a photo is only searched as one more part of the query.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PAD_FLAT = 0.75  # grey standard deviation (5 x 5 px) under which a pixel is flat
+NEAR = 9  # px: padding within this of padding is nested in it
+PAD_AREA = 0.01  # a flat stretch is padding from this share of the frame
+KEEP = 0.2  # content: the components from this share of the largest one's area
+BOX_MAX = 0.8  # a content box over this share of the frame is the whole frame
+BOX_MIN = 0.08  # one under it is not a photo (a logo, a line of text)
+
+
+def local_sd(grey: np.ndarray, size: int = 5) -> np.ndarray:
+    """Standard deviation of the grey levels in a ``size`` x ``size`` window."""
+    g = grey.astype(np.float32)
+    mean = cv2.blur(g, (size, size))
+    return np.sqrt(np.maximum(cv2.blur(g * g, (size, size)) - mean * mean, 0))
+
+
+def padding_mask(grey: np.ndarray) -> np.ndarray:
+    """(h, w) bool: flat stretches of at least ``PAD_AREA`` of the frame that reach its
+    edge, or reach such a stretch within ``NEAR`` px (a rotation's fill inside a border).
+
+    A photo's own flat areas in the middle of the frame (a plain box face) are not
+    padding: left in, they help the dense check tell a copy from another photo.
+    """
+    flat = (local_sd(grey) < PAD_FLAT).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    big = stats[:, cv2.CC_STAT_AREA] >= PAD_AREA * grey.size
+    big[0] = False  # label 0: the pixels that are not flat
+    edge = np.zeros(n, bool)
+    for line in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        edge[np.unique(line)] = True
+    padding = big & edge
+    for _ in range(2):  # nested padding: a border's inside, then what lies inside that
+        near = cv2.dilate(padding[labels].astype(np.uint8), np.ones((NEAR, NEAR), np.uint8))
+        grown = padding.copy()
+        grown[np.unique(labels[near > 0])] = True
+        grown &= big
+        if np.array_equal(grown, padding):
+            break
+        padding = grown
+    return np.asarray(padding[labels], bool)
+
+
+def content_box(padding: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of what is not padding, in the mask's pixels; None when that is
+    (nearly) the whole frame or too small to be a photo.
+
+    Small components (a clock, a line of text, a button) are left out: only those with
+    at least ``KEEP`` of the largest one's area count.
+    """
+    content = (~padding).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(content, connectivity=8)
+    if n <= 1:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = stats[1:][areas >= KEEP * areas.max()]
+    x0 = int(keep[:, cv2.CC_STAT_LEFT].min())
+    y0 = int(keep[:, cv2.CC_STAT_TOP].min())
+    x1 = int((keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max())
+    y1 = int((keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max())
+    share = (x1 - x0) * (y1 - y0) / padding.size
+    if not BOX_MIN <= share <= BOX_MAX:
+        return None
+    return x0, y0, x1, y1
