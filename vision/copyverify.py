@@ -35,6 +35,7 @@ TEXTURE = 6.0  # grey sd in a block (either photo's) from which it is textured
 MIN_CORRELATION = 0.5  # Pearson correlation of a block's grey levels, at least
 TOLERANCE = 0.2  # a block agrees when its median residual <= this share of the contrast
 CLIPPED = 3  # grey levels from black or white at which a query pixel is clipped
+CLEAR = 0.95  # a whole-query score from which its content box is not verified too
 PAD_BAND = 2 * THUMB + 1  # SIDE-px around the padding left out (two thumbnail px)
 
 _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -176,6 +177,11 @@ def verify(a: LocalFeatures, b: LocalFeatures) -> float:
 
 
 def verify_query(query: CopyDescriptor, stored: LocalFeatures) -> float:
-    """``verify`` of the whole query and of its content box (``CopyDescriptor.parts``):
-    the better score."""
-    return max(verify(p, stored) for p in (query.local, *(q.local for q in query.parts)))
+    """``verify`` of the whole query and, unless that is already a clear copy
+    (``CLEAR``), of its content box (``CopyDescriptor.parts``): the better score."""
+    best = verify(query.local, stored)
+    for part in query.parts:
+        if best >= CLEAR:
+            break
+        best = max(best, verify(part.local, stored))
+    return best
