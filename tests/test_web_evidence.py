@@ -64,6 +64,25 @@ def reused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                "third": third_id, "catalog_flag": catalog, "sku": kit.approve_sku}  # fmt: skip
 
 
+def _open_flag(page: Any, server: LiveServer, return_id: str, code: str) -> Any:
+    """Sign in as the reviewer, open ``return_id`` and wait until ``code``'s evidence
+    shows both of its photos (fetched with the reviewer's key); the flag's locator."""
+    page.goto(f"{server.base}/review")
+    page.wait_for_selector("body[data-ready]")
+    page.fill("#reviewer-key", server.keys.get("reviewer") or staff_key(server, "reviewer"))
+    page.click("#signin-submit")
+    page.click(f'.queue-item[data-id="{return_id}"]')
+    flag = page.locator(f'.flag[data-code="{code}"]')
+    flag.wait_for()
+    page.wait_for_function(
+        """code => [...document.querySelectorAll(`.flag[data-code="${code}"] .evidence-pair img`)]
+            .filter(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)
+            .length === 2""",
+        arg=code,
+    )
+    return flag
+
+
 def test_reused_photo_flag_shows_both_photos_the_measure_and_opens_the_other_return(
     reused: dict[str, Any],
 ) -> None:
@@ -74,22 +93,11 @@ def test_reused_photo_flag_shows_both_photos_the_measure_and_opens_the_other_ret
         page = browser.new_context(viewport=DESKTOP).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{server.base}/review")
-        page.wait_for_selector("body[data-ready]")
-        page.fill("#reviewer-key", server.keys.get("reviewer") or staff_key(server, "reviewer"))
-        page.click("#signin-submit")
-        page.click(f'.queue-item[data-id="{reused["second"]}"]')
-        flag = page.locator('.flag[data-code="reused_photo"]')
-        flag.wait_for()
+        flag = _open_flag(page, server, reused["second"], "reused_photo")
         measure = flag.locator(".measure").first
         assert float(measure.get_attribute("data-value") or "nan") == evidence["distance"]
         assert float(measure.get_attribute("data-limit") or "nan") == evidence["max_hamming"]
         assert "threshold" in measure.inner_text()
-        page.wait_for_function(
-            """() => [...document.querySelectorAll('.flag[data-code="reused_photo"] '
-                + '.evidence-pair img')].filter(i => i.src.startsWith('blob:')
-                && i.complete && i.naturalWidth > 0).length === 2"""
-        )
         captions = flag.locator(".evidence-pair figcaption").all_inner_texts()
         assert captions[0] == "This item's photo" and reused["first"] in captions[1]
         screenshot(page, "review-evidence-reused-photo")
@@ -109,18 +117,7 @@ def test_catalog_photo_flag_shows_the_skus_reference_photo(reused: dict[str, Any
         page = browser.new_context(viewport=DESKTOP).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{server.base}/review")
-        page.wait_for_selector("body[data-ready]")
-        page.fill("#reviewer-key", server.keys.get("reviewer") or staff_key(server, "reviewer"))
-        page.click("#signin-submit")
-        page.click(f'.queue-item[data-id="{reused["third"]}"]')
-        flag = page.locator('.flag[data-code="catalog_photo"]')
-        flag.wait_for()
-        page.wait_for_function(
-            """() => [...document.querySelectorAll('.flag[data-code="catalog_photo"] '
-                + '.evidence-pair img')].filter(i => i.src.startsWith('blob:')
-                && i.complete && i.naturalWidth > 0).length === 2"""
-        )
+        flag = _open_flag(page, server, reused["third"], "catalog_photo")
         captions = flag.locator(".evidence-pair figcaption").all_inner_texts()
         assert "Catalog reference" in captions[1] and reused["sku"] in captions[1]
         screenshot(page, "review-evidence-catalog-photo")
