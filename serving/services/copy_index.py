@@ -17,17 +17,16 @@ catalog's count or latest ``updated_at`` changes.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from serving.services.phash_index import RESYNC_S, WINDOW
+from serving.services.phash_index import RESYNC_S, RecentShopperPhotos, epoch_seconds
 from serving.storage.tables import CatalogItem, Photo
 from vision import copydetect, copyverify
 
@@ -40,71 +39,52 @@ CONCLUSIVE = 0.95
 Row = tuple[str, str, bytes, datetime]  # photo id, return id, vector bytes, created at
 
 
-def _ts(at: datetime) -> float:
-    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
-
-
 @dataclass(frozen=True)
 class Candidate:
     key: str  # photo id (shopper photo) or SKU (reference photo)
     return_id: str | None  # the shopper photo's return; None for a reference
 
 
-class CopyIndex:
-    """Process-local and thread-safe; every worker process keeps its own."""
+class CopyIndex(RecentShopperPhotos[bytes]):
+    """The shopper photos' vectors (``RecentShopperPhotos`` keeps the rest) and the
+    catalog reference photos' vectors."""
 
     def __init__(
         self, *, resync_s: float = RESYNC_S, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
-        self._lock = threading.Lock()
-        self._resync_s, self._monotonic = resync_s, monotonic
-        self._reset()
+        super().__init__(resync_s=resync_s, monotonic=monotonic)
         self._ref_signature: tuple[int, float] | None = None
         self._ref_vectors = np.zeros((0, copydetect.DIM), np.float32)
         self._ref_skus: list[str] = []
 
-    def _reset(self) -> None:
+    def _reset_payload(self) -> None:
         self._vectors = np.zeros((0, copydetect.DIM), np.float32)
-        self._returns = np.zeros(0, np.int64)  # codes into _return_ids
-        self._times = np.zeros(0, np.float64)
-        self._photo_ids: list[str] = []
-        self._held: set[str] = set()
-        self._return_ids: list[str] = []
-        self._return_codes: dict[str, int] = {}
-        self._loaded_at: float | None = None
 
-    def __len__(self) -> int:
-        return len(self._photo_ids)
+    def _append_payload(self, values: Sequence[bytes]) -> None:
+        self._vectors = np.concatenate([self._vectors, _matrix(values)])
+
+    def _count_since(self, session: Session, since: datetime) -> int:
+        count = select(func.count()).select_from(Photo).where(_shopper(since))
+        return int(session.execute(count).scalar_one())
+
+    def _rows_since(self, session: Session, since: datetime | None) -> Sequence[Row]:
+        query = select(Photo.id, Photo.return_id, Photo.copy_vector, Photo.created_at).where(
+            _shopper(since)
+        )
+        return [(r[0], r[1] or "", r[2] or b"", r[3]) for r in session.execute(query)]
 
     def refresh(self, session: Session) -> None:
         """Bring both kinds up to date (call inside a read transaction)."""
         with self._lock:
-            self._refresh_shopper(session)
+            self._refresh_photos(session)
             self._refresh_references(session)
-
-    def _refresh_shopper(self, session: Session) -> None:
-        now = self._monotonic()
-        since: datetime | None = None
-        if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
-            self._reset()
-            self._loaded_at = now
-        elif len(self._times):
-            since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
-            held = int(np.count_nonzero(self._times >= since.timestamp()))
-            count = select(func.count()).select_from(Photo).where(_shopper(since))
-            if session.execute(count).scalar_one() == held:
-                return
-        query = select(Photo.id, Photo.return_id, Photo.copy_vector, Photo.created_at).where(
-            _shopper(since)
-        )
-        self._add([(r[0], r[1] or "", r[2] or b"", r[3]) for r in session.execute(query)])
 
     def _refresh_references(self, session: Session) -> None:
         with_vector = CatalogItem.reference_copy_vector.is_not(None)
         count, latest = session.execute(
             select(func.count(), func.max(CatalogItem.updated_at)).where(with_vector)
         ).one()
-        signature = (int(count), _ts(latest) if latest is not None else 0.0)
+        signature = (int(count), epoch_seconds(latest) if latest is not None else 0.0)
         if signature == self._ref_signature:
             return
         rows = session.execute(
@@ -114,25 +94,21 @@ class CopyIndex:
         self._ref_vectors = _matrix([r[1] or b"" for r in rows])
         self._ref_signature = signature
 
-    def add(self, rows: Sequence[Row]) -> None:
-        """Photos this process has just committed."""
-        with self._lock:
-            self._add(rows)
-
     def candidates(self, queries: np.ndarray, exclude_return: str) -> list[Candidate]:
         """Shopper photos of other returns nearest to ``queries``
-        (``copydetect.query_vectors``: the whole new photo, then its parts)."""
+        (``copydetect.query_vectors``: the whole new photo, then its content box)."""
         with self._lock:
-            vectors, returns, ids = self._vectors, self._returns, self._photo_ids
-            own = self._return_codes.get(exclude_return, -1)
-            others = np.flatnonzero(returns != own)
+            others = self._others(exclude_return)
             if others.size == 0 or not queries[0].any():
                 return []
-            everyone = others.size == len(ids)
-            pool = vectors if everyone else vectors[others]
+            everyone = others.size == len(self._photo_ids)
+            pool = self._vectors if everyone else self._vectors[others]
             top = copydetect.search(pool, queries, CANDIDATES, PART_CANDIDATES)
             rows = top if everyone else others[top]
-            return [Candidate(ids[int(i)], self._return_ids[int(returns[int(i)])]) for i in rows]
+            return [
+                Candidate(self._photo_ids[int(i)], self._return_ids[int(self._returns[int(i)])])
+                for i in rows
+            ]
 
     def reference_candidates(self, queries: np.ndarray) -> list[Candidate]:
         """Catalog reference photos (any SKU) nearest to ``queries``."""
@@ -141,25 +117,6 @@ class CopyIndex:
                 return []
             top = copydetect.search(self._ref_vectors, queries, CANDIDATES, PART_CANDIDATES)
             return [Candidate(self._ref_skus[int(i)], None) for i in top]
-
-    def _add(self, rows: Sequence[Row]) -> None:
-        fresh = [r for r in rows if r[0] not in self._held and r[2]]
-        if not fresh:
-            return
-        self._vectors = np.concatenate([self._vectors, _matrix([r[2] for r in fresh])])
-        self._returns = np.concatenate(
-            [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)]
-        )
-        self._times = np.concatenate([self._times, np.array([_ts(r[3]) for r in fresh])])
-        self._photo_ids.extend(r[0] for r in fresh)
-        self._held.update(r[0] for r in fresh)
-
-    def _code(self, return_id: str) -> int:
-        code = self._return_codes.get(return_id)
-        if code is None:
-            code = self._return_codes[return_id] = len(self._return_ids)
-            self._return_ids.append(return_id)
-        return code
 
 
 def _shopper(since: datetime | None) -> ColumnElement[bool]:

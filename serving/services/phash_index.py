@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -32,14 +33,18 @@ WINDOW = timedelta(seconds=60)  # longer than any upload takes from clock readin
 RESYNC_S = 600.0
 
 Row = tuple[str, str, str, datetime]  # photo id, return id, phash hex, created at
+P = TypeVar("P")  # one photo's payload as the database holds it
 
 
-def _ts(at: datetime) -> float:
+def epoch_seconds(at: datetime) -> float:
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
-class PhashIndex:
-    """Process-local and thread-safe; every worker process keeps its own."""
+class RecentShopperPhotos(Generic[P]):
+    """What every in-memory index of shopper photos keeps besides its payload (``P``, one
+    value per photo): each photo's id, return and time, and the top-up described above.
+    Process-local and thread-safe; every worker process keeps its own. A subclass says
+    how to count and read the rows of a window and how to hold their payload."""
 
     def __init__(
         self, *, resync_s: float = RESYNC_S, monotonic: Callable[[], float] = time.monotonic
@@ -49,7 +54,7 @@ class PhashIndex:
         self._reset()
 
     def _reset(self) -> None:
-        self._hashes = np.zeros(0, np.uint64)
+        self._reset_payload()
         self._returns = np.zeros(0, np.int64)  # codes into _return_ids
         self._times = np.zeros(0, np.float64)  # created_at, epoch seconds
         self._photo_ids: list[str] = []
@@ -58,54 +63,55 @@ class PhashIndex:
         self._return_codes: dict[str, int] = {}
         self._loaded_at: float | None = None
 
+    def _reset_payload(self) -> None:
+        raise NotImplementedError
+
+    def _append_payload(self, values: Sequence[P]) -> None:
+        raise NotImplementedError
+
+    def _count_since(self, session: Session, since: datetime) -> int:
+        raise NotImplementedError
+
+    def _rows_since(
+        self, session: Session, since: datetime | None
+    ) -> Sequence[tuple[str, str, P, datetime]]:
+        raise NotImplementedError
+
     def __len__(self) -> int:
         return len(self._photo_ids)
 
-    def refresh(self, session: Session) -> None:
-        """Bring the index up to date (call inside a read transaction)."""
-        with self._lock:
-            now = self._monotonic()
-            since: datetime | None = None  # None: read every shopper photo
-            if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
-                self._reset()
-                self._loaded_at = now
-            elif len(self._times):
-                since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
-                held = int(np.count_nonzero(self._times >= since.timestamp()))
-                if repo.shopper_photo_count(session, since) == held:
-                    return
-            self._add(repo.shopper_phashes_since(session, since))
+    def _refresh_photos(self, session: Session) -> None:
+        """Top up (the caller holds the lock, inside a read transaction)."""
+        now = self._monotonic()
+        since: datetime | None = None  # None: read every shopper photo
+        if self._loaded_at is None or now - self._loaded_at >= self._resync_s:
+            self._reset()
+            self._loaded_at = now
+        elif len(self._times):
+            since = datetime.fromtimestamp(float(self._times.max()), UTC) - WINDOW
+            held = int(np.count_nonzero(self._times >= since.timestamp()))
+            if self._count_since(session, since) == held:
+                return
+        self._add(self._rows_since(session, since))
 
-    def add(self, rows: Sequence[Row]) -> None:
+    def add(self, rows: Sequence[tuple[str, str, P, datetime]]) -> None:
         """Photos this process has just committed."""
         with self._lock:
             self._add(rows)
 
-    def nearest(self, hashes: Sequence[int], exclude_return: str) -> tuple[int, str, str] | None:
-        """(distance, return id, photo id) of the closest photo of another return."""
-        with self._lock:
-            stored, returns, ids = self._hashes, self._returns, self._photo_ids
-            own = self._return_codes.get(exclude_return, -1)
-            others = np.flatnonzero(returns != own)
-            if not hashes or others.size == 0:
-                return None
-            query = np.asarray(hashes, dtype=np.uint64)
-            dist = np.bitwise_count(stored[others][None, :] ^ query[:, None]).min(axis=0)
-            at = int(dist.argmin())
-            best = int(others[at])
-            return int(dist[at]), self._return_ids[int(returns[best])], ids[best]
+    def _others(self, exclude_return: str) -> np.ndarray:
+        """Positions of the photos that belong to another return than ``exclude_return``."""
+        return np.flatnonzero(self._returns != self._return_codes.get(exclude_return, -1))
 
-    def _add(self, rows: Sequence[Row]) -> None:
-        fresh = [r for r in rows if r[0] not in self._held]
+    def _add(self, rows: Sequence[tuple[str, str, P, datetime]]) -> None:
+        fresh = [r for r in rows if r[0] not in self._held and r[2]]
         if not fresh:
             return
-        self._hashes = np.concatenate(
-            [self._hashes, np.array([int(r[2], 16) for r in fresh], np.uint64)]
-        )
+        self._append_payload([r[2] for r in fresh])
         self._returns = np.concatenate(
             [self._returns, np.array([self._code(r[1]) for r in fresh], np.int64)]
         )
-        self._times = np.concatenate([self._times, np.array([_ts(r[3]) for r in fresh])])
+        self._times = np.concatenate([self._times, np.array([epoch_seconds(r[3]) for r in fresh])])
         self._photo_ids.extend(r[0] for r in fresh)
         self._held.update(r[0] for r in fresh)
 
@@ -115,3 +121,37 @@ class PhashIndex:
             code = self._return_codes[return_id] = len(self._return_ids)
             self._return_ids.append(return_id)
         return code
+
+
+class PhashIndex(RecentShopperPhotos[str]):
+    """The perceptual hashes (hex in the database, uint64 here)."""
+
+    def _reset_payload(self) -> None:
+        self._hashes = np.zeros(0, np.uint64)
+
+    def _append_payload(self, values: Sequence[str]) -> None:
+        hashes = np.array([int(h, 16) for h in values], np.uint64)
+        self._hashes = np.concatenate([self._hashes, hashes])
+
+    def _count_since(self, session: Session, since: datetime) -> int:
+        return repo.shopper_photo_count(session, since)
+
+    def _rows_since(self, session: Session, since: datetime | None) -> Sequence[Row]:
+        return repo.shopper_phashes_since(session, since)
+
+    def refresh(self, session: Session) -> None:
+        """Bring the index up to date (call inside a read transaction)."""
+        with self._lock:
+            self._refresh_photos(session)
+
+    def nearest(self, hashes: Sequence[int], exclude_return: str) -> tuple[int, str, str] | None:
+        """(distance, return id, photo id) of the closest photo of another return."""
+        with self._lock:
+            others = self._others(exclude_return)
+            if not hashes or others.size == 0:
+                return None
+            query = np.asarray(hashes, dtype=np.uint64)
+            dist = np.bitwise_count(self._hashes[others][None, :] ^ query[:, None]).min(axis=0)
+            at = int(dist.argmin())
+            best = int(others[at])
+            return int(dist[at]), self._return_ids[int(self._returns[best])], self._photo_ids[best]
