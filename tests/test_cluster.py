@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from serving.cluster import launch
+from tests.dock_data import FAST
 from tests.requires import require_postgres, require_seaweedfs
 from tests.shop import jpeg, scene
 
@@ -216,23 +217,12 @@ def test_5_the_dock_station_fails_over_to_the_live_replica(
     cluster: launch.ClusterState, tmp_path: Path
 ) -> None:
     from serving.dock.app import DockOptions, run_station
-    from serving.dock.sim import SimConfig, SimTiming, simulate
+    from serving.dock.sim import SimConfig, simulate
 
     a, b = cluster.urls
     with pytest.raises(httpx.HTTPError):  # replica 1 is down since test 4
         httpx.get(f"{a}/readyz", timeout=2)
     ids = tuple(_open(b, "mug-01")[0] for _ in range(2))
-    timing = SimTiming(
-        lead_in=0.8,
-        gap=0.6,
-        enter=0.8,
-        retract=0.5,
-        rest=1.2,
-        fetch=0.5,
-        exit=0.7,
-        hand_pass=1.0,
-        flicker=1.2,
-    )
     cfg = SimConfig(
         items=2,
         seed=21,
@@ -241,7 +231,7 @@ def test_5_the_dock_station_fails_over_to_the_live_replica(
         fps=20,
         hand_passes=0,
         flicker_episodes=0,
-        timing=timing,
+        timing=FAST,
         return_ids=ids,
     )
     video = tmp_path / "dock.mp4"

@@ -29,24 +29,14 @@ from benchmarks.tiny_model import build_test_model
 from returnlens.cli import main
 from serving.dock.app import DockOptions, run_station
 from serving.dock.identify import QrReader
-from serving.dock.sim import SimConfig, SimTiming, plan, simulate
+from serving.dock.sim import SimConfig, plan, simulate
 from serving.dock.source import Backoff
 from serving.dock.spool import Spool
 from tests import live
+from tests.dock_data import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "admin-e2e-secret-0123456789"
-FAST = SimTiming(
-    lead_in=0.8,
-    gap=0.6,
-    enter=0.8,
-    retract=0.5,
-    rest=1.2,
-    fetch=0.5,
-    exit=0.7,
-    hand_pass=1.0,
-    flicker=1.2,
-)
 
 
 class Service:

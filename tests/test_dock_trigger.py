@@ -19,23 +19,12 @@ from returnlens.cli import main
 from serving.dock.identify import Identifier, Identity, QrReader, StdinIds
 from serving.dock.output import EventLog
 from serving.dock.process import Prepared, Preparer
-from serving.dock.sim import SimConfig, SimTiming, render_frames, simulate
+from serving.dock.sim import SimConfig, render_frames, simulate
 from serving.dock.source import Backoff, Reader, ResilientSource, SourceFailure, open_reader
 from serving.dock.station import Station, Worker
 from serving.dock.trigger import PresenceTrigger, State, TriggerConfig
+from tests.dock_data import FAST
 from vision.errors import ConfigError
-
-FAST = SimTiming(
-    lead_in=0.8,
-    gap=0.6,
-    enter=0.8,
-    retract=0.5,
-    rest=1.2,
-    fetch=0.5,
-    exit=0.7,
-    hand_pass=1.0,
-    flicker=1.2,
-)
 
 
 @pytest.fixture(scope="module")
