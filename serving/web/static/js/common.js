@@ -161,3 +161,43 @@ export function announce(text) {
   // A new text node in a later task makes screen readers read repeated messages too.
   window.setTimeout(() => { live.textContent = text; }, 50);
 }
+
+// --------------------------------------------------------------------- staff sign-in
+// The review console and the ops dashboard share one staff key per tab
+// (sessionStorage), one sign-in form (#signin, #signin-error) and a user bar (#user-bar).
+export const STAFF_KEY = "returnlens.reviewerKey";
+
+export function storedStaffKey() {
+  try { return sessionStorage.getItem(STAFF_KEY); } catch { return null; }
+}
+
+/** Try `key` on `probe` (a GET the page needs); when accepted, remember it for the tab
+ * and show `panel` instead of the sign-in form. Refusals are shown unless `quiet`. */
+export async function staffSignIn(key, { probe, panel, quiet = false }) {
+  const $ = (id) => document.getElementById(id);
+  try {
+    await api("GET", probe, { auth: key });
+  } catch (err) {
+    if (!quiet) {
+      const message = err.status === 401 || err.status === 403
+        ? `That key was not accepted: ${err.message}`
+        : err.message;
+      showError($("signin-error"), message);
+    }
+    return false;
+  }
+  try { sessionStorage.setItem(STAFF_KEY, key); } catch { /* private mode: keep it in memory */ }
+  showError($("signin-error"), "");
+  $("signin").hidden = true;
+  $(panel).hidden = false;
+  $("user-bar").hidden = false;
+  return true;
+}
+
+/** Forget the tab's key and show the sign-in form instead of `panel`. */
+export function staffSignOut(panel) {
+  try { sessionStorage.removeItem(STAFF_KEY); } catch { /* nothing stored */ }
+  document.getElementById(panel).hidden = true;
+  document.getElementById("user-bar").hidden = true;
+  document.getElementById("signin").hidden = false;
+}

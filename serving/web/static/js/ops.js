@@ -7,9 +7,10 @@
 // gets data-rendered="<n> points" (n: the data values drawn), which the browser test
 // reads together with the canvas pixels.
 
-import { api, el, humanLabel, money, percent, showError, announce } from "./common.js";
+import {
+  api, el, humanLabel, money, percent, showError, announce, staffSignIn, staffSignOut, storedStaffKey,
+} from "./common.js";
 
-const KEY = "returnlens.reviewerKey";
 const PALETTE = ["#0b5cad", "#17703a", "#b3261e", "#8a4b00", "#5b3fa0", "#0f766e", "#be185d", "#4b5563"];
 const charts = new Map(); // chart id -> Chart instance
 let staffKey = null;
@@ -17,40 +18,18 @@ let staffKey = null;
 const $ = (id) => document.getElementById(id);
 
 // --------------------------------------------------------------------- sign in
-function storedKey() {
-  try { return sessionStorage.getItem(KEY); } catch { return null; }
-}
-
 async function signIn(key, { quiet = false } = {}) {
-  try {
-    await api("GET", "/v1/ops/outcomes", { auth: key });
-  } catch (err) {
-    if (!quiet) {
-      const message = err.status === 401 || err.status === 403
-        ? `That key was not accepted: ${err.message}`
-        : err.message;
-      showError($("signin-error"), message);
-    }
-    return false;
-  }
+  if (!await staffSignIn(key, { probe: "/v1/ops/outcomes", panel: "dashboard", quiet })) return false;
   staffKey = key;
-  try { sessionStorage.setItem(KEY, key); } catch { /* private mode: keep it in memory */ }
-  showError($("signin-error"), "");
-  $("signin").hidden = true;
-  $("dashboard").hidden = false;
-  $("user-bar").hidden = false;
   await loadAll();
   return true;
 }
 
 function signOut() {
-  try { sessionStorage.removeItem(KEY); } catch { /* nothing stored */ }
   staffKey = null;
   for (const chart of charts.values()) chart.destroy();
   charts.clear();
-  $("dashboard").hidden = true;
-  $("user-bar").hidden = true;
-  $("signin").hidden = false;
+  staffSignOut("dashboard");
 }
 
 // --------------------------------------------------------------------- data
@@ -207,7 +186,7 @@ function init() {
   });
   $("sign-out").addEventListener("click", signOut);
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); loadAll(); });
-  const key = storedKey();
+  const key = storedStaffKey();
   const ready = () => { document.body.dataset.ready = "true"; };
   if (key) {
     signIn(key, { quiet: true }).then((ok) => { if (!ok) { $("signin").hidden = false; } ready(); });

@@ -8,11 +8,10 @@
 
 import {
   announce, ago, api, clearImageCache, dateTime, el, humanLabel, imageUrl, money, percent,
-  sentence, showError,
+  sentence, showError, staffSignIn, staffSignOut, storedStaffKey,
 } from "./common.js";
 import { measureLines, photoPair } from "./evidence.js";
 
-const KEY = "returnlens.reviewerKey";
 // GET /v1/review/items/{type}/{id} -> {subject_type, subject_id, return_detail,
 // inspection_detail, audit}.
 const returnOf = (item) => item.return_detail || null;
@@ -34,44 +33,23 @@ const state = {
 };
 
 // --------------------------------------------------------------------- sign in
-function storedKey() {
-  try { return sessionStorage.getItem(KEY); } catch { return null; }
-}
-
 async function signIn(key, { quiet = false } = {}) {
-  try {
-    await api("GET", "/v1/review/queue?sort=age&limit=1", { auth: key });
-  } catch (err) {
-    if (!quiet) {
-      const message = err.status === 401 || err.status === 403
-        ? `That key was not accepted: ${err.message}`
-        : err.message;
-      showError($("signin-error"), message);
-    }
-    return false;
-  }
+  const probe = "/v1/review/queue?sort=age&limit=1";
+  if (!await staffSignIn(key, { probe, panel: "console", quiet })) return false;
   state.key = key;
-  try { sessionStorage.setItem(KEY, key); } catch { /* private mode: keep it in memory */ }
-  showError($("signin-error"), "");
-  $("signin").hidden = true;
-  $("console").hidden = false;
-  $("user-bar").hidden = false;
   await loadModel();
   await loadQueue();
   return true;
 }
 
 function signOut() {
-  try { sessionStorage.removeItem(KEY); } catch { /* nothing stored */ }
   state.key = null;
   state.selected = null;
   clearImageCache(state.images);
   $("detail").classList.add("is-empty");
   $("detail-empty").hidden = false;
   $("detail-body").hidden = true;
-  $("console").hidden = true;
-  $("user-bar").hidden = true;
-  $("signin").hidden = false;
+  staffSignOut("console");
   $("reviewer-key").value = "";
   $("reviewer-key").focus();
 }
@@ -472,7 +450,7 @@ function init() {
     const current = document.querySelector('.queue-item[aria-current="true"]') || $("h-queue");
     current.focus();
   });
-  const key = storedKey();
+  const key = storedStaffKey();
   const ready = () => { document.body.dataset.ready = "true"; };
   if (key) {
     signIn(key, { quiet: true }).then((ok) => { if (!ok) { $("signin").hidden = false; } ready(); });
