@@ -180,6 +180,10 @@ def test_reviewer_corrects_a_flagged_return_and_the_label_is_stored(
         assert page.locator(f'.queue-item[data-id="{rid}"]').count() == 0  # left the queue
         assert "Reviewed" in page.inner_text("#detail-body .audit")
         screenshot(page, "review-3-corrected-desktop")
+        page.click("#sign-out")  # the tab forgets the key and shows the form again
+        page.wait_for_selector("#signin:not([hidden])")
+        assert page.locator("#console").is_hidden() and page.locator("#user-bar").is_hidden()
+        assert page.evaluate("sessionStorage.getItem('returnlens.reviewerKey')") is None
         assert errors == []
         context.close()
 
