@@ -87,3 +87,13 @@ def test_cli_writes_a_valid_manifest(tmp_path: Path, capsys: object) -> None:
     assert sorted(by_seed) == list(range(SEED, SEED + 5))
     assert all(r.image.is_file() for r in manifest.records)
     assert np.all([r.sku.startswith(f"dock{r.meta['seed']}-") for r in manifest.records])
+
+
+def test_two_processes_write_what_one_writes(tmp_path: Path) -> None:
+    args = ["--first-seed", str(SEED), "--seeds", "5", "--items", "1"]
+    assert main(["--out", str(tmp_path / "one"), *args]) == 0
+    assert main(["--out", str(tmp_path / "two"), *args, "--jobs", "2"]) == 0
+    one = load_manifest(tmp_path / "one" / "manifest.jsonl").records
+    two = load_manifest(tmp_path / "two" / "manifest.jsonl").records
+    assert [(r.id, r.split, r.grade) for r in one] == [(r.id, r.split, r.grade) for r in two]
+    assert all(a.image.read_bytes() == b.image.read_bytes() for a, b in zip(one, two, strict=True))

@@ -272,6 +272,31 @@ def test_resume_continues_exactly_and_seed_is_deterministic(tiny: Path, tmp_path
     assert err.value.code == "label_mismatch"
 
 
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(tiny: Path, tmp_path: Path) -> None:
+    base = train(tiny_config(tiny, tmp_path / "base", max_steps=3), progress=False)
+    start = read_checkpoint(base.best_checkpoint)["model"]
+    # nothing may move (frozen backbone, a vanishing head rate): the run ends where it began
+    still = dict(backbone_trainable=0.0, lr_backbone=0.0, lr_head=1e-12, max_steps=1)
+    tuned = train(
+        tiny_config(tiny, tmp_path / "tuned", init_from=str(base.best_checkpoint), **still),
+        progress=False,
+    )
+    after = tuned.model.state_dict()
+    assert all(torch.allclose(start[k].float(), after[k].float(), atol=1e-6) for k in start)
+    assert [r["step"] for r in _jsonl(tmp_path / "tuned" / "metrics.jsonl")] == [1]  # afresh
+    fresh = train(tiny_config(tiny, tmp_path / "fresh", **still), progress=False)
+    assert not _state_equal(fresh.model.state_dict(), after)  # without it: a new network
+    relabelled = make_tiny_dataset(tmp_path / "relabelled", grade_labels=[*GRADES[:4], "E_broken"])
+    with pytest.raises(DataError, match=r"cannot start from .*grade labels") as err:
+        train(
+            tiny_config(relabelled, tmp_path / "x", init_from=str(base.best_checkpoint)),
+            progress=False,
+        )
+    assert err.value.code == "label_mismatch"
+    with pytest.raises(ConfigError, match=r"init_from checkpoint .* does not exist"):
+        train(tiny_config(tiny, tmp_path / "y", init_from=str(tmp_path / "no.pt")), progress=False)
+
+
 def test_non_finite_loss_stops_with_a_sentence(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,6 +402,15 @@ def test_partial_fine_tuning_keeps_the_early_backbone(tiny: Path, tmp_path: Path
 def test_shipped_recipes_load(recipe: str) -> None:
     config = TrainConfig.load(Path(__file__).parents[1] / "training/configs" / recipe)
     assert config.backbone == "efficientnet_lite0" and config.pretrained == "imagenet"
+
+
+def test_the_dock_fine_tune_recipe_starts_from_the_default_recipes_run() -> None:
+    configs = Path(__file__).parents[1] / "training/configs"
+    first = TrainConfig.load(configs / "default.yaml")
+    second = TrainConfig.load(configs / "dock-finetune.yaml")
+    assert second.init_from == f"{first.out}/best.pt" and second.pretrained is None
+    assert set(first.manifest) < set(second.manifest)  # replays what stage 1 learned
+    assert (second.backbone, second.image_size) == (first.backbone, first.image_size)
 
 
 def _resolve(*argv: str) -> TrainConfig:

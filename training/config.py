@@ -76,6 +76,11 @@ class TrainConfig(BaseModel):
     pretrained: str | None = Field(
         "imagenet", description="imagenet | none | PATH to a local weights file"
     )
+    init_from: str | None = Field(
+        None,
+        description="a previous run's checkpoint (best.pt) whose backbone and heads start "
+        "this run: a fine-tune on new data (same labels and backbone), not a resume",
+    )
     image_size: Int = Field(
         224, ge=MIN_INPUT_SIZE, le=MAX_INPUT_SIZE, description="square input side in pixels"
     )

@@ -93,7 +93,11 @@ def _improved(value: float, best: float, metric: EarlyStopMetric) -> bool:
 
 
 def _check_resume_labels(
-    meta: dict[str, Any], manifest: Manifest, path: Path, config: TrainConfig
+    meta: dict[str, Any],
+    manifest: Manifest,
+    path: Path,
+    config: TrainConfig,
+    verb: str = "resume from",
 ) -> None:
     for key, labels in (
         ("grade_labels", manifest.header.grade_labels),
@@ -101,13 +105,13 @@ def _check_resume_labels(
     ):
         if tuple(meta[key]) != tuple(labels):
             raise DataError(
-                f"cannot resume from {path}: it was trained with {key.replace('_', ' ')} "
+                f"cannot {verb} {path}: it was trained with {key.replace('_', ' ')} "
                 f"{list(meta[key])} but the manifest has {list(labels)}",
                 code="label_mismatch",
             )
     if meta["backbone"] != config.backbone:
         raise ConfigError(
-            f"cannot resume from {path}: it uses backbone {meta['backbone']!r}, "
+            f"cannot {verb} {path}: it uses backbone {meta['backbone']!r}, "
             f"the config asks for {config.backbone!r}"
         )
 
@@ -159,6 +163,8 @@ class _Run:
             config.embedding_dim,
             pretrained=config.pretrained,
         ).to(device)
+        if config.init_from is not None:
+            self._init_from(Path(config.init_from))
         self.frozen_norms = engine.freeze_leading(self.model.features, config.backbone_trainable)
         if config.bn_momentum is not None:
             for m in engine.batch_norms(self.model):
@@ -239,6 +245,18 @@ class _Run:
             scaler=self.scaler,
             extra=extra,
         )
+
+    def _init_from(self, path: Path) -> None:
+        """Start from another run's weights (all of them): fine-tuning on new data.
+
+        Unlike ``resume`` the optimiser, schedule and epoch count start afresh; the
+        labels and backbone must match, for the heads to mean the same thing.
+        """
+        if not path.is_file():
+            raise ConfigError(f"init_from checkpoint {path} does not exist")
+        payload = read_checkpoint(path, map_location=str(self.device))
+        _check_resume_labels(payload["meta"], self.manifest, path, self.config, "start from")
+        self.model.load_state_dict(payload["model"])
 
     def resume(self) -> None:
         path = self.out / "last.pt"

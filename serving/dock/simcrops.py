@@ -81,42 +81,60 @@ def seed_crops(cfg: CropConfig, seed: int) -> list[tuple[np.ndarray, dict[str, A
     return out
 
 
-def write_crops(cfg: CropConfig, out: Path) -> dict[str, Any]:
-    """Render every seed's items, write ``out/images/*.jpg`` and ``out/manifest.jsonl``."""
-    from vision.manifest import ManifestHeader, ManifestRecord, write_manifest
+def _seed_records(cfg: CropConfig, images: Path, pos: int, seed: int) -> list[Any]:
+    """Render one seed's items, write their JPEGs and return their manifest records."""
+    from vision.manifest import ManifestRecord
+
+    records = []
+    for bgr, info in seed_crops(cfg, seed):
+        rid = f"dock-{seed}-{info['index']:03d}"
+        path = images / f"{rid}.jpg"
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+        if not ok:
+            raise ConfigError(f"cannot encode {rid}", code="encode_failed")
+        path.write_bytes(buf.tobytes())
+        records.append(
+            ManifestRecord(
+                id=rid,
+                image=path.resolve(),
+                grade=info["grade"],
+                damage=tuple(sorted({k for k, _ in info.get("damage", [])})),
+                category=info["category"],
+                sku=f"dock{seed}-{info['sku']}",  # the catalog differs per seed
+                split=split_of(cfg, pos),
+                item_id=rid,
+                meta={
+                    "scene": "dock-sim",
+                    "seed": seed,
+                    "severity": {k: v for k, v in info.get("damage", [])},
+                },
+            )
+        )
+    return records
+
+
+def write_crops(cfg: CropConfig, out: Path, jobs: int = 1) -> dict[str, Any]:
+    """Render every seed's items, write ``out/images/*.jpg`` and ``out/manifest.jsonl``.
+
+    Seeds are independent renders, so ``jobs`` processes share them; the manifest keeps
+    the seeds' order whatever the number of processes, so the output is the same.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vision.manifest import ManifestHeader, write_manifest
     from vision.synth.labels import DAMAGE_LABELS, GRADE_LABELS
 
     if not cfg.seeds:
         raise ConfigError("give at least one seed", code="invalid_argument")
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    records: list[ManifestRecord] = []
-    for pos, seed in enumerate(cfg.seeds):
-        split = split_of(cfg, pos)
-        for bgr, info in seed_crops(cfg, seed):
-            rid = f"dock-{seed}-{info['index']:03d}"
-            path = images / f"{rid}.jpg"
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
-            if not ok:
-                raise ConfigError(f"cannot encode {rid}", code="encode_failed")
-            path.write_bytes(buf.tobytes())
-            records.append(
-                ManifestRecord(
-                    id=rid,
-                    image=path.resolve(),
-                    grade=info["grade"],
-                    damage=tuple(sorted({k for k, _ in info.get("damage", [])})),
-                    category=info["category"],
-                    sku=f"dock{seed}-{info['sku']}",  # the catalog differs per seed
-                    split=split,
-                    item_id=rid,
-                    meta={
-                        "scene": "dock-sim",
-                        "seed": seed,
-                        "severity": {k: v for k, v in info.get("damage", [])},
-                    },
-                )
-            )
+    n = len(cfg.seeds)
+    work = ([cfg] * n, [images] * n, range(n), cfg.seeds)
+    if jobs <= 1:
+        records = [r for chunk in map(_seed_records, *work) for r in chunk]
+    else:
+        with ProcessPoolExecutor(jobs) as pool:
+            records = [r for chunk in pool.map(_seed_records, *work) for r in chunk]
     header = ManifestHeader(
         GRADE_LABELS,
         DAMAGE_LABELS,
@@ -147,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=600, help="first simulator seed")
     p.add_argument("--seeds", type=int, default=300, help="how many seeds (videos' worth)")
     p.add_argument("--items", type=int, default=12, help="items per seed")
+    p.add_argument("--jobs", type=int, default=1, help="processes rendering seeds at once")
     args = p.parse_args(argv)
     if args.seeds < 5 or args.items < 1:
         raise SystemExit("need at least 5 seeds (train, val and test splits) and 1 item")
     cfg = with_seeds(CropConfig(seeds=(), items=args.items), args.first_seed, args.seeds)
-    print(json.dumps(write_crops(cfg, args.out)))
+    print(json.dumps(write_crops(cfg, args.out, jobs=args.jobs)))
     return 0
 
 
