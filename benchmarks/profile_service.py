@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = BenchConfig()
     model = resolve_model(cfg)
-    factory = make_factories(quick=False)[args.kind]
+    # one distinct scene per profiled photo (shoppers' traffic); the warm-up uses spares
+    factory = make_factories(quick=False, scenes=args.requests * args.photos)[args.kind]
     args.out.mkdir(parents=True, exist_ok=True)
     svc = LiveService(model.path, cfg.tmp / "profile-service").start()
     shop = Shop(svc, *_reference_jpeg())

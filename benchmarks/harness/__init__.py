@@ -9,7 +9,8 @@ sections that need it, so ``import benchmarks.harness`` never pulls torch):
 
 * ``common``: configuration, machine facts, percentiles, RSS from ``/proc``;
 * ``models``: which ONNX model is measured (and a same-architecture torch module);
-* ``inputs``: deterministic 12-megapixel phone-like and 1600 px web JPEGs;
+* ``inputs``: deterministic 12-megapixel phone-like and 1600 px web JPEGs, one rendered
+  scene per timed photo (``scenes``: the gate-passing renders, cached on disk);
 * ``service_load``: a live ``returnlens serve`` under load (latency, photos/s, RSS);
 * ``floor`` and ``naive``: in-process decode + ONNX floor, Pillow + torch eager baseline;
 * ``runtime``: ORT fp32 vs int8, ORT vs torch eager, intra-op threads and workers;

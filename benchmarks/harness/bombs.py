@@ -300,7 +300,7 @@ def run_bombs(cfg: BenchConfig, model: Path, factories: dict[str, PhotoFactory])
         svc.reset_peak()
         with BombClients(svc, shop, bombs, per_client=n) as clients:
             time.sleep(1.0)  # both bomb uploads in flight before the first timed request
-            loaded = _normal_run(svc, shop, factory, 10_000, n)
+            loaded = _normal_run(svc, shop, factory, n, n)  # new scenes, n..2n-1
         loaded["bomb_uploads"] = {
             "done": len(clients.sent),
             "statuses": sorted({s["status"] for s in clients.sent}),

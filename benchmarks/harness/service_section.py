@@ -4,6 +4,11 @@ Order per photo kind (12 MP, then 1600 px): every cell of the plan against the l
 service; between cells the service is idle, and the floor and the naive baseline run
 in the harness process on the *same files* as the concurrency-1 and -16 cells. The peak
 RSS of the worker is reset before each concurrency-16 cell and read after it.
+
+Every timed photo shows its own scene (``inputs``: photo ``i`` of a kind is scene ``i``
+of that kind, and the kinds share none), so each kind's cells count from index 0. The
+copy-heavy worst case (every upload a near-duplicate of an earlier one) is measured once,
+apart, as ``copy_heavy["1600px/1photo/c1/repeated"]``, after all the other cells.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ TARGETS = {
 
 
 def _reference_jpeg() -> tuple[bytes, str]:
+    """The catalog reference photo of the SKU every benchmark scene shows."""
     from PIL import Image
 
-    from vision.synth import catalog_skus, render_reference
+    from benchmarks.harness.scenes import shop_sku
+    from vision.synth import render_reference
 
-    sku = next(s for s in catalog_skus(3, 2) if s.category == "mug")
+    sku = shop_sku()
     buf = io.BytesIO()
     Image.fromarray(render_reference(sku, 384)).save(buf, format="JPEG", quality=90)
     return buf.getvalue(), sku.category
@@ -70,6 +77,26 @@ def _cells_for_kind(
             f"{result['photos_per_s']} photos/s, outcomes {result['outcomes']}"
         )
     return out, used
+
+
+def _repeated_cell(
+    svc: LiveService, shop: Shop, factory: PhotoFactory, quick: bool
+) -> dict[str, Any]:
+    """The copy-detection worst case: 1-photo 1600 px uploads at concurrency 1, each a
+    near-duplicate (new noise offset) of one spare scene uploaded once, untimed, before
+    them. Not one of the plan's cells: no ratio or target reads it."""
+    cell = next(c for c in plan(quick) if (c.kind, c.photos, c.concurrency) == ("1600px", 1, 1))
+    log(f"copy-heavy cell: {cell.requests} uploads repeating one 1600px scene")
+    first = factory.distinct  # the first spare scene; every ``spares``-th index repeats it
+    run_cell(svc.url, [(shop.returns(1)[0], [factory.make(first)])], 1)  # the original
+    photos = [[factory.make(first + factory.spares * (k + 1))] for k in range(cell.requests)]
+    result = run_cell(svc.url, list(zip(shop.returns(cell.requests), photos, strict=True)), 1)
+    result["scenes"] = 1
+    log(
+        f"  {cell.key}/repeated: p50 {result['request_ms'].get('p50')} ms/request, "
+        f"outcomes {result['outcomes']}"
+    )
+    return {f"{cell.key}/repeated": result}
 
 
 def _floor_and_naive(
@@ -206,12 +233,10 @@ def run_service(
         warm = factories["1600px"].batch(900_000, 2)
         run_cell(svc.url, list(zip(shop.returns(2), [[w] for w in warm], strict=True)), 1)
         result["worker_memory_after_warmup"] = svc.memory()
-        first = 0
         for kind, factory in factories.items():
             log(f"service cells for {kind} photos")
             cells = [c for c in plan(cfg.quick) if c.kind == kind]
-            res, used = _cells_for_kind(svc, shop, factory, cells, first)
-            first += 100_000
+            res, used = _cells_for_kind(svc, shop, factory, cells, 0)
             result["cells"].update(res)
             log(f"minimal reference service for {kind} photos")
             result["minimal_service"][kind] = _minimal_cells(minimal, used, kind)
@@ -224,6 +249,7 @@ def run_service(
                 ),
             }
             log(f"  ratios {kind}: {result['ratios'][kind]}")
+        result["copy_heavy"] = _repeated_cell(svc, shop, factories["1600px"], cfg.quick)
     finally:
         shop.close()
         svc.stop()
