@@ -1,12 +1,20 @@
 """The adapted model's unfamiliarity threshold holds its false-alarm rate on each kind of
-validation photo (training/adapt_score.group_threshold), not only on their mix."""
+validation photo (vision.unfamiliarity.group_threshold), not only on their mix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from training.adapt_score import group_threshold
-from vision.unfamiliarity import DEFAULT_TARGET_RATE, fit_threshold
+from vision.manifest import ManifestRecord
+from vision.unfamiliarity import (
+    DEFAULT_TARGET_RATE,
+    MIN_KIND,
+    fit_threshold,
+    group_threshold,
+    photo_kinds,
+)
 
 
 def test_a_large_easy_group_does_not_hide_the_other_groups_rate() -> None:
@@ -30,3 +38,23 @@ def test_a_large_easy_group_does_not_hide_the_other_groups_rate() -> None:
 def test_one_group_is_the_plain_fit() -> None:
     scores = np.random.default_rng(6).gamma(4.0, 0.3, 800).astype(np.float32)
     assert group_threshold([scores], scores) == fit_threshold(scores, DEFAULT_TARGET_RATE)
+
+
+def _record(i: int, folder: str) -> ManifestRecord:
+    image = Path(f"/data/{folder}/images/{i}.jpg")
+    return ManifestRecord(f"p{i}", image, "A_new", (), "mug", "mug-01", "val")
+
+
+def test_photo_kinds_are_the_dataset_folders_and_tiny_ones_join_the_largest() -> None:
+    n_shop, n_dock, n_odd = MIN_KIND + 10, MIN_KIND + 400, 7
+    records = (
+        [_record(i, "synth-wide") for i in range(n_shop)]
+        + [_record(n_shop + i, "dock-crops") for i in range(n_dock)]
+        + [_record(n_shop + n_dock + i, "odd") for i in range(n_odd)]
+    )
+    kinds = photo_kinds(records)
+    assert [len(k) for k in kinds] == [n_dock + n_odd, n_shop]  # the tiny folder: no kind
+    assert sorted(int(i) for k in kinds for i in k) == list(range(len(records)))
+    assert {records[int(i)].image.parent.parent.name for i in kinds[1]} == {"synth-wide"}
+    # one folder, or only tiny ones: a single kind, the plain fit
+    assert len(photo_kinds(records[:50])) == 1

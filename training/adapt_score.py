@@ -25,7 +25,7 @@ from vision.unfamiliarity import (
     MIN_TRAIN,
     MIN_VAL,
     fit_params,
-    fit_threshold,
+    group_threshold,
     score_features,
 )
 from vision.unfamiliarity_graph import append_score
@@ -89,10 +89,3 @@ def refit_unfamiliarity(
         f"Unfamiliarity score refitted on {len(train)} photos; threshold {threshold:.3f} "
         f"flags {rate:.1%} of {len(val)} validation photos.",
     )
-
-
-def group_threshold(groups: Sequence[np.ndarray], scores: np.ndarray) -> tuple[float, float]:
-    """The lowest threshold flagging at most the target rate of every group; its rate on
-    all of ``scores``."""
-    threshold = max(fit_threshold(g, DEFAULT_TARGET_RATE)[0] for g in groups)
-    return threshold, float(np.mean(scores > np.float32(threshold)))

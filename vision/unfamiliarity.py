@@ -82,6 +82,9 @@ MAX_FALSE_ALARM_RATE = 0.02  # the ceiling the issue sets for in-distribution ph
 DEFAULT_MAX_TRAIN = 8000
 MIN_TRAIN = 64
 MIN_VAL = 50
+# A kind of validation photo gets its own false-alarm check from this many photos: at
+# 1.5%, three photos may be flagged, so one outlier does not set the threshold.
+MIN_KIND = 200
 BATCH = 32
 
 
@@ -125,6 +128,31 @@ def fit_threshold(scores: np.ndarray, target_rate: float) -> tuple[float, float]
     allowed = math.floor(target_rate * len(s) + 1e-9)
     threshold = float(s[len(s) - 1 - allowed])
     return threshold, float(np.mean(s > np.float32(threshold)))
+
+
+def group_threshold(
+    groups: Sequence[np.ndarray], scores: np.ndarray, target_rate: float = DEFAULT_TARGET_RATE
+) -> tuple[float, float]:
+    """The lowest threshold flagging at most ``target_rate`` of every group; its rate on
+    all of ``scores``. One threshold for a mix of kinds of photo (shopper renders, dock
+    crops): fitted on the mix alone, a large group of easy photos lets the other kind's
+    false alarms climb far past the target."""
+    threshold = max(fit_threshold(g, target_rate)[0] for g in groups)
+    return threshold, float(np.mean(scores > np.float32(threshold)))
+
+
+def photo_kinds(records: Sequence[ManifestRecord]) -> list[np.ndarray]:
+    """Indices of ``records`` by kind of photo: the dataset folder its image lies in (a
+    merged training manifest keeps each input set's photos in their own folder). Kinds
+    with fewer than ``MIN_KIND`` photos join the largest, whose rate they cannot move."""
+    folders: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        folders.setdefault(str(r.image.parent), []).append(i)
+    kinds = sorted(folders.values(), key=len, reverse=True)
+    big = [k for k in kinds if len(k) >= MIN_KIND] or kinds[:1]
+    rest = [i for k in kinds if k not in big for i in k]
+    big[0] = sorted(big[0] + rest)
+    return [np.asarray(k) for k in big]
 
 
 class _Runner:
@@ -211,16 +239,27 @@ def fit_unfamiliarity(
     runner = _Runner(scored, card, [output, *OUTPUT_NAMES])
     val_out = runner.run(val)
     _check_identical(base, card, val[:BATCH], val_out[1:])
-    threshold, val_rate = fit_threshold(val_out[0], target_rate)
+    kinds = photo_kinds(val)
+    threshold, val_rate = group_threshold([val_out[0][k] for k in kinds], val_out[0], target_rate)
     test_scores = runner.run(test)[0] if test else None
     spec = UnfamiliaritySpec(
         method=METHOD,
         threshold=threshold,
         false_alarm_rate=round(val_rate, 6),
         output=output,
-        fitted_on=_fitted_on(
-            manifest, params, pooled, len(train), val_out[0], test_scores, target_rate, threshold
-        ),
+        fitted_on={
+            **_fitted_on(
+                manifest,
+                params,
+                pooled,
+                len(train),
+                val_out[0],
+                test_scores,
+                target_rate,
+                threshold,
+            ),
+            "val_kinds": _kind_rates(val, kinds, val_out[0], threshold),
+        },
     )
     with atomic_path(Path(out_path)) as tmp:
         onnx.save(scored, str(tmp))
@@ -262,6 +301,19 @@ def _check_identical(
     for name, a, b in zip(OUTPUT_NAMES, before, got, strict=True):
         if not np.array_equal(a, b[: len(a)]):
             raise ModelError(f"appending the unfamiliarity score changed the {name} output")
+
+
+def _kind_rates(
+    val: Sequence[ManifestRecord], kinds: Sequence[np.ndarray], scores: np.ndarray, threshold: float
+) -> dict[str, dict[str, float]]:
+    """Per kind of validation photo (its dataset folder): photos and false-alarm rate."""
+    return {
+        val[int(k[0])].image.parent.parent.name: {
+            "photos": len(k),
+            "false_alarm_rate": round(float(np.mean(scores[k] > np.float32(threshold))), 6),
+        }
+        for k in kinds
+    }
 
 
 def _fitted_on(
