@@ -213,9 +213,14 @@ class Grader:
                 gates = self._gate(photos)
                 outputs = self.model.predict_images([p.rgb for p in photos])
             else:
-                pending = self.gate_pool.submit(self._gate, photos)
+                # One task per photo and check, so on a multi-core machine the quality
+                # gate, the copy descriptor and the model run side by side rather than
+                # one photo's checks after another's (a request's latency is the longest
+                # of them, not their sum; the CPU spent is the same).
+                quality = [self.gate_pool.submit(self._quality, p) for p in photos]
+                copies = [self.gate_pool.submit(self._copy, p) for p in photos]
                 outputs = self.model.predict_images([p.rgb for p in photos])
-                gates = pending.result()
+                gates = [(*q.result(), c.result()) for q, c in zip(quality, copies, strict=True)]
         graded = tuple(
             GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i), copy=c)
             for i, (p, (q, h, c)) in enumerate(zip(photos, gates, strict=True))
@@ -228,15 +233,13 @@ class Grader:
     ) -> list[tuple[QualityReport, int, copydetect.CopyDescriptor | None]]:
         """Quality verdict, perceptual hash and (shopper photos: the reused-photo and
         catalog-photo checks read it) copy-detection descriptor of each photo."""
-        shopper = self.profile == "shopper"
-        return [
-            (
-                assess_quality(p, self.thresholds, profile=self.profile),
-                phash(p.rgb),
-                copydetect.describe(p.rgb) if shopper else None,
-            )
-            for p in photos
-        ]
+        return [(*self._quality(p), self._copy(p)) for p in photos]
+
+    def _quality(self, photo: DecodedPhoto) -> tuple[QualityReport, int]:
+        return assess_quality(photo, self.thresholds, profile=self.profile), phash(photo.rgb)
+
+    def _copy(self, photo: DecodedPhoto) -> copydetect.CopyDescriptor | None:
+        return copydetect.describe(photo.rgb) if self.profile == "shopper" else None
 
     def embed(self, photo: DecodedPhoto) -> np.ndarray:
         """Embedding of one photo, e.g. a catalog reference photo."""
