@@ -112,6 +112,7 @@ def test_summary_table(quick_run: Path) -> None:
         "Naive / service latency",
         "Service p50 / minimal service p50",
         "Dock watch-loop fps",
+        "copy-heavy 1",  # the repeated-scene cell beside the distinct-scene ones
         "## Reproduce",
         "--quick run",
     ):
