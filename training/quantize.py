@@ -41,7 +41,7 @@ from vision.manifest import Manifest, ManifestRecord
 from vision.model import INPUT_NAME, OnnxModel
 from vision.preprocess import PreprocessSpec, preprocess_batch
 from vision.registry import write_card
-from vision.unfamiliarity import fit_threshold
+from vision.unfamiliarity import group_threshold, photo_kinds
 from vision.unfamiliarity_graph import PREFIX as SCORE_PREFIX
 
 CALIBRATION_IMAGES = 128
@@ -208,7 +208,8 @@ def _refit_unfamiliarity(
     s8 = predict_records(int8, val, progress=False).unfamiliarity
     assert s32 is not None and s8 is not None
     target = float(spec.fitted_on.get("target_rate", spec.false_alarm_rate))
-    threshold, rate = fit_threshold(s8, target)
+    # per kind of val photo, as the fp32 threshold was fitted (vision.unfamiliarity)
+    threshold, rate = group_threshold([s8[k] for k in photo_kinds(val)], s8, target)
     flags32, flags8 = s32 > spec.threshold, s8 > threshold
     drift = {
         "fp32_threshold": spec.threshold,

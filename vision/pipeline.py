@@ -218,9 +218,15 @@ class Grader:
                 # one photo's checks after another's (a request's latency is the longest
                 # of them, not their sum; the CPU spent is the same).
                 quality = [self.gate_pool.submit(self._quality, p) for p in photos]
-                copies = [self.gate_pool.submit(self._copy, p) for p in photos]
+                copies = [
+                    self.gate_pool.submit(self._copy, p) if self.profile == "shopper" else None
+                    for p in photos
+                ]
                 outputs = self.model.predict_images([p.rgb for p in photos])
-                gates = [(*q.result(), c.result()) for q, c in zip(quality, copies, strict=True)]
+                gates = [
+                    (*q.result(), c.result() if c is not None else None)
+                    for q, c in zip(quality, copies, strict=True)
+                ]
         graded = tuple(
             GradedPhoto(photo=p, quality=q, phash=h, scores=outputs.photo(i), copy=c)
             for i, (p, (q, h, c)) in enumerate(zip(photos, gates, strict=True))

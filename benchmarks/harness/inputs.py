@@ -128,9 +128,10 @@ class PhotoFactory:
 
     def frame(self, index: int) -> np.ndarray:
         """BGR pixels of photo ``index`` before noise: vignette, phone frame, downscale."""
-        crop = cv2.imread(str(self.paths[self.scene(index)]), cv2.IMREAD_COLOR)
+        path = self.paths[self.scene(index)]
+        crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if crop is None:
-            raise RuntimeError(f"cannot read benchmark scene {self.paths[self.scene(index)]}")
+            raise RuntimeError(f"cannot read benchmark scene {path}")
         frame = cv2.resize(_vignette(crop), self.frame_size, interpolation=cv2.INTER_CUBIC)
         if (frame.shape[1], frame.shape[0]) != (self.kind.width, self.kind.height):
             size = (self.kind.width, self.kind.height)

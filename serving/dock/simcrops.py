@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ from serving.dock.select import Box, crop, expand_box
 from serving.dock.sim import SimConfig, plan
 from serving.dock.simdraw import paste, table_texture
 from vision.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vision.manifest import ManifestRecord
 
 SPLITS = ("train", "val", "test")
 
@@ -81,7 +84,7 @@ def seed_crops(cfg: CropConfig, seed: int) -> list[tuple[np.ndarray, dict[str, A
     return out
 
 
-def _seed_records(cfg: CropConfig, images: Path, pos: int, seed: int) -> list[Any]:
+def _seed_records(cfg: CropConfig, images: Path, pos: int, seed: int) -> list[ManifestRecord]:
     """Render one seed's items, write their JPEGs and return their manifest records."""
     from vision.manifest import ManifestRecord
 
