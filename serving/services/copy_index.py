@@ -32,9 +32,8 @@ from vision import copydetect, copyverify
 
 CANDIDATES = 8  # nearest to the whole new photo, verified per kind
 PART_CANDIDATES = 4  # nearest to its content box (CopyDescriptor.parts), verified too
-# A verified score from which no other candidate is looked at: the evidence is one match,
-# and a benchmark copy scores 0.93 or more nine times in ten (benchmarks/copy_detection.py).
-CONCLUSIVE = 0.95
+# A verified score from which no other candidate is looked at (vision/copyverify.py).
+CONCLUSIVE = copyverify.CONCLUSIVE
 
 Row = tuple[str, str, bytes, datetime]  # photo id, return id, vector bytes, created at
 
@@ -148,7 +147,8 @@ def verified_copies(
     exclude_return: str,
 ) -> tuple[VerifiedCopy | None, VerifiedCopy | None]:
     """The best verified match of any new photo among other returns' photos, and among
-    the catalog reference photos (None: no candidate had a single inlier)."""
+    the catalog reference photos (None: no candidate scored above 0). Once one kind has a
+    ``CONCLUSIVE`` match, the later photos' candidates of that kind are not verified."""
     shopper: dict[int, list[Candidate]] = {}
     refs: dict[int, list[Candidate]] = {}
     for i, d in enumerate(descriptors):
@@ -174,17 +174,26 @@ def verified_copies(
     for i, d in enumerate(descriptors):
         if d is None:
             continue
-        for c in shopper.get(i, []):  # nearest first: a copy is usually found at once
-            if c.key not in features or (best is not None and best.score >= CONCLUSIVE):
-                continue
-            score = copyverify.verify_query(d, copydetect.LocalFeatures.from_bytes(features[c.key]))
-            if score > 0 and (best is None or score > best.score):
-                best = VerifiedCopy(score, i, c.key, c.return_id, None)
-        for c in refs.get(i, []):
-            if c.key not in ref_rows or (best_ref is not None and best_ref.score >= CONCLUSIVE):
-                continue
-            blob, digest = ref_rows[c.key]
-            score = copyverify.verify_query(d, copydetect.LocalFeatures.from_bytes(blob))
-            if score > 0 and (best_ref is None or score > best_ref.score):
-                best_ref = VerifiedCopy(score, i, digest, None, c.key)
+        if best is None or best.score < CONCLUSIVE:
+            shop = [c for c in shopper.get(i, []) if c.key in features]
+            found = _best(d, [features[c.key] for c in shop])
+            if found is not None and (best is None or found[1] > best.score):
+                c = shop[found[0]]
+                best = VerifiedCopy(found[1], i, c.key, c.return_id, None)
+        if best_ref is None or best_ref.score < CONCLUSIVE:
+            ref = [c for c in refs.get(i, []) if c.key in ref_rows]
+            found = _best(d, [ref_rows[c.key][0] for c in ref])
+            if found is not None and (best_ref is None or found[1] > best_ref.score):
+                c = ref[found[0]]
+                best_ref = VerifiedCopy(found[1], i, ref_rows[c.key][1], None, c.key)
     return best, best_ref
+
+
+def _best(d: copydetect.CopyDescriptor, blobs: Sequence[bytes]) -> tuple[int, float] | None:
+    """The best verified of one new photo's candidates (their stored features, nearest
+    first): every keypoint fit, then the dense check of the few with the most inliers
+    (``copyverify.best_verified``)."""
+    if not blobs:
+        return None
+    stored = [copydetect.LocalFeatures.from_bytes(b) for b in blobs]
+    return copyverify.best_verified(d, stored)
