@@ -79,18 +79,20 @@ default-model: $(FULL_STAMP)
 	$(BIN)/python -m serving.dock.simcrops --out datasets/generated/dock-crops \
 		--first-seed $(DOCK_FIRST_SEED) --seeds $(DOCK_SEEDS) --jobs 2
 	$(BIN)/returnlens train --config training/configs/dock-finetune.yaml \
-		--model-version synth-wide-lite0-v4
+		--model-version synth-wide-lite0-v4 --no-export
+	$(BIN)/returnlens train --config training/configs/dock-polish.yaml \
+		--model-version synth-wide-lite0-v5
 	$(BIN)/returnlens dataset merge --out datasets/generated/default-dock-mix/manifest.jsonl \
 		datasets/generated/synth-wide/manifest.jsonl datasets/generated/synth/manifest.jsonl \
 		datasets/generated/dock-crops/manifest.jsonl
-	$(BIN)/returnlens model fit-drift-reference --model runs/default-dock/model.onnx \
+	$(BIN)/returnlens model fit-drift-reference --model runs/default-dock-polish/model.onnx \
 		--data datasets/generated/default-dock-mix/manifest.jsonl --split val \
-		--out runs/default-dock/model.onnx
-	$(BIN)/returnlens evaluate --model runs/default-dock/model.onnx \
-		--data datasets/generated/synth-wide/manifest.jsonl --out runs/default-dock/eval
-	$(BIN)/returnlens evaluate --model runs/default-dock/model.onnx \
-		--data datasets/generated/dock-crops/manifest.jsonl --out runs/default-dock/eval-dock
-	cp runs/default-dock/model.onnx serving/models/returnlens-default.onnx
+		--out runs/default-dock-polish/model.onnx
+	$(BIN)/returnlens evaluate --model runs/default-dock-polish/model.onnx \
+		--data datasets/generated/synth-wide/manifest.jsonl --out runs/default-dock-polish/eval
+	$(BIN)/returnlens evaluate --model runs/default-dock-polish/model.onnx \
+		--data datasets/generated/dock-crops/manifest.jsonl --out runs/default-dock-polish/eval-dock
+	cp runs/default-dock-polish/model.onnx serving/models/returnlens-default.onnx
 
 # The default recipe on the real photo sets in ../shared/datasets (README: "Real photos").
 SHARED ?= ../shared/datasets

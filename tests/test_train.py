@@ -413,6 +413,17 @@ def test_the_dock_fine_tune_recipe_starts_from_the_default_recipes_run() -> None
     assert (second.backbone, second.image_size) == (first.backbone, first.image_size)
 
 
+def test_the_polish_recipe_continues_the_fine_tune_and_exports_flip_averaged() -> None:
+    configs = Path(__file__).parents[1] / "training/configs"
+    second = TrainConfig.load(configs / "dock-finetune.yaml")
+    third = TrainConfig.load(configs / "dock-polish.yaml")
+    assert third.init_from == f"{second.out}/best.pt" and third.pretrained is None
+    assert third.manifest == second.manifest and third.out != second.out
+    assert third.lr_backbone < second.lr_backbone and third.lr_head < second.lr_head
+    assert third.tta_flip and not second.tta_flip  # only the shipped export averages
+    assert (third.backbone, third.image_size) == (second.backbone, second.image_size)
+
+
 def _resolve(*argv: str) -> TrainConfig:
     from returnlens.cli import build_parser
     from training.cli import resolve_config

@@ -96,7 +96,7 @@ def test_shipped_model_carries_the_score() -> None:
     assert spec.false_alarm_rate <= MAX_FALSE_ALARM_RATE
     assert spec.fitted_on["test_false_alarm_rate"] <= MAX_FALSE_ALARM_RATE
     assert spec.fitted_on["train_photos"] >= 1000
-    assert model.card.model_version.startswith("synth-wide-lite0-v4")
+    assert model.card.model_version.startswith("synth-wide-lite0-v5")
     kinds = spec.fitted_on["val_kinds"]  # shopper renders and dock crops, each held
     assert len(kinds) >= 2
     assert all(k["false_alarm_rate"] <= MAX_FALSE_ALARM_RATE for k in kinds.values())
