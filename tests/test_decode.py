@@ -110,6 +110,7 @@ def test_decoded_photo_carries_pixels_only(scene: np.ndarray) -> None:
         "format",
         "sha256",
         "byte_size",
+        "orientation",  # the EXIF orientation code applied (an int), for vision.jpegclean
     }
     assert type(photo.rgb) is np.ndarray and photo.rgb.shape == scene.shape
     reachable = _reachable(photo)

@@ -42,6 +42,8 @@ from serving.storage.s3store import S3PhotoStore
 from tests.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.service_data import gps_exif
 from tests.shop import Shop, load_shop, make_settings, scene
+from vision.decode import decode_image
+from vision.jpegclean import strip_metadata
 
 POLL_S = 0.2  # polling interval of the bounded waits below, not a timing guess
 
@@ -138,6 +140,9 @@ def test_put_get_exists_under_the_prefix(s3_server: S3Server, tmp_path: Path) ->
     assert listed.location == f"s3://{bucket}/{key}"
     two = store.put_all([_rgb(2), _rgb(3)])
     assert {p.digest for p in store.list_photos()} == {digest, *two}
+    upload = _exif_jpeg(_rgb(5))  # upright, full size: stored as the upload minus metadata
+    (lossless,) = store.put_all([decode_image(upload)], [upload])
+    assert store.get(lossless) == strip_metadata(upload) and b"Exif" not in store.get(lossless)
 
 
 def test_a_stored_photo_is_never_overwritten(s3_server: S3Server, tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def decode_image(
     if fmt == "png":
         _check_png_chunks(data)
     try:
-        rgb, width, height = _decode(data, fmt, limits, target_long_side)
+        rgb, width, height, orientation = _decode(data, fmt, limits, target_long_side)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -174,6 +174,7 @@ def decode_image(
         format=fmt,
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
+        orientation=orientation,
     )
 
 
@@ -452,8 +453,9 @@ def _too_many_pixels(size: tuple[int, int] | None, limits: DecodeLimits) -> Deco
 
 def _decode(
     data: bytes, fmt: ImageFormat, limits: DecodeLimits, target_long_side: int | None
-) -> tuple[np.ndarray, int, int]:
-    """Header check, (draft) decode, orientation and mode conversion; returns rgb, w, h."""
+) -> tuple[np.ndarray, int, int, int]:
+    """Header check, (draft) decode, orientation and mode conversion; returns rgb, w, h
+    and the orientation applied."""
     if fmt == "webp" and _webp_kind(data) != "animated":
         return _decode_webp(data, target_long_side)
     if limits.max_pixels > (Image.MAX_IMAGE_PIXELS or limits.max_pixels):
@@ -486,7 +488,7 @@ def _decode(
         if orientation in _QUARTER_TURNS:  # the upright photo's sides are swapped
             width, height = height, width
         rgb = np.ascontiguousarray(np.asarray(upright, dtype=np.uint8))
-    return rgb, width, height
+    return rgb, width, height, orientation
 
 
 _TRANSPOSE = {
@@ -536,7 +538,7 @@ def _reduced_rgb(im: Image.Image, factor: int) -> Image.Image:
     return out
 
 
-def _decode_webp(data: bytes, target_long_side: int | None) -> tuple[np.ndarray, int, int]:
+def _decode_webp(data: bytes, target_long_side: int | None) -> tuple[np.ndarray, int, int, int]:
     """A still WebP through OpenCV's libwebp call, which decodes straight into one output
     array (Pillow's reader keeps two RGBA canvases and a copy besides its image: 16 bytes
     per pixel instead of 3-4). Alpha is composited on white and the box reduction done
@@ -563,7 +565,8 @@ def _decode_webp(data: bytes, target_long_side: int | None) -> tuple[np.ndarray,
     upright = _apply_orientation(Image.fromarray(np.concatenate(parts)), orientation)
     if orientation in _QUARTER_TURNS:
         width, height = height, width
-    return np.ascontiguousarray(np.asarray(upright, dtype=np.uint8)), width, height
+    rgb = np.ascontiguousarray(np.asarray(upright, dtype=np.uint8))
+    return rgb, width, height, orientation
 
 
 def _bgr_strip_to_rgb(strip: np.ndarray) -> np.ndarray:

@@ -24,6 +24,9 @@ class DecodedPhoto:
     format: ImageFormat
     sha256: str  # of the upload bytes, as received
     byte_size: int
+    # The EXIF (or XMP) orientation the decode applied; 1: the stored pixels were upright
+    # (``vision.jpegclean`` keeps the upload's own JPEG data only then).
+    orientation: int = 1
 
     @property
     def width(self) -> int:

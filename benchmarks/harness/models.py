@@ -106,11 +106,12 @@ def torch_twin(card: Any) -> tuple[Any, str]:
     """An eval-mode torch module computing what the ONNX file computes (random weights).
 
     Returns (module taking uint8 NHWC, backbone name). The tiny test model names no real
-    backbone, so its twin is a small torchvision one (only in --quick runs).
+    backbone, so its twin is a small torchvision one (only in --quick runs). A card whose
+    recipe says ``tta_flip`` gets the mirror-averaged twin.
     """
     from training.backbones import BACKBONES
     from training.export import ExportWrapper
-    from training.model import GraderNet
+    from training.model import FlipAveraged, GraderNet
 
     backbone = card.backbone if card.backbone in BACKBONES else FALLBACK_BACKBONE
     net = GraderNet(
@@ -120,5 +121,8 @@ def torch_twin(card: Any) -> tuple[Any, str]:
         card.embedding_dim,
         pretrained=None,
     )
-    module = ExportWrapper(net, card.temperature).eval()
+    # A flip-averaged export (the shipped model) runs each photo and its mirror: so does
+    # its twin, or the naive reference would do half the work.
+    flip = bool((card.recipe or {}).get("tta_flip", False))
+    module = ExportWrapper(FlipAveraged(net) if flip else net, card.temperature).eval()
     return module, backbone

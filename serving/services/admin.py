@@ -65,7 +65,7 @@ def upsert_catalog(
         with svc.grader.lanes.inference:  # the process's inference bound
             embeddings = list(svc.grader.model.predict_images([p.rgb for p in refs]).embedding)
     now, version = svc.now(), svc.model_version
-    digests = svc.photos.put_all([p.rgb for p in refs])  # all encoded, then written
+    digests = svc.photos.put_all(refs, list(photos.values()))  # all encoded, then written
     copies = [copydetect.describe(p.rgb) for p in refs]
     stored = dict(zip(decoded, zip(digests, embeddings, copies, strict=True), strict=True))
     superseded: set[str] = set()
@@ -106,7 +106,7 @@ def set_reference_photo(
     photo = svc.grader.decode(data)
     embedding = svc.grader.embed(photo)
     copy = copydetect.describe(photo.rgb)
-    digest = svc.photos.put(photo.rgb)
+    digest = svc.photos.put(photo, data)
     now = svc.now()
     with svc.db.write() as s:
         row = s.get(CatalogItem, sku)

@@ -92,7 +92,7 @@ def inspect(svc: ReturnLensService, req: InspectionRequest) -> InspectionOut:
     result = grader.grade_decoded(decoded)
     now = svc.now()
     row = _build(svc, req, claimed, fp, result, now)
-    digests = svc.photos.put_all([p.rgb for p in decoded])  # all encoded, then written
+    digests = svc.photos.put_all(decoded, req.photos)  # all encoded, then written
     try:
         with svc.db.write() as s:
             _store(s, svc, row, result, digests, now)

@@ -292,7 +292,7 @@ def _upload(
     shown = capture.check_views(svc.policy, ctx.category, views, len(uploads))
     _check_duplicates(ctx.known_sha256, sha256)  # from the bytes, before any decode
     decoded = [svc.grader.decode(data) for data in uploads]  # heavy ones: bounded lane
-    stored = svc.pool.submit(svc.photos.put_all, [p.rgb for p in decoded])
+    stored = svc.pool.submit(svc.photos.put_all, decoded, uploads)
     result = svc.grader.grade_decoded(decoded)
     f = facts.gather_upload_facts(svc, ctx, result, shown)
     f = facts.find_copies(svc, f, result)  # candidates' features: one short read

@@ -1,7 +1,8 @@
 """The photo store in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph RGW, ...).
 
 The same contract as the local :class:`~serving.storage.photostore.PhotoStore`: a photo
-is the re-encoded, metadata-free JPEG (``encode_clean_jpeg``), stored under the key
+is the metadata-free JPEG (``clean_jpegs``: the upload's own JPEG data without its
+metadata where that is exact, else a re-encode of the pixels), stored under the key
 ``<prefix>ab/cdef....jpg`` named by the sha256 of those bytes, and written *before* the
 row that points at it commits (the callers' order), so a committed row never points at a
 missing object and a failed write leaves at most an orphan for ``returnlens storage gc``.
@@ -44,10 +45,12 @@ from serving.storage.photostore import (
     _DIGEST,
     MEDIA_TYPE,
     StoredPhoto,
-    encode_clean_jpeg,
+    clean_jpeg,
+    clean_jpegs,
     photo_name,
 )
 from vision.errors import ConfigError
+from vision.types import DecodedPhoto
 
 if TYPE_CHECKING:
     from serving.settings import Settings
@@ -172,14 +175,18 @@ class S3PhotoStore:
             raise self._unavailable(exc, doing) from exc
 
     # ------------------------------------------------------------------ writes
-    def put(self, rgb: np.ndarray) -> str:
-        """Store a clean copy of ``rgb``; returns its digest (idempotent)."""
-        return self.put_bytes(encode_clean_jpeg(rgb))
+    def put(self, photo: DecodedPhoto | np.ndarray, upload: bytes | None = None) -> str:
+        """Store a clean copy of ``photo`` (``clean_jpeg``: ``upload`` is the bytes it was
+        decoded from, if known); returns its digest (idempotent)."""
+        return self.put_bytes(clean_jpeg(photo, upload))
 
-    def put_all(self, photos: Sequence[np.ndarray]) -> list[str]:
+    def put_all(
+        self,
+        photos: Sequence[DecodedPhoto | np.ndarray],
+        uploads: Sequence[bytes] | None = None,
+    ) -> list[str]:
         """Every photo encoded before the first object is written (see PhotoStore)."""
-        encoded = [encode_clean_jpeg(rgb) for rgb in photos]
-        return [self.put_bytes(data) for data in encoded]
+        return [self.put_bytes(data) for data in clean_jpegs(photos, uploads)]
 
     def put_bytes(self, data: bytes) -> str:
         """Store already-clean JPEG bytes (callers must have stripped metadata)."""
