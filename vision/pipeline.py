@@ -45,7 +45,7 @@ from vision import copydetect
 from vision.aggregate import aggregate
 from vision.card import ModelCard
 from vision.decode import DecodeLimits, MiB, check_header, decode_image
-from vision.model import OnnxModel
+from vision.model import SERVING_BATCH, OnnxModel
 from vision.phash import phash
 from vision.quality import PROFILES, QualityThresholds, assess_quality
 from vision.types import DecodedPhoto, ItemScores, PhotoScores, QualityReport
@@ -211,7 +211,7 @@ class Grader:
         with self.lanes.inference:
             if self.gate_pool is None:
                 gates = self._gate(photos)
-                outputs = self.model.predict_images([p.rgb for p in photos])
+                outputs = self.model.predict_images([p.rgb for p in photos], SERVING_BATCH)
             else:
                 # One task per photo and check, so on a multi-core machine the quality
                 # gate, the copy descriptor and the model run side by side rather than
@@ -222,7 +222,7 @@ class Grader:
                     self.gate_pool.submit(self._copy, p) if self.profile == "shopper" else None
                     for p in photos
                 ]
-                outputs = self.model.predict_images([p.rgb for p in photos])
+                outputs = self.model.predict_images([p.rgb for p in photos], SERVING_BATCH)
                 gates = [
                     (*q.result(), c.result() if c is not None else None)
                     for q, c in zip(quality, copies, strict=True)

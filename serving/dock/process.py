@@ -33,6 +33,7 @@ from serving.dock.select import Box, crop, expand_box
 from serving.dock.spool import Spool, SpoolItem
 from vision.decode import DecodeLimits, decode_image
 from vision.heatmap import encode_jpeg
+from vision.model import SERVING_BATCH
 from vision.quality import PROFILES, assess_quality
 from vision.types import DecodedPhoto
 
@@ -226,7 +227,7 @@ def grade_all(grader: Any, photos: Sequence[DecodedPhoto]) -> Any:
     from vision.aggregate import aggregate
 
     card = grader.card
-    outputs = grader.model.predict_images([p.rgb for p in photos])
+    outputs = grader.model.predict_images([p.rgb for p in photos], SERVING_BATCH)
     return aggregate(
         [outputs.photo(i) for i in range(len(photos))], card.grade_labels, card.damage_labels
     )

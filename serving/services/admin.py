@@ -25,6 +25,7 @@ from serving.storage import repo
 from serving.storage.gc import drop_if_unreferenced
 from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
 from vision import copydetect
+from vision.model import SERVING_BATCH
 from vision.types import DecodedPhoto
 
 
@@ -63,7 +64,9 @@ def upsert_catalog(
     embeddings: list[np.ndarray] = []
     if refs:
         with svc.grader.lanes.inference:  # the process's inference bound
-            embeddings = list(svc.grader.model.predict_images([p.rgb for p in refs]).embedding)
+            embeddings = list(
+                svc.grader.model.predict_images([p.rgb for p in refs], SERVING_BATCH).embedding
+            )
     now, version = svc.now(), svc.model_version
     digests = svc.photos.put_all(refs, list(photos.values()))  # all encoded, then written
     copies = [copydetect.describe(p.rgb) for p in refs]

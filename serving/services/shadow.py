@@ -61,6 +61,7 @@ from serving.storage.tables import Decision, Photo, Review, ShadowPrediction
 from vision.aggregate import aggregate, cosine_similarity
 from vision.card import ModelCard
 from vision.errors import ConfigError
+from vision.model import SERVING_BATCH
 from vision.pipeline import Grader, Lanes
 from vision.types import ItemScores
 
@@ -302,7 +303,7 @@ def _challenger_scores(
         return None
     rgb = [grader.decode(svc.photos.get(p.digest)).rgb for p in usable]
     with grader.lanes.inference:
-        outputs = grader.model.predict_images(rgb)
+        outputs = grader.model.predict_images(rgb, SERVING_BATCH)
     card = grader.card
     scores = [outputs.photo(i) for i in range(len(usable))]
     return aggregate(scores, card.grade_labels, card.damage_labels)
