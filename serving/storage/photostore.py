@@ -171,7 +171,31 @@ def clean_jpegs(
     return [clean_jpeg(photo, upload) for photo, upload in zip(photos, uploads, strict=True)]
 
 
-class PhotoStore:
+class CleanPuts:
+    """``put`` and ``put_all`` of both stores, on top of their own ``put_bytes``."""
+
+    def put_bytes(self, data: bytes) -> str:
+        raise NotImplementedError
+
+    def put(self, photo: DecodedPhoto | np.ndarray, upload: bytes | None = None) -> str:
+        """Store a clean copy of ``photo`` (``clean_jpeg``: ``upload`` is the bytes it was
+        decoded from, if known); returns its digest (idempotent)."""
+        return self.put_bytes(clean_jpeg(photo, upload))
+
+    def put_all(
+        self,
+        photos: Sequence[DecodedPhoto | np.ndarray],
+        uploads: Sequence[bytes] | None = None,
+    ) -> list[str]:
+        """Store clean copies of several photos (one upload's; ``uploads``, when given,
+        are the bytes each was decoded from: ``clean_jpeg``): every photo is encoded
+        before the first file or object is written, so a photo that cannot be encoded
+        leaves none of the others behind. (A failed write, such as a full disk, may still
+        leave the earlier ones: orphans that nothing references, as after a crash.)"""
+        return [self.put_bytes(data) for data in clean_jpegs(photos, uploads)]
+
+
+class PhotoStore(CleanPuts):
     """Photos on a local or shared file system, keyed by the sha256 of the stored bytes."""
 
     media_type = MEDIA_TYPE
@@ -186,23 +210,6 @@ class PhotoStore:
 
     def path(self, digest: str) -> Path:
         return self.root / photo_name(digest)
-
-    def put(self, photo: DecodedPhoto | np.ndarray, upload: bytes | None = None) -> str:
-        """Store a clean copy of ``photo`` (``clean_jpeg``: ``upload`` is the bytes it was
-        decoded from, if known); returns its digest (idempotent)."""
-        return self.put_bytes(clean_jpeg(photo, upload))
-
-    def put_all(
-        self,
-        photos: Sequence[DecodedPhoto | np.ndarray],
-        uploads: Sequence[bytes] | None = None,
-    ) -> list[str]:
-        """Store clean copies of several photos (one upload's; ``uploads``, when given,
-        are the bytes each was decoded from: ``clean_jpeg``): every photo is encoded
-        before the first file is written, so a photo that cannot be encoded leaves no file
-        of the others behind. (A failed write, such as a full disk, may still leave the
-        earlier files: orphans that nothing references, as after a crash.)"""
-        return [self.put_bytes(data) for data in clean_jpegs(photos, uploads)]
 
     def put_bytes(self, data: bytes) -> str:
         """Store already-clean JPEG bytes (callers must have stripped metadata)."""

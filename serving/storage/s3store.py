@@ -33,24 +33,20 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from serving.domain_errors import NotFound, StoreUnavailable
 from serving.storage.photostore import (
     _DIGEST,
     MEDIA_TYPE,
+    CleanPuts,
     StoredPhoto,
-    clean_jpeg,
-    clean_jpegs,
     photo_name,
 )
 from vision.errors import ConfigError
-from vision.types import DecodedPhoto
 
 if TYPE_CHECKING:
     from serving.settings import Settings
@@ -68,7 +64,7 @@ def _code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-class S3PhotoStore:
+class S3PhotoStore(CleanPuts):
     """Photos in ``bucket`` under ``prefix``, keyed by the sha256 of the stored bytes."""
 
     media_type = MEDIA_TYPE
@@ -175,19 +171,6 @@ class S3PhotoStore:
             raise self._unavailable(exc, doing) from exc
 
     # ------------------------------------------------------------------ writes
-    def put(self, photo: DecodedPhoto | np.ndarray, upload: bytes | None = None) -> str:
-        """Store a clean copy of ``photo`` (``clean_jpeg``: ``upload`` is the bytes it was
-        decoded from, if known); returns its digest (idempotent)."""
-        return self.put_bytes(clean_jpeg(photo, upload))
-
-    def put_all(
-        self,
-        photos: Sequence[DecodedPhoto | np.ndarray],
-        uploads: Sequence[bytes] | None = None,
-    ) -> list[str]:
-        """Every photo encoded before the first object is written (see PhotoStore)."""
-        return [self.put_bytes(data) for data in clean_jpegs(photos, uploads)]
-
     def put_bytes(self, data: bytes) -> str:
         """Store already-clean JPEG bytes (callers must have stripped metadata)."""
         digest = hashlib.sha256(data).hexdigest()
