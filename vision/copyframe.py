@@ -52,6 +52,8 @@ def padding_mask(grey: np.ndarray) -> np.ndarray:
     for line in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         edge[np.unique(line)] = True
     padding = big & edge
+    if not padding.any():  # most photos: nothing flat and large reaches the edge
+        return np.zeros(grey.shape, bool)
     for _ in range(2):  # nested padding: a border's inside, then what lies inside that
         near = cv2.dilate(padding[labels].astype(np.uint8), np.ones((NEAR, NEAR), np.uint8))
         grown = padding.copy()
