@@ -196,14 +196,12 @@ class OnnxModel:
         (+30 MB at batch 1, +120 MB at batch 4), and each concurrent inference holds its
         own. Evaluation keeps its big batches."""
         images = list(images)
-        step = len(images) if max_batch is None else max(1, max_batch)
-        if len(images) <= step:
-            return self.predict(preprocess_batch(images, self.card.preprocess))
+        step = max(1, len(images) if max_batch is None else max_batch)
         parts = [
             self.predict(preprocess_batch(images[i : i + step], self.card.preprocess))
-            for i in range(0, len(images), step)
+            for i in range(0, max(len(images), 1), step)  # none: predict refuses it, as before
         ]
-        return concat_outputs(parts)
+        return parts[0] if len(parts) == 1 else concat_outputs(parts)
 
     def warmup(self, batch_sizes: Sequence[int] = (SERVING_BATCH,)) -> None:
         """Run dummy batches so the first real request does not pay for graph set-up

@@ -32,8 +32,6 @@ from vision import copydetect, copyverify
 
 CANDIDATES = 8  # nearest to the whole new photo, verified per kind
 PART_CANDIDATES = 4  # nearest to its content box (CopyDescriptor.parts), verified too
-# A verified score from which no other candidate is looked at (vision/copyverify.py).
-CONCLUSIVE = copyverify.CONCLUSIVE
 
 Row = tuple[str, str, bytes, datetime]  # photo id, return id, vector bytes, created at
 
@@ -148,7 +146,8 @@ def verified_copies(
 ) -> tuple[VerifiedCopy | None, VerifiedCopy | None]:
     """The best verified match of any new photo among other returns' photos, and among
     the catalog reference photos (None: no candidate scored above 0). Once one kind has a
-    ``CONCLUSIVE`` match, the later photos' candidates of that kind are not verified."""
+    ``copyverify.CONCLUSIVE`` match, the later photos' candidates of that kind are not
+    verified."""
     shopper: dict[int, list[Candidate]] = {}
     refs: dict[int, list[Candidate]] = {}
     for i, d in enumerate(descriptors):
@@ -174,13 +173,13 @@ def verified_copies(
     for i, d in enumerate(descriptors):
         if d is None:
             continue
-        if best is None or best.score < CONCLUSIVE:
+        if best is None or best.score < copyverify.CONCLUSIVE:
             shop = [c for c in shopper.get(i, []) if c.key in features]
             found = _best(d, [features[c.key] for c in shop])
             if found is not None and (best is None or found[1] > best.score):
                 c = shop[found[0]]
                 best = VerifiedCopy(found[1], i, c.key, c.return_id, None)
-        if best_ref is None or best_ref.score < CONCLUSIVE:
+        if best_ref is None or best_ref.score < copyverify.CONCLUSIVE:
             ref = [c for c in refs.get(i, []) if c.key in ref_rows]
             found = _best(d, [ref_rows[c.key][0] for c in ref])
             if found is not None and (best_ref is None or found[1] > best_ref.score):
