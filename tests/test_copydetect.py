@@ -119,6 +119,23 @@ def test_a_screenshots_photo_is_described_and_found_on_its_own() -> None:
     assert copyverify.verify_query(query, _stored(photos[6])) >= THRESHOLD
 
 
+def test_the_search_verifies_no_candidate_below_its_floor() -> None:
+    """Candidates far less similar than any copy (``SEARCH_FLOOR``) are left out, so the
+    keypoint fit is spared for them; the copy's original is still found, and with no
+    floor the same search lists them again."""
+    photos = [_synth(i)[0] for i in range(24)]
+    vectors = np.stack([copydetect.describe(p).vector for p in photos])
+    copy = EDITS["crop 70% area"](photos[5], np.random.default_rng(11))
+    queries = copydetect.query_vectors(copydetect.describe(copy))
+    similarity = (vectors @ queries.T).max(axis=1)
+    every = copydetect.search(vectors, queries, 8, 4, floor=-np.inf).tolist()
+    kept = copydetect.search(vectors, queries, 8, 4).tolist()
+    below = [i for i in every if similarity[i] < copydetect.SEARCH_FLOOR]
+    assert below, "the set must hold candidates under the floor for this test to say anything"
+    assert 5 in kept
+    assert kept == [i for i in every if similarity[i] >= copydetect.SEARCH_FLOOR]
+
+
 # ----------------------------------------------------------------------------- service
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [1, quality])

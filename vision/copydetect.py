@@ -51,6 +51,13 @@ FEATURES = 400  # ORB keypoints kept per photo
 WORDS = 256  # visual words in the vocabulary
 DIM = 64  # length of the global vector
 THUMB = 4  # the stored thumbnail is the SIDE-px grey image shrunk 4 times (96 px)
+# Candidates less similar than this to the query (whole or content box) are not verified:
+# each one spared is a keypoint fit (about 0.35 ms). In the copy benchmark
+# (benchmarks/copy_detection.py, ``search_floor``) the least similar of the 2,319 copies the
+# search found scored 0.43 (1st percentile 0.60); other photos of the same SKU score a
+# median of about 0.2 (the service bench's), so in a store holding few photos of a SKU
+# most of its candidates are spared. In a large store the 8 nearest are all closer.
+SEARCH_FLOOR = 0.3
 VOCABULARY = Path(__file__).with_name("copydetect_vocab.npz")
 _MAGIC = b"CD1"
 
@@ -240,10 +247,18 @@ def query_vectors(d: CopyDescriptor) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def search(vectors: np.ndarray, queries: np.ndarray, k: int, k_part: int) -> np.ndarray:
+def search(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    k_part: int,
+    floor: float = SEARCH_FLOOR,
+) -> np.ndarray:
     """Row indices to verify: the ``k`` nearest to the whole query (``queries[0]``), then
     the ``k_part`` per part nearest to any of its parts (by the best part's similarity)
-    not already listed.
+    not already listed; none whose similarity (the whole's, or the best part's) is below
+    ``floor`` (``SEARCH_FLOOR``: no copy is that far, and each one left out saves a
+    keypoint fit).
 
     Two partial sorts over the stored vectors, whatever the number of parts: at 100,000
     photos a partial sort per part cost about 0.45 ms each."""
@@ -251,11 +266,12 @@ def search(vectors: np.ndarray, queries: np.ndarray, k: int, k_part: int) -> np.
         return np.zeros(0, np.int64)
     sims = vectors @ queries.T  # one pass over the stored vectors for all of them
     picked = _top(sims[:, 0], k)
+    picked = picked[sims[picked, 0] >= floor]
     if sims.shape[1] > 1:
         best_part = sims[:, 1:].max(axis=1)
         best_part[picked] = -np.inf  # listed already
         more = _top(best_part, k_part * (sims.shape[1] - 1))
-        picked = np.concatenate([picked, more[np.isfinite(best_part[more])]])
+        picked = np.concatenate([picked, more[best_part[more] >= floor]])
     return np.asarray(picked, np.int64)
 
 
