@@ -26,6 +26,7 @@ from limits.storage import Storage
 
 from serving.api import admin, dock, labels, meta, ops, outbox, returns, review, shadow, staff
 from serving.api import jobs as jobs_api
+from serving.api.admission import UploadAdmission
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -271,6 +272,9 @@ def create_app(
         # CPU-heavy steps inside them have their own bounds (vision.pipeline.Lanes), so a
         # request decoding a pixel bomb does not hold a slot that a normal upload needs.
         app.state.inference_limiter = anyio.CapacityLimiter(settings.upload_concurrency)
+        app.state.upload_admission = UploadAdmission(
+            settings.upload_admission_bytes, settings.upload_admission_wait_s
+        )
         app.state.authenticator = Authenticator(app.state.service, admin_key=admin_key)
         service_now = app.state.service
         metrics.watch_drift(lambda: drift_gauges(service_now, settings.drift_window))

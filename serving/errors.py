@@ -57,6 +57,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "too_many_pixels": 413,
     "rate_limited": 429,
     "not_ready": 503,
+    "uploads_busy": 503,
     "invalid_multipart": 400,
     "json_too_deep": 400,
 }
@@ -89,6 +90,14 @@ class ServiceUnavailable(ReturnLensError):
     """The process is starting or stopping: the model or the database is not ready."""
 
     code = "not_ready"
+
+
+class UploadsBusy(ReturnLensError):
+    """A photo upload waited too long for room among the uploads this worker already
+    holds (``serving/api/admission.py``): 503 with ``Retry-After``."""
+
+    code = "uploads_busy"
+    retry_after_s = 2
 
 
 JSON_TOO_DEEP = (
@@ -162,8 +171,9 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ReturnLensError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if isinstance(exc, StoreUnavailable):  # a dependency is down: ask the client to retry
-        headers = {"Retry-After": str(exc.retry_after_s)}
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:  # a dependency is down, or the worker is full: retry later
+        headers = {"Retry-After": str(retry_after)}
     details = exc.details if isinstance(exc.details, dict) else {"info": exc.details}
     return error_response(status, exc.code, exc.message, _jsonable(details), headers)
 
@@ -260,7 +270,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Unsupported image type",
         422: "Invalid field or photo",
         429: "Rate limited",
-        503: "Not ready",
+        503: "Not ready, a dependency down, or busy with other uploads (Retry-After)",
     }
     # 422 always: FastAPI would otherwise document its own validation shape, which this
     # API never sends (validation errors use ErrorBody too).

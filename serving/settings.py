@@ -112,6 +112,12 @@ class Settings(SharedSettings):
     heatmap_cache_mib: int = Field(default=512, ge=0, le=1_048_576)
     heavy_decode_threads: int = Field(default=1, ge=1, le=16)
     upload_concurrency: int = Field(default=8, ge=1, le=256)
+    # Upload admission (serving/api/admission.py): a photo upload reserves its declared
+    # size before its body is read; while the worker holds upload_admission_bytes of
+    # reservations, the next waits (its body left unread), at most upload_admission_wait_s
+    # (then 503 uploads_busy). 0 turns admission off.
+    upload_admission_bytes: int = Field(default=48 * MiB, ge=0)
+    upload_admission_wait_s: float = Field(default=10.0, gt=0, le=3600)
     # A return still waiting for its first photo after this many hours expires and
     # stops counting against its order line (serving/services/limits.py).
     abandoned_after_hours: float = Field(default=72.0, gt=0, le=24 * 365)

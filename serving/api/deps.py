@@ -11,7 +11,7 @@ parser the rate limiter uses too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import anyio
@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from serving.api.admission import UploadAdmission, declared_size
 from serving.auth import Authenticator, Principal
 from serving.credentials import credential_of
 from serving.errors import ServiceUnavailable
@@ -71,6 +72,15 @@ def get_inference_limiter(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
+async def upload_admission(
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+) -> AsyncIterator[None]:
+    """Room for this upload's bytes before its body is read (serving/api/admission.py)."""
+    admission: UploadAdmission = request.app.state.upload_admission
+    async with admission.admit(declared_size(request, settings.max_request_bytes())):
+        yield
+
+
 def get_credential(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -86,6 +96,7 @@ ServiceDep = Annotated[ReturnLensService, Depends(get_service)]
 AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
 CredentialDep = Annotated[str | None, Depends(get_credential)]
 LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_inference_limiter)]
+AdmissionDep = Annotated[None, Depends(upload_admission)]
 
 
 def _role_dependency(*roles: str) -> Callable[[Authenticator, str | None], Principal]:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from serving.api.deps import (
     DOCK_OR_REVIEWER,
+    AdmissionDep,
     DockDep,
     LimiterDep,
     MetricsDep,
@@ -65,7 +66,7 @@ def _required_key(value: str | None) -> str:
     response_model=InspectionOut,
     responses={
         200: {"model": InspectionOut, "description": "Replay of a stored inspection (same key)."},
-        **error_responses(401, 403, 409, 413, 415, 422, 429),
+        **error_responses(401, 403, 409, 413, 415, 422, 429, 503),
     },
     openapi_extra=_FORM,
     summary="Grade an item at the dock and pick its channel",
@@ -78,6 +79,7 @@ async def create_inspection(
     settings: SettingsDep,
     metrics: MetricsDep,
     limiter: LimiterDep,
+    _admitted: AdmissionDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> InspectionOut:
     form = await read_photo_form(

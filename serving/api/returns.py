@@ -21,6 +21,7 @@ from serving.api.deps import (
     PHOTO_READER,
     RETURN_OWNER,
     RETURN_READER,
+    AdmissionDep,
     LimiterDep,
     MetricsDep,
     ServiceDep,
@@ -67,7 +68,7 @@ def create_return(body: CreateReturnIn, svc: ServiceDep) -> CreatedReturnOut:
 @router.post(
     "/returns/{return_id}/photos",
     response_model=UploadOut,
-    responses=error_responses(401, 403, 404, 409, 413, 415, 422, 429),
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422, 429, 503),
     openapi_extra=multipart_body(extra={VIEWS_FIELD: VIEWS_SCHEMA}),
     dependencies=[RETURN_OWNER],  # only the return's shopper uploads
     summary="Upload 1-6 photos of the item and get the decision",
@@ -79,6 +80,7 @@ async def upload_photos(
     settings: SettingsDep,
     metrics: MetricsDep,
     limiter: LimiterDep,
+    _admitted: AdmissionDep,
     idempotency_key: Annotated[
         IdempotencyKey | None,
         Header(
