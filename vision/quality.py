@@ -45,7 +45,7 @@ import numpy as np
 
 from vision import quality_light as light
 from vision.errors import ConfigError
-from vision.quality_mask import framing, item_mask
+from vision.quality_mask import MASK_LONG_SIDE, framing, item_mask
 from vision.quality_mask import working_copy as _resize_long_side
 from vision.types import DecodedPhoto, QualityCheck, QualityReport
 
@@ -161,6 +161,7 @@ def _line_kernel(theta: float, n: int = 9) -> np.ndarray:
 
 _DIRECTIONS = tuple(i * np.pi / 8 for i in range(8))
 _LINE_KERNELS = tuple(_line_kernel(t) for t in _DIRECTIONS)
+_SQUARE = np.ones((3, 3), np.uint8)
 
 
 def sharpness(rgb: np.ndarray) -> float:
@@ -173,35 +174,80 @@ def sharpness(rgb: np.ndarray) -> float:
     wins, because camera shake blurs every edge along the shake direction. Edges seen
     obliquely score lower by cos(angle): an all-axis-aligned crisp box scores ~0.35.
     """
-    gray = cv2.cvtColor(working_copy(rgb), cv2.COLOR_RGB2GRAY)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    lo, hi = _percentiles_u8(gray, (1, 99))
-    min_contrast = max(12.0, 0.1 * (hi - lo))
-    square = np.ones((3, 3), np.uint8)
-    min_level = int(np.ceil(min_contrast))  # contrast is uint8: >= x <=> >= ceil(x)
+    return _gray_sharpness(cv2.cvtColor(working_copy(rgb), cv2.COLOR_RGB2GRAY))
+
+
+# Scratch image sets of _gray_sharpness not in use (~4.7 MB each at 512 x 384): fresh
+# 0.2-0.8 MB arrays, a dozen per photo, cost ~0.7 ms in page faults alone. A set is owned
+# by one call between pop and append (both atomic), and at most _SPARE_MAX are kept, so
+# a burst of request threads does not leave one set per thread behind.
+_SPARE: list[tuple[np.ndarray, ...]] = []
+_SPARE_MAX = 4
+
+
+def _scratch(shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """A spare scratch set of ``shape`` (or a new one). Every image in it is overwritten
+    whole before it is read, so nothing carries over from the photo before."""
+    try:
+        bufs = _SPARE.pop()
+    except IndexError:
+        bufs = ()
+    if not bufs or bufs[0].shape != shape:
+        types = (np.int16,) * 2 + (np.float32,) * 4 + (np.uint8,) * 4
+        bufs = tuple(np.empty(shape, t) for t in types)
+    return bufs
+
+
+def _gray_sharpness(gray: np.ndarray) -> float:
+    """:func:`sharpness` of the grey working copy (taken and given back scratch)."""
+    bufs = _scratch(gray.shape)
+    try:
+        return _sharpness_in(gray, *bufs)
+    finally:
+        if len(_SPARE) < _SPARE_MAX:
+            _SPARE.append(bufs)
+
+
+def _sharpness_in(gray: np.ndarray, *scratch: np.ndarray) -> float:
+    """The measurement itself, every image written into ``scratch``."""
+    dx, dy, gx, gy, deriv, around, contrast, low, peaks, mask = scratch
+    _gradients(gray, dx, dy, gx, gy)  # cv2.Sobel(gray, CV_32F, 1, 0 / 0, 1, scale=1 / 8)
+    lo, hi = light.percentiles_u8(gray, (1, 99))
+    min_level = int(np.ceil(max(12.0, 0.1 * (hi - lo))))  # uint8: >= x <=> >= ceil(x)
     per_direction = []
     for theta, kernel in zip(_DIRECTIONS, _LINE_KERNELS, strict=True):
-        # |cos * gx + sin * gy|; the absolute value in place (numpy's abs is exact and
-        # ~10x cheaper than cv2.absdiff against a scalar, which builds a full array)
-        deriv = cv2.addWeighted(gx, float(np.cos(theta)), gy, float(np.sin(theta)), 0.0)
+        # |cos * gx + sin * gy|; numpy's abs in place is exact and cheaper than cv2's
+        cv2.addWeighted(gx, float(np.cos(theta)), gy, float(np.sin(theta)), 0.0, dst=deriv)
         np.abs(deriv, out=deriv)
-        contrast = cv2.subtract(cv2.dilate(gray, kernel), cv2.erode(gray, kernel))
-        # OpenCV's SIMD compares give 0/255 masks; peaks are sparse (~1%), so the ratio
-        # is computed on their indices only.
-        is_max = cv2.compare(deriv, cv2.dilate(deriv, square), cv2.CMP_GE)
-        positive = cv2.compare(deriv, 0.0, cv2.CMP_GT)  # type: ignore[call-overload]
-        strong = cv2.compare(contrast, min_level, cv2.CMP_GE)  # type: ignore[call-overload]
-        peaks = cv2.bitwise_and(cv2.bitwise_and(is_max, positive), strong)
-        if cv2.countNonZero(peaks) < 20:
+        cv2.dilate(gray, kernel, dst=contrast)
+        cv2.subtract(contrast, cv2.erode(gray, kernel, dst=low), dst=contrast)
+        # peaks: local max with strong contrast, then (on those few) derivative > 0. The
+        # compare gives 0/255, the threshold (uint8: > level - 1 <=> >= level) 0/1, so
+        # peaks is a valid bool array (flatnonzero: half findNonZero's cost, row-major).
+        cv2.compare(deriv, cv2.dilate(deriv, _SQUARE, dst=around), cv2.CMP_GE, dst=peaks)
+        cv2.threshold(contrast, min_level - 1, 1, cv2.THRESH_BINARY, dst=mask)
+        cv2.bitwise_and(peaks, mask, dst=peaks)
+        idx = np.flatnonzero(peaks.view(np.bool_))
+        idx = idx[deriv.ravel()[idx] > 0]
+        if len(idx) < 20:
             continue
-        xy = cv2.findNonZero(peaks).reshape(-1, 2)  # 3x faster than np.flatnonzero here
-        idx = xy[:, 1] * peaks.shape[1] + xy[:, 0]
         c = contrast.ravel()[idx].astype(np.float32)
         # inverted_cdf: the smallest ratio whose cumulative contrast^2 weight reaches 95%
-        ratio = deriv.ravel()[idx] / c
-        per_direction.append(_weighted_p95(ratio, c * c))
+        per_direction.append(_weighted_p95(deriv.ravel()[idx] / c, c * c))
     return min(per_direction, default=0.0)
+
+
+def _gradients(gray: np.ndarray, *out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.Sobel(gray, cv2.CV_32F, 1, 0 | 0, 1, ksize=3, scale=1 / 8)``, bit for bit, at
+    a quarter of the cost: one ``spatialGradient`` pass gives both as int16 (the same
+    kernels and reflect-101 border), and int16 / 8 is exact in float32. ``out``: int16
+    dx, dy and float32 gx, gy to write into."""
+    dx, dy, gx, gy = out or [np.empty(gray.shape, t) for t in (np.int16,) * 2 + (np.float32,) * 2]
+    cv2.spatialGradient(gray, dx, dy)
+    for d, g in ((dx, gx), (dy, gy)):
+        np.copyto(g, d)
+        g *= 0.125
+    return gx, gy
 
 
 def _weighted_p95(values: np.ndarray, weights: np.ndarray) -> float:
@@ -216,17 +262,6 @@ def _weighted_p95(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order[i]])
 
 
-def _percentiles_u8(gray: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
-    """Percentiles of a uint8 image from its histogram (a sort-free np.percentile).
-
-    The histogram comes from ``cv2.calcHist`` (exact integer counts in float32 up to
-    2^24 pixels, far above the 512 px working copy) rather than ``np.bincount``, which
-    first widens every pixel to int64: ~0.1 ms instead of ~1-3 ms per call."""
-    hist = cv2.calcHist([np.ascontiguousarray(gray)], [0], None, [256], [0, 256])
-    cum = np.cumsum(hist.ravel().astype(np.int64))
-    return tuple(float(np.searchsorted(cum, q / 100.0 * cum[-1])) for q in qs)
-
-
 def working_copy(rgb: np.ndarray, long_side: int = WORK_LONG_SIDE) -> np.ndarray:
     """``rgb`` resized so its long side is exactly ``long_side`` (area filter to shrink)."""
     return _resize_long_side(rgb, long_side)
@@ -238,26 +273,34 @@ def _item_region(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def measure(photo: DecodedPhoto) -> QualityMeasures:
-    """All raw measurements for one photo (profile-independent)."""
+    """All raw measurements for one photo (profile-independent).
+
+    Each derived image is made once and handed to every check that reads it: the grey
+    working copy, the brightest channel (brightness and clipping), and the 128 px mask
+    copy (``item_mask`` and ``framing`` would each shrink the 512 px copy again; a copy
+    already at 128 px is used as is). Saturation is only read where something clipped."""
     work = working_copy(photo.rgb)
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-    mask = item_mask(work)
-    frame = framing(mask, work)
-    clip = light.clipped(work, gray)
+    brightest = light.brightest_channel(work)
+    small = _resize_long_side(work, MASK_LONG_SIDE)
+    mask = item_mask(small)
+    frame = framing(mask, small)
+    clip = light.clipped_where(brightest, gray)
     item = _item_region(mask, gray.shape)
     framed = (
         not frame.close_up
         and frame.edge_cut <= _FRAMED_MAX_EDGE_CUT
         and frame.coverage >= _FRAMED_MIN_COVERAGE
     )
-    sat = cv2.cvtColor(work, cv2.COLOR_RGB2HSV)[..., 1]
+    glare = 0.0  # glare_fraction's own answer when nothing clipped
+    if clip.any():
+        sat = light.saturation_where(work, clip)  # where glare_fraction reads it
+        glare = light.glare_fraction(gray, sat, clip, ~item if framed else None)
     return QualityMeasures(
-        sharpness=sharpness(work),
-        brightness=_percentiles_u8(
-            cv2.max(cv2.max(work[..., 0], work[..., 1]), work[..., 2]), (90,)
-        )[0],
+        sharpness=_gray_sharpness(gray),
+        brightness=light.percentiles_u8(brightest, (90,))[0],
         clipped_fraction=light.clipped_fraction(clip, item, framed),
-        glare_fraction=light.glare_fraction(gray, sat, clip, ~item if framed else None),
+        glare_fraction=glare,
         long_side=max(photo.original_width, photo.original_height),
         short_side=min(photo.original_width, photo.original_height),
         coverage=frame.coverage,

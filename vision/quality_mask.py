@@ -62,21 +62,37 @@ def working_copy(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic k-means (init at quantiles of the first principal axis)."""
+    """Deterministic k-means (init at quantiles of the first principal axis). Stops at a
+    fixed point: the same labels twice give the same centres, so nothing could change."""
     mu = x.mean(axis=0)
     _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
     order = np.argsort((x - mu) @ vt[0])
     centres = x[order[((np.arange(k) + 0.5) * len(x) / k).astype(np.int64)]].copy()
     labels = np.zeros(len(x), np.int64)
+    columns = [np.ascontiguousarray(x[:, c, None]) for c in range(x.shape[1])]
+    previous: np.ndarray | None = None  # labels of the last assignment step
     for _ in range(iters):
-        labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
+        # ((x[:, None, :] - centres[None]) ** 2).sum(-1), from x's columns
+        labels = _sum_of_squares(columns, list(centres.T[:, None, :])).argmin(axis=1)
+        if previous is not None and np.array_equal(labels, previous):
+            break  # centres were already computed from these very labels
+        previous = labels
         counts = np.bincount(labels, minlength=k)
-        sums = np.stack(
-            [np.bincount(labels, weights=x[:, c], minlength=k) for c in range(x.shape[1])], axis=1
-        )
+        sums = np.stack([np.bincount(labels, weights=col[:, 0], minlength=k) for col in columns], 1)
         filled = counts > 0  # an empty cluster keeps its centre
         centres[filled] = sums[filled] / counts[filled, None]
     return centres, labels
+
+
+def _sum_of_squares(planes: list[np.ndarray], centre: list[np.ndarray]) -> np.ndarray:
+    """``sum_c (planes[c] - centre[c]) ** 2``, summed left to right: bit for bit numpy's
+    ``((x - centre) ** 2).sum(-1)`` over a short last axis, and the sum of squares inside
+    ``np.linalg.norm(..., axis=-1)`` (both add ``(d0 + d1) + d2``), without the
+    (..., channels) temporary and a reduction along an axis three long (~5x the time)."""
+    total = (planes[0] - centre[0]) ** 2
+    for plane, c in zip(planes[1:], centre[1:], strict=True):
+        total += (plane - c) ** 2
+    return total
 
 
 def item_mask(
@@ -99,18 +115,20 @@ def item_mask(
     small = cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.2)
     lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     h, w = lab.shape[:2]
-    border = np.zeros((h, w), bool)
-    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
-    lab[..., 0] -= _lighting_plane(lab[..., 0], border)
+    border, rows = _ring(h, w, ring)
+    lab[..., 0] -= _lighting_plane(lab[..., 0], border, rows)
     lab *= np.array([0.8, 1.0, 1.0], np.float32)  # lighting varies more than colour
     samples = lab[border].astype(np.float64)
     centres, labels = _kmeans(samples, clusters)
     bg = _background_clusters(centres, labels, merge)
     members = np.isin(labels, bg)
-    spread = np.min(np.linalg.norm(samples[members, None, :] - centres[None, bg], axis=2), axis=1)
+    ring_bg = [samples[members, c, None] for c in range(3)]  # norm(samples - centres[bg])
+    spread = np.sqrt(_sum_of_squares(ring_bg, list(centres[bg].T[:, None, :]))).min(axis=1)
     threshold = max(min_distance, 1.5 * float(np.percentile(spread, 95)))
-    dist = np.min(
-        np.stack([np.linalg.norm(lab - centres[j].astype(np.float32), axis=2) for j in bg]), axis=0
+    planes = list(cv2.split(lab))  # min over bg of norm(lab - centres[j], axis=2), float32
+    dist = functools.reduce(
+        np.minimum,
+        (np.sqrt(_sum_of_squares(planes, list(centres[j].astype(np.float32)))) for j in bg),
     )
     fg = (dist > threshold).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -118,7 +136,7 @@ def item_mask(
     return _fill_holes(_drop_specks(fg, 0.003 * h * w))
 
 
-def _lighting_plane(lightness: np.ndarray, border: np.ndarray) -> np.ndarray:
+def _lighting_plane(lightness: np.ndarray, border: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The light falling across the table: a plane in L* fitted on the border ring,
     zero at the ring's mean. Removing it lets a table lit from one side read as one
     surface instead of a bright and a dark colour, one of them "item" along two sides.
@@ -132,14 +150,15 @@ def _lighting_plane(lightness: np.ndarray, border: np.ndarray) -> np.ndarray:
     the middle of the frame, where the item is.
     """
     design = _plane_design(*lightness.shape)
-    a, b = design[border.ravel()], lightness[border]
+    a, b = rows, lightness[border]  # rows: design[border.ravel()], cached by _ring
     keep = np.ones(len(b), bool)
     coef = np.zeros(3, np.float32)
     for _ in range(3):
         coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0]
         resid = b - a @ coef
-        mad = float(np.median(np.abs(resid[keep] - np.median(resid[keep])))) + 1e-3
-        keep = np.abs(resid - np.median(resid[keep])) <= 2.5 * 1.4826 * mad
+        centre = np.median(resid[keep])  # the same median, taken once
+        mad = float(np.median(np.abs(resid[keep] - centre))) + 1e-3
+        keep = np.abs(resid - centre) <= 2.5 * 1.4826 * mad
     explained = 1.0 - float(resid[keep].var()) / max(float(b[keep].var()), 1e-6)
     weight = float(np.clip((explained - 0.6) / 0.3, 0.0, 1.0))
     plane = (design[:, 1:] @ coef[1:]).reshape(lightness.shape)
@@ -155,6 +174,17 @@ def _plane_design(h: int, w: int) -> np.ndarray:
     design = np.stack([np.ones(h * w, np.float32), xx.ravel() / w - 0.5, yy.ravel() / h - 0.5], 1)
     design.flags.writeable = False
     return design
+
+
+@functools.lru_cache(maxsize=8)
+def _ring(h: int, w: int, ring: int) -> tuple[np.ndarray, np.ndarray]:
+    """The border ring ``ring`` pixels deep (bool mask) and the lighting plane's design
+    rows on it: shape-only, so built once per shape (read-only) like the design."""
+    border = np.zeros((h, w), bool)
+    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    rows = _plane_design(h, w)[border.ravel()]
+    border.flags.writeable = rows.flags.writeable = False
+    return border, rows
 
 
 def _background_clusters(centres: np.ndarray, labels: np.ndarray, merge: float) -> list[int]:
@@ -199,7 +229,11 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
     cleaned of specks; it covers light to dark skin under ordinary indoor light. Used only
     to discount a holding hand at the frame edge, never to find the item.
     """
-    small = cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0)
+    return _skin(cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0))
+
+
+def _skin(small: np.ndarray) -> np.ndarray:
+    """:func:`skin_mask` of the already blurred 128 px copy (shared with ``_Hands``)."""
     ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
     y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
     skin = ((cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 125) & (y >= 45)).astype(np.uint8)
@@ -239,12 +273,12 @@ class _Hands:
     def __init__(self, mask: np.ndarray, rgb: np.ndarray) -> None:
         self.fg = mask > 0
         self.limit = _HAND_MAX_SHARE * max(int(self.fg.sum()), 1)
-        skin = skin_mask(rgb)
+        small = cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0)
+        skin = _skin(small)  # skin_mask(rgb), without blurring the same copy twice
         n, self.skin_parts = cv2.connectedComponents(
             (self.fg & (skin > 0)).astype(np.uint8), connectivity=8
         )
         self.skin_areas = np.bincount(self.skin_parts.ravel(), minlength=n)
-        small = cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0)
         lab = cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
         self.lab = lab * np.array([0.5, 1.0, 1.0], np.float32)  # shading along the arm
 
