@@ -89,8 +89,9 @@ def build_runtime(settings: Settings) -> Runtime:
     from serving.storage.photostore import open_photo_store
     from vision.decode import DecodeLimits, MiB
     from vision.model import OnnxModel
-    from vision.pipeline import Grader, Lanes
+    from vision.pipeline import Grader, Lanes, opencv_on_caller_threads
 
+    opencv_on_caller_threads()
     model_path = settings.resolve_model_path()
     policy = load_policy(settings.policy_path)
     model = OnnxModel(model_path, intra_op_threads=settings.threads_per_worker())

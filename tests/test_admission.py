@@ -1,6 +1,7 @@
 """Upload admission (``serving/api/admission.py``): a photo upload reserves its declared
 size before its body is read, waits while the worker holds its budget, and is answered
-``503 uploads_busy`` with ``Retry-After`` when no room comes in time.
+``503 uploads_busy`` with ``Retry-After`` when no room comes in time. And the service's
+other per-process setting for its request threads: OpenCV without its own pool.
 
 The reservation rules run on a real asyncio loop; the routes run in the real app (its
 lifespan, SQLite, the tiny model). The "body left unread" check calls the app through
@@ -161,3 +162,17 @@ def test_a_waiting_upload_leaves_its_body_unread(busy_shop: Shop) -> None:
     r = asyncio.run(send())
     assert r.status_code == 503 and r.json()["code"] == "uploads_busy"
     assert chunks_read == []  # refused before one byte of the body was asked for
+
+
+def test_the_service_runs_opencv_on_the_threads_that_call_it(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """The request threads and the gate pool are the service's parallelism; OpenCV's own
+    pool would only add hand-offs (``vision.pipeline.opencv_on_caller_threads``)."""
+    import cv2
+
+    cv2.setNumThreads(2)
+    settings = make_settings(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, tiny_model)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert cv2.getNumThreads() == 1

@@ -39,6 +39,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from vision import copydetect
@@ -100,6 +101,19 @@ def decode_for_grading(
     return decode_image(
         data, limits=limits or DecodeLimits(), target_long_side=max(target_long_side, input_size)
     )
+
+
+def opencv_on_caller_threads() -> None:
+    """Run every OpenCV call on the thread that makes it (its own pool off), for a
+    process whose requests and gate pool are already the parallelism (the service).
+
+    With OpenCV's default pool (one thread per core) each resize, blur and colour
+    conversion is split across its workers, and on two busy cores the hand-off costs
+    more CPU than it saves: the gate took 14.1 ms of CPU per 1600 px photo for 10.2 ms of
+    wall time, 9.9 ms of both with one thread (``benchmarks/gate_speed.py --cv-threads``);
+    the copy descriptor 6.3 -> 5.3 ms of CPU. Process-wide; the dock station keeps the
+    default for its single frame loop."""
+    cv2.setNumThreads(1)
 
 
 # Shared by every Grader of the process: the work it takes (gate + hash of one request's
