@@ -1,0 +1,169 @@
+"""CPU per stage of a shopper upload, with many photos of the SKU already stored.
+
+    python -m benchmarks.stage_cpu [--stored 300] [--timed 40]
+
+py-spy (``benchmarks/profile_service.py``) samples a live worker, but it charges a
+thread waiting for the GIL to the code it runs next, and its service starts empty. This
+script runs the real app in one process (``create_app`` with its lifespan, SQLite, the
+shipped model, rate limits off as in the service bench), stores ``--stored`` uploads of
+the bench's 1600 px photos of the shop's one SKU (``benchmarks/harness/inputs.py``) and
+then times ``--timed`` more: each stage's function is wrapped to add the CPU time of the
+thread that runs it (``time.thread_time``: CPU only, not waits). ONNX Runtime's second
+intra-op thread is not on any stage's thread, so inference shows the caller's share.
+Writes ``benchmarks/results/stage_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.common import machine_info, write_json  # noqa: E402
+from benchmarks.harness.inputs import make_factories  # noqa: E402
+from benchmarks.harness.service_section import _reference_jpeg  # noqa: E402
+
+ADMIN = "stage-cpu-admin-key-0123456789abcdef"
+SKU = "STAGE-1"
+
+
+class StageClock:
+    """Thread CPU seconds per stage while ``on``."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+        self.on = False
+        self._lock = threading.Lock()
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        real: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if self.on:
+                    with self._lock:
+                        self.seconds[label] += time.thread_time() - start
+
+        setattr(owner, name, timed)
+
+
+def instrument(clock: StageClock) -> None:
+    import serving.services.facts as facts
+    import serving.services.shopper as shopper
+    import vision.model as model
+    import vision.pipeline as pipeline
+
+    clock.wrap(shopper, "upload_photos", "request thread, whole upload")
+    clock.wrap(shopper, "check_shopper_token", "token check (SQL read)")
+    clock.wrap(facts, "load_upload_context", "context read (SQL)")
+    clock.wrap(facts, "find_copies", "copy verification (search, SQL read, fits, dense)")
+    clock.wrap(facts, "store_upload", "decision write (ORM)")
+    clock.wrap(pipeline.Grader, "_decode", "decode")
+    clock.wrap(pipeline.Grader, "_quality", "quality gate + perceptual hash")
+    clock.wrap(pipeline.Grader, "_copy", "copy descriptor")
+    clock.wrap(model.OnnxModel, "predict_images", "ONNX Runtime (caller's thread)")
+
+
+def _shop(client: Any, n: int) -> list[tuple[str, str]]:
+    """One catalog item with its reference photo, ``n`` orders and a return on each."""
+    admin = {"X-API-Key": ADMIN}
+    ref, category = _reference_jpeg()
+    item = {"sku": SKU, "category": category, "name": "Stage item", "price": 20.0,
+            "reference_photo_base64": base64.b64encode(ref).decode()}  # fmt: skip
+    assert client.put("/v1/admin/catalog", json=[item], headers=admin).status_code == 200
+    delivered = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    rows = [
+        {
+            "order_id": f"S-{i}",
+            "customer_id": f"C-{i}",
+            "customer_email": f"c{i}@example.com",
+            "sku": SKU,
+            "price": 20.0,
+            "delivered_at": delivered,
+        }
+        for i in range(n)
+    ]
+    assert client.put("/v1/admin/orders", json=rows, headers=admin).status_code == 200
+    out = []
+    for row in rows:
+        body = {"order_id": row["order_id"], "email": row["customer_email"], "sku": SKU,
+                "reason": "changed_mind"}  # fmt: skip
+        r = client.post("/v1/returns", json=body)
+        assert r.status_code == 201, r.text
+        out.append((r.json()["return_id"], r.json()["token"]))
+    return out
+
+
+def run(stored: int, timed: int) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    photos = make_factories(False, scenes=stored + timed)["1600px"]
+    clock = StageClock()
+    instrument(clock)
+    root = Path(tempfile.mkdtemp(prefix="stage-cpu-"))
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'stage.db'}", data_dir=root,
+        photo_dir=root / "photos", models_dir=root / "models", admin_key=ADMIN,
+        rate_limit_per_ip=0, rate_limit_per_key=0,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        returns = _shop(client, stored + timed)
+        for k, (return_id, token) in enumerate(returns):
+            if k == stored:
+                clock.on, wall = True, time.perf_counter()
+            files = [("photos", ("p.jpg", photos.make(k), "image/jpeg"))]
+            r = client.post(
+                f"/v1/returns/{return_id}/photos",
+                files=files,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+            if k % 50 == 0:
+                print(f"uploads: {k + 1}/{len(returns)}", file=sys.stderr, flush=True)
+        wall = time.perf_counter() - wall
+    clock.on = False
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "stored_before": stored,
+        "timed_uploads": timed,
+        "wall_ms_per_upload": round(1000 * wall / timed, 1),
+        "cpu_ms_per_upload": {
+            k: round(1000 * v / timed, 2) for k, v in clock.seconds.most_common()
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stored", type=int, default=300)
+    ap.add_argument("--timed", type=int, default=40)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    res = run(args.stored, args.timed)
+    write_json(args.out / "stage_cpu.json", res)
+    print(f"{res['timed_uploads']} uploads after {res['stored_before']} stored, CPU ms each:")
+    for stage, ms in res["cpu_ms_per_upload"].items():
+        print(f"  {stage}: {ms}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
