@@ -62,6 +62,7 @@ class StageClock:
 
 
 def instrument(clock: StageClock) -> None:
+    import serving.services.copy_check as copy_check
     import serving.services.facts as facts
     import serving.services.shopper as shopper
     import vision.model as model
@@ -70,11 +71,10 @@ def instrument(clock: StageClock) -> None:
     clock.wrap(shopper, "upload_photos", "request thread, whole upload")
     clock.wrap(shopper, "check_shopper_token", "token check (SQL read)")
     clock.wrap(facts, "load_upload_context", "context read (SQL)")
-    clock.wrap(facts, "find_copies", "copy verification (search, SQL read, fits, dense)")
+    clock.wrap(copy_check, "check_photo", "copy check (describe, search, read, fits, dense)")
     clock.wrap(facts, "store_upload", "decision write (ORM)")
     clock.wrap(pipeline.Grader, "_decode", "decode")
     clock.wrap(pipeline.Grader, "_quality", "quality gate + perceptual hash")
-    clock.wrap(pipeline.Grader, "_copy", "copy descriptor")
     clock.wrap(model.OnnxModel, "predict_images", "ONNX Runtime (caller's thread)")
 
 

@@ -187,6 +187,21 @@ def test_an_edited_copy_of_another_returns_photo_is_reused(svc: ReturnLensServic
     assert "reused_photo" not in {f.code for f in other.decision.flags}
 
 
+def test_in_a_two_photo_upload_the_flag_names_the_photo_that_is_the_copy(
+    svc: ReturnLensService,
+) -> None:
+    """Each photo is checked on its own task beside the grading
+    (``serving/services/copy_check.py``); the match found for the second photo is
+    reported as the second photo's."""
+    original = scene(seed=5, size=(960, 720))
+    first = shopper.upload_photos(svc, _new_return(svc, "o-1"), [_jpeg(original, 92)])
+    rid = _new_return(svc, "o-2")
+    out = shopper.upload_photos(svc, rid, [_jpeg(scene(seed=6), 92), _edited(original)])
+    ev = _flag(out.decision, "reused_photo").evidence
+    assert ev["photo_id"] == out.photos[1].photo_id
+    assert ev["other_photo_id"] == first.photos[0].photo_id
+
+
 def test_a_copy_of_the_catalog_photo_goes_to_review(svc: ReturnLensService) -> None:
     rid = _new_return(svc, "o-1")
     reference = scene(seed=REFERENCE_SEED, corner="tl")  # mug-01's catalog photo

@@ -219,12 +219,19 @@ class Grader:
         """Decode every upload first, so one bad file refuses the request before any work."""
         return self.grade_decoded([self.decode(data) for data in uploads])
 
-    def grade_decoded(self, photos: Sequence[DecodedPhoto]) -> GradeResult:
+    def grade_decoded(
+        self, photos: Sequence[DecodedPhoto], *, describe: bool = True
+    ) -> GradeResult:
+        """Gate, hash and score ``photos``; with ``describe`` (shopper profile) their
+        copy descriptors too. The service passes False: it describes each photo on its
+        own task beside this one, together with the copy check that reads the
+        descriptor (``serving/services/copy_check.py``)."""
         if not photos:
             raise ValueError("grade needs at least one photo")
+        describe = describe and self.profile == "shopper"
         with self.lanes.inference:
             if self.gate_pool is None:
-                gates = self._gate(photos)
+                gates = self._gate(photos, describe)
                 outputs = self.model.predict_images([p.rgb for p in photos], SERVING_BATCH)
             else:
                 # One task per photo and check, so on a multi-core machine the quality
@@ -233,8 +240,7 @@ class Grader:
                 # of them, not their sum; the CPU spent is the same).
                 quality = [self.gate_pool.submit(self._quality, p) for p in photos]
                 copies = [
-                    self.gate_pool.submit(self._copy, p) if self.profile == "shopper" else None
-                    for p in photos
+                    self.gate_pool.submit(self._copy, p) if describe else None for p in photos
                 ]
                 outputs = self.model.predict_images([p.rgb for p in photos], SERVING_BATCH)
                 gates = [
@@ -249,17 +255,17 @@ class Grader:
         return GradeResult(photos=graded, model_version=card.model_version, card=card)
 
     def _gate(
-        self, photos: Sequence[DecodedPhoto]
+        self, photos: Sequence[DecodedPhoto], describe: bool
     ) -> list[tuple[QualityReport, int, copydetect.CopyDescriptor | None]]:
-        """Quality verdict, perceptual hash and (shopper photos: the reused-photo and
+        """Quality verdict, perceptual hash and (``describe``: the reused-photo and
         catalog-photo checks read it) copy-detection descriptor of each photo."""
-        return [(*self._quality(p), self._copy(p)) for p in photos]
+        return [(*self._quality(p), self._copy(p) if describe else None) for p in photos]
 
     def _quality(self, photo: DecodedPhoto) -> tuple[QualityReport, int]:
         return assess_quality(photo, self.thresholds, profile=self.profile), phash(photo.rgb)
 
-    def _copy(self, photo: DecodedPhoto) -> copydetect.CopyDescriptor | None:
-        return copydetect.describe(photo.rgb) if self.profile == "shopper" else None
+    def _copy(self, photo: DecodedPhoto) -> copydetect.CopyDescriptor:
+        return copydetect.describe(photo.rgb)
 
     def embed(self, photo: DecodedPhoto) -> np.ndarray:
         """Embedding of one photo, e.g. a catalog reference photo."""

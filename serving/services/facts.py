@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from serving.domain_errors import Conflict, Invalid, NotFound
 from serving.policy import CopyMatch, PhotoQuality, ShopperDecision
 from serving.services import decide, lifecycle, limits, outbox, policies, resolutions
-from serving.services.copy_index import verified_copies
 from serving.services.scores import (
     photo_scores_from_json,
     photo_scores_json,
@@ -91,8 +90,8 @@ class UploadFacts(ReturnFacts):
     has_reference: bool  # False: the SKU has no catalog photo (no_reference_photo)
     # distance, other return id, other photo id, the new photo it is nearest to
     reused: tuple[int, str, str, str] | None
-    # Copy detection (filled in by ``find_copies``): the best verified match among other
-    # returns' photos and among the catalog's reference photos.
+    # Copy detection (``serving/services/copy_check.py``): the best verified match among
+    # other returns' photos and among the catalog's reference photos.
     copied: CopyMatch | None = None
     catalog_copy: CopyMatch | None = None
 
@@ -201,36 +200,6 @@ def _nearest_hash(
         if hit is not None and (best is None or hit[0] < best[0]):
             best = (*hit, pid)
     return best
-
-
-def find_copies(svc: ReturnLensService, f: UploadFacts, result: GradeResult) -> UploadFacts:
-    """``f`` with the copy-detection facts: each new photo's nearest stored vectors
-    (other returns' photos, catalog reference photos) verified on their local features,
-    read in one short read transaction."""
-    descriptors = [g.copy for g in result.photos]
-    if not any(d is not None for d in descriptors):
-        return f
-    with svc.db.read() as s:
-        copied, catalog = verified_copies(s, svc.copy_index, descriptors, f.return_id)
-    return replace(
-        f,
-        copied=None
-        if copied is None
-        else CopyMatch(
-            copied.score,
-            f.new_photo_ids[copied.photo_index],
-            copied.other_photo_id,
-            other_return_id=copied.other_return_id,
-        ),
-        catalog_copy=None
-        if catalog is None
-        else CopyMatch(
-            catalog.score,
-            f.new_photo_ids[catalog.photo_index],
-            catalog.other_photo_id,
-            sku=catalog.sku,
-        ),
-    )
 
 
 def copy_match_json(m: CopyMatch | None) -> dict[str, object] | None:

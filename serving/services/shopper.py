@@ -35,12 +35,22 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy.exc import IntegrityError
 
 from serving.credentials import same_secret, secret_hash
 from serving.domain_errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from serving.services import capture, decide, facts, lifecycle, limits, outbox, resolutions
+from serving.services import (
+    capture,
+    copy_check,
+    decide,
+    facts,
+    lifecycle,
+    limits,
+    outbox,
+    resolutions,
+)
 from serving.services.inputs import CreateReturnRequest
 from serving.services.outputs import (
     CreatedReturnOut,
@@ -293,9 +303,13 @@ def _upload(
     _check_duplicates(ctx.known_sha256, sha256)  # from the bytes, before any decode
     decoded = [svc.grader.decode(data) for data in uploads]  # heavy ones: bounded lane
     stored = svc.pool.submit(svc.photos.put_all, decoded, uploads)
-    result = svc.grader.grade_decoded(decoded)
+    copies = copy_check.start(svc, decoded, return_id)  # beside the gate and the model
+    result = svc.grader.grade_decoded(decoded, describe=False)
+    checks = [c.result() for c in copies]
+    result = copy_check.with_descriptors(result, checks)
     f = facts.gather_upload_facts(svc, ctx, result, shown)
-    f = facts.find_copies(svc, f, result)  # candidates' features: one short read
+    copied, catalog_copy = copy_check.best_matches(checks, f.new_photo_ids)
+    f = replace(f, copied=copied, catalog_copy=catalog_copy)
     decision = decide.shopper_decision(
         svc.policy,
         category=f.category,
