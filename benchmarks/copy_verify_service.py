@@ -7,9 +7,7 @@ Each of ``--photos`` distinct rendered photos of the shop's one SKU (the service
 scenes: ``benchmarks/harness/scenes.py``, PNG under ``var/bench-scenes/``) is the query
 once, the others its candidates (stored form). Before: ``verify_query`` on each
 candidate, nearest first, stopping at ``CONCLUSIVE`` (``verified_copies`` until the dense
-budget). After: ``copyverify.best_verified``. Prints ms per query photo, and the ratio-test
-matching alone per candidate with OpenCV's brute-force matcher and with
-``vision.hamming`` (faiss), which the fits use.
+budget). After: ``copyverify.best_verified``. Prints ms per query photo.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision import copydetect, copyverify, hamming
+from vision import copydetect, copyverify
 
 
 def _photos(root: Path, count: int) -> list[np.ndarray]:
@@ -69,40 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best score: {max(max(c.scores) for c in checked):.3f}")
     for name, ms in timings.items():
         print(f"{name}: {np.median(ms):.2f} ms per query (min {min(ms):.2f})")
-    for name, ms_each in _matching_ms(described, stored, args.repeats).items():
-        print(f"ratio-test matching, {name}: {ms_each:.3f} ms per candidate")
     return 0
-
-
-def _matching_ms(
-    described: list[copydetect.CopyDescriptor],
-    stored: list[copydetect.LocalFeatures],
-    repeats: int,
-) -> dict[str, float]:
-    """The two nearest stored descriptors of each query descriptor, every query against
-    every other photo: OpenCV's brute-force matcher (before) and ``vision.hamming`` (the
-    service's, faiss), median ms per candidate over ``repeats`` rounds."""
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    pairs = [
-        (d.local.descriptors, s.descriptors)
-        for k, d in enumerate(described)
-        for j, s in enumerate(stored)
-        if j != k
-    ]
-    ways = {
-        "OpenCV BFMatcher.knnMatch": lambda a, b: matcher.knnMatch(a, b, k=2),
-        "vision.hamming (faiss)": hamming.two_nearest,
-    }
-    out = {}
-    for name, fn in ways.items():
-        rounds = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for a, b in pairs:
-                fn(a, b)
-            rounds.append((time.perf_counter() - t) / len(pairs) * 1000)
-        out[name] = float(np.median(rounds))
-    return out
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision import hamming
 from vision.copydetect import THUMB, CopyDescriptor, LocalFeatures
 from vision.copyframe import padding_mask
 
@@ -65,20 +64,20 @@ CONCLUSIVE = 0.95
 # border); a non-copy of a common SKU used to get up to 24.
 DENSE_BUDGET = 2
 
+_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
+
 
 def transform(a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray | None, int]:
     """The similarity transform (2x3) from ``a``'s frame to ``b``'s that most ratio-tested
     matches agree on, and how many do (None, n when there is none)."""
     if len(a) < 3 or len(b) < 3:
         return None, 0
-    distances, nearest = hamming.two_nearest(a.descriptors, b.descriptors)
-    good = np.flatnonzero(
-        (nearest[:, 1] >= 0) & (distances[:, 0] < RATIO * distances[:, 1].astype(np.float64))
-    )
+    pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < 4:
         return None, 0
-    src = a.points[good]
-    dst = b.points[nearest[good, 0]]
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
     model, inliers = cv2.estimateAffinePartial2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=1000
     )
