@@ -193,7 +193,7 @@ def _ref_measure(photo: DecodedPhoto) -> q.QualityMeasures:
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
     mask = qm.item_mask(work)
     frame = qm.framing(mask, work)
-    clip = light.clipped(work, gray)
+    clip = (work.max(axis=2) >= 250) & (gray >= 200)  # burnt: a channel at 250, luma 200
     item = cv2.resize(mask, gray.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
     framed = not frame.close_up and frame.edge_cut <= 0.03 and frame.coverage >= 0.05
     sat = cv2.cvtColor(work, cv2.COLOR_RGB2HSV)[..., 1]

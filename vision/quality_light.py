@@ -33,12 +33,6 @@ _GLARE_RING_LUMA = 225.0
 _GLARE_MAX_SATURATION = 40
 
 
-def clipped(work: np.ndarray, gray: np.ndarray) -> np.ndarray:
-    """Burnt pixels: bright (luma >= 200) with a channel at >= 250 (white or a washed-out
-    pastel, detail lost); a saturated red mug is not counted."""
-    return clipped_where(brightest_channel(work), gray)
-
-
 def brightest_channel(work: np.ndarray) -> np.ndarray:
     """max(R, G, B) per pixel (HSV value). One split into contiguous planes: OpenCV
     would otherwise copy each strided channel view before comparing."""
@@ -47,8 +41,9 @@ def brightest_channel(work: np.ndarray) -> np.ndarray:
 
 
 def clipped_where(brightest: np.ndarray, gray: np.ndarray) -> np.ndarray:
-    """:func:`clipped` from the brightest channel, which the gate also reads for the
-    brightness check, so it is computed once per photo."""
+    """Burnt pixels: bright (luma >= 200) with a channel at >= 250 (white or a washed-out
+    pastel, detail lost); a saturated red mug is not counted. From the brightest channel,
+    which the gate also reads for the brightness check, so it is made once per photo."""
     return (brightest >= _CLIP_CHANNEL) & (gray >= _CLIP_LUMA)
 
 

@@ -222,18 +222,14 @@ def _fill_holes(fg: np.ndarray) -> np.ndarray:
     return out
 
 
-def skin_mask(rgb: np.ndarray) -> np.ndarray:
-    """Skin-coloured pixels (1), uint8 at 128 px long side.
+def skin_mask(small: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels (1), uint8, of ``small``: the 128 px copy, already blurred
+    (sigma 1; ``_Hands`` blurs it once for this and for the hand's colour).
 
     The classic YCrCb skin box (Cr 135-175, Cb 80-125) with a luma floor, smoothed and
     cleaned of specks; it covers light to dark skin under ordinary indoor light. Used only
     to discount a holding hand at the frame edge, never to find the item.
     """
-    return _skin(cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0))
-
-
-def _skin(small: np.ndarray) -> np.ndarray:
-    """:func:`skin_mask` of the already blurred 128 px copy (shared with ``_Hands``)."""
     ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
     y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
     skin = ((cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 125) & (y >= 45)).astype(np.uint8)
@@ -274,7 +270,7 @@ class _Hands:
         self.fg = mask > 0
         self.limit = _HAND_MAX_SHARE * max(int(self.fg.sum()), 1)
         small = cv2.GaussianBlur(working_copy(rgb, MASK_LONG_SIDE), (0, 0), 1.0)
-        skin = _skin(small)  # skin_mask(rgb), without blurring the same copy twice
+        skin = skin_mask(small)
         n, self.skin_parts = cv2.connectedComponents(
             (self.fg & (skin > 0)).astype(np.uint8), connectivity=8
         )

@@ -7,7 +7,7 @@ vectors, read the candidates' features in one short read transaction and verify 
 idle core it runs while ONNX Runtime and the quality gate work, instead of after them:
 with many stored photos of a popular SKU, verifying 8 candidates costs about as much
 as one inference (``benchmarks/stage_cpu.py``). The request then takes the best match
-of each kind over its photos (``copy_facts``), and stores each photo's descriptor
+of each kind over its photos (``best_matches``), and stores each photo's descriptor
 (``with_descriptors``).
 """
 
@@ -39,7 +39,7 @@ def check_photo(svc: ReturnLensService, photo: DecodedPhoto, return_id: str) -> 
     """Describe one new photo and verify its nearest stored photos of both kinds."""
     descriptor = copydetect.describe(photo.rgb)
     with svc.db.read() as s:
-        shopper, catalog = verified_copies(s, svc.copy_index, [descriptor], return_id)
+        shopper, catalog = verified_copies(s, svc.copy_index, descriptor, return_id)
     return CopyCheck(descriptor, shopper, catalog)
 
 

@@ -132,7 +132,6 @@ def _matrix(blobs: Sequence[bytes]) -> np.ndarray:
 @dataclass(frozen=True)
 class VerifiedCopy:
     score: float  # agreement, 0..1
-    photo_index: int  # which new photo
     other_photo_id: str  # photo id, or the reference photo's digest
     other_return_id: str | None
     sku: str | None
@@ -141,50 +140,39 @@ class VerifiedCopy:
 def verified_copies(
     session: Session,
     index: CopyIndex,
-    descriptors: Sequence[copydetect.CopyDescriptor | None],
+    descriptor: copydetect.CopyDescriptor,
     exclude_return: str,
 ) -> tuple[VerifiedCopy | None, VerifiedCopy | None]:
-    """The best verified match of any new photo among other returns' photos, and among
-    the catalog reference photos (None: no candidate scored above 0). Once one kind has a
-    ``copyverify.CONCLUSIVE`` match, the later photos' candidates of that kind are not
-    verified."""
-    shopper: dict[int, list[Candidate]] = {}
-    refs: dict[int, list[Candidate]] = {}
-    for i, d in enumerate(descriptors):
-        if d is None:
-            continue
-        queries = copydetect.query_vectors(d)
-        shopper[i] = index.candidates(queries, exclude_return)
-        refs[i] = index.reference_candidates(queries)
-    photo_ids = {c.key for cs in shopper.values() for c in cs}
-    skus = {c.key for cs in refs.values() for c in cs}
+    """One new photo's best verified match among other returns' photos, and among the
+    catalog reference photos (None: no candidate scored above 0). The candidates'
+    features are read in one statement per kind; each photo of an upload is checked on
+    its own task (``serving/services/copy_check.py``)."""
+    queries = copydetect.query_vectors(descriptor)
+    shop = index.candidates(queries, exclude_return)
+    refs = index.reference_candidates(queries)
     features: dict[str, bytes] = {}
-    if photo_ids:
-        q = select(Photo.id, Photo.copy_features).where(Photo.id.in_(sorted(photo_ids)))
+    if shop:
+        ids = sorted({c.key for c in shop})
+        q = select(Photo.id, Photo.copy_features).where(Photo.id.in_(ids))
         features = {r[0]: r[1] for r in session.execute(q) if r[1]}
     ref_rows: dict[str, tuple[bytes, str]] = {}
-    if skus:
+    if refs:
         q2 = select(
             CatalogItem.sku, CatalogItem.reference_copy_features, CatalogItem.reference_digest
-        ).where(CatalogItem.sku.in_(sorted(skus)))
+        ).where(CatalogItem.sku.in_(sorted({c.key for c in refs})))
         ref_rows = {r[0]: (r[1], r[2]) for r in session.execute(q2) if r[1] and r[2]}
     best: VerifiedCopy | None = None
+    shop = [c for c in shop if c.key in features]
+    found = _best(descriptor, [features[c.key] for c in shop])
+    if found is not None:
+        c = shop[found[0]]
+        best = VerifiedCopy(found[1], c.key, c.return_id, None)
     best_ref: VerifiedCopy | None = None
-    for i, d in enumerate(descriptors):
-        if d is None:
-            continue
-        if best is None or best.score < copyverify.CONCLUSIVE:
-            shop = [c for c in shopper.get(i, []) if c.key in features]
-            found = _best(d, [features[c.key] for c in shop])
-            if found is not None and (best is None or found[1] > best.score):
-                c = shop[found[0]]
-                best = VerifiedCopy(found[1], i, c.key, c.return_id, None)
-        if best_ref is None or best_ref.score < copyverify.CONCLUSIVE:
-            ref = [c for c in refs.get(i, []) if c.key in ref_rows]
-            found = _best(d, [ref_rows[c.key][0] for c in ref])
-            if found is not None and (best_ref is None or found[1] > best_ref.score):
-                c = ref[found[0]]
-                best_ref = VerifiedCopy(found[1], i, ref_rows[c.key][1], None, c.key)
+    refs = [c for c in refs if c.key in ref_rows]
+    found = _best(descriptor, [ref_rows[c.key][0] for c in refs])
+    if found is not None:
+        c = refs[found[0]]
+        best_ref = VerifiedCopy(found[1], ref_rows[c.key][1], None, c.key)
     return best, best_ref
 
 
