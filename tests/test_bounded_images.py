@@ -148,13 +148,13 @@ def test_six_copies_of_a_pixel_bomb_are_refused_before_any_decode(
 ) -> None:
     svc = _service(shop)
     calls: list[int] = []
-    decode = svc.grader.decode
+    decode = svc.grader._decode  # the decode itself, early (light) or not
 
     def counted(data: bytes) -> Any:
         calls.append(len(data))
         return decode(data)
 
-    monkeypatch.setattr(svc.grader, "decode", counted)
+    monkeypatch.setattr(svc.grader, "_decode", counted)
     rid, token = shop.open_return()
     before = shop.counts()
     # The heaviest legal PNG (36 MP RGBA, ~150 MB to decode) and the issue's 8000 x 8000
@@ -164,13 +164,42 @@ def test_six_copies_of_a_pixel_bomb_are_refused_before_any_decode(
         body = _error(shop.upload(rid, token, *[bomb] * 6), 409, "duplicate_upload")
         assert body["details"] == {"index": 1}
     assert calls == []
-    # A photo this return already has is refused the same way, from its hash.
+    # A photo this return already has is refused the same way, from its hash; a light
+    # one was decoded while the return's context loaded (never graded nor stored).
     photo = blurry()  # asks for a retake: the return stays open
     assert shop.upload(rid, token, photo).json()["decision"]["outcome"] == "retake"
     assert len(calls) == 1
     _error(shop.upload(rid, token, photo), 409, "duplicate_upload")
-    assert len(calls) == 1
+    assert len(calls) == 2
     assert shop.counts()["photos"] == before["photos"] + 1
+
+
+def test_a_decided_return_refuses_before_a_heavy_photo_is_decoded_or_a_bad_file_named(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Light photos are decoded while the return's context loads; a heavy one is not, and
+    an early decode's error waits for the return's own refusal."""
+    svc = _service(shop)
+    calls: list[int] = []
+    decode = svc.grader._decode
+
+    def counted(data: bytes) -> Any:
+        calls.append(len(data))
+        return decode(data)
+
+    monkeypatch.setattr(svc.grader, "_decode", counted)
+    rid, token = shop.open_return("ORD-2", email="bob@example.com")
+    approved = shop.upload(rid, token, jpeg(shop_scene(1))).json()["decision"]["outcome"]
+    assert approved == "approved" and len(calls) == 1
+    before = shop.counts()
+    for photos in ([solid_png(6000, 6000)], [clean(), b"not an image"], [b"\xff\xd8 broken"]):
+        _error(shop.upload(rid, token, *photos), 409, "already_decided")
+    assert len(calls) == 2  # the light photo of the second upload, decoded early
+    assert shop.counts() == before
+    # On an open return the same bad file is named, after the good photo's decode.
+    rid, token = shop.open_return()
+    _error(shop.upload(rid, token, clean(), b"not an image"), 415, "unsupported_media_type")
+    assert shop.counts()["photos"] == before["photos"]
 
 
 def test_a_png_over_its_memory_budget_is_refused_from_the_header(shop: Shop) -> None:

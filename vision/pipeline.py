@@ -205,10 +205,18 @@ class Grader:
     def decode(self, data: bytes) -> DecodedPhoto:
         """``decode_for_grading``; a photo whose header says it is heavy is decoded on the
         heavy lane (refusals the header allows come first, on this thread)."""
+        light = self.decode_if_light(data)
+        if light is not None:
+            return light
+        return self.lanes.heavy.submit(self._decode, data).result()
+
+    def decode_if_light(self, data: bytes) -> DecodedPhoto | None:
+        """``decode`` of a photo whose header says it is light (on this thread); None,
+        and nothing decoded, for a heavy one."""
         header = check_header(data, limits=self.limits, target_long_side=self.decode_target)
         if header.decode_cost(self.decode_target) <= self.lanes.heavy_bytes:
             return self._decode(data)
-        return self.lanes.heavy.submit(self._decode, data).result()
+        return None
 
     def _decode(self, data: bytes) -> DecodedPhoto:
         return decode_for_grading(

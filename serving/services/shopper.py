@@ -4,12 +4,14 @@
 
 1. read the stored context (return, order, history, earlier photos, reused-photo
    hashes, reference embedding) in ONE transaction, on a helper thread while the
-   uploads' sha256 are computed; return-level refusals (unknown or closed return,
-   photo count) come first, then duplicates, refused from the bytes' hash BEFORE any
-   decode (six copies of one pixel bomb cost six hashes, not six decodes);
-2. decode EVERY upload; one bad file refuses the whole request before any grading. A
-   photo whose header says it is heavy (a big PNG) decodes on the process's bounded
-   heavy-decode lane (``vision.pipeline.Lanes``), so it cannot starve other uploads;
+   uploads' sha256 are computed and the light ones decoded; return-level refusals
+   (unknown or closed return, photo count) come first, then duplicates, refused from
+   the bytes' hash: six copies of one pixel bomb cost six hashes, not six decodes (an
+   upload that repeats a file, or a heavy photo, is not decoded early);
+2. decode EVERY upload; one bad file refuses the whole request before any grading (an
+   early decode's error is raised here, after the refusals above). A photo whose
+   header says it is heavy (a big PNG) decodes on the process's bounded heavy-decode
+   lane (``vision.pipeline.Lanes``), so it cannot starve other uploads;
 3. write the photo files (content-addressed, atomic) on a helper thread while the
    photos are graded in one ONNX batch; every photo is encoded before the first file
    is written (``PhotoStore.put_all``), so a photo that cannot be stored leaves no
@@ -35,7 +37,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy.exc import IntegrityError
 
@@ -64,6 +66,7 @@ from serving.services.outputs import (
 from serving.services.service import MAX_PHOTOS_PER_RETURN, OPEN_STATUSES, ReturnLensService
 from serving.storage import repo, search_facts
 from serving.storage.tables import Grading, Return
+from vision.types import DecodedPhoto
 
 
 def create_return(svc: ReturnLensService, req: CreateReturnRequest) -> CreatedReturnOut:
@@ -297,11 +300,17 @@ def _upload(
     now = svc.now()
     pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
     sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]  # while it loads
+    early = _decode_light(svc, uploads, sha256)  # while it loads, too
     ctx = pending.result()
     _check_context(ctx, len(uploads))  # return-level refusals first
     shown = capture.check_views(svc.policy, ctx.category, views, len(uploads))
-    _check_duplicates(ctx.known_sha256, sha256)  # from the bytes, before any decode
-    decoded = [svc.grader.decode(data) for data in uploads]  # heavy ones: bounded lane
+    _check_duplicates(ctx.known_sha256, sha256)  # from the bytes: a heavy one never decoded
+    if early.error is not None:  # a bad file: refused after the checks above, as ever
+        raise early.error
+    decoded = [  # heavy ones: bounded lane
+        p if p is not None else svc.grader.decode(data)
+        for p, data in zip(early.photos, uploads, strict=True)
+    ]
     stored = svc.pool.submit(svc.photos.put_all, decoded, uploads)
     copies = copy_check.start(svc, decoded, return_id)  # beside the gate and the model
     result = svc.grader.grade_decoded(decoded, describe=False)
@@ -351,6 +360,33 @@ def _upload(
     if svc.shadow is not None:  # the challenger, queued off this request (or skipped)
         svc.shadow.submit(out.decision.decision_id)
     return out
+
+
+@dataclass(frozen=True)
+class _EarlyDecode:
+    """The light photos decoded while the return's context loads (None: not yet)."""
+
+    photos: list[DecodedPhoto | None]
+    error: Exception | None = None  # raised only once the context's refusals are checked
+
+
+def _decode_light(svc: ReturnLensService, uploads: list[bytes], sha256: list[str]) -> _EarlyDecode:
+    """Decode the light uploads (``Grader.decode_if_light``) while the context read runs on
+    the helper pool: at 1600 px each takes about as long as that read, which used to be
+    waited for first. A heavy one (a pixel bomb) waits for the refusals that need no
+    decode, and so does every photo of an upload that repeats a file (refused as a
+    duplicate). A photo this return already has costs one light decode before its
+    refusal. The first decode error is kept and raised after the context's checks, so
+    refusals come in the same order as before."""
+    photos: list[DecodedPhoto | None] = [None] * len(uploads)
+    if len(set(sha256)) != len(sha256):
+        return _EarlyDecode(photos)
+    for i, data in enumerate(uploads):
+        try:
+            photos[i] = svc.grader.decode_if_light(data)
+        except Exception as exc:  # re-raised by the caller, after its checks
+            return _EarlyDecode(photos, exc)
+    return _EarlyDecode(photos)
 
 
 def _check_context(ctx: facts.UploadContext, n_new: int) -> None:
