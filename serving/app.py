@@ -26,7 +26,7 @@ from limits.storage import Storage
 
 from serving.api import admin, dock, labels, meta, ops, outbox, returns, review, shadow, staff
 from serving.api import jobs as jobs_api
-from serving.api.admission import UploadAdmission
+from serving.api.admission import UploadAdmission, UploadSlots
 from serving.api.bodylimit import BodyLimitMiddleware
 from serving.api.docs import install_docs
 from serving.api.uploads import keep_photos_in_memory
@@ -269,10 +269,11 @@ def create_app(
             for line in result.lines():
                 log.warning("%s", line)
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-        # Threads for the grading use cases (uploads, inspections, reference photos): the
-        # CPU-heavy steps inside them have their own bounds (vision.pipeline.Lanes), so a
-        # request decoding a pixel bomb does not hold a slot that a normal upload needs.
-        app.state.inference_limiter = anyio.CapacityLimiter(settings.upload_concurrency)
+        # Threads for the grading use cases (uploads, inspections, reference photos): one
+        # set for light requests, one for requests with a heavy photo (UploadSlots).
+        app.state.upload_slots = UploadSlots.of(
+            settings.light_upload_slots(), settings.heavy_upload_concurrency
+        )
         app.state.upload_admission = UploadAdmission(
             settings.upload_admission_bytes, settings.upload_admission_wait_s
         )

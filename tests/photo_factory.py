@@ -51,6 +51,25 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
+def solid_png(
+    width: int, height: int, rgba: tuple[int, int, int, int] = (120, 30, 200, 255)
+) -> bytes:
+    """A real RGBA PNG of one colour, built row by row (the first row raw, the others
+    'Up'-filtered zeros), so a 36-megapixel file costs the test a few MB, not 144."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    z = zlib.compressobj(9)
+    parts = [z.compress(b"\x00" + bytes(rgba) * width)]
+    up = b"\x02" + bytes(4 * width)
+    parts += [z.compress(up) for _ in range(height - 1)]
+    parts.append(z.flush())
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", b"".join(parts))
+        + png_chunk(b"IEND", b"")
+    )
+
+
 def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     """A valid-looking PNG whose IHDR declares ``width`` x ``height`` RGB pixels.
 

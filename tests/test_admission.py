@@ -1,7 +1,9 @@
 """Upload admission (``serving/api/admission.py``): a photo upload reserves its declared
 size before its body is read, waits while the worker holds its budget, and is answered
-``503 uploads_busy`` with ``Retry-After`` when no room comes in time. And the service's
-other per-process setting for its request threads: OpenCV without its own pool.
+``503 uploads_busy`` with ``Retry-After`` when no room comes in time. Then the worker's
+two sets of grading threads (``UploadSlots``): a request with a heavy photo runs on the
+other set than a light one. And the service's other per-process setting for its request
+threads: OpenCV without its own pool.
 
 The reservation rules run on a real asyncio loop; the routes run in the real app (its
 lifespan, SQLite, the tiny model). The "body left unread" check calls the app through
@@ -12,17 +14,22 @@ it, so the test sees whether the upload's body was touched.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
-from serving.api.admission import UploadAdmission, declared_size
+from serving.api.admission import UploadAdmission, UploadSlots, declared_size
 from serving.app import create_app
 from serving.errors import UploadsBusy
+from serving.services import shopper
+from serving.settings import Settings
+from tests.photo_factory import solid_png
 from tests.shop import Shop, jpeg, load_shop, make_settings, scene
 
 
@@ -162,6 +169,47 @@ def test_a_waiting_upload_leaves_its_body_unread(busy_shop: Shop) -> None:
     r = asyncio.run(send())
     assert r.status_code == 503 and r.json()["code"] == "uploads_busy"
     assert chunks_read == []  # refused before one byte of the body was asked for
+
+
+# ------------------------------------------------------------------------ upload slots
+def test_light_slots_default_to_the_workers_cores_and_at_least_two() -> None:
+    cores = os.cpu_count() or 1
+    assert Settings(workers=1).light_upload_slots() == max(2, cores)
+    assert Settings(workers=64).light_upload_slots() == 2
+    assert Settings(upload_concurrency=5).light_upload_slots() == 5
+
+
+def test_a_request_with_a_heavy_photo_runs_on_the_other_slots(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which set's thread an upload runs on, read from inside the upload: a light one
+    borrows a light slot only; one with a photo whose decode needs over 32 MiB (a
+    3000 x 3000 PNG: 36 MB) a heavy slot only, so bombs never hold a light upload's."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'api.db'}",
+        tmp_path,
+        tiny_model,
+        upload_concurrency=3,
+        heavy_upload_concurrency=4,
+    )
+    seen: list[tuple[int, int]] = []
+    real = shopper.upload_photos
+    with TestClient(create_app(settings)) as client:
+        shop = load_shop(client, settings)
+        slots: UploadSlots = client.app.state.upload_slots  # type: ignore[attr-defined]
+        assert (slots.light.total_tokens, slots.heavy.total_tokens) == (3, 4)
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            seen.append((int(slots.light.borrowed_tokens), int(slots.heavy.borrowed_tokens)))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(shopper, "upload_photos", spy)
+        rid, token = shop.open_return()
+        assert shop.upload(rid, token, jpeg(scene(1))).status_code == 200
+        heavy = solid_png(3000, 3000, (128, 128, 128, 255))
+        r = shop.upload(rid, token, jpeg(scene(2)), heavy)
+        assert r.status_code in (200, 409), r.text  # graded, or the return was decided
+    assert seen == [(1, 0), (0, 1)]
 
 
 def test_the_service_runs_opencv_on_the_threads_that_call_it(

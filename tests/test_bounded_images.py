@@ -19,12 +19,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from serving.services import media, shopper
 from serving.services.inputs import CreateReturnRequest
 from serving.services.service import ReturnLensService
 from serving.storage.tables import Photo
-from tests.photo_factory import encode, png_chunk
+from tests.photo_factory import encode, solid_png
 from tests.service_data import blurry, clean, scene
 from tests.shop import Shop, jpeg
 from tests.shop import scene as shop_scene
@@ -47,25 +45,6 @@ from vision.pipeline import Grader, Lanes
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLONG = [(65535, 1), (1, 65535), (65535, 8)]
-
-
-def solid_png(
-    width: int, height: int, rgba: tuple[int, int, int, int] = (120, 30, 200, 255)
-) -> bytes:
-    """A real RGBA PNG of one colour, built row by row (the first row raw, the others
-    'Up'-filtered zeros), so a 36-megapixel file costs the test a few MB, not 144."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    z = zlib.compressobj(9)
-    parts = [z.compress(b"\x00" + bytes(rgba) * width)]
-    up = b"\x02" + bytes(4 * width)
-    parts += [z.compress(up) for _ in range(height - 1)]
-    parts.append(z.flush())
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", b"".join(parts))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def png(width: int, height: int) -> bytes:

@@ -45,7 +45,8 @@ import numpy as np
 from vision import copydetect
 from vision.aggregate import aggregate
 from vision.card import ModelCard
-from vision.decode import DecodeLimits, MiB, check_header, decode_image
+from vision.decode import DecodeLimits, ImageHeader, MiB, check_header, decode_image
+from vision.errors import DecodeError
 from vision.model import SERVING_BATCH, OnnxModel
 from vision.phash import phash
 from vision.quality import PROFILES, QualityThresholds, assess_quality
@@ -214,9 +215,19 @@ class Grader:
         """``decode`` of a photo whose header says it is light (on this thread); None,
         and nothing decoded, for a heavy one."""
         header = check_header(data, limits=self.limits, target_long_side=self.decode_target)
-        if header.decode_cost(self.decode_target) <= self.lanes.heavy_bytes:
-            return self._decode(data)
-        return None
+        return None if self._heavy(header) else self._decode(data)
+
+    def is_heavy(self, data: bytes) -> bool:
+        """Whether ``decode`` would wait for the heavy lane (False for a photo its header
+        already refuses: that refusal decodes nothing)."""
+        try:
+            header = check_header(data, limits=self.limits, target_long_side=self.decode_target)
+        except DecodeError:
+            return False
+        return self._heavy(header)
+
+    def _heavy(self, header: ImageHeader) -> bool:
+        return header.decode_cost(self.decode_target) > self.lanes.heavy_bytes
 
     def _decode(self, data: bytes) -> DecodedPhoto:
         return decode_for_grading(

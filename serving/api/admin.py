@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from serving.api.deps import ADMIN, AdminDep, LimiterDep, ServiceDep, SettingsDep
+from serving.api.deps import ADMIN, AdminDep, ServiceDep, SettingsDep, SlotsDep
 from serving.api.schemas import V1, ApiKeyOut, CatalogItemIn, OrderIn, UpsertOut
 from serving.domain_errors import Invalid
 from serving.errors import error_responses, json_too_deep
@@ -149,7 +149,7 @@ def _photo(value: str, sku: str, limit: int) -> bytes:
     summary="Insert or update catalog items (JSON array or CSV)",
 )
 async def put_catalog(
-    request: Request, who: AdminDep, svc: ServiceDep, settings: SettingsDep, limiter: LimiterDep
+    request: Request, who: AdminDep, svc: ServiceDep, settings: SettingsDep, slots: SlotsDep
 ) -> UpsertOut:
     rows = await _rows(request, CatalogItemIn)
     photos = {
@@ -159,7 +159,7 @@ async def put_catalog(
     }
     count = await anyio.to_thread.run_sync(
         functools.partial(admin.upsert_catalog, svc, rows, photos=photos, actor=who.name),
-        limiter=limiter,
+        limiter=slots.pick(svc.grader, photos.values()),
     )
     return UpsertOut(upserted=count)
 
@@ -181,7 +181,7 @@ async def put_catalog(
     summary="Set one SKU's reference photo (raw image bytes)",
 )
 async def put_reference(
-    sku: str, request: Request, svc: ServiceDep, settings: SettingsDep, limiter: LimiterDep
+    sku: str, request: Request, svc: ServiceDep, settings: SettingsDep, slots: SlotsDep
 ) -> None:
     data = await request.body()
     if len(data) > settings.max_upload_bytes:
@@ -190,6 +190,7 @@ async def put_reference(
         )
     if not data:
         raise Invalid("send the photo bytes as the request body", code="no_photos")
+    limiter = slots.pick(svc.grader, [data])
     await anyio.to_thread.run_sync(admin.set_reference_photo, svc, sku, data, limiter=limiter)
 
 

@@ -25,12 +25,18 @@ upload larger than the whole budget is admitted alone, once nothing else is held
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import anyio
 from starlette.requests import Request
 
 from serving.errors import UploadsBusy
+
+if TYPE_CHECKING:
+    from vision.pipeline import Grader
 
 
 class UploadAdmission:
@@ -93,3 +99,26 @@ def declared_size(request: Request, cap: int) -> int:
     the route's cap, which the body limit enforces either way."""
     value = request.headers.get("content-length", "")
     return min(int(value), cap) if value.isdigit() else cap
+
+
+@dataclass(frozen=True)
+class UploadSlots:
+    """Threads for the grading requests (uploads, inspections, reference photos), in two
+    sets (``Settings.light_upload_slots``, ``heavy_upload_concurrency``).
+
+    On a small box a worker grades fastest with about one request per core: each one
+    beyond that only adds threads taking turns on the same cores (more GIL hand-offs,
+    more photos in memory). But a request with a heavy photo (a 36 MP PNG) spends most of
+    its time waiting for the heavy-decode thread, so it takes a slot of the other set:
+    two clients sending pixel bombs never hold the slots a normal upload needs."""
+
+    light: anyio.CapacityLimiter
+    heavy: anyio.CapacityLimiter
+
+    @classmethod
+    def of(cls, light: int, heavy: int) -> UploadSlots:
+        return cls(anyio.CapacityLimiter(light), anyio.CapacityLimiter(heavy))
+
+    def pick(self, grader: Grader, photos: Iterable[bytes]) -> anyio.CapacityLimiter:
+        """The set for a request with ``photos`` (read from their headers only)."""
+        return self.heavy if any(grader.is_heavy(p) for p in photos) else self.light

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.api.admission import UploadAdmission, declared_size
+from serving.api.admission import UploadAdmission, UploadSlots, declared_size
 from serving.auth import Authenticator, Principal
 from serving.credentials import credential_of
 from serving.errors import ServiceUnavailable
@@ -67,9 +66,9 @@ def get_authenticator(
     return auth
 
 
-def get_inference_limiter(request: Request) -> anyio.CapacityLimiter:
-    limiter: anyio.CapacityLimiter = request.app.state.inference_limiter
-    return limiter
+def get_upload_slots(request: Request) -> UploadSlots:
+    slots: UploadSlots = request.app.state.upload_slots
+    return slots
 
 
 async def upload_admission(
@@ -95,7 +94,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ServiceDep = Annotated[ReturnLensService, Depends(get_service)]
 AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
 CredentialDep = Annotated[str | None, Depends(get_credential)]
-LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_inference_limiter)]
+SlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 AdmissionDep = Annotated[None, Depends(upload_admission)]
 
 

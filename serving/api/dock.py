@@ -17,10 +17,10 @@ from serving.api.deps import (
     DOCK_OR_REVIEWER,
     AdmissionDep,
     DockDep,
-    LimiterDep,
     MetricsDep,
     ServiceDep,
     SettingsDep,
+    SlotsDep,
 )
 from serving.api.schemas import V1
 from serving.api.uploads import multipart_body, read_photo_form
@@ -78,7 +78,7 @@ async def create_inspection(
     svc: ServiceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    limiter: LimiterDep,
+    slots: SlotsDep,
     _admitted: AdmissionDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> InspectionOut:
@@ -91,6 +91,7 @@ async def create_inspection(
         idempotency_key=_required_key(idempotency_key or form.fields.get("idempotency_key")),
         station_id=form.fields.get("station_id") or who.name,
     )
+    limiter = slots.pick(svc.dock_grader, req.photos)
     out = await anyio.to_thread.run_sync(dock.inspect, svc, req, limiter=limiter)
     if out.replayed:
         response.status_code = 200

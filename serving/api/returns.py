@@ -4,9 +4,10 @@ Creating a return is public but needs the order's customer email as well as the 
 id, and answers an unknown order and a wrong email alike (404 ``unknown_order``), so
 order ids cannot be probed. The answer carries the shopper token: it opens this one
 return and nothing else. Uploads run decode + inference in a worker thread (one batch
-per request, bounded by the process's inference limiter), never on the event loop. An
-upload may carry an ``Idempotency-Key``: its retry (after a client timeout) is answered
-with the stored result instead of a 409 (``shopper.upload_photos``).
+per request, bounded by the worker's upload slots: ``serving.api.admission.UploadSlots``),
+never on the event loop. An upload may carry an ``Idempotency-Key``: its retry (after a
+client timeout) is answered with the stored result instead of a 409
+(``shopper.upload_photos``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from serving.api.deps import (
     RETURN_OWNER,
     RETURN_READER,
     AdmissionDep,
-    LimiterDep,
     MetricsDep,
     ServiceDep,
     SettingsDep,
+    SlotsDep,
 )
 from serving.api.schemas import V1, CreateReturnIn
 from serving.api.uploads import multipart_body, read_photo_form
@@ -79,7 +80,7 @@ async def upload_photos(
     svc: ServiceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    limiter: LimiterDep,
+    slots: SlotsDep,
     _admitted: AdmissionDep,
     idempotency_key: Annotated[
         IdempotencyKey | None,
@@ -99,7 +100,7 @@ async def upload_photos(
             idempotency_key=idempotency_key,
             views=form.lists[VIEWS_FIELD],
         ),
-        limiter=limiter,
+        limiter=slots.pick(svc.grader, form.photos),
     )
     if result.replayed:  # counted when it was decided
         return result

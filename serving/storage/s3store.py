@@ -139,7 +139,11 @@ class S3PhotoStore(CleanPuts):
             connect_timeout_s=settings.s3_connect_timeout_s,
             read_timeout_s=settings.s3_read_timeout_s,
             max_attempts=settings.s3_max_attempts,
-            max_connections=max(10, settings.upload_concurrency * settings.max_photos),
+            max_connections=max(
+                10,
+                (settings.light_upload_slots() + settings.heavy_upload_concurrency)
+                * settings.max_photos,
+            ),
         )
 
     def describe(self) -> str:
