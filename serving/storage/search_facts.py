@@ -13,35 +13,54 @@ Migration 0011 backfills existing rows with the same rules in SQL.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from serving.storage.tables import CatalogItem, Decision, Inspection, OrderLine, Return, ReturnFlag
 
 
-def refresh(s: Session, ret: Return) -> None:
-    """Recompute ``ret``'s search facts from its order line, item, latest decision and
-    latest inspection (flushes first, so rows added in this transaction count)."""
-    s.flush()
-    ret.price = s.scalar(
-        select(OrderLine.price).where(OrderLine.order_id == ret.order_id, OrderLine.sku == ret.sku)
-    )
-    ret.category = s.scalar(select(CatalogItem.category).where(CatalogItem.sku == ret.sku))
-    latest = s.scalars(
-        select(Decision)
-        .where(Decision.return_id == ret.id)
+def _facts_statement() -> Any:
+    """Every source fact of one return in one statement (a scalar subquery each), built
+    once: this runs in the transaction of every shopper decision, where four separate
+    reads (and the whole latest decision row) cost about a millisecond more."""
+    rid: Any = bindparam("rid")
+    oid: Any = bindparam("oid")
+    sku: Any = bindparam("sku")
+    latest = (
+        select(Decision.outcome)
+        .where(Decision.return_id == rid)
         .order_by(Decision.sequence.desc())
         .limit(1)
-    ).first()
-    ret.latest_outcome = latest.outcome if latest is not None else None
-    ret.latest_grade = latest.grade if latest is not None else None
-    ret.latest_channel = s.scalar(
+    )
+    return select(
+        select(OrderLine.price)
+        .where(OrderLine.order_id == oid, OrderLine.sku == sku)
+        .scalar_subquery(),
+        select(CatalogItem.category).where(CatalogItem.sku == sku).scalar_subquery(),
+        latest.scalar_subquery(),
+        latest.with_only_columns(Decision.grade).scalar_subquery(),
+        latest.with_only_columns(Decision.flags).scalar_subquery(),
         select(Inspection.channel)
-        .where(Inspection.return_id == ret.id)
+        .where(Inspection.return_id == rid)
         .order_by(Inspection.created_at.desc(), Inspection.id.desc())
         .limit(1)
+        .scalar_subquery(),
     )
-    codes = sorted({str(f["code"]) for f in (latest.flags if latest is not None else [])})
+
+
+_FACTS = _facts_statement()
+
+
+def refresh(s: Session, ret: Return) -> None:
+    """Recompute ``ret``'s search facts from its order line, item, latest decision and
+    latest inspection (the read flushes first, so rows added in this transaction count)."""
+    row = s.execute(_FACTS, {"rid": ret.id, "oid": ret.order_id, "sku": ret.sku}).one()
+    price, category, outcome, grade, flags, channel = row
+    ret.price, ret.category, ret.latest_channel = price, category, channel
+    ret.latest_outcome, ret.latest_grade = outcome, grade
+    codes = sorted({str(f["code"]) for f in (flags or [])})
     s.execute(delete(ReturnFlag).where(ReturnFlag.return_id == ret.id))
     s.add_all(ReturnFlag(return_id=ret.id, code=code) for code in codes)
 
