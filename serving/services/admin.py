@@ -20,6 +20,7 @@ from serving.services import keys
 from serving.services.familiarity import unfamiliarity_status
 from serving.services.inputs import ApiKeyRequest, CatalogRow, OrderRow
 from serving.services.records import ApiKeyInfoOut, ModelInfoOut
+from serving.services.scores import rounded_list
 from serving.services.service import ReturnLensService
 from serving.storage import repo
 from serving.storage.gc import drop_if_unreferenced
@@ -41,7 +42,7 @@ def _point_reference(
     at before when that one is now superseded, else None."""
     old = row.reference_digest
     row.reference_digest = digest
-    row.reference_embedding = [round(float(v), 6) for v in embedding]
+    row.reference_embedding = rounded_list(embedding)
     row.reference_model_version = version
     row.reference_copy_vector = copydetect.vector_to_bytes(copy.vector)
     row.reference_copy_features = copy.local.to_bytes()

@@ -35,7 +35,7 @@ from serving.services import decide, lifecycle, outbox, policies, resolutions
 from serving.services.facts import photo_row, reference_embedding
 from serving.services.inputs import InspectionRequest
 from serving.services.records import InspectionOut
-from serving.services.scores import probs_dict
+from serving.services.scores import probs_dict, rounded_list
 from serving.services.service import MAX_PHOTOS_PER_INSPECTION, ReturnLensService
 from serving.storage import repo, search_facts
 from serving.storage.tables import Grading, Inspection, Photo, Return
@@ -321,9 +321,7 @@ def _store(
             confidence=row.confidence,
             grade_probs=row.grade_probs,
             damage_probs=row.damage_probs,
-            embedding=None
-            if result.item is None
-            else [round(float(v), 6) for v in result.item.embedding],
+            embedding=None if result.item is None else rounded_list(result.item.embedding),
             photo_ids=ids,
             usable_photo_ids=usable,
             created_at=now,

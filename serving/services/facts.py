@@ -24,6 +24,7 @@ from serving.services.scores import (
     photo_scores_json,
     policy_scores,
     probs_dict,
+    rounded_list,
 )
 from serving.services.service import OPEN_STATUSES, ReturnLensService
 from serving.storage import repo, search_facts
@@ -271,7 +272,7 @@ def store_upload(
         confidence=item.confidence if item else None,
         grade_probs=probs_dict(card.grade_labels, item.grade_probs) if item else {},
         damage_probs=probs_dict(card.damage_labels, item.damage_probs) if item else {},
-        embedding=[round(float(v), 6) for v in item.embedding] if item else None,
+        embedding=rounded_list(item.embedding) if item else None,
         photo_ids=list(f.new_photo_ids),
         usable_photo_ids=[
             *f.earlier_usable_ids,
