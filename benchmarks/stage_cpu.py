@@ -76,6 +76,15 @@ def instrument(clock: StageClock) -> None:
     clock.wrap(pipeline.Grader, "_decode", "decode")
     clock.wrap(pipeline.Grader, "_quality", "quality gate + perceptual hash")
     clock.wrap(model.OnnxModel, "predict_images", "ONNX Runtime (caller's thread)")
+    # Parts of the stages above (their time is in the stage's too).
+    import serving.storage.search_facts as search_facts
+    import vision.copydetect as copydetect
+    import vision.copyverify as copyverify
+
+    clock.wrap(copydetect, "describe", "  of the copy check: describing the photo")
+    clock.wrap(copyverify, "transform", "  of the copy check: keypoint fits")
+    clock.wrap(copyverify, "agreement", "  of the copy check: dense checks")
+    clock.wrap(search_facts, "refresh", "  of the write: search facts")
 
 
 def _shop(client: Any, n: int) -> list[tuple[str, str]]:

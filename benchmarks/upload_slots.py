@@ -1,0 +1,99 @@
+"""Light upload slots against throughput: 1600 px uploads from 16 clients at once.
+
+    python -m benchmarks.upload_slots [--slots 8 2] [--rounds 2] [--requests 96]
+
+For each ``RETURNLENS_UPLOAD_CONCURRENCY`` value (how many requests with light photos one
+worker grades at once; ``serving.api.admission.UploadSlots``) a fresh ``returnlens serve
+--seed-demo`` (the service bench's ``LiveService``: one worker, SQLite, the shipped
+model) takes 30 one-photo uploads at c1 (which also stores photos of the SKU for the copy
+check, as the bench does), then ``--requests`` one-photo uploads from 16 clients at once
+(the bench's 1600 px photos, ``benchmarks/harness/inputs.py``). The values alternate for
+``--rounds`` rounds, so a busy moment of the machine does not land on one value only.
+Writes ``benchmarks/results/upload_slots.json`` and prints one line per service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.common import machine_info, write_json  # noqa: E402
+from benchmarks.harness.inputs import make_factories  # noqa: E402
+from benchmarks.harness.service_load import LiveService, Shop, run_cell  # noqa: E402
+from benchmarks.harness.service_section import _reference_jpeg  # noqa: E402
+
+MODEL = ROOT / "serving" / "models" / "returnlens-default.onnx"
+WARM = 30
+
+
+class SlotsService(LiveService):
+    """The bench's live service with one light-slot count."""
+
+    def __init__(self, model: Path, workdir: Path, slots: int) -> None:
+        super().__init__(model, workdir)
+        self.slots = slots
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "RETURNLENS_UPLOAD_CONCURRENCY": str(self.slots)}
+
+
+def one(slots: int, requests: int) -> dict[str, Any]:
+    factory = make_factories(False)["1600px"]
+    svc = SlotsService(MODEL, Path(tempfile.mkdtemp(prefix="upload-slots-")), slots).start()
+    try:
+        ref, category = _reference_jpeg()
+        shop = Shop(svc, ref, category)
+        warm = list(zip(shop.returns(WARM), [[factory.make(i)] for i in range(WARM)], strict=True))
+        run_cell(svc.url, warm, 1, server_pid=svc.pid)
+        photos = [[factory.make(WARM + i)] for i in range(requests)]
+        jobs = list(zip(shop.returns(requests), photos, strict=True))
+        svc.reset_peak()
+        cell = run_cell(svc.url, jobs, 16, server_pid=svc.pid)
+        shop.close()
+        return {
+            "slots": slots,
+            "photos_per_s": cell["photos_per_s"],
+            "server_cpu_ms_per_photo": cell["server_cpu_ms_per_photo"],
+            "request_ms_p50": cell["request_ms"].get("p50"),
+            "outcomes": dict(cell["outcomes"]),
+            "errors": cell["errors"],
+            "worker_peak_rss_mib": svc.memory().get("vmhwm_mib"),
+        }
+    finally:
+        svc.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--slots", type=int, nargs="+", default=[8, 2])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--requests", type=int, default=96)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    start = machine_info()
+    runs = []
+    for _ in range(args.rounds):
+        for slots in args.slots:
+            r = one(slots, args.requests)
+            runs.append(r)
+            print(
+                f"{slots} light slots: {r['photos_per_s']} photos/s, "
+                f"{r['server_cpu_ms_per_photo']} ms CPU/photo, p50 {r['request_ms_p50']} ms, "
+                f"peak {r['worker_peak_rss_mib']} MiB, outcomes {r['outcomes']}",
+                flush=True,
+            )
+    write_json(
+        args.out / "upload_slots.json",
+        {"machine": start, "kind": "1600px", "clients": 16, "warm_uploads": WARM, "runs": runs},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
