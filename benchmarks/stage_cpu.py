@@ -1,16 +1,17 @@
 """CPU per stage of a shopper upload, with many photos of the SKU already stored.
 
-    python -m benchmarks.stage_cpu [--stored 300] [--timed 40]
+    python -m benchmarks.stage_cpu [--stored 300] [--timed 40] [--kind 1600px]
 
 py-spy (``benchmarks/profile_service.py``) samples a live worker, but it charges a
 thread waiting for the GIL to the code it runs next, and its service starts empty. This
 script runs the real app in one process (``create_app`` with its lifespan, SQLite, the
 shipped model, rate limits off as in the service bench), stores ``--stored`` uploads of
-the bench's 1600 px photos of the shop's one SKU (``benchmarks/harness/inputs.py``) and
-then times ``--timed`` more: each stage's function is wrapped to add the CPU time of the
-thread that runs it (``time.thread_time``: CPU only, not waits). ONNX Runtime's second
-intra-op thread is not on any stage's thread, so inference shows the caller's share.
-Writes ``benchmarks/results/stage_cpu.json``.
+the bench's 1600 px (``--kind 12mp``: 12 MP) photos of the shop's one SKU
+(``benchmarks/harness/inputs.py``) and then times ``--timed`` more: each stage's function
+is wrapped to add the CPU time of the thread that runs it (``time.thread_time``: CPU
+only, not waits). ONNX Runtime's second intra-op thread is not on any stage's thread, so
+inference shows the caller's share. Writes ``benchmarks/results/stage_cpu.json``
+(``stage_cpu_12mp.json``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def instrument(clock: StageClock) -> None:
     clock.wrap(copyverify, "transform", "  of the copy check: keypoint fits")
     clock.wrap(copyverify, "agreement", "  of the copy check: dense checks")
     clock.wrap(search_facts, "refresh", "  of the write: search facts")
+    clock.wrap(pipeline, "phash", "  of the gate: perceptual hash")
+    import serving.storage.photostore as photostore
+
+    clock.wrap(photostore.CleanPuts, "put_all", "photo store (metadata stripped, written)")
 
 
 def _shop(client: Any, n: int) -> list[tuple[str, str]]:
@@ -117,14 +122,14 @@ def _shop(client: Any, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def run(stored: int, timed: int) -> dict[str, Any]:
+def run(stored: int, timed: int, kind: str = "1600px") -> dict[str, Any]:
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
     from serving.app import create_app
     from serving.settings import Settings
 
-    photos = make_factories(False, scenes=stored + timed)["1600px"]
+    photos = make_factories(False, scenes=stored + timed)[kind]
     clock = StageClock()
     instrument(clock)
     root = Path(tempfile.mkdtemp(prefix="stage-cpu-"))
@@ -152,6 +157,7 @@ def run(stored: int, timed: int) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "kind": kind,
         "stored_before": stored,
         "timed_uploads": timed,
         "wall_ms_per_upload": round(1000 * wall / timed, 1),
@@ -166,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stored", type=int, default=300)
     ap.add_argument("--timed", type=int, default=40)
+    ap.add_argument("--kind", choices=("1600px", "12mp"), default="1600px")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    res = run(args.stored, args.timed)
-    write_json(args.out / "stage_cpu.json", res)
+    res = run(args.stored, args.timed, args.kind)
+    name = "stage_cpu.json" if args.kind == "1600px" else f"stage_cpu_{args.kind}.json"
+    write_json(args.out / name, res)
     print(f"{res['timed_uploads']} uploads after {res['stored_before']} stored, CPU ms each:")
     for stage, ms in res["cpu_ms_per_upload"].items():
         print(f"  {stage}: {ms}")
