@@ -218,6 +218,10 @@ def run_service(
             "workers": 1,
             "ort_intra_op_threads": threads,
             "gate_pool_threads": _GATE_POOL._max_workers,
+            # The served worker's (its environment has no RETURNLENS_ overrides):
+            # serving.api.admission.UploadSlots.
+            "upload_slots_light": Settings(upload_concurrency=None, workers=1).light_upload_slots(),
+            "upload_slots_heavy": Settings.model_fields["heavy_upload_concurrency"].default,
             "malloc_arena_max": MALLOC_ARENAS,
             "minimal_service": "FastAPI + uvicorn, 1 worker, decode + ONNX only, same threads",
         },
