@@ -298,9 +298,11 @@ def _upload(
 ) -> UploadOut:
     _check_count(0, len(uploads))  # the request alone, before touching the database
     now = svc.now()
+    # The hashes first: each gives the GIL back, and once the context read below runs
+    # Python on a helper thread, taking it again can wait for that thread's turn to end.
+    sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]
     pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
-    sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]  # while it loads
-    early = _decode_light(svc, uploads, sha256)  # while it loads, too
+    early = _decode_light(svc, uploads, sha256)  # while it loads
     ctx = pending.result()
     _check_context(ctx, len(uploads))  # return-level refusals first
     shown = capture.check_views(svc.policy, ctx.category, views, len(uploads))
