@@ -10,7 +10,9 @@ the bench's 1600 px (``--kind 12mp``: 12 MP) photos of the shop's one SKU
 (``benchmarks/harness/inputs.py``) and then times ``--timed`` more: each stage's function
 is wrapped to add the CPU time of the thread that runs it (``time.thread_time``: CPU
 only, not waits). ONNX Runtime's second intra-op thread is not on any stage's thread, so
-inference shows the caller's share. Writes ``benchmarks/results/stage_cpu.json``
+inference shows the caller's share. Each stage's wall-clock span is kept too: the
+timeline (median start and end of each stage, from the upload's start) shows the
+request's critical path. Writes ``benchmarks/results/stage_cpu.json``
 (``stage_cpu_12mp.json``).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import statistics
 import sys
 import tempfile
 import threading
@@ -38,11 +41,15 @@ ADMIN = "stage-cpu-admin-key-0123456789abcdef"
 SKU = "STAGE-1"
 
 
+WHOLE = "request thread, whole upload"
+
+
 class StageClock:
-    """Thread CPU seconds per stage while ``on``."""
+    """Thread CPU seconds per stage while ``on``, and each call's wall-clock span."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.spans: list[tuple[str, float, float]] = []  # label, start, end (perf_counter)
         self.on = False
         self._lock = threading.Lock()
 
@@ -50,7 +57,7 @@ class StageClock:
         real: Callable[..., Any] = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.thread_time()
+            start, wall = time.thread_time(), time.perf_counter()
             try:
                 return real(*args, **kwargs)
             finally:
@@ -58,8 +65,32 @@ class StageClock:
                     with self._lock:
                         spent = time.thread_time() - start
                         self.seconds[label] = self.seconds.get(label, 0.0) + spent
+                        self.spans.append((label, wall, time.perf_counter()))
 
         setattr(owner, name, timed)
+
+    def timeline(self) -> dict[str, dict[str, float]]:
+        """Median start and end (ms from the upload's start) of each stage inside the
+        uploads: when the work of a stage begins and ends on the request's critical
+        path. A stage called several times in one upload spans its first start to its
+        last end."""
+        offsets: dict[str, list[tuple[float, float]]] = {}
+        for _, up_start, up_end in (sp for sp in self.spans if sp[0] == WHOLE):
+            inside: dict[str, tuple[float, float]] = {}
+            for label, start, end in self.spans:
+                if label != WHOLE and up_start <= start <= up_end:
+                    first, last = inside.get(label, (start, end))
+                    inside[label] = (min(first, start), max(last, end))
+            for label, (start, end) in inside.items():
+                offsets.setdefault(label, []).append((start - up_start, end - up_start))
+        medians = {
+            label: {
+                "start_ms_p50": round(1000 * statistics.median(s for s, _ in pairs), 1),
+                "end_ms_p50": round(1000 * statistics.median(e for _, e in pairs), 1),
+            }
+            for label, pairs in offsets.items()
+        }
+        return dict(sorted(medians.items(), key=lambda kv: kv[1]["start_ms_p50"]))
 
 
 def instrument(clock: StageClock) -> None:
@@ -69,7 +100,7 @@ def instrument(clock: StageClock) -> None:
     import vision.model as model
     import vision.pipeline as pipeline
 
-    clock.wrap(shopper, "upload_photos", "request thread, whole upload")
+    clock.wrap(shopper, "upload_photos", WHOLE)
     clock.wrap(shopper, "check_shopper_token", "token check (SQL read)")
     clock.wrap(facts, "load_upload_context", "context read (SQL)")
     clock.wrap(copy_check, "check_photo", "copy check (describe, search, read, fits, dense)")
@@ -165,6 +196,7 @@ def run(stored: int, timed: int, kind: str = "1600px") -> dict[str, Any]:
             k: round(1000 * v / timed, 2)
             for k, v in sorted(clock.seconds.items(), key=lambda kv: -kv[1])
         },
+        "timeline_ms": clock.timeline(),
     }
 
 
@@ -181,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{res['timed_uploads']} uploads after {res['stored_before']} stored, CPU ms each:")
     for stage, ms in res["cpu_ms_per_upload"].items():
         print(f"  {stage}: {ms}")
+    print("median start -> end, ms from the upload's start:")
+    for stage, t in res["timeline_ms"].items():
+        print(f"  {stage}: {t['start_ms_p50']} -> {t['end_ms_p50']}")
     return 0
 
 

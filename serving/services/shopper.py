@@ -313,8 +313,9 @@ def _upload(
         p if p is not None else svc.grader.decode(data)
         for p, data in zip(early.photos, uploads, strict=True)
     ]
-    stored = svc.pool.submit(svc.photos.put_all, decoded, uploads)
+    # The copy check first: the longest task of the upload, it ends the parallel part.
     copies = copy_check.start(svc, decoded, return_id)  # beside the gate and the model
+    stored = svc.pool.submit(svc.photos.put_all, decoded, uploads)
     result = svc.grader.grade_decoded(decoded, describe=False)
     checks = [c.result() for c in copies]
     result = copy_check.with_descriptors(result, checks)
