@@ -31,21 +31,11 @@ MiB = 1024 * 1024
 MODEL = ROOT / "serving" / "models" / "returnlens-default.onnx"
 
 
-class BudgetService(LiveService):
-    """The bench's live service with one admission budget."""
-
-    def __init__(self, model: Path, workdir: Path, budget_bytes: int) -> None:
-        super().__init__(model, workdir)
-        self.budget_bytes = budget_bytes
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "RETURNLENS_UPLOAD_ADMISSION_BYTES": str(self.budget_bytes)}
-
-
 def one_budget(budget_mib: int, requests: int, photos: Any) -> dict[str, Any]:
     """Warm-up, then the c16 cell of 4-photo requests; peak RSS and photos/s."""
     workdir = Path(tempfile.mkdtemp(prefix=f"admission-{budget_mib}-"))
-    svc = BudgetService(MODEL, workdir, budget_mib * MiB).start()
+    budget = {"RETURNLENS_UPLOAD_ADMISSION_BYTES": str(budget_mib * MiB)}
+    svc = LiveService(MODEL, workdir, settings=budget).start()
     try:
         shop = Shop(svc, *_reference_jpeg())
         warm = [photos.batch(4 * i, 4) for i in range(4)]

@@ -33,20 +33,11 @@ MODEL = ROOT / "serving" / "models" / "returnlens-default.onnx"
 WARM = 30
 
 
-class SlotsService(LiveService):
-    """The bench's live service with one light-slot count."""
-
-    def __init__(self, model: Path, workdir: Path, slots: int) -> None:
-        super().__init__(model, workdir)
-        self.slots = slots
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "RETURNLENS_UPLOAD_CONCURRENCY": str(self.slots)}
-
-
 def one(slots: int, requests: int) -> dict[str, Any]:
     factory = make_factories(False)["1600px"]
-    svc = SlotsService(MODEL, Path(tempfile.mkdtemp(prefix="upload-slots-")), slots).start()
+    workdir = Path(tempfile.mkdtemp(prefix="upload-slots-"))
+    settings = {"RETURNLENS_UPLOAD_CONCURRENCY": str(slots)}
+    svc = LiveService(MODEL, workdir, settings=settings).start()
     try:
         ref, category = _reference_jpeg()
         shop = Shop(svc, ref, category)

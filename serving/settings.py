@@ -236,20 +236,21 @@ class Settings(SharedSettings):
             raise ValueError("webhook_url needs webhook_secret (the signing key)")
         return self
 
+    def cores_per_worker(self) -> int:
+        """This machine's cores shared among the ``workers`` processes (0 when fewer)."""
+        return (os.cpu_count() or 1) // self.workers
+
     def threads_per_worker(self) -> int:
         """ONNX Runtime threads so that ``workers`` processes do not oversubscribe cores."""
-        if self.ort_threads:
-            return self.ort_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return self.ort_threads or max(1, self.cores_per_worker())
 
     def light_upload_slots(self) -> int:
         """Grading requests with light photos only, at once, per worker: one per core the
         worker has (at least 2, so one request's I/O waits leave the CPU to another).
         More only adds threads taking turns on the same cores: on the 2-core bench, 8 at
-        once cost 90 ms of CPU per 1600 px photo at 16 clients, 2 at once 75 ms."""
-        if self.upload_concurrency:
-            return self.upload_concurrency
-        return max(2, (os.cpu_count() or 1) // self.workers)
+        once cost 95-98 ms of CPU per 1600 px photo at 16 clients, 2 at once 85-87 ms
+        (``benchmarks/upload_slots.py``)."""
+        return self.upload_concurrency or max(2, self.cores_per_worker())
 
     def max_request_bytes(self) -> int:
         """Cap for multipart photo uploads: every photo at its limit plus form overhead."""

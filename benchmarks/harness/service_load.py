@@ -76,12 +76,21 @@ def free_port() -> int:
 class LiveService:
     """``returnlens serve --seed-demo`` in a subprocess; one worker, so its pid is the worker."""
 
-    def __init__(self, model: Path, workdir: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Path,
+        workdir: Path,
+        *,
+        threads: int | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.model, self.workdir = model, workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_key = f"bench-admin-{secrets.token_hex(12)}"
         self.threads = threads
+        # Settings under test (``RETURNLENS_`` variables), on top of the bench's own.
+        self.settings = settings or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "serve.log"
 
@@ -108,6 +117,7 @@ class LiveService:
         )
         if self.threads:
             env["RETURNLENS_ORT_THREADS"] = str(self.threads)
+        env.update(self.settings)
         return env
 
     def command(self) -> list[str]:
