@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vision import hamming
 from vision.copydetect import THUMB, CopyDescriptor, LocalFeatures
 from vision.copyframe import padding_mask
 
@@ -64,20 +65,27 @@ CONCLUSIVE = 0.95
 # border); a non-copy of a common SKU used to get up to 24.
 DENSE_BUDGET = 2
 
-_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
-
 
 def transform(a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray | None, int]:
     """The similarity transform (2x3) from ``a``'s frame to ``b``'s that most ratio-tested
     matches agree on, and how many do (None, n when there is none)."""
     if len(a) < 3 or len(b) < 3:
         return None, 0
-    pairs = _MATCHER.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+    return _fit(a, hamming.lanes(a.descriptors), b, hamming.lanes(b.descriptors))
+
+
+def _fit(
+    a: LocalFeatures, a_lanes: np.ndarray, b: LocalFeatures, b_lanes: np.ndarray
+) -> tuple[np.ndarray | None, int]:
+    """``transform`` with both sides' descriptors already as ``hamming.lanes`` (a query is
+    fitted to every candidate, a candidate to the whole query and its content box)."""
+    if len(a) < 3 or len(b) < 3:
+        return None, 0
+    first, d1, d2 = hamming.two_nearest(a_lanes, b_lanes)
+    good = np.flatnonzero(d1 < RATIO * d2.astype(np.float64))  # in query order, as before
     if len(good) < 4:
         return None, 0
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
+    src, dst = a.points[good], b.points[first[good]]
     model, inliers = cv2.estimateAffinePartial2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=1000
     )
@@ -248,10 +256,12 @@ def fits(query: CopyDescriptor, stored: Sequence[LocalFeatures]) -> list[Fit]:
     first). The parts are fitted even when the whole is a clear copy: which one is, is
     known only after the dense check, and a fit costs a fifth of one."""
     frames = [f for f in (query.local, *(p.local for p in query.parts)) if f.grey is not None]
+    frame_lanes = [hamming.lanes(f.descriptors) for f in frames]
     out = []
     for j, candidate in enumerate(stored):
-        for frame in frames:
-            model, inliers = transform(frame, candidate)
+        candidate_lanes = hamming.lanes(candidate.descriptors)
+        for frame, lanes in zip(frames, frame_lanes, strict=True):
+            model, inliers = _fit(frame, lanes, candidate, candidate_lanes)
             if model is not None and inliers >= MIN_INLIERS:
                 out.append(Fit(j, frame, model, inliers))
     return sorted(out, key=lambda f: -f.inliers)  # stable: nearest, whole query first
