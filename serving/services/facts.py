@@ -10,7 +10,7 @@ retakes once a good one arrived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import numpy as np
@@ -27,7 +27,7 @@ from serving.services.scores import (
     rounded_list,
 )
 from serving.services.service import OPEN_STATUSES, ReturnLensService
-from serving.storage import repo, search_facts
+from serving.storage import repo, search_facts, upload_reads
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo, Return
 from vision import copydetect
@@ -100,57 +100,56 @@ class UploadFacts(ReturnFacts):
 def load_upload_context(svc: ReturnLensService, return_id: str, now: datetime) -> UploadContext:
     card = svc.grader.card
     with svc.db.read() as s:
-        ret = repo.require_return(s, return_id)
-        order = repo.get_order(s, ret.order_id)
-        line = repo.order_line(s, ret.order_id, ret.sku)
-        item = repo.get_catalog_item(s, ret.sku)
-        if order is None or line is None or item is None:
+        head = upload_reads.return_header(s, return_id)
+        if head is None:
+            raise NotFound(f"There is no return {return_id!r}.", code="unknown_return")
+        if not head.order_found or head.line_price is None or head.category is None:
             raise NotFound("The order line of this return no longer exists.", code="unknown_order")
-        if order.delivered_at is None:
+        if head.delivered_at is None:
             raise Invalid(
-                f"Order {ret.order_id!r} has not been delivered yet.", code="not_delivered"
+                f"Order {head.order_id!r} has not been delivered yet.", code="not_delivered"
             )
-        existing = list(repo.return_photos(s, return_id))
-        decisions = repo.return_decisions(s, return_id)
+        existing = list(repo.return_photos(s, return_id)) if head.photo_count else []
         since = now - decide.history_window(svc.policy)
-        history = [
-            r
-            for r in repo.customer_returns_since(s, ret.customer_id, since, return_id)
-            if limits.counts_as_return(r)  # not the shopper's abandoned tries
-        ]
-        rejected = repo.customer_rejected_count(s, ret.customer_id, return_id)
+        history = upload_reads.history_times(
+            s, head.customer_id, since, return_id, limits.NOT_COUNTED
+        )
         svc.phash_index.refresh(s)
         svc.copy_index.refresh(s)
-        earlier = [
-            p
-            for p in existing
-            if p.quality.get("passed") and p.scores.get("model_version") == card.model_version
-        ]
-        ctx = UploadContext(
-            return_id=return_id,
-            status=ret.status,
-            customer_id=ret.customer_id,
-            sku=ret.sku,
-            category=item.category,
-            price=float(line.price),
-            reason=ret.reason,
-            delivered_at=order.delivered_at,
-            existing_count=len(existing),
-            known_sha256=tuple(p.upload_sha256 for p in existing),
-            max_sequence=max((d.sequence for d in decisions), default=0),
-            previous_retakes=sum(1 for d in decisions if d.outcome == "retake"),
-            earlier_usable_ids=tuple(p.id for p in earlier),
-            earlier_views=tuple(p.view for p in earlier),
-            earlier_scores=tuple(
-                photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels)
-                for p in earlier
-            ),
-            history_times=tuple(r.created_at for r in history),
-            rejected_returns=rejected,
-            reference=None,
-        )
-    # Outside the session: a stale reference embedding runs the model.
-    return replace(ctx, reference=reference_embedding(svc, item))
+    earlier = [
+        p
+        for p in existing
+        if p.quality.get("passed") and p.scores.get("model_version") == card.model_version
+    ]
+    return UploadContext(
+        return_id=return_id,
+        status=head.status,
+        customer_id=head.customer_id,
+        sku=head.sku,
+        category=head.category,
+        price=head.line_price,
+        reason=head.reason,
+        delivered_at=head.delivered_at,
+        existing_count=len(existing),
+        known_sha256=tuple(p.upload_sha256 for p in existing),
+        max_sequence=head.max_sequence,
+        previous_retakes=head.retakes,
+        earlier_usable_ids=tuple(p.id for p in earlier),
+        earlier_views=tuple(p.view for p in earlier),
+        earlier_scores=tuple(
+            photo_scores_from_json(p.scores, card.grade_labels, card.damage_labels) for p in earlier
+        ),
+        history_times=history,
+        rejected_returns=head.rejected_returns,
+        # Outside the session: a stale reference embedding runs the model.
+        reference=_reference(
+            svc,
+            svc.grader,
+            head.reference_digest,
+            head.reference_embedding,
+            head.reference_model_version,
+        ),
+    )
 
 
 def gather_upload_facts(
@@ -220,17 +219,33 @@ def reference_embedding(
 ) -> np.ndarray | None:
     """The SKU's reference embedding for ``grader``'s model (the shopper grader's unless
     given; recomputed if stale), or None when the SKU has no reference photo."""
-    grader = grader or svc.grader
+    return _reference(
+        svc,
+        grader or svc.grader,
+        item.reference_digest,
+        item.reference_embedding,
+        item.reference_model_version,
+    )
+
+
+def _reference(
+    svc: ReturnLensService,
+    grader: Grader,
+    digest: str | None,
+    stored: list[float] | None,
+    stored_version: str | None,
+) -> np.ndarray | None:
+    """``reference_embedding`` of a catalog item's reference columns."""
     version = grader.card.model_version
-    if item.reference_embedding is not None and item.reference_model_version == version:
-        return np.asarray(item.reference_embedding, dtype=np.float32)
-    if item.reference_digest is None:
+    if stored is not None and stored_version == version:
+        return np.asarray(stored, dtype=np.float32)
+    if digest is None:
         return None
-    key = (item.reference_digest, version)
+    key = (digest, version)
     with svc.lock:
         cached = svc.reference_cache.get(key)
     if cached is None:
-        photo = grader.decode(svc.photos.get(item.reference_digest))
+        photo = grader.decode(svc.photos.get(digest))
         cached = grader.embed(photo)
         with svc.lock:
             svc.reference_cache[key] = cached

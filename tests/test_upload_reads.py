@@ -1,0 +1,73 @@
+"""``serving.storage.upload_reads``: the upload's header in one prebuilt statement gives
+what the ORM rows say, on SQLite and PostgreSQL, and the upload refusals it feeds keep
+their codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from serving.services import limits
+from serving.storage import repo, upload_reads
+from serving.storage.db import Database
+from serving.storage.tables import Order, Return
+from tests.service_data import blurry
+from tests.shop import Shop
+
+
+def test_the_header_matches_the_rows(shop: Shop) -> None:
+    rid, token = shop.open_return()
+    for seed in (1, 2):  # two blurry uploads: two retakes, two photos
+        r = shop.upload(rid, token, blurry(seed=seed))
+        assert r.status_code == 200 and r.json()["decision"]["outcome"] == "retake", r.text
+    others = [shop.open_return()[0] for _ in range(3)]
+    other_customer = shop.open_return(order_id="ORD-2", email="bob@example.com")[0]
+    db = Database(shop.settings.database_url)
+    try:
+        with db.write() as s:  # one rejected, one expired, one still awaiting photos
+            for ret_id, status in zip(others, ("rejected", "expired", "rejected"), strict=True):
+                s.execute(update(Return).where(Return.id == ret_id).values(status=status))
+            s.execute(update(Return).where(Return.id == other_customer).values(status="rejected"))
+        with db.read() as s:
+            head = upload_reads.return_header(s, rid)
+            ret = repo.require_return(s, rid)
+            decisions = repo.return_decisions(s, rid)
+            since = datetime.now(UTC) - timedelta(days=30)
+            times = upload_reads.history_times(s, ret.customer_id, since, rid, limits.NOT_COUNTED)
+            expected_history = sorted(
+                r.created_at
+                for r in repo.customer_returns_since(s, ret.customer_id, since, rid)
+                if limits.counts_as_return(r)
+            )
+            assert upload_reads.return_header(s, "ret_missing") is None
+    finally:
+        db.dispose()
+    assert head is not None
+    assert (head.status, head.customer_id, head.sku, head.order_id, head.reason) == (
+        ret.status,
+        "C-1",
+        "box-01",
+        "ORD-1",
+        "changed_mind",
+    )
+    assert head.order_found and head.delivered_at is not None
+    assert (head.line_price, head.category) == (49.0, "box")
+    assert head.reference_digest is not None and head.reference_embedding is not None
+    assert head.photo_count == 2
+    assert head.max_sequence == max(d.sequence for d in decisions) == 2
+    assert head.retakes == sum(d.outcome == "retake" for d in decisions) == 2
+    assert head.rejected_returns == 2  # the other customer's rejection is not counted
+    assert sorted(times) == expected_history and len(times) == 2  # the expired one is left out
+
+
+def test_missing_rows_keep_their_refusals(shop: Shop) -> None:
+    rid, token = shop.open_return()
+    db = Database(shop.settings.database_url)
+    try:
+        with db.write() as s:
+            s.execute(update(Order).where(Order.id == "ORD-1").values(delivered_at=None))
+    finally:
+        db.dispose()
+    r = shop.upload(rid, token, blurry(seed=3))
+    assert r.status_code == 422 and r.json()["code"] == "not_delivered", r.text
