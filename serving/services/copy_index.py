@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from serving.services.phash_index import RESYNC_S, RecentShopperPhotos, epoch_seconds
@@ -61,8 +62,7 @@ class CopyIndex(RecentShopperPhotos[bytes]):
         self._vectors = np.concatenate([self._vectors, _matrix(values)])
 
     def _count_since(self, session: Session, since: datetime) -> int:
-        count = select(func.count()).select_from(Photo).where(_shopper(since))
-        return int(session.execute(count).scalar_one())
+        return int(session.execute(_COUNT_SINCE, {"since": since}).scalar_one())
 
     def _rows_since(self, session: Session, since: datetime | None) -> Sequence[Row]:
         query = select(Photo.id, Photo.return_id, Photo.copy_vector, Photo.created_at).where(
@@ -78,9 +78,7 @@ class CopyIndex(RecentShopperPhotos[bytes]):
 
     def _refresh_references(self, session: Session) -> None:
         with_vector = CatalogItem.reference_copy_vector.is_not(None)
-        count, latest = session.execute(
-            select(func.count(), func.max(CatalogItem.updated_at)).where(with_vector)
-        ).one()
+        count, latest = session.execute(_REFERENCE_SIGNATURE).one()
         signature = (int(count), epoch_seconds(latest) if latest is not None else 0.0)
         if signature == self._ref_signature:
             return
@@ -116,9 +114,16 @@ class CopyIndex(RecentShopperPhotos[bytes]):
             return [Candidate(self._ref_skus[int(i)], None) for i in top]
 
 
-def _shopper(since: datetime | None) -> ColumnElement[bool]:
+def _shopper(since: Any) -> ColumnElement[bool]:
     where = and_(Photo.role == "shopper", Photo.copy_vector.is_not(None))
     return where if since is None else and_(where, Photo.created_at >= since)
+
+
+# Built once: both run in every upload's read (``facts.load_upload_context``).
+_COUNT_SINCE = select(func.count()).select_from(Photo).where(_shopper(bindparam("since")))
+_REFERENCE_SIGNATURE = select(func.count(), func.max(CatalogItem.updated_at)).where(
+    CatalogItem.reference_copy_vector.is_not(None)
+)
 
 
 def _matrix(blobs: Sequence[bytes]) -> np.ndarray:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from serving.domain_errors import NotFound
@@ -167,16 +167,21 @@ def shopper_phashes_since(
     return [(r[0], r[1] or "", r[2], r[3]) for r in session.execute(stmt).all()]
 
 
+def _shopper_photo_count_statement() -> Any:
+    return (
+        select(func.count())
+        .select_from(Photo)
+        .where(Photo.role == "shopper", Photo.created_at >= bindparam("since"))
+    )
+
+
+# Built once: it runs in every upload's read (``serving/services/phash_index.py``).
+_SHOPPER_PHOTO_COUNT = _shopper_photo_count_statement()
+
+
 def shopper_photo_count(session: Session, since: datetime) -> int:
     """Shopper photos created at or after ``since`` (a range count on the index)."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Photo)
-            .where(Photo.role == "shopper", Photo.created_at >= since)
-        )
-        or 0
-    )
+    return int(session.scalar(_SHOPPER_PHOTO_COUNT, {"since": since}) or 0)
 
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:
