@@ -206,20 +206,29 @@ def return_inspected(session: Session, return_id: str) -> bool:
     return session.scalar(stmt) is not None
 
 
+def _record_policy_statements() -> dict[str, Any]:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return {
+        "postgresql": pg_insert(PolicyVersion).on_conflict_do_nothing(),
+        "sqlite": sqlite_insert(PolicyVersion).on_conflict_do_nothing(),
+    }
+
+
+# Built once, run through the session's connection: every shopper decision records its
+# policy, and the ORM's bulk-insert path cost more than the statement itself.
+_RECORD_POLICY = _record_policy_statements()
+
+
 def record_policy_version(
     session: Session, *, version: str, name: str, text: str, now: datetime
 ) -> None:
     """Insert the policy version's text unless it is there (insert-or-ignore on its
     primary key: two workers or replicas recording the same version never conflict)."""
     values = {"version": version, "name": name, "text": text, "created_at": now}
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        session.execute(pg_insert(PolicyVersion).values(values).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        session.execute(sqlite_insert(PolicyVersion).values(values).on_conflict_do_nothing())
+    connection = session.connection()
+    connection.execute(_RECORD_POLICY[connection.dialect.name], values)
 
 
 def get_policy_version(session: Session, version: str) -> PolicyVersion | None:
