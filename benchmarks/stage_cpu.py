@@ -114,7 +114,7 @@ def instrument(clock: StageClock) -> None:
     import vision.copyverify as copyverify
 
     clock.wrap(copydetect, "describe", "  of the copy check: describing the photo")
-    clock.wrap(copyverify, "transform", "  of the copy check: keypoint fits")
+    clock.wrap(copyverify, "fits", "  of the copy check: keypoint fits")
     clock.wrap(copyverify, "agreement", "  of the copy check: dense checks")
     clock.wrap(search_facts, "refresh", "  of the write: search facts")
     clock.wrap(pipeline, "phash", "  of the gate: perceptual hash")

@@ -41,6 +41,8 @@ def test_the_header_matches_the_rows(shop: Shop) -> None:
                 if limits.counts_as_return(r)
             )
             assert upload_reads.return_header(s, "ret_missing") is None
+            counts = upload_reads.photo_and_decision_counts(s, rid)
+            fresh = upload_reads.photo_and_decision_counts(s, others[0])
     finally:
         db.dispose()
     assert head is not None
@@ -57,6 +59,7 @@ def test_the_header_matches_the_rows(shop: Shop) -> None:
     assert head.photo_count == 2
     assert head.max_sequence == max(d.sequence for d in decisions) == 2
     assert head.retakes == sum(d.outcome == "retake" for d in decisions) == 2
+    assert counts == (2, 2) and fresh == (0, 0)  # what the write re-checks under its lock
     assert head.rejected_returns == 2  # the other customer's rejection is not counted
     assert sorted(times) == expected_history and len(times) == 2  # the expired one is left out
 

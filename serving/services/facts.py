@@ -265,10 +265,9 @@ def store_upload(
     ret = repo.require_return(s, f.return_id, lock=True)
     if ret.status not in OPEN_STATUSES:
         raise Conflict(f"Return {ret.id} is already {ret.status}.", code="already_decided")
-    existing = repo.return_photos(s, f.return_id)
-    if (
-        len(existing) != f.existing_count
-        or repo.max_decision_sequence(s, f.return_id) != f.max_sequence
+    if upload_reads.photo_and_decision_counts(s, f.return_id) != (
+        f.existing_count,
+        f.max_sequence,
     ):
         raise Conflict(
             "Another upload to this return was saved at the same moment; "

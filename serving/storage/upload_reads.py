@@ -45,6 +45,19 @@ class ReturnHeader:
     rejected_returns: int  # the customer's other returns that were rejected
 
 
+def _photo_count(rid: Any) -> Any:
+    return (
+        select(func.count())
+        .select_from(Photo)
+        .where(Photo.return_id == rid, Photo.role == "shopper")
+        .scalar_subquery()
+    )
+
+
+def _max_sequence(rid: Any) -> Any:
+    return select(func.max(Decision.sequence)).where(Decision.return_id == rid).scalar_subquery()
+
+
 def _header_statement() -> Any:
     rid: Any = bindparam("rid")
     other = aliased(Return)
@@ -63,11 +76,8 @@ def _header_statement() -> Any:
             CatalogItem.reference_digest,
             CatalogItem.reference_embedding,
             CatalogItem.reference_model_version,
-            select(count)
-            .select_from(Photo)
-            .where(Photo.return_id == rid, Photo.role == "shopper")
-            .scalar_subquery(),
-            select(func.max(Decision.sequence)).where(Decision.return_id == rid).scalar_subquery(),
+            _photo_count(rid),
+            _max_sequence(rid),
             select(count)
             .select_from(Decision)
             .where(Decision.return_id == rid, Decision.outcome == "retake")
@@ -102,6 +112,7 @@ def _history_statement() -> Any:
 
 _HEADER = _header_statement()
 _HISTORY = _history_statement()
+_COUNTS = select(_photo_count(bindparam("rid")), _max_sequence(bindparam("rid")))
 
 
 def return_header(s: Session, return_id: str) -> ReturnHeader | None:
@@ -139,3 +150,10 @@ def history_times(
     abandoned tries)."""
     params = {"cid": customer_id, "since": since, "rid": exclude}
     return tuple(s.scalars(_HISTORY, {**params, "not_counted": list(not_counted)}))
+
+
+def photo_and_decision_counts(s: Session, return_id: str) -> tuple[int, int]:
+    """The return's shopper photos and its highest decision sequence (0: none): what the
+    write checks again under the row lock, without loading the photos' rows."""
+    photos, max_seq = s.execute(_COUNTS, {"rid": return_id}).one()
+    return int(photos or 0), int(max_seq or 0)
