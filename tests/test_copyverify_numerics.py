@@ -1,4 +1,4 @@
-"""The dense check's own order statistics (``vision/copyverify.py``) against numpy's, which
+"""The dense check's order statistics (``vision/orderstats.py``) against numpy's, which
 they replace for speed: the same values of the same types, so every score is unchanged."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from vision import copyverify
+from vision import orderstats
 
 
 def _samples(rng: np.random.Generator, count: int) -> list[np.ndarray]:
@@ -25,11 +25,11 @@ def test_percentiles_and_median_are_numpys() -> None:
     for x in _samples(rng, 600):
         for qs in ((10, 90), (60,), (0, 100)):
             expected = np.percentile(x, qs)
-            got = copyverify.percentiles(x, qs)
+            got = orderstats.percentiles(x, qs)
             assert [type(v) for v in got] == [np.float64] * len(qs)  # as numpy's: compares
             assert got == list(expected)  # against a float32 array in float64
         want = np.median(x)
-        have = copyverify.median(x)
+        have = orderstats.median(x)
         assert type(have) is type(want) and have == want
 
 
@@ -44,6 +44,6 @@ def test_row_nanmedian_is_numpys() -> None:
         with warnings.catch_warnings():  # numpy warns of the all-NaN row
             warnings.simplefilter("ignore", RuntimeWarning)
             expected = np.nanmedian(x, axis=1)
-        got = copyverify.row_nanmedian(x)
+        got = orderstats.row_nanmedian(x)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)

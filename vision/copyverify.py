@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision import hamming
+from vision import hamming, orderstats
 from vision.copydetect import THUMB, CopyDescriptor, LocalFeatures
 from vision.copyframe import padding_mask
 
@@ -148,46 +148,20 @@ def _grey_fit(q: np.ndarray, r: np.ndarray) -> tuple[float, float]:
     """Grey levels of the query -> the stored photo's (brightness and contrast edits): a
     robust start from the 10th and 90th percentiles, then least squares on the best
     fitting 60 % (rotation fill, borders and clipped highlights do not pull it)."""
-    (q10, q90), (r10, r90) = percentiles(q, (10, 90)), percentiles(r, (10, 90))
+    (q10, q90), (r10, r90) = (
+        orderstats.percentiles(q, (10, 90)),
+        orderstats.percentiles(r, (10, 90)),
+    )
     gain = float((r90 - r10) / max(q90 - q10, 1e-3))
-    offset = float(median(r) - gain * median(q))
+    offset = float(orderstats.median(r) - gain * orderstats.median(q))
     for _ in range(2):
         misfit = np.abs(q * gain + offset - r)
-        keep = misfit <= percentiles(misfit, (60,))[0]
+        keep = misfit <= orderstats.percentiles(misfit, (60,))[0]
         if int(keep.sum()) <= 16 or float(q[keep].std()) <= 0:
             break
         g, o = np.polyfit(q[keep], r[keep], 1)
         gain, offset = float(g), float(o)
     return gain, offset
-
-
-def percentiles(x: np.ndarray, qs: Sequence[float]) -> list[np.float64]:
-    """``np.percentile(x, qs)`` (its default, linear method) of a 1-d float array without
-    NaN, value for value and of the same type: one partition and numpy's interpolation,
-    without the generic machinery that cost about 0.15 ms a call, five calls per dense
-    check (``_grey_fit``)."""
-    n = len(x)
-    at = (n - 1) * (np.asarray(qs, np.float64) / 100)
-    low = np.floor(at)
-    gamma = at - low
-    lo = np.minimum(low.astype(np.intp), n - 1)  # at the last index: the maximum
-    hi = np.minimum(lo + 1, n - 1)
-    part = np.partition(x, np.unique(np.concatenate((lo, hi))))
-    a, b = part[lo], part[hi]
-    diff = b - a  # in x's type, as numpy's _lerp
-    out = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-    return [np.float64(v) for v in out]
-
-
-def median(x: np.ndarray) -> np.floating:
-    """``np.median(x)`` of a 1-d float array without NaN, value for value and of x's
-    type (the mean of the two middle values in x's type)."""
-    n = len(x)
-    half = n // 2
-    if n % 2:
-        return x.dtype.type(np.partition(x, half)[half])
-    part = np.partition(x, (half - 1, half))
-    return x.dtype.type((part[half - 1] + part[half]) / 2)
 
 
 def _blocks(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -216,7 +190,7 @@ def _agreeing_blocks(
     if int(used.sum()) < MIN_BLOCKS:
         return 0.0
     q, r = q[used], r[used]
-    close = row_nanmedian(np.abs(q - r)) <= tolerance
+    close = orderstats.row_nanmedian(np.abs(q - r)) <= tolerance
     rc = r - np.nanmean(r, axis=1, keepdims=True)
     qc = q - np.nanmean(q, axis=1, keepdims=True)
     r_sd = np.sqrt(np.nanmean(rc * rc, axis=1))
@@ -227,19 +201,6 @@ def _agreeing_blocks(
     if int(textured.sum()) >= MIN_BLOCKS:  # smooth on both sides: weak evidence, left out
         return float(np.mean(agree[textured]))
     return float(np.mean(close))
-
-
-def row_nanmedian(x: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(x, axis=1)``, value for value (the mean of the two middle values of
-    each row's sorted non-NaN ones), at a sixth of its cost: numpy takes its masked-array
-    path for rows this short, about 0.4 ms per dense check."""
-    ordered = np.sort(x, axis=1)  # NaN last
-    n = np.count_nonzero(~np.isnan(x), axis=1)
-    high = np.minimum(n // 2, x.shape[1] - 1)
-    low = np.maximum(np.where(n % 2 == 1, n // 2, n // 2 - 1), 0)
-    rows = np.arange(len(x))
-    mid = (ordered[rows, low] + ordered[rows, high]) / x.dtype.type(2)
-    return np.where(n > 0, mid, np.nan).astype(x.dtype, copy=False)
 
 
 def verify(a: LocalFeatures, b: LocalFeatures) -> float:
