@@ -123,13 +123,6 @@ def latest_decision(session: Session, return_id: str) -> Decision | None:
     return session.scalars(stmt).first()
 
 
-def max_decision_sequence(session: Session, return_id: str) -> int:
-    value = session.scalar(
-        select(func.max(Decision.sequence)).where(Decision.return_id == return_id)
-    )
-    return int(value or 0)
-
-
 def customer_returns_since(
     session: Session, customer_id: str, since: datetime, exclude_return_id: str
 ) -> Sequence[Return]:
