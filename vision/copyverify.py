@@ -69,8 +69,6 @@ DENSE_BUDGET = 2
 def transform(a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray | None, int]:
     """The similarity transform (2x3) from ``a``'s frame to ``b``'s that most ratio-tested
     matches agree on, and how many do (None, n when there is none)."""
-    if len(a) < 3 or len(b) < 3:
-        return None, 0
     return _fit(a, hamming.lanes(a.descriptors), b, hamming.lanes(b.descriptors))
 
 

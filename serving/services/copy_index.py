@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from serving.services.phash_index import RESYNC_S, RecentShopperPhotos, epoch_seconds
@@ -77,13 +77,12 @@ class CopyIndex(RecentShopperPhotos[bytes]):
             self._refresh_references(session)
 
     def _refresh_references(self, session: Session) -> None:
-        with_vector = CatalogItem.reference_copy_vector.is_not(None)
         count, latest = session.execute(_REFERENCE_SIGNATURE).one()
         signature = (int(count), epoch_seconds(latest) if latest is not None else 0.0)
         if signature == self._ref_signature:
             return
         rows = session.execute(
-            select(CatalogItem.sku, CatalogItem.reference_copy_vector).where(with_vector)
+            select(CatalogItem.sku, CatalogItem.reference_copy_vector).where(_WITH_VECTOR)
         ).all()
         self._ref_skus = [r[0] for r in rows]
         self._ref_vectors = _matrix([r[1] or b"" for r in rows])
@@ -114,16 +113,15 @@ class CopyIndex(RecentShopperPhotos[bytes]):
             return [Candidate(self._ref_skus[int(i)], None) for i in top]
 
 
-def _shopper(since: Any) -> ColumnElement[bool]:
+def _shopper(since: datetime | BindParameter[Any] | None) -> ColumnElement[bool]:
     where = and_(Photo.role == "shopper", Photo.copy_vector.is_not(None))
     return where if since is None else and_(where, Photo.created_at >= since)
 
 
 # Built once: both run in every upload's read (``facts.load_upload_context``).
 _COUNT_SINCE = select(func.count()).select_from(Photo).where(_shopper(bindparam("since")))
-_REFERENCE_SIGNATURE = select(func.count(), func.max(CatalogItem.updated_at)).where(
-    CatalogItem.reference_copy_vector.is_not(None)
-)
+_WITH_VECTOR = CatalogItem.reference_copy_vector.is_not(None)
+_REFERENCE_SIGNATURE = select(func.count(), func.max(CatalogItem.updated_at)).where(_WITH_VECTOR)
 
 
 def _matrix(blobs: Sequence[bytes]) -> np.ndarray:
