@@ -20,6 +20,7 @@ it, under CI=true it fails).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -396,6 +397,24 @@ def test_splits_are_stable_and_train_and_val_never_empty() -> None:
     for n in (2, 3):  # tiny exports still train: both splits get an item
         assert set(assign_splits(ids[:n], 0.2, 0.0).values()) == {"train", "val"}
     assert assign_splits(ids[:1], 0.2, 0.0) in ({ids[0]: "train"}, {ids[0]: "val"})
+
+
+def test_splits_give_every_grade_its_share() -> None:
+    """A dozen reviewed returns per grade: each grade gets 2 test, 2 val and 8 train
+    (a hash threshold alone left some grade with one training item now and then)."""
+    grades = {f"ret_{g}_{i:02d}": g for g in ("A", "B", "C") for i in range(12)}
+    grades["ret_D_00"], grades["ret_D_01"] = "D", "D"  # a rare grade still trains
+    splits = assign_splits(list(grades), 0.2, 0.2, grades)
+    for grade in ("A", "B", "C"):
+        got = Counter(s for item, s in splits.items() if grades[item] == grade)
+        assert got == {"train": 8, "val": 2, "test": 2}, grade
+    assert sorted(s for item, s in splits.items() if grades[item] == "D") == ["train", "val"]
+    # more returns of one grade move no item of another grade
+    more = grades | {f"ret_A_{i:02d}": "A" for i in range(12, 30)}
+    again = assign_splits(list(more), 0.2, 0.2, more)
+    assert {i: s for i, s in again.items() if more[i] != "A"} == {
+        i: s for i, s in splits.items() if grades[i] != "A"
+    }
 
 
 def test_export_refuses_what_it_cannot_use(

@@ -18,9 +18,10 @@ Which verdicts become labels (the latest verdict per item wins):
 Every photo the verdict covers becomes one record, except photos that failed the
 quality gate (blurred, dark: they would teach the model from unusable input) unless
 ``include_failed_quality``. Shopper and dock photos of one return share an ``item_id``
-(the return id), so a split never separates them. The split is a stable hash of the
-item id; on very small exports one item is moved so that train and val are both
-non-empty, which training requires.
+(the return id), so a split never separates them. The split is stratified by grade and
+stable: within each grade, items ranked by a hash of their id fill test, then val, then
+train, in each split's share (so every grade trains); on very small exports one item is
+moved so that train and val are both non-empty, which training requires.
 
 Label lists come from data, never from code: from ``labels_from`` (a model ``.onnx``
 whose card names them, or a manifest whose header does) when given, else from the
@@ -36,7 +37,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,7 @@ from sqlalchemy.orm import Session
 from serving.storage.photostore import PhotoStorage, PhotoStore
 from vision.errors import DataError
 from vision.fsio import atomic_copy, atomic_write_bytes
-from vision.manifest import ManifestHeader, ManifestRecord, write_manifest
+from vision.manifest import ManifestHeader, ManifestRecord, split_counts, write_manifest
 
 VERDICTS = ("approve", "reject", "correct")
 DEFAULT_VERDICTS = ("correct", "approve")
@@ -334,23 +335,47 @@ def _hash01(text: str) -> float:
 
 
 def assign_splits(
-    item_ids: Sequence[str], val_fraction: float, test_fraction: float
+    item_ids: Sequence[str],
+    val_fraction: float,
+    test_fraction: float,
+    strata: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Stable split per item; with >= 2 items, train and val are never empty."""
-    items = sorted(set(item_ids), key=_hash01)
+    """Stable split per item, stratified by ``strata`` (item -> grade); with >= 2 items,
+    train and val are never empty.
+
+    Within each stratum the items are ranked by a hash of their id and the first
+    ``split_counts`` of them go to test, the next to val, the rest to train. So every
+    grade gets its share of each split (a plain hash threshold leaves a grade with a
+    dozen reviewed items a Binomial number of training photos: now and then one or
+    none), an item's split does not depend on the export's order, and a growing export
+    moves only the items at a boundary of their own grade's ranking.
+    """
+    strata = strata or {}
+    groups: dict[str, list[str]] = {}
+    for item in sorted(set(item_ids), key=_hash01):
+        groups.setdefault(strata.get(item, ""), []).append(item)
     out: dict[str, str] = {}
-    for item in items:
-        h = _hash01(item)
-        out[item] = (
-            "test" if h < test_fraction else "val" if h < test_fraction + val_fraction else "train"
-        )
+    for group in groups.values():
+        n_val, n_test = split_counts(len(group), val_fraction, test_fraction)
+        for rank, item in enumerate(group):
+            out[item] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    items = sorted(out, key=_hash01)
     if len(items) >= 2:
         if "val" not in out.values():
             candidates = [i for i in items if out[i] == "train"] or items
             out[candidates[0]] = "val"
         if "train" not in out.values():
-            out[max(items, key=_hash01)] = "train"
+            out[items[-1]] = "train"
     return out
+
+
+def _item_grades(labels: Iterable[_Label]) -> dict[str, str]:
+    """Each item's stratum for the split: its grade, or its grades joined when the shopper
+    and dock reviews of one return disagree."""
+    grades: dict[str, set[str]] = {}
+    for lab in labels:
+        grades.setdefault(lab.item_id, set()).add(lab.grade or "")
+    return {item: "|".join(sorted(g)) for item, g in grades.items()}
 
 
 # --------------------------------------------------------------------------- export
@@ -499,7 +524,10 @@ def _write(
             details={"skipped": dict(skipped)},
         )
     splits = assign_splits(
-        [lab.item_id for lab, _ in chosen], options.val_fraction, options.test_fraction
+        [lab.item_id for lab, _ in chosen],
+        options.val_fraction,
+        options.test_fraction,
+        _item_grades(lab for lab, _ in chosen),
     )
     records = []
     for lab, photo in chosen:

@@ -5,7 +5,7 @@ validate manifests and export reviewed labels as one. The modules import one way
 ``types`` <- ``read`` <- ``write`` <- ``importers``; this package re-exports their API.
 """
 
-from vision.manifest.importers import ELPV_GRADES, import_elpv, import_folder
+from vision.manifest.importers import ELPV_GRADES, import_elpv, import_folder, split_counts
 from vision.manifest.read import inspect_manifest, load_manifest, sniff_image, validate_manifest
 from vision.manifest.types import (
     FORMAT_VERSION,
@@ -35,6 +35,7 @@ __all__ = [
     "load_manifest",
     "merge_manifests",
     "sniff_image",
+    "split_counts",
     "validate_manifest",
     "write_manifest",
 ]

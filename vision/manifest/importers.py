@@ -28,7 +28,7 @@ ELPV_GRADES = ("p0", "p33", "p67", "p100")
 _MAX_LISTED = 20  # paths/rows quoted in one error sentence
 
 
-def _split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     """(val, test) sizes for a group of n: rounded half up; val never empty when n >= 2."""
     n_val = math.floor(n * val_fraction + 0.5)
     n_test = math.floor(n * test_fraction + 0.5)
@@ -47,7 +47,7 @@ def _assign_splits(
     items: Sequence[Any], val_fraction: float, test_fraction: float, key: str
 ) -> list[str]:
     """Exact per-group split sizes, shuffled by a RNG seeded from ``key`` (deterministic)."""
-    n_val, n_test = _split_counts(len(items), val_fraction, test_fraction)
+    n_val, n_test = split_counts(len(items), val_fraction, test_fraction)
     labels = ["val"] * n_val + ["test"] * n_test + ["train"] * (len(items) - n_val - n_test)
     random.Random(key).shuffle(labels)
     return labels
