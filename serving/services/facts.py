@@ -337,7 +337,7 @@ def store_upload(
         created_at=now,
     )
     s.add(row)
-    search_facts.refresh(s, ret)  # the row is locked above
+    search_facts.refresh(s, ret, latest=row)  # the row is locked above
     policies.record_policy(s, svc.policy, now)  # its text, for replay
     repo.append_audit(
         s,
@@ -384,11 +384,12 @@ def _after_decision(
         else None
     )
     if scores is not None:
-        planned = resolutions.plan(
-            s, svc, ret, category=f.category, price=f.price, scores=scores,
-            rejected_returns=f.rejected_returns, recent_returns=len(f.history_times),
-            now=now, actor=actor,
-        )  # fmt: skip
+        with s.no_autoflush:  # its read of the return's resolution: none is pending here
+            planned = resolutions.plan(
+                s, svc, ret, category=f.category, price=f.price, scores=scores,
+                rejected_returns=f.rejected_returns, recent_returns=len(f.history_times),
+                now=now, actor=actor,
+            )  # fmt: skip
         if planned is not None and planned.keep_item:
             row.shopper_message = planned.message
     outbox.emit(

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from serving.storage.tables import CatalogItem, Decision, Inspection, OrderLine, Return, ReturnFlag
 
 
-def _facts_statement() -> Any:
+def _facts_statements() -> tuple[Any, Any]:
     """Every source fact of one return in one statement (a scalar subquery each), built
     once: this runs in the transaction of every shopper decision, where four separate
-    reads (and the whole latest decision row) cost about a millisecond more."""
+    reads (and the whole latest decision row) cost about a millisecond more. The second
+    statement leaves the latest decision out, for a caller that holds it."""
     rid: Any = bindparam("rid")
     oid: Any = bindparam("oid")
     sku: Any = bindparam("sku")
@@ -34,34 +35,54 @@ def _facts_statement() -> Any:
         .order_by(Decision.sequence.desc())
         .limit(1)
     )
-    return select(
+    price = (
         select(OrderLine.price)
         .where(OrderLine.order_id == oid, OrderLine.sku == sku)
-        .scalar_subquery(),
-        select(CatalogItem.category).where(CatalogItem.sku == sku).scalar_subquery(),
-        latest.scalar_subquery(),
-        latest.with_only_columns(Decision.grade).scalar_subquery(),
-        latest.with_only_columns(Decision.flags).scalar_subquery(),
+        .scalar_subquery()
+    )
+    category = select(CatalogItem.category).where(CatalogItem.sku == sku).scalar_subquery()
+    channel = (
         select(Inspection.channel)
         .where(Inspection.return_id == rid)
         .order_by(Inspection.created_at.desc(), Inspection.id.desc())
         .limit(1)
-        .scalar_subquery(),
+        .scalar_subquery()
     )
+    every = select(
+        price,
+        category,
+        latest.scalar_subquery(),
+        latest.with_only_columns(Decision.grade).scalar_subquery(),
+        latest.with_only_columns(Decision.flags).scalar_subquery(),
+        channel,
+    )
+    return every, select(price, category, channel)
 
 
-_FACTS = _facts_statement()
+_FACTS, _SOURCE_FACTS = _facts_statements()
 
 
-def refresh(s: Session, ret: Return) -> None:
+def refresh(s: Session, ret: Return, latest: Decision | None = None) -> None:
     """Recompute ``ret``'s search facts from its order line, item, latest decision and
-    latest inspection (the read flushes first, so rows added in this transaction count)."""
-    row = s.execute(_FACTS, {"rid": ret.id, "oid": ret.order_id, "sku": ret.sku}).one()
-    price, category, outcome, grade, flags, channel = row
+    latest inspection (the read flushes first, so rows added in this transaction count).
+
+    ``latest``: the decision the caller has just added, the return's newest (the shopper's
+    upload holds its row lock). Its outcome, grade and flags are taken from it, the rest
+    is read as always, and nothing is flushed early: the upload's rows then go to the
+    database in one flush at its end, not one before this read, one before the flags'
+    delete and one more before the resolution's read."""
+    params = {"rid": ret.id, "oid": ret.order_id, "sku": ret.sku}
+    if latest is None:
+        price, category, outcome, grade, flags, channel = s.execute(_FACTS, params).one()
+    else:
+        with s.no_autoflush:  # none of the rows read here can be pending in this session
+            price, category, channel = s.execute(_SOURCE_FACTS, params).one()
+        outcome, grade, flags = latest.outcome, latest.grade, latest.flags
     ret.price, ret.category, ret.latest_channel = price, category, channel
     ret.latest_outcome, ret.latest_grade = outcome, grade
     codes = sorted({str(f["code"]) for f in (flags or [])})
-    s.execute(delete(ReturnFlag).where(ReturnFlag.return_id == ret.id))
+    with s.no_autoflush:  # the delete reads nothing; pending flag rows are added below
+        s.execute(delete(ReturnFlag).where(ReturnFlag.return_id == ret.id))
     s.add_all(ReturnFlag(return_id=ret.id, code=code) for code in codes)
 
 
