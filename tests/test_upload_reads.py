@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from serving.credentials import secret_hash
 from serving.services import limits
 from serving.storage import repo, upload_reads
 from serving.storage.db import Database
@@ -74,3 +75,22 @@ def test_missing_rows_keep_their_refusals(shop: Shop) -> None:
         db.dispose()
     r = shop.upload(rid, token, blurry(seed=3))
     assert r.status_code == 422 and r.json()["code"] == "not_delivered", r.text
+
+
+def test_the_token_check_reads_the_stored_hash(shop: Shop) -> None:
+    """The shopper token check reads one column: the row's hash for a known return, None
+    for an unknown one; a wrong token or an unknown return is refused alike."""
+    rid, token = shop.open_return()
+    other, _ = shop.open_return()
+    db = Database(shop.settings.database_url)
+    try:
+        with db.read() as s:
+            stored = upload_reads.shopper_token_hash(s, rid)
+            row_hash = repo.require_return(s, rid).shopper_token_hash
+            missing = upload_reads.shopper_token_hash(s, "ret_missing")
+    finally:
+        db.dispose()
+    assert stored == row_hash == secret_hash(token) and missing is None
+    assert shop.upload(other, token, blurry(seed=4)).json()["code"] == "forbidden"
+    assert shop.upload("ret_missing", token, blurry(seed=4)).json()["code"] == "forbidden"
+    assert shop.upload(rid, token, blurry(seed=4)).status_code == 200

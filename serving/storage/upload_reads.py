@@ -113,6 +113,7 @@ def _history_statement() -> Any:
 _HEADER = _header_statement()
 _HISTORY = _history_statement()
 _COUNTS = select(_photo_count(bindparam("rid")), _max_sequence(bindparam("rid")))
+_TOKEN_HASH = select(Return.shopper_token_hash).where(Return.id == bindparam("rid"))
 
 
 def return_header(s: Session, return_id: str) -> ReturnHeader | None:
@@ -157,3 +158,10 @@ def photo_and_decision_counts(s: Session, return_id: str) -> tuple[int, int]:
     write checks again under the row lock, without loading the photos' rows."""
     photos, max_seq = s.execute(_COUNTS, {"rid": return_id}).one()
     return int(photos or 0), int(max_seq or 0)
+
+
+def shopper_token_hash(s: Session, return_id: str) -> str | None:
+    """The stored hash of the return's shopper token; None for an unknown return. Every
+    shopper request checks it first, so it reads one column, not the whole row."""
+    value = s.execute(_TOKEN_HASH, {"rid": return_id}).scalar_one_or_none()
+    return None if value is None else str(value)
