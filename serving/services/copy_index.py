@@ -62,7 +62,7 @@ class CopyIndex(RecentShopperPhotos[bytes]):
         self._vectors = np.concatenate([self._vectors, _matrix(values)])
 
     def _count_since(self, session: Session, since: datetime) -> int:
-        return int(session.execute(_COUNT_SINCE, {"since": since}).scalar_one())
+        return int(session.connection().execute(_COUNT_SINCE, {"since": since}).scalar_one())
 
     def _rows_since(self, session: Session, since: datetime | None) -> Sequence[Row]:
         query = select(Photo.id, Photo.return_id, Photo.copy_vector, Photo.created_at).where(
@@ -77,7 +77,7 @@ class CopyIndex(RecentShopperPhotos[bytes]):
             self._refresh_references(session)
 
     def _refresh_references(self, session: Session) -> None:
-        count, latest = session.execute(_REFERENCE_SIGNATURE).one()
+        count, latest = session.connection().execute(_REFERENCE_SIGNATURE).one()
         signature = (int(count), epoch_seconds(latest) if latest is not None else 0.0)
         if signature == self._ref_signature:
             return

@@ -175,7 +175,7 @@ _SHOPPER_PHOTO_COUNT = _shopper_photo_count_statement()
 
 def shopper_photo_count(session: Session, since: datetime) -> int:
     """Shopper photos created at or after ``since`` (a range count on the index)."""
-    return int(session.scalar(_SHOPPER_PHOTO_COUNT, {"since": since}) or 0)
+    return int(session.connection().scalar(_SHOPPER_PHOTO_COUNT, {"since": since}) or 0)
 
 
 def inspection_by_key(session: Session, key: str) -> Inspection | None:

@@ -75,8 +75,9 @@ def refresh(s: Session, ret: Return, latest: Decision | None = None) -> None:
     if latest is None:
         price, category, outcome, grade, flags, channel = s.execute(_FACTS, params).one()
     else:
-        with s.no_autoflush:  # none of the rows read here can be pending in this session
-            price, category, channel = s.execute(_SOURCE_FACTS, params).one()
+        # on the connection: none of the rows read here can be pending in this session,
+        # so nothing is flushed first (nor passed through the ORM's result machinery)
+        price, category, channel = s.connection().execute(_SOURCE_FACTS, params).one()
         outcome, grade, flags = latest.outcome, latest.grade, latest.flags
     ret.price, ret.category, ret.latest_channel = price, category, channel
     ret.latest_outcome, ret.latest_grade = outcome, grade

@@ -9,6 +9,10 @@ the rest with a scalar subquery per count, built once with bind parameters
 (``serving/storage/search_facts.py`` does the same for the decision's write), and read
 as plain values. The earlier photos' rows are read only when the count says there are
 some. The customer's history is one more prebuilt statement.
+
+They run on the session's connection (``Session.connection().execute``): the rows are
+plain values, nothing pending in the session is among them, and the ORM's execution
+layer (autoflush, ORM result setup) cost about as much again as the statement itself.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ _TOKEN_HASH = select(Return.shopper_token_hash).where(Return.id == bindparam("ri
 
 def return_header(s: Session, return_id: str) -> ReturnHeader | None:
     """The return's header, or None when there is no such return."""
-    row = s.execute(_HEADER, {"rid": return_id}).first()
+    row = s.connection().execute(_HEADER, {"rid": return_id}).first()
     if row is None:
         return None
     (status, customer, sku, order_id, reason, order, delivered, price, category) = row[:9]
@@ -150,18 +154,18 @@ def history_times(
     leaving out those in a ``not_counted`` status (``limits.NOT_COUNTED``: the shopper's
     abandoned tries)."""
     params = {"cid": customer_id, "since": since, "rid": exclude}
-    return tuple(s.scalars(_HISTORY, {**params, "not_counted": list(not_counted)}))
+    return tuple(s.connection().scalars(_HISTORY, {**params, "not_counted": list(not_counted)}))
 
 
 def photo_and_decision_counts(s: Session, return_id: str) -> tuple[int, int]:
     """The return's shopper photos and its highest decision sequence (0: none): what the
     write checks again under the row lock, without loading the photos' rows."""
-    photos, max_seq = s.execute(_COUNTS, {"rid": return_id}).one()
+    photos, max_seq = s.connection().execute(_COUNTS, {"rid": return_id}).one()
     return int(photos or 0), int(max_seq or 0)
 
 
 def shopper_token_hash(s: Session, return_id: str) -> str | None:
     """The stored hash of the return's shopper token; None for an unknown return. Every
     shopper request checks it first, so it reads one column, not the whole row."""
-    value = s.execute(_TOKEN_HASH, {"rid": return_id}).scalar_one_or_none()
+    value = s.connection().execute(_TOKEN_HASH, {"rid": return_id}).scalar_one_or_none()
     return None if value is None else str(value)
