@@ -17,8 +17,9 @@ of fixed windows at a window's edge.
 Each request takes one hit from the address's rule and, when it carries a credential,
 one from that credential's (keyed by a hash: no plaintext key is stored); a refused
 request answers 429 ``rate_limited`` with ``Retry-After``. Probes and ``/metrics`` are
-never limited. A storage that fails (database locked past its timeout, Redis down) lets
-the request through and logs it: the limiter must not take the service down.
+never limited. A storage that fails (database locked past its timeout, Redis down or not
+answering within ``REDIS_TIMEOUT_S``) lets the request through and logs it: the limiter
+must not take the service down, nor hold a request while its storage hangs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -58,9 +60,24 @@ def rule(rate_per_minute: float, burst: int) -> RateLimitItem | None:
     return RateLimitItemPerSecond(burst, window_s, namespace=NAMESPACE)
 
 
+# Seconds a Redis connect or reply may take: redis-py waits for ever by default, so a
+# Redis that accepts connections but stops answering (paused, swapping, a half-open
+# network path) would hold every request's thread. Past it the hit fails and the request
+# is let through like any other storage failure. A URI's own ``socket_timeout`` /
+# ``socket_connect_timeout`` query parameters win.
+REDIS_TIMEOUT_S = 1.0
+_REDIS_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+
+
 def open_storage(uri: str) -> Storage:
-    """A ``limits`` storage from its URI (``memory://``, ``redis://host:port``, ...)."""
-    storage = storage_from_string(uri)
+    """A ``limits`` storage from its URI (``memory://``, ``redis://host:port``, ...);
+    a Redis one with ``REDIS_TIMEOUT_S`` socket timeouts unless the URI sets them."""
+    options: dict[str, float] = {}
+    parts = urlsplit(uri)
+    if parts.scheme in ("redis", "rediss", "redis+unix"):
+        given = parse_qs(parts.query)
+        options = {name: REDIS_TIMEOUT_S for name in _REDIS_TIMEOUTS if name not in given}
+    storage = storage_from_string(uri, **options)
     if not isinstance(storage, Storage):  # an async+ scheme
         raise ValueError(f"rate limit storage {uri!r} is not a synchronous storage")
     return storage

@@ -9,7 +9,10 @@ injected clock, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.ratelimit import RateLimiter, rule
+from serving.ratelimit import REDIS_TIMEOUT_S, RateLimiter, open_storage, rule
 from serving.storage.db import Database
 from serving.storage.ratelimit_store import FIXED, DatabaseStorage
 from tests.live import clean_env, free_port, log_tail, start, stop, uvicorn_argv, wait_ready
@@ -306,3 +309,29 @@ def test_two_replicas_share_the_limit_in_redis(
         assert any(k.startswith("LIMITS:{rl/") for k in keys), keys
     finally:
         client.close()
+
+
+def test_a_redis_that_stops_answering_lets_requests_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that accepts connections and never answers (a paused server) must not hold
+    requests: the socket timeout ends the hit, and the request is let through. A TCP
+    listener that never accepts stands in for it (the kernel completes the handshake)."""
+    pytest.importorskip("redis", reason="the redis package is not installed (the redis extra)")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"redis://127.0.0.1:{silent.getsockname()[1]}"
+        storage = open_storage(uri)
+        limiter = RateLimiter(storage, per_ip=rule(1, 1), per_key=None)
+        answers: list[object] = []
+        worker = threading.Thread(target=lambda: answers.append(limiter.check("1.2.3.4", None)))
+        with caplog.at_level(logging.ERROR, logger="returnlens.ratelimit"):
+            worker.start()
+            worker.join(timeout=60)  # a bound for a hang, far above REDIS_TIMEOUT_S
+        assert not worker.is_alive(), "the rate limit check hung on a silent Redis"
+    assert answers == [None]  # let through
+    assert "rate limit storage failed" in caplog.text
+    # a URI's own timeout is kept
+    kwargs = open_storage(f"{uri}/0?socket_timeout=7").storage.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 7.0 and kwargs["socket_connect_timeout"] == REDIS_TIMEOUT_S
