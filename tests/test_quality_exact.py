@@ -82,6 +82,29 @@ def test_sharpness_equals_the_reference_loop(name: str) -> None:
     assert q.sharpness(PHOTOS[name]) == _ref_sharpness(PHOTOS[name])
 
 
+def test_weighted_p95_equals_numpy() -> None:
+    """The partial sort against numpy's weighted percentile: ties, a few heavy weights at
+    the bottom (the answer then lies in the lower four fifths: the full-sort branch),
+    short and long arrays; weights are squared contrasts as in the gate."""
+    rng = np.random.default_rng(5)
+    branches = set()
+    for trial in range(400):
+        n = int(rng.integers(20, 4000))
+        values = rng.random(n).astype(np.float32)
+        if trial % 3 == 0:
+            values = np.round(values * 20).astype(np.float32) / 20  # many ties
+        contrast = rng.integers(12, 256, n).astype(np.float32)
+        if trial % 4 == 0:  # heavy edges at the low values
+            contrast[values < np.quantile(values, 0.5)] = 255
+            contrast[values >= np.quantile(values, 0.5)] = 12
+        weights = contrast * contrast
+        expected = np.percentile(values, 95, weights=weights, method="inverted_cdf")
+        assert q._weighted_p95(values, weights) == float(expected)
+        lower = weights[np.argsort(values)][: int(0.8 * n)]  # the lower four fifths
+        branches.add(bool(lower.sum() / weights.sum() >= 0.95))
+    assert branches == {True, False}  # both branches ran
+
+
 def test_sharpness_scratch_is_reused_safely() -> None:
     """Landscape and portrait photos alternate (a scratch set of another shape is
     replaced), and two threads measure at once (each call owns the set it took)."""

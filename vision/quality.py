@@ -251,15 +251,30 @@ def _gradients(gray: np.ndarray, *out: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _weighted_p95(values: np.ndarray, weights: np.ndarray) -> float:
-    """``np.percentile(values, 95, weights=weights, method="inverted_cdf")``, step for
-    step (same argsort, float64 cumulative weights, left search), without its generic
-    machinery: that costs ~1 ms per call and the gate makes eight calls per photo.
-    Weights here are squared contrasts >= 144, so numpy's zero-weight case never arises."""
-    order = np.argsort(values, axis=0)
-    cdf = weights[order].cumsum(dtype=np.float64)
-    cdf /= cdf[-1]
-    i = min(int(np.searchsorted(cdf, 0.95, side="left")), len(values) - 1)
-    return float(values[order[i]])
+    """``np.percentile(values, 95, weights=weights, method="inverted_cdf")``: the smallest
+    value whose cumulative weight (values in ascending order) reaches 95% of the total,
+    without numpy's generic machinery (~1 ms a call, eight calls per photo).
+
+    Only the top fifth of the values is sorted: one partition splits off the lower four
+    fifths, whose weight is summed, and the answer is searched in the sorted rest (when
+    the lower part already holds 95% of the weight, in all of them sorted). Exact, and
+    the same answer as a full sort: the weights are squared contrasts (integers from 144
+    to 65,025 in float32), so every cumulative sum is an exact integer in float64 in any
+    order, and the answer depends only on the weight below each distinct value, not on
+    the order of equal values."""
+    total = weights.sum(dtype=np.float64)
+    cut = int(0.8 * len(values))
+    split = np.argpartition(values, cut)
+    below = weights[split[:cut]].sum(dtype=np.float64)
+    if below / total >= 0.95:  # the answer lies in the lower part: sort everything
+        split, cut, below = np.arange(len(values)), 0, np.float64(0.0)
+    top = values[split[cut:]]
+    order = np.argsort(top)
+    cdf = weights[split[cut:]][order].cumsum(dtype=np.float64)
+    cdf += below
+    cdf /= total
+    i = min(int(np.searchsorted(cdf, 0.95, side="left")), len(top) - 1)
+    return float(top[order[i]])
 
 
 def working_copy(rgb: np.ndarray, long_side: int = WORK_LONG_SIDE) -> np.ndarray:
