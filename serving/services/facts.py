@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 import numpy as np
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from serving.domain_errors import Conflict, Invalid, NotFound
@@ -252,6 +253,9 @@ def _reference(
     return cached
 
 
+_INSERT_GRADING = insert(Grading)
+
+
 def store_upload(
     s: Session,
     svc: ReturnLensService,
@@ -276,19 +280,19 @@ def store_upload(
         )
     card, version = svc.grader.card, svc.model_version
     item = f.item
-    grading = Grading(
-        id=repo.new_id("grd"),
-        subject_type="return",
-        subject_id=f.return_id,
-        profile=svc.grader.profile,
-        model_version=version,
-        grade=item.grade if item else None,
-        confidence=item.confidence if item else None,
-        grade_probs=probs_dict(card.grade_labels, item.grade_probs) if item else {},
-        damage_probs=probs_dict(card.damage_labels, item.damage_probs) if item else {},
-        embedding=rounded_list(item.embedding) if item else None,
-        photo_ids=list(f.new_photo_ids),
-        usable_photo_ids=[
+    grading = {
+        "id": repo.new_id("grd"),
+        "subject_type": "return",
+        "subject_id": f.return_id,
+        "profile": svc.grader.profile,
+        "model_version": version,
+        "grade": item.grade if item else None,
+        "confidence": item.confidence if item else None,
+        "grade_probs": probs_dict(card.grade_labels, item.grade_probs) if item else {},
+        "damage_probs": probs_dict(card.damage_labels, item.damage_probs) if item else {},
+        "embedding": rounded_list(item.embedding) if item else None,
+        "photo_ids": list(f.new_photo_ids),
+        "usable_photo_ids": [
             *f.earlier_usable_ids,
             *(
                 pid
@@ -296,9 +300,11 @@ def store_upload(
                 if g.quality.passed
             ),
         ],
-        created_at=now,
-    )
-    s.add(grading)
+        "created_at": now,
+    }
+    # Inserted now, on the session's connection: the decision row below refers to it,
+    # and the rest of the upload's rows then go to the database in one flush at the end.
+    s.connection().execute(_INSERT_GRADING, grading)
     photos = [
         photo_row(
             pid,
@@ -317,18 +323,17 @@ def store_upload(
         )
     ]
     s.add_all(photos)
-    s.flush()  # parents before the decision row (view-only relationships order nothing)
     row = Decision(
         id=repo.new_id("dec"),
         return_id=f.return_id,
         sequence=f.max_sequence + 1,
-        grading_id=grading.id,
+        grading_id=grading["id"],
         outcome=decision.outcome,
         flags=[fl.to_dict() for fl in decision.flags],
         grade=decision.grade,
         confidence=decision.confidence,
-        grade_probs=grading.grade_probs,
-        damage_probs=grading.damage_probs,
+        grade_probs=grading["grade_probs"],
+        damage_probs=grading["damage_probs"],
         shopper_message=decision.shopper_message,
         model_version=version,
         policy_version=decision.policy_version,
