@@ -227,7 +227,7 @@ def fit_vocabulary(cache: Path, seed: int = 11, photos: int = 400) -> copydetect
     )
     packed = np.packbits(centres > 0.5, axis=1)
     flat = copydetect.Vocabulary(
-        centres=packed.view(np.uint64).reshape(copydetect.WORDS, 4),
+        centres=np.ascontiguousarray(packed),
         idf=np.ones(copydetect.WORDS, np.float32),
         mean=np.zeros(copydetect.WORDS, np.float32),
         projection=np.eye(copydetect.WORDS, copydetect.DIM, dtype=np.float32),

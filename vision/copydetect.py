@@ -64,20 +64,15 @@ _MAGIC = b"CD1"
 
 @dataclass(frozen=True)
 class Vocabulary:
-    centres: np.ndarray  # (WORDS, 4) uint64: the 256-bit word centres
+    centres: np.ndarray  # (WORDS, 32) uint8: the 256-bit word centres
     idf: np.ndarray  # (WORDS,) float32
     mean: np.ndarray  # (WORDS,) float32, subtracted before the projection
     projection: np.ndarray  # (WORDS, DIM) float32
 
-    @functools.cached_property
-    def centre_lanes(self) -> np.ndarray:
-        """The centres as ``hamming.lanes`` (computed once per vocabulary)."""
-        return np.ascontiguousarray(self.centres.T)
-
     def save(self, path: Path) -> None:
         np.savez_compressed(
             path,
-            centres=self.centres.view(np.uint8).reshape(len(self.centres), 32),
+            centres=self.centres,
             idf=self.idf,
             mean=self.mean,
             projection=self.projection,
@@ -89,7 +84,7 @@ def vocabulary(path: Path = VOCABULARY) -> Vocabulary:
     with np.load(path) as z:
         centres = np.ascontiguousarray(z["centres"], dtype=np.uint8)
         return Vocabulary(
-            centres=centres.view(np.uint64).reshape(len(centres), 4),
+            centres=centres,
             idf=z["idf"].astype(np.float32),
             mean=z["mean"].astype(np.float32),
             projection=z["projection"].astype(np.float32),
@@ -180,9 +175,7 @@ def local_features(rgb: np.ndarray) -> LocalFeatures:
 def words_of(descriptors: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     """Index of the nearest word (Hamming; the first of equals) of each 32-byte
     descriptor (``vision/hamming.py``: OpenCV's brute-force matcher's answers, faster)."""
-    if len(descriptors) == 0:
-        return np.zeros(0, np.int64)
-    return hamming.nearest(hamming.lanes(descriptors), vocab.centre_lanes)
+    return hamming.nearest(descriptors, vocab.centres)
 
 
 def bow(descriptors: np.ndarray, vocab: Vocabulary) -> np.ndarray:

@@ -69,17 +69,9 @@ DENSE_BUDGET = 2
 def transform(a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray | None, int]:
     """The similarity transform (2x3) from ``a``'s frame to ``b``'s that most ratio-tested
     matches agree on, and how many do (None, n when there is none)."""
-    return _fit(a, hamming.lanes(a.descriptors), b, hamming.lanes(b.descriptors))
-
-
-def _fit(
-    a: LocalFeatures, a_lanes: np.ndarray, b: LocalFeatures, b_lanes: np.ndarray
-) -> tuple[np.ndarray | None, int]:
-    """``transform`` with both sides' descriptors already as ``hamming.lanes`` (a query is
-    fitted to every candidate, a candidate to the whole query and its content box)."""
     if len(a) < 3 or len(b) < 3:
         return None, 0
-    first, d1, d2 = hamming.two_nearest(a_lanes, b_lanes)
+    first, d1, d2 = hamming.two_nearest(a.descriptors, b.descriptors)
     good = np.flatnonzero(d1 < RATIO * d2.astype(np.float64))  # in query order, as before
     if len(good) < 4:
         return None, 0
@@ -257,12 +249,10 @@ def fits(query: CopyDescriptor, stored: Sequence[LocalFeatures]) -> list[Fit]:
     first). The parts are fitted even when the whole is a clear copy: which one is, is
     known only after the dense check, and a fit costs a fifth of one."""
     frames = [f for f in (query.local, *(p.local for p in query.parts)) if f.grey is not None]
-    frame_lanes = [hamming.lanes(f.descriptors) for f in frames]
     out = []
     for j, candidate in enumerate(stored):
-        candidate_lanes = hamming.lanes(candidate.descriptors)
-        for frame, lanes in zip(frames, frame_lanes, strict=True):
-            model, inliers = _fit(frame, lanes, candidate, candidate_lanes)
+        for frame in frames:
+            model, inliers = transform(frame, candidate)
             if model is not None and inliers >= MIN_INLIERS:
                 out.append(Fit(j, frame, model, inliers))
     return sorted(out, key=lambda f: -f.inliers)  # stable: nearest, whole query first

@@ -1,58 +1,57 @@
-"""Exact Hamming nearest neighbours of 256-bit binary descriptors (ORB's), in numpy.
+"""Exact Hamming nearest neighbours of 256-bit binary descriptors (ORB's), with faiss.
 
 The copy check matches each new photo's ~400 ORB descriptors against each of its
 candidates' (``vision/copyverify.py``) and against the 256 visual words
-(``vision/copydetect.py``). OpenCV's brute-force matcher calls its Hamming norm once per
-pair (32 bytes each), and building a ``DMatch`` per answer costs as much again; here a
-descriptor is four 64-bit lanes, and each lane of every pair is XORed and counted in one
-numpy pass over an (n, m) block. ``benchmarks/hamming_speed.py`` times both: the same
-answers in about half the time. The answers are exact: the same distances, and the same
-nearest index wherever the nearest is unique (on ties the first, as OpenCV's).
+(``vision/copydetect.py``): about ten such searches per photo of a popular SKU, which
+made the matching the largest part of the copy check. faiss's brute-force binary search
+(``knn_hamming``) is a well-kept kernel for exactly this: 32-byte codes compared with
+hardware popcounts and the k best kept per query. ``benchmarks/hamming_speed.py`` times it
+against OpenCV's brute-force matcher and the numpy kernel it replaced, and fails when any
+answer differs. The answers are exact: the same distances, and the same nearest index
+wherever the nearest is unique (on ties the first, as OpenCV's matcher).
+
+faiss runs each search as an OpenMP loop over the queries. OpenMP's thread count is a
+per-thread setting, so every call sets its own thread's to one first: the service's
+request and pool threads are already the parallelism, and a team of OpenMP threads per
+search would only take turns with them on the same cores.
 """
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 
-LANES = 4  # 64-bit words per 256-bit descriptor
-_FAR = np.iinfo(np.uint16).max
+BYTES = 32  # per 256-bit descriptor
 
 
-def lanes(descriptors: np.ndarray) -> np.ndarray:
-    """(LANES, n) uint64: the descriptors (n, 32) uint8, lane by lane, each lane contiguous
-    so that a lane of every pair is one broadcast."""
-    desc = np.ascontiguousarray(descriptors, np.uint8)
-    if desc.ndim != 2 or desc.shape[1] != 8 * LANES:
-        raise ValueError(f"expected (n, {8 * LANES}) uint8 descriptors, got {desc.shape}")
-    return np.ascontiguousarray(desc.view(np.uint64).T)
+def _codes(descriptors: np.ndarray) -> np.ndarray:
+    """``descriptors`` as faiss reads them: C-contiguous (n, 32) uint8."""
+    codes = np.ascontiguousarray(descriptors, np.uint8)
+    if codes.ndim != 2 or codes.shape[1] != BYTES:
+        raise ValueError(f"expected (n, {BYTES}) uint8 descriptors, got {codes.shape}")
+    return codes
 
 
-def distances(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """(n, m) uint16 Hamming distances between ``lanes`` ``query`` (n) and ``stored`` (m)."""
-    n, m = query.shape[1], stored.shape[1]
-    xor = np.empty((n, m), np.uint64)
-    bits = np.empty((n, m), np.uint8)
-    out = np.zeros((n, m), np.uint16)
-    for k in range(LANES):
-        np.bitwise_xor(query[k][:, None], stored[k][None, :], out=xor)
-        np.bitwise_count(xor, out=bits)
-        out += bits
-    return out
+def _search(query: np.ndarray, stored: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) distances (int32) and indices (int64) of each query's ``k`` nearest."""
+    faiss.omp_set_num_threads(1)  # this thread's searches: no OpenMP team (see above)
+    distances, indices = faiss.knn_hamming(_codes(query), _codes(stored), k)
+    return distances, indices
 
 
 def nearest(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
     """(n,) index of each query descriptor's nearest stored one (the first of equals)."""
-    return np.asarray(distances(query, stored).argmin(axis=1), np.int64)
+    if len(query) == 0:
+        return np.zeros(0, np.int64)
+    return np.asarray(_search(query, stored, 1)[1][:, 0], np.int64)
 
 
 def two_nearest(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query descriptor: the nearest stored one's index, its distance and the second
     nearest's distance (what Lowe's ratio test needs); ``stored`` holds at least two."""
-    if stored.shape[1] < 2:
+    if len(stored) < 2:
         raise ValueError("two nearest neighbours need at least two stored descriptors")
-    dist = distances(query, stored)
-    rows = np.arange(dist.shape[0])
-    first = dist.argmin(axis=1)
-    d1 = dist[rows, first]
-    dist[rows, first] = _FAR
-    return np.asarray(first, np.int64), d1, dist.min(axis=1)
+    if len(query) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    distances, indices = _search(query, stored, 2)
+    return np.asarray(indices[:, 0], np.int64), distances[:, 0], distances[:, 1]
