@@ -126,3 +126,59 @@ def test_no_candidates() -> None:
     query = copydetect.describe(_same_sku_photos()[0])
     assert copyverify.best_verified(query, []) is None
     assert copyverify.verify_candidates(query, []).scores == ()
+
+
+def _ransac_transform(
+    a: copydetect.LocalFeatures, b: copydetect.LocalFeatures
+) -> tuple[np.ndarray | None, int]:
+    """``copyverify.transform`` as it was, RANSAC run on any 4 ratio-tested matches: the
+    reference for the shortcut below."""
+    first, d1, d2 = copyverify.hamming.two_nearest(a.descriptors, b.descriptors)
+    good = np.flatnonzero(d1 < copyverify.RATIO * d2.astype(np.float64))
+    if len(good) < 4:
+        return None, 0
+    model, inliers = cv2.estimateAffinePartial2D(
+        a.points[good], b.points[first[good]], method=cv2.RANSAC,
+        ransacReprojThreshold=copyverify.RANSAC_PX, maxIters=1000,
+    )  # fmt: skip
+    if model is None or inliers is None:
+        return None, 0
+    scale = float(np.hypot(model[0, 0], model[1, 0]))
+    return (model, int(inliers.sum())) if 0.25 <= scale <= 4.0 else (None, 0)
+
+
+def test_too_few_matches_for_min_inliers_skip_ransac_and_keep_every_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pair with fewer ratio-tested matches than ``MIN_INLIERS`` cannot fit with that
+    many inliers, so ``transform`` answers (None, 0) without RANSAC; every fit that
+    counts (``MIN_INLIERS`` or more) is the same transform as RANSAC's on all of them."""
+    photos = _same_sku_photos()
+    queries = [copydetect.describe(p).local for p in photos[:5]]
+    cropped = EDITS["crop 70% area"](photos[0], np.random.default_rng(1))
+    queries.append(copydetect.describe(cropped).local)
+    stored = [_stored(p) for p in photos]
+    calls: list[int] = []
+    ransac = cv2.estimateAffinePartial2D
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return ransac(*args, **kwargs)
+
+    monkeypatch.setattr(copyverify.cv2, "estimateAffinePartial2D", counted)
+    skipped = kept = 0
+    for q in queries:
+        for s in stored:
+            before = len(calls)
+            model, inliers = copyverify.transform(q, s)
+            ran = len(calls) > before
+            ref_model, ref_inliers = _ransac_transform(q, s)
+            if ref_model is not None and ref_inliers >= copyverify.MIN_INLIERS:
+                kept += 1
+                assert ran and inliers == ref_inliers
+                np.testing.assert_array_equal(model, ref_model)
+            else:
+                assert model is None or inliers < copyverify.MIN_INLIERS
+                skipped += not ran
+    assert kept >= 5  # the copies and the artwork fits are found as before
+    assert skipped >= 5  # and some pairs never reach RANSAC

@@ -68,12 +68,15 @@ DENSE_BUDGET = 2
 
 def transform(a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray | None, int]:
     """The similarity transform (2x3) from ``a``'s frame to ``b``'s that most ratio-tested
-    matches agree on, and how many do (None, n when there is none)."""
+    matches agree on, and how many do (None, n when there is none). Every caller drops a
+    fit with fewer than ``MIN_INLIERS``, and the inliers are some of the ratio-tested
+    matches: with fewer matches than that, RANSAC is not run at all (None, 0). About a
+    third of the candidates of a common SKU stop there (another photo of the item)."""
     if len(a) < 3 or len(b) < 3:
         return None, 0
     first, d1, d2 = hamming.two_nearest(a.descriptors, b.descriptors)
     good = np.flatnonzero(d1 < RATIO * d2.astype(np.float64))  # in query order, as before
-    if len(good) < 4:
+    if len(good) < max(4, MIN_INLIERS):
         return None, 0
     src, dst = a.points[good], b.points[first[good]]
     model, inliers = cv2.estimateAffinePartial2D(
