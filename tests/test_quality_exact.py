@@ -211,13 +211,11 @@ def test_item_mask_and_framing_from_the_128px_copy(name: str) -> None:
 
 
 def _ref_measure(photo: DecodedPhoto) -> q.QualityMeasures:
-    """measure() as first written: every check from the working copy but the item mask,
-    which shrinks the decode itself (as the 512 px gate's mask copy did, to within
-    rounding); saturation always."""
+    """measure() as first written: every check from the 512 px copy, saturation always."""
     work = q.working_copy(photo.rgb)
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-    mask = qm.item_mask(photo.rgb)
-    frame = qm.framing(mask, photo.rgb)
+    mask = qm.item_mask(work)
+    frame = qm.framing(mask, work)
     clip = (work.max(axis=2) >= 250) & (gray >= 200)  # burnt: a channel at 250, luma 200
     item = cv2.resize(mask, gray.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
     framed = not frame.close_up and frame.edge_cut <= 0.03 and frame.coverage >= 0.05
