@@ -346,8 +346,8 @@ def test_dock_profile_is_looser(cleans: list[Clean]) -> None:
 def test_thresholds_round_trip_and_validation() -> None:
     assert QualityThresholds.from_dict(SHOPPER.to_dict()) == SHOPPER
     assert QualityThresholds.from_dict(json.loads(json.dumps(DOCK.to_dict()))) == DOCK
-    custom = QualityThresholds.from_dict({"min_sharpness": 0.25}, base=DOCK)
-    assert custom.min_sharpness == 0.25 and custom.min_coverage == DOCK.min_coverage
+    custom = QualityThresholds.from_dict({"min_sharpness": 0.2}, base=DOCK)
+    assert custom.min_sharpness == 0.2 and custom.min_coverage == DOCK.min_coverage
     assert set(PROFILES) == {"shopper", "dock"}
     with pytest.raises(ConfigError, match="unknown quality threshold"):
         QualityThresholds.from_dict({"min_sharpnes": 0.2})

@@ -86,12 +86,9 @@ class GradeResult:
         return aggregate(usable, self.card.grade_labels, self.card.damage_labels)
 
 
-# The quality gate measures at a 400 px working size and the model input is smaller, so a
+# The quality gate measures at a 512 px working size and the model input is smaller, so a
 # 12-megapixel JPEG is DCT-downscaled to 1/4 (1008x756) while decoding: about a third of
-# the cost of a full decode, and stored photos stay large enough for reviewers. The decode
-# target stays 512 (not 400): a 1600 px upload then still decodes at 800 px, which the
-# gate halves exactly and cheaply, and the model, copy check and hash see what they were
-# fitted and stored on.
+# the cost of a full decode, and stored photos stay large enough for reviewers.
 DECODE_LONG_SIDE = 512
 
 

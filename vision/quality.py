@@ -1,16 +1,9 @@
 """The photo-quality gate: is this photo good enough to grade the item from?
 
-Every measurement is taken on a working copy with a fixed long side (400 px; 128 px for
+Every measurement is taken on a working copy with a fixed long side (512 px; 128 px for
 the item mask), so a 12-megapixel original, its DCT-downscaled decode and a 1600 px
 browser downscale all get the same verdict. Only ``resolution`` looks at the upload's own
 size. Each failed check carries a sentence a shopper can act on.
-
-Why 400 px: the photo shoppers send most, the shopper page's 1600 px downscale, decodes
-at 800 px (JPEG DCT scaling), and halving that is OpenCV's fast integer area resize
-(0.2 ms) where 512 px was a fractional one (3.5-5 ms); every measure then also runs on
-61% of the pixels. The thresholds were re-fitted at 400 px on the same photos, with the
-same held-out rates or better (``benchmarks/results/quality_fit.md``); the usable / retake
-verdict differs from the 512 px gate's on 16 of its 5,895 photos, each near a threshold.
 
 Measurements (all scale-invariant):
 
@@ -56,7 +49,7 @@ from vision.quality_mask import MASK_LONG_SIDE, framing, item_mask
 from vision.quality_mask import working_copy as _resize_long_side
 from vision.types import DecodedPhoto, QualityCheck, QualityReport
 
-WORK_LONG_SIDE = 400
+WORK_LONG_SIDE = 512
 # The item is framed whole (the exposure check then judges the item, not the white sweep
 # or table around it) when it covers at most this share of any side of the frame border,
 # a holding hand left out, and the item mask finds an item of at least this size.
@@ -70,17 +63,17 @@ class QualityThresholds:
 
     # Fitted by benchmarks/fit_quality.py on its FIT half (renders 640-1600 px, studio,
     # hand-held, browser 1600 px downscale, real car-damage photos); the record, with
-    # held-out rates, is benchmarks/results/quality_fit.md. Re-fitted for the 400 px
-    # working copy (at 512 px: 0.228 / 102.5 / 0.183 / 0.011 / 0.055): sharpness reads
-    # higher on fewer pixels, the other measures are fractions and barely move.
-    min_sharpness: float = 0.262  # ~ 1 / edge width at the 400 px working size
+    # held-out rates, is benchmarks/results/quality_fit.md. The exposure, glare and
+    # cut-off measures changed with this fit (see the module docstring), so their
+    # values are not comparable with the earlier 0.056 / 0.024 / 0.071.
+    min_sharpness: float = 0.228  # ~ 1 / edge width at 512 px working size
     min_brightness: float = 102.5  # 90th percentile of max(R, G, B) (-3 EV must fail)
-    max_clipped_fraction: float = 0.18  # burnt share of the framed item, else of the frame
-    max_glare_fraction: float = 0.012  # disc hidden by the largest highlight / frame area
+    max_clipped_fraction: float = 0.183  # burnt share of the framed item, else of the frame
+    max_glare_fraction: float = 0.011  # disc hidden by the largest highlight / frame area
     min_long_side: int = 640  # of the upload, in pixels (policy, not fitted)
     min_short_side: int = 480
     min_coverage: float = 0.06  # item area / frame area (not re-fitted)
-    max_edge_cut: float = 0.051  # largest share of one border side covered by the item
+    max_edge_cut: float = 0.055  # largest share of one border side covered by the item
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -113,10 +106,8 @@ class QualityThresholds:
 
 SHOPPER = QualityThresholds()
 # Dock cameras are fixed and lit; the gate there only stops frames that cannot be graded.
-# Set by hand; moved to the 400 px working copy by rank on the fit photos (sharpness
-# 0.18 at 512 px is 0.20 at 400 px; each other bound maps onto itself within 0.005).
 DOCK = QualityThresholds(
-    min_sharpness=0.20,
+    min_sharpness=0.18,
     min_brightness=50.0,
     max_clipped_fraction=0.35,
     max_glare_fraction=0.03,  # a reflection hiding a disc ~10% of the short side across
@@ -186,7 +177,7 @@ def sharpness(rgb: np.ndarray) -> float:
     return _gray_sharpness(cv2.cvtColor(working_copy(rgb), cv2.COLOR_RGB2GRAY))
 
 
-# Scratch image sets of _gray_sharpness not in use (~2.9 MB each at 400 x 300): fresh
+# Scratch image sets of _gray_sharpness not in use (~4.7 MB each at 512 x 384): fresh
 # 0.2-0.8 MB arrays, a dozen per photo, cost ~0.7 ms in page faults alone. A set is owned
 # by one call between pop and append (both atomic), and at most _SPARE_MAX are kept, so
 # a burst of request threads does not leave one set per thread behind.
@@ -301,7 +292,7 @@ def measure(photo: DecodedPhoto) -> QualityMeasures:
 
     Each derived image is made once and handed to every check that reads it: the grey
     working copy, the brightest channel (brightness and clipping), and the 128 px mask
-    copy (``item_mask`` and ``framing`` would each shrink the 400 px copy again; a copy
+    copy (``item_mask`` and ``framing`` would each shrink the 512 px copy again; a copy
     already at 128 px is used as is). Saturation is only read where something clipped."""
     work = working_copy(photo.rgb)
     gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
@@ -352,8 +343,8 @@ def assess_quality(
 ) -> QualityReport:
     """Run every check; ``thresholds`` defaults to the named profile's.
 
-    Measurements happen at a 400 px working size, so decode with
-    ``target_long_side >= 400`` (a smaller decode would be upsampled and read as blurry).
+    Measurements happen at a 512 px working size, so decode with
+    ``target_long_side >= 512`` (a smaller decode would be upsampled and read as blurry).
     """
     if thresholds is None:
         if profile not in PROFILES:

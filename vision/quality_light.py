@@ -1,7 +1,7 @@
 """Exposure and glare measures of the quality gate: what clipped to white, and where.
 
 Split out of ``vision/quality.py`` (thresholds and checks) and ``vision/quality_mask.py``
-(item mask, framing). Every function works on the gate's 400 px working copy, so the
+(item mask, framing). Every function works on the gate's 512 px working copy, so the
 answer does not depend on the scale the photo was decoded at.
 
 Three things clip to white in a shopper's photo, and the gate must tell them apart:
@@ -138,7 +138,7 @@ def percentiles_u8(gray: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]
     """Percentiles of a uint8 image from its histogram (a sort-free np.percentile).
 
     The histogram comes from ``cv2.calcHist`` (exact integer counts in float32 up to
-    2^24 pixels, far above the 400 px working copy) rather than ``np.bincount``, which
+    2^24 pixels, far above the 512 px working copy) rather than ``np.bincount``, which
     first widens every pixel to int64: ~0.1 ms instead of ~1-3 ms per call."""
     hist = cv2.calcHist([np.ascontiguousarray(gray)], [0], None, [256], [0, 256])
     cum = np.cumsum(hist.ravel().astype(np.int64))
