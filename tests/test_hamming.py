@@ -95,6 +95,8 @@ def test_empty_queries_and_bad_shapes() -> None:
     assert [a.shape for a in hamming.two_nearest(none, two)] == [(0,), (0,), (0,)]
     with pytest.raises(ValueError, match="uint8 descriptors"):
         hamming.nearest(np.zeros((4, 16), np.uint8), two)
+    with pytest.raises(ValueError, match="uint8 descriptors"):  # checked when empty too
+        hamming.two_nearest(np.zeros((0, 16), np.uint8), two)
     with pytest.raises(ValueError, match="at least two"):
         hamming.two_nearest(two, two[:1])
 

@@ -33,7 +33,8 @@ def _codes(descriptors: np.ndarray) -> np.ndarray:
 
 
 def _search(query: np.ndarray, stored: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) distances (int32) and indices (int64) of each query's ``k`` nearest."""
+    """(n, k) distances (int32) and indices (int64) of each query's ``k`` nearest (faiss
+    answers an empty query with (0, k) arrays, after both sides' shapes are checked)."""
     faiss.omp_set_num_threads(1)  # this thread's searches: no OpenMP team (see above)
     distances, indices = faiss.knn_hamming(_codes(query), _codes(stored), k)
     return distances, indices
@@ -41,8 +42,6 @@ def _search(query: np.ndarray, stored: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 def nearest(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
     """(n,) index of each query descriptor's nearest stored one (the first of equals)."""
-    if len(query) == 0:
-        return np.zeros(0, np.int64)
     return np.asarray(_search(query, stored, 1)[1][:, 0], np.int64)
 
 
@@ -51,7 +50,5 @@ def two_nearest(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.n
     nearest's distance (what Lowe's ratio test needs); ``stored`` holds at least two."""
     if len(stored) < 2:
         raise ValueError("two nearest neighbours need at least two stored descriptors")
-    if len(query) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
     distances, indices = _search(query, stored, 2)
     return np.asarray(indices[:, 0], np.int64), distances[:, 0], distances[:, 1]
