@@ -1,9 +1,10 @@
 """Where a live service's CPU goes on photo uploads: py-spy samples, grouped by stage.
 
-Starts ``returnlens serve --seed-demo`` exactly as ``returnlens bench`` does (one worker,
-SQLite, the shipped model), sends a bounded number of uploads of new phone-like JPEGs,
-and records the worker with ``py-spy record --format raw`` (only threads that are
-running are sampled, so the shares are CPU shares, not wall time). Each sample is
+Starts ``returnlens serve --seed-demo`` exactly as ``returnlens bench`` does (its default
+workers, SQLite, the shipped model), sends a bounded number of uploads of new phone-like
+JPEGs, and records every worker with ``py-spy record --subprocesses --format raw`` (only
+threads that are running are sampled, so the shares are CPU shares, not wall time). Each
+sample is
 charged to the innermost frame that belongs to a known stage (decode, quality gate,
 ONNX Runtime, SQL, HTTP, ...). Writes ``profile.json``, ``profile.md`` and the raw
 collapsed stacks (``stacks.txt``, readable by speedscope or inferno).
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 "record",
                 "--pid",
                 str(svc.pid),
+                "--subprocesses",  # every worker (the service's default is one per core)
                 "--rate",
                 str(args.rate),
                 "--format",

@@ -80,22 +80,19 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Migrate the DB, load + warm the model, load the policy, build the service.
+    """Migrate the DB, load + warm the model, load the policy, build the service (the
+    start-up checks of ``serving.checks`` included).
 
     Blocking (seconds); the lifespan runs it in a worker thread.
     """
-    from serving.policy import load_policy
+    from serving.checks import served_model_and_policy
     from serving.storage.db import Database
     from serving.storage.photostore import open_photo_store
     from vision.decode import DecodeLimits, MiB
-    from vision.model import OnnxModel
     from vision.pipeline import Grader, Lanes, opencv_on_caller_threads
 
     opencv_on_caller_threads()
-    model_path = settings.resolve_model_path()
-    policy = load_policy(settings.policy_path)
-    model = OnnxModel(model_path, intra_op_threads=settings.threads_per_worker())
-    policy.require_compatible(model.card.grade_labels, model.card.damage_labels)
+    model, policy = served_model_and_policy(settings)
     model.warmup()
     limits = DecodeLimits(
         max_bytes=settings.max_upload_bytes,

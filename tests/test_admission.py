@@ -14,7 +14,6 @@ it, so the test sees whether the upload's body was touched.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from serving.api.admission import UploadAdmission, UploadSlots, declared_size
 from serving.app import create_app
 from serving.errors import UploadsBusy
 from serving.services import shopper
-from serving.settings import Settings
+from serving.settings import Settings, usable_cores
 from tests.photo_factory import solid_png
 from tests.shop import Shop, jpeg, load_shop, make_settings, scene
 
@@ -173,7 +172,7 @@ def test_a_waiting_upload_leaves_its_body_unread(busy_shop: Shop) -> None:
 
 # ------------------------------------------------------------------------ upload slots
 def test_light_slots_default_to_the_workers_cores_and_at_least_two() -> None:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     assert Settings(workers=1).light_upload_slots() == max(2, cores)
     assert Settings(workers=64).light_upload_slots() == 2
     assert Settings(upload_concurrency=5).light_upload_slots() == 5
@@ -224,3 +223,13 @@ def test_the_service_runs_opencv_on_the_threads_that_call_it(
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
         assert cv2.getNumThreads() == 1
+
+
+def test_one_worker_per_usable_core_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker is bound by the GIL, not the cores, so the default is one per core;
+    each then gets its share of the cores for ONNX Runtime, at least one thread."""
+    monkeypatch.delenv("RETURNLENS_WORKERS", raising=False)
+    monkeypatch.delenv("RETURNLENS_ORT_THREADS", raising=False)
+    assert Settings().workers == usable_cores()
+    assert Settings().threads_per_worker() == 1
+    assert Settings(workers=1).threads_per_worker() == usable_cores()

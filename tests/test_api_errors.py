@@ -8,7 +8,6 @@ so an unhandled error fails the test loudly.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -399,7 +398,7 @@ def test_settings_come_from_flags_over_environment(monkeypatch: pytest.MonkeyPat
         seed_demo=None,
         log_level=None,
     )
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr("serving.settings.usable_cores", lambda: 16)
     s = settings_from_args(args)
     assert (s.database_url, s.port, s.workers) == ("postgresql+psycopg://u@db/returns", 9100, 4)
     assert s.threads_per_worker() == 4  # 16 cores shared by 4 workers

@@ -115,6 +115,32 @@ def proc_cpu_seconds(pid: int | None = None) -> float | None:
         return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/*/children``), parents first: a
+    service with several workers is a supervisor and the worker processes it started."""
+    out = [pid]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += process_tree(int(child))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """``proc_cpu_seconds`` summed over ``process_tree(pid)`` (None if ``pid`` is gone)."""
+    own = proc_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(proc_cpu_seconds(p) or 0.0 for p in process_tree(pid)[1:])
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/PID/clear_refs``)."""
     try:

@@ -3,7 +3,7 @@
 What a competent engineer would ship as "the model behind an HTTP endpoint": the same
 FastAPI, uvicorn and multipart stack as the product, the same decode
 (``vision.pipeline.decode_for_grading``: header checks, DCT-domain downscale) and the
-same ONNX session settings, one uvicorn worker with the product's ORT thread count, and
+same ONNX session settings, the product's uvicorn workers and ORT threads per worker, and
 a JSON answer with each photo's grade. No quality gate, no perceptual hash or copy
 detection, no database, no stored photo, no policy, no outbox. The URL is the product's
 upload URL, so ``service_load.run_cell`` drives both with the same photos.
@@ -62,10 +62,11 @@ def create_app() -> Any:
 
 
 class MinimalService(LiveService):
-    """The minimal service in a uvicorn subprocess (one worker: its pid is the worker)."""
+    """The minimal service in a uvicorn subprocess, with ``workers`` processes."""
 
-    def __init__(self, model: Path, workdir: Path, *, threads: int) -> None:
+    def __init__(self, model: Path, workdir: Path, *, threads: int, workers: int = 1) -> None:
         super().__init__(model, workdir, threads=threads)
+        self.workers = workers
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -80,6 +81,8 @@ class MinimalService(LiveService):
             "uvicorn",
             "benchmarks.harness.minimal_service:create_app",
             "--factory",
+            "--workers",
+            str(self.workers),
             "--host",
             "127.0.0.1",
             "--port",

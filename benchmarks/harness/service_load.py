@@ -1,7 +1,7 @@
 """Load against a live ``returnlens serve`` on 127.0.0.1.
 
-The service runs as the user would start it (``returnlens serve --seed-demo``, one
-uvicorn worker) with its own SQLite database and photo folder under the harness's tmp
+The service runs as the user would start it (``returnlens serve --seed-demo``, its
+default workers) with its own SQLite database and photo folder under the harness's tmp
 dir, rate limits off (``RETURNLENS_RATE_LIMIT_PER_IP/KEY=0``) and an admin key from
 ``RETURNLENS_ADMIN_KEY``. Before each timed cell the harness creates, through the admin
 and shopper APIs, one fresh delivered order (own customer) and one return per request,
@@ -11,7 +11,8 @@ an upload; every photo is new bytes and new pixels (``inputs.PhotoFactory``).
 Timed part: N requests ``POST /v1/returns/{id}/photos`` (1 or 4 photos each) from C
 client threads (httpx, one connection each). Latency is measured per request by the
 client (upload + server work + response); per-photo latency is request latency / photos;
-photos/s is photos / wall time of the cell. RSS of the worker process comes from /proc.
+photos/s is photos / wall time of the cell. Server CPU is the whole process tree's
+(supervisor and workers); RSS is the largest worker's, from /proc.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from benchmarks.harness.common import (
     percentiles,
     proc_cpu_seconds,
     proc_memory,
+    process_tree,
     reset_peak_rss,
+    tree_cpu_seconds,
 )
 from vision.errors import ConfigError
 
@@ -74,7 +77,8 @@ def free_port() -> int:
 
 
 class LiveService:
-    """``returnlens serve --seed-demo`` in a subprocess; one worker, so its pid is the worker."""
+    """``returnlens serve --seed-demo`` in a subprocess: ``pid`` is the process it started
+    (with several workers, their supervisor; ``memory`` and ``run_cell`` read the tree)."""
 
     def __init__(
         self,
@@ -185,10 +189,19 @@ class LiveService:
             self.proc.wait(timeout=30)
 
     def memory(self) -> dict[str, float]:
-        return proc_memory(self.pid)
+        """The largest process's RSS and peak RSS (with several workers: the largest
+        worker's), the process count and the RSS of all of them together."""
+        each = [proc_memory(p) for p in process_tree(self.pid)]
+        out = {
+            key: max((m[key] for m in each if key in m), default=0.0)
+            for key in ("vmrss_mib", "vmhwm_mib")
+        }
+        out["processes"] = float(len(each))
+        out["all_processes_rss_mib"] = round(sum(m.get("vmrss_mib", 0.0) for m in each), 1)
+        return out
 
     def reset_peak(self) -> bool:
-        return reset_peak_rss(self.pid)
+        return all([reset_peak_rss(p) for p in process_tree(self.pid)])
 
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
@@ -325,12 +338,12 @@ def run_cell(
         t.start()
     go.wait()
     start = time.perf_counter()
-    cpu0 = proc_cpu_seconds(server_pid) if server_pid else None
+    cpu0 = tree_cpu_seconds(server_pid) if server_pid else None
     client0 = proc_cpu_seconds()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    cpu1 = proc_cpu_seconds(server_pid) if server_pid else None
+    cpu1 = tree_cpu_seconds(server_pid) if server_pid else None
     client1 = proc_cpu_seconds()
     for c in clients:
         c.close()

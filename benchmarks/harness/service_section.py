@@ -193,14 +193,17 @@ def run_service(
     cfg: BenchConfig, model: Path, factories: dict[str, PhotoFactory]
 ) -> dict[str, Any]:
     """Everything for service.json (and the worker-memory figures for memory.json)."""
-    from serving.settings import Settings
+    from serving.settings import Settings, usable_cores
     from vision.pipeline import _GATE_POOL, Grader
 
-    threads = Settings().threads_per_worker()  # what the service's one worker uses
+    served = Settings()  # the defaults: the bench's service has no RETURNLENS_ overrides
+    workers, threads = served.workers, served.threads_per_worker()
     svc = LiveService(model, cfg.tmp / "service").start()
     log(f"service up on {svc.url} (pid {svc.pid}); worker RSS {svc.memory()}")
     try:
-        minimal = MinimalService(model, cfg.tmp / "minimal-service", threads=threads).start()
+        minimal = MinimalService(
+            model, cfg.tmp / "minimal-service", threads=threads, workers=workers
+        ).start()
     except Exception:
         svc.stop()
         raise
@@ -209,21 +212,25 @@ def run_service(
     shop = Shop(svc, reference, category)
     result: dict[str, Any] = {
         "url": svc.url,
-        "workers": 1,
+        "workers": workers,
         "ort_threads": threads,
         # What the figures were taken on and with (issue 20: stated in every run).
         "machine": machine_info(),
         "model_path": str(model),
         "settings": {
-            "workers": 1,
+            "workers": workers,
             "ort_intra_op_threads": threads,
             "gate_pool_threads": _GATE_POOL._max_workers,
             # The served worker's (its environment has no RETURNLENS_ overrides):
             # serving.api.admission.UploadSlots.
-            "upload_slots_light": Settings(upload_concurrency=None, workers=1).light_upload_slots(),
+            "upload_slots_light": served.light_upload_slots(),
             "upload_slots_heavy": Settings.model_fields["heavy_upload_concurrency"].default,
             "malloc_arena_max": MALLOC_ARENAS,
-            "minimal_service": "FastAPI + uvicorn, 1 worker, decode + ONNX only, same threads",
+            "minimal_service": "FastAPI + uvicorn, decode + ONNX only, the same workers "
+            "and ORT threads per worker",
+            # The floor and the naive script are one process with every core: the most
+            # one request can get from this box, whatever the service's worker split.
+            "floor_ort_threads": usable_cores(),
         },
         "cells": {},
         "minimal_service": {},
@@ -231,7 +238,8 @@ def run_service(
         "ratios": {},
         "targets": TARGETS,
     }
-    grader = Grader.load(model, intra_op_threads=threads)
+    floor_threads = usable_cores()
+    grader = Grader.load(model, intra_op_threads=floor_threads)
     grader.model.warmup()
     try:
         warm = factories["1600px"].batch(900_000, 2)
@@ -245,7 +253,9 @@ def run_service(
             log(f"minimal reference service for {kind} photos")
             result["minimal_service"][kind] = _minimal_cells(minimal, used, kind)
             log(f"floor and naive baseline for {kind} photos")
-            result["floor"][kind] = _floor_and_naive(grader, used, kind, threads, with_naive=True)
+            result["floor"][kind] = _floor_and_naive(
+                grader, used, kind, floor_threads, with_naive=True
+            )
             result["ratios"][kind] = {
                 **_ratios(result["cells"], result["floor"][kind], kind),
                 **_minimal_ratios(

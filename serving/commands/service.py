@@ -6,14 +6,15 @@ policy against its labels, migrate the database) so that a missing model or a ba
 is one sentence on stderr, not a traceback from a worker. With ``--seed-demo`` it then
 loads the demo data and prints the demo keys and orders. The workers get the resolved
 settings through the environment (uvicorn starts them from an import string), with
-ONNX Runtime threads split so that N workers do not oversubscribe the cores.
+ONNX Runtime threads split so that N workers do not oversubscribe the cores. One worker
+per usable core by default (``Settings.workers``); with more than one, this process then
+becomes their light supervisor (``serving/commands/supervise.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 from typing import Any
 
@@ -41,7 +42,9 @@ def register(sub: Any) -> None:  # argparse._SubParsersAction
     )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
-    p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=int, help="uvicorn worker processes (default: one per usable core)"
+    )
     p.add_argument(
         "--database-url",
         dest="database_url",
@@ -170,14 +173,19 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
         pass
 
 
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _checked(settings: Any) -> list[str]:
+    """The start-up checks and migrations alone (``serving.checks``): the banner."""
+    from serving.checks import check_start
 
+    started = _build(check_start, settings)
+    return banner(settings, started.model_version, started.policy_version)
+
+
+def _prepared(settings: Any) -> list[str]:
+    """A whole runtime built (which checks and migrates) and, with ``--seed-demo``, the
+    demo data loaded through its service: the banner and the demo's lines."""
     from serving.app import build_runtime
 
-    limit_malloc_arenas()
-    settings = settings_from_args(args)
-    model_path = settings.resolve_model_path()
     runtime = _build(build_runtime, settings)
     try:
         lines = banner(settings, runtime.model_version, runtime.policy_version)
@@ -189,17 +197,29 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if runtime.close is not None:
             runtime.close()
-    # With one worker uvicorn serves from this process, which builds its own runtime:
-    # drop this one (its ONNX session is ~100 MB of RSS) before it does.
-    del runtime
+    # With one worker uvicorn serves from this process, which builds its own runtime;
+    # this one (its ONNX session is ~100 MB of RSS) is dropped on return, before that.
+    return lines
+
+
+def serve(args: argparse.Namespace) -> int:
+    from serving.commands.supervise import UvicornOptions, exec_supervisor, run
+
+    limit_malloc_arenas()
+    settings = settings_from_args(args)
+    model_path = settings.resolve_model_path()
+    if settings.workers > 1 and not settings.seed_demo:
+        lines = _checked(settings)  # the workers build the runtime; this process checks
+    else:
+        lines = _prepared(settings)
     export_env(settings, str(model_path.resolve()))
-    metrics_dir = multiprocess_metrics(settings.workers)
+    options = UvicornOptions.of(settings)
     print("\n".join(lines), flush=True)
-    try:
-        _run(uvicorn, settings)
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    if settings.workers > 1:
+        # The supervisor removes the folder when it stops (serving/commands/supervise.py).
+        multiprocess_metrics(settings.workers)
+        exec_supervisor(options)  # never returns
+    run(options)
     return 0
 
 
@@ -217,18 +237,3 @@ def multiprocess_metrics(workers: int) -> str | None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     os.environ["RETURNLENS_METRICS_DIR"] = path
     return path
-
-
-def _run(uvicorn: Any, settings: Any) -> None:
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        # Read deadlines for slow and stalled clients (serving/deadlines.py) and a cap on
-        # concurrent connections per worker (over it: 503).
-        http="serving.deadlines:DeadlineH11Protocol",
-        limit_concurrency=settings.max_connections,
-    )

@@ -49,6 +49,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from serving.checks import check_same_labels
 from serving.domain_errors import NotFound
 from serving.policy import Policy
 from serving.services import decide, replay
@@ -59,8 +60,6 @@ from serving.storage import repo
 from serving.storage.db import Database
 from serving.storage.tables import Decision, Photo, Review, ShadowPrediction
 from vision.aggregate import aggregate, cosine_similarity
-from vision.card import ModelCard
-from vision.errors import ConfigError
 from vision.model import SERVING_BATCH
 from vision.pipeline import Grader, Lanes
 from vision.types import ItemScores
@@ -75,21 +74,6 @@ IN_BATCH = 500
 
 
 # ------------------------------------------------------------------------- start-up
-def check_same_labels(champion: ModelCard, challenger: ModelCard) -> None:
-    """ConfigError (one sentence) unless the challenger grades with the champion's labels."""
-    for kind, a, b in (
-        ("grades", champion.grade_labels, challenger.grade_labels),
-        ("damage labels", champion.damage_labels, challenger.damage_labels),
-    ):
-        if tuple(a) != tuple(b):
-            raise ConfigError(
-                f"shadow model {challenger.model_version} {kind} {', '.join(b)} but champion "
-                f"{champion.model_version} {kind} {', '.join(a)}, and a shadow must use the "
-                "champion's labels in the same order",
-                code="shadow_labels_differ",
-            )
-
-
 def load_shadow(
     svc: ReturnLensService,
     locate: Callable[[], Path | None],
