@@ -247,6 +247,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime: Runtime | None = None
         if app.state.service is None:
+            if settings.start_gate is not None:  # `returnlens serve`'s checks, beside us
+                from serving.checks import wait_for_start
+
+                await anyio.to_thread.run_sync(wait_for_start, settings.start_gate)
             runtime = await anyio.to_thread.run_sync(build_runtime, settings)
             app.state.service = runtime.service
             app.state.model_version = runtime.model_version

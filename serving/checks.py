@@ -15,7 +15,10 @@ Kept light at import: nothing here imports FastAPI or the services.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vision.card import ModelCard
@@ -98,3 +101,17 @@ def check_start(settings: Settings) -> Started:
         db.dispose()
     open_photo_store(settings)
     return Started(model_version=model.version, policy_version=resolved.version)
+
+
+GATE_POLL_S = 0.02  # the start gate is a file; polled, as the checks take about a second
+
+
+def wait_for_start(gate: Path) -> None:
+    """Wait until the start-up checks have passed (``gate`` exists). A worker whose
+    supervisor is gone (the checks failed, or it was killed) leaves quietly: there is
+    nothing to serve and nobody to report to."""
+    parent = os.getppid()
+    while not gate.exists():
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(GATE_POLL_S)

@@ -77,6 +77,10 @@ class Settings(SharedSettings):
     # more than one worker, with PROMETHEUS_MULTIPROC_DIR at the same fresh folder. None:
     # one process, metrics in memory.
     metrics_dir: Path | None = None
+    # Set by `returnlens serve` for several workers: the file whose existence says the
+    # start-up checks passed (serving/commands/startcheck.py); each worker waits for it
+    # before building its runtime. None: build at once.
+    start_gate: Path | None = None
     drift_window: int = Field(default=1000, ge=10, le=100_000)  # latest photos tested
 
     # Limits. A request body may hold max_photos files of max_upload_bytes plus overhead.

@@ -1,12 +1,17 @@
 """``returnlens serve`` with several workers: the process it started becomes a light
-supervisor (``serving/commands/supervise.py``) and the workers hold the service.
+supervisor (``serving/commands/supervise.py``), the start-up checks run in a process of
+their own beside the workers' start (``serving/commands/startcheck.py``), and the workers
+hold the service.
 
 Read from ``/proc``: which shared libraries each process has mapped, and its command line.
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -20,17 +25,32 @@ pytestmark = pytest.mark.skipif(
 
 
 def _maps(pid: int) -> str:
-    return Path(f"/proc/{pid}/maps").read_text()
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # a child that exited meanwhile (the start-up checks' process)
+        return ""
 
 
 def _children(pid: int) -> list[int]:
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return out
+
+
+def _loaded(supervisor: int) -> list[int]:
+    """The supervisor's children that have the model's runtime mapped."""
+    return [c for c in _children(supervisor) if "onnxruntime" in _maps(c)]
 
 
 def test_the_supervisor_holds_none_of_the_service(tmp_path: Path, tiny_model: Path) -> None:
     port = live.free_port()
-    env = live.clean_env(tmp_path, workers="2", ort_threads="1")
+    tmp = tmp_path / "tmp"  # where `serve` makes its start gate's folder
+    tmp.mkdir()
+    env = {**live.clean_env(tmp_path, workers="2", ort_threads="1"), "TMPDIR": str(tmp)}
     argv = live.serve_argv(port, f"sqlite:///{tmp_path / 'w.db'}", tiny_model)
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
@@ -44,10 +64,35 @@ def test_the_supervisor_holds_none_of_the_service(tmp_path: Path, tiny_model: Pa
         assert b"--workers" in cmdline and cmdline[cmdline.index(b"--workers") + 1] == b"2"
         assert "onnxruntime" not in _maps(proc.pid)
         assert "cv2" not in _maps(proc.pid)
-        workers = [c for c in _children(proc.pid) if "onnxruntime" in _maps(c)]
-        assert len(workers) == 2  # each worker loaded the model itself
+        # Each worker loads the model itself; they import the service one at a time
+        # (serving/asgi.py), so the second may still be on its way when /readyz answers.
+        deadline = time.monotonic() + 120
+        while len(_loaded(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(live.POLL_S)
+        assert len(_loaded(proc.pid)) == 2
         r = httpx.get(f"{url}/v1/model", timeout=10)
         assert r.status_code == 200 and r.json()["model_version"]
+        assert [p.name for p in tmp.glob("returnlens-start-*/*")] == ["checked", "import.lock"]
+    assert not list(tmp.glob("returnlens-start-*"))  # removed when the server stops
     text = log.read_text(errors="replace")
     assert "Traceback" not in text, live.log_tail(log)
     assert "2 worker(s)" in text  # the banner, printed before the exec, reached the log
+
+
+def test_a_failed_check_stops_every_worker_with_one_sentence(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """The checks run while the workers start: a policy that cannot load is still one
+    sentence and exit status 2, and no worker is left serving."""
+    port = live.free_port()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: broken\n")
+    env = live.clean_env(tmp_path, workers="2", ort_threads="1", policy_path=str(policy))
+    argv = live.serve_argv(port, f"sqlite:///{tmp_path / 'w.db'}", tiny_model)
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "error: policy file" in err and "[invalid_config]" in err
+    assert "Traceback" not in err + proc.stdout.decode()
+    with socket.socket() as s:  # the port is free again: nobody is listening on it
+        s.bind(("127.0.0.1", port))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -173,7 +175,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
         pass
 
 
-def _checked(settings: Any) -> list[str]:
+def checked_banner(settings: Any) -> list[str]:
     """The start-up checks and migrations alone (``serving.checks``): the banner."""
     from serving.checks import check_start
 
@@ -181,7 +183,7 @@ def _checked(settings: Any) -> list[str]:
     return banner(settings, started.model_version, started.policy_version)
 
 
-def _prepared(settings: Any) -> list[str]:
+def prepared_banner(settings: Any) -> list[str]:
     """A whole runtime built (which checks and migrates) and, with ``--seed-demo``, the
     demo data loaded through its service: the banner and the demo's lines."""
     from serving.app import build_runtime
@@ -208,19 +210,39 @@ def serve(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
     settings = settings_from_args(args)
     model_path = settings.resolve_model_path()
-    if settings.workers > 1 and not settings.seed_demo:
-        lines = _checked(settings)  # the workers build the runtime; this process checks
-    else:
-        lines = _prepared(settings)
-    export_env(settings, str(model_path.resolve()))
     options = UvicornOptions.of(settings)
-    print("\n".join(lines), flush=True)
-    if settings.workers > 1:
-        # The supervisor removes the folder when it stops (serving/commands/supervise.py).
-        multiprocess_metrics(settings.workers)
-        exec_supervisor(options)  # never returns
-    run(options)
+    if settings.workers == 1:  # this process serves: it checks and builds in one go
+        lines = prepared_banner(settings)
+        export_env(settings, str(model_path.resolve()))
+        print("\n".join(lines), flush=True)
+        run(options)
+        return 0
+    # The checks run beside the workers' start (serving/commands/startcheck.py), which
+    # wait at the start gate; the supervisor opens it once the checks have passed.
+    checker = subprocess.Popen(
+        [sys.executable, "-m", "serving.commands.startcheck"],
+        env={**os.environ, **settings_env(settings)},
+    )
+    export_env(settings, str(model_path.resolve()))
+    gate = start_gate()
+    multiprocess_metrics(settings.workers)  # the supervisor removes both when it stops
+    exec_supervisor(options, checker=checker.pid, gate=gate)  # never returns
     return 0
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """The fields the flags can set, as ``RETURNLENS_*`` variables: a child process's
+    ``Settings()`` then equals ``settings``."""
+    values = {f: getattr(settings, f) for f in FLAG_FIELDS}
+    return {f"RETURNLENS_{f.upper()}": str(v) for f, v in values.items() if v is not None}
+
+
+def start_gate() -> str:
+    """The file whose existence tells the workers that the start-up checks passed (in a
+    fresh folder; the workers find it through ``RETURNLENS_START_GATE``)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="returnlens-start-"), "checked")
+    os.environ["RETURNLENS_START_GATE"] = path
+    return path
 
 
 def multiprocess_metrics(workers: int) -> str | None:
