@@ -1,14 +1,17 @@
 """``returnlens serve``: start the API with uvicorn.
 
-Flags override ``RETURNLENS_*`` environment variables. Before uvicorn starts, the
-parent process builds the whole runtime once (resolve and load the model, check the
-policy against its labels, migrate the database) so that a missing model or a bad policy
-is one sentence on stderr, not a traceback from a worker. With ``--seed-demo`` it then
-loads the demo data and prints the demo keys and orders. The workers get the resolved
-settings through the environment (uvicorn starts them from an import string), with
-ONNX Runtime threads split so that N workers do not oversubscribe the cores. One worker
-per usable core by default (``Settings.workers``); with more than one, this process then
-becomes their light supervisor (``serving/commands/supervise.py``).
+Flags override ``RETURNLENS_*`` environment variables. A missing model, a bad policy, a
+database that cannot be opened is one sentence on stderr and exit status 2, not a
+traceback from a worker. One worker per usable core by default (``Settings.workers``).
+With one worker this process builds the whole runtime first (resolve and load the model,
+check the policy against its labels, migrate the database; with ``--seed-demo`` load the
+demo data and print the demo keys and orders), then serves. With several, those checks
+run in a process of their own (``serving/commands/startcheck.py``) while this process
+becomes the workers' light supervisor (``serving/commands/supervise.py``); the workers
+start meanwhile and build their runtimes once the checks have passed. The workers get
+the resolved settings through the environment (uvicorn starts them from an import
+string), with ONNX Runtime threads split so that N workers do not oversubscribe the
+cores.
 """
 
 from __future__ import annotations
