@@ -34,8 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from vision.card import CARD_KEY, ModelCard
 from vision.errors import ModelError
 from vision.fsio import atomic_copy, atomic_write_text
@@ -58,6 +56,8 @@ def default_models_dir() -> Path:
 
 def card_of(onnx_path: Path) -> ModelCard:
     """Read the card from an ONNX file's metadata_props without starting a session."""
+    import onnx  # here, not at import: `returnlens serve` resolves a path without it
+
     if not Path(onnx_path).is_file():
         raise ModelError(f"model file {onnx_path} does not exist", code="model_not_found")
     try:
@@ -76,6 +76,8 @@ def card_of(onnx_path: Path) -> ModelCard:
 
 def write_card(path: Path, card: ModelCard) -> None:
     """Store the card JSON under ``metadata_props[returnlens_card]`` (replacing any)."""
+    import onnx
+
     model = onnx.load(str(path))
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != CARD_KEY]
     del model.metadata_props[:]
