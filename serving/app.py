@@ -8,7 +8,8 @@ warm it up, load and check the policy. Only then does ``/readyz`` turn 200. It a
 the notification outbox's dispatcher thread (``serving.services.outbox``) until shutdown.
 
 ``uvicorn serving.app:create_app --factory`` works too; settings then come from the
-``RETURNLENS_*`` environment (that is how ``returnlens serve --workers N`` starts them).
+``RETURNLENS_*`` environment (``returnlens serve`` starts its workers the same way,
+through ``serving.asgi:create_app``, which orders their imports).
 """
 
 from __future__ import annotations
