@@ -4,9 +4,8 @@ Starts ``returnlens serve --seed-demo`` exactly as ``returnlens bench`` does (it
 workers, SQLite, the shipped model), sends a bounded number of uploads of new phone-like
 JPEGs, and records every worker with ``py-spy record --subprocesses --format raw`` (only
 threads that are running are sampled, so the shares are CPU shares, not wall time). Each
-sample is
-charged to the innermost frame that belongs to a known stage (decode, quality gate,
-ONNX Runtime, SQL, HTTP, ...). Writes ``profile.json``, ``profile.md`` and the raw
+sample is charged to the innermost frame that belongs to a known stage (decode, quality
+gate, ONNX Runtime, SQL, HTTP, ...). Writes ``profile.json``, ``profile.md`` and the raw
 collapsed stacks (``stacks.txt``, readable by speedscope or inferno).
 
     python benchmarks/profile_service.py --kind 12mp --requests 60 --concurrency 1

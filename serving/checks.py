@@ -3,18 +3,17 @@
 A model that does not load, a policy that does not fit its labels, a challenger (shadow)
 model with other labels than the champion, a database that cannot be opened or migrated,
 a photo store that cannot be opened. ``serving.app.build_runtime`` runs these as it
-builds a worker's runtime. ``returnlens serve`` with several workers runs them in its own
-process through :func:`check_start` alone, before any worker starts: each worker then
-imports the service and builds its own runtime anyway, and this module's imports (model,
-policy, storage) take about a third of the time of ``serving.app``'s (FastAPI, every
-router and service), which was on the start-up path twice.
+builds a worker's runtime. ``returnlens serve`` with several workers runs them through
+:func:`check_start` alone, in a process of their own beside the workers' start
+(``serving/commands/startcheck.py``): each worker imports the service and builds its own
+runtime anyway, and this module's imports (model, policy, storage) take about a third of
+the time of ``serving.app``'s (FastAPI, every router and service).
 
 Kept light at import: nothing here imports FastAPI or the services.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from serving.policy import Policy
     from serving.settings import Settings
     from vision.model import OnnxModel
-
-log = logging.getLogger("returnlens.checks")
 
 
 @dataclass(frozen=True)
@@ -68,18 +65,18 @@ def check_same_labels(champion: ModelCard, challenger: ModelCard) -> None:
 
 
 def _check_shadow(settings: Settings, champion: ModelCard) -> None:
-    """The challenger's labels, as ``serving.services.shadow.load_shadow`` checks them: one
-    that cannot be found or loaded is only a warning there (no shadow runs), so it is
-    left to that warning here."""
-    from vision.model import OnnxModel
+    """The challenger's labels, as ``serving.services.shadow.load_shadow`` checks them, read
+    from its card without starting a session: one that cannot be found or read is only a
+    warning there (no shadow runs), so it is left to that warning here."""
+    from vision.registry import card_of
 
     try:
         path = settings.resolve_shadow_model_path()
-        challenger = OnnxModel(path, intra_op_threads=1) if path is not None else None
+        challenger = card_of(path) if path is not None else None
     except Exception:  # each worker logs why and serves without a shadow
         return
     if challenger is not None:
-        check_same_labels(champion, challenger.card)
+        check_same_labels(champion, challenger)
 
 
 def check_start(settings: Settings) -> Started:

@@ -46,8 +46,8 @@ class Settings(SharedSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     # uvicorn worker processes: one per usable core by default. One worker is bound by the
     # GIL (its request threads' Python takes turns), not by the cores: on the 2-core bench
-    # it served 1600 px photos at 16 clients as fast as at 1 (15.6 against 15.9 photos/s,
-    # 1.6 cores busy); two workers served 18.2 photos/s (README, Performance).
+    # it served 1600 px photos at 16 clients barely faster than at 1 (20.9 against 19.7
+    # photos/s, 1.6 cores busy); two workers served 24.0 (README, Performance).
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
     database_url: str = "sqlite:///./var/returnlens.db"
     data_dir: Path = Path("./var")

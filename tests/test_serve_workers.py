@@ -96,3 +96,24 @@ def test_a_failed_check_stops_every_worker_with_one_sentence(
     assert "Traceback" not in err + proc.stdout.decode()
     with socket.socket() as s:  # the port is free again: nobody is listening on it
         s.bind(("127.0.0.1", port))
+
+
+def test_a_shadow_with_other_labels_stops_the_start(tmp_path: Path, tiny_model: Path) -> None:
+    """The checks read the challenger's card too: other grades than the champion's stop
+    the start with one sentence, before any worker builds a runtime."""
+    import dataclasses
+    import shutil
+
+    from vision.registry import card_of, write_card
+
+    shadow = tmp_path / "shadow.onnx"
+    shutil.copyfile(tiny_model, shadow)
+    card = card_of(shadow)
+    write_card(shadow, dataclasses.replace(card, grade_labels=tuple(reversed(card.grade_labels))))
+    port = live.free_port()
+    env = live.clean_env(tmp_path, workers="2", ort_threads="1", shadow_model_path=str(shadow))
+    argv = live.serve_argv(port, f"sqlite:///{tmp_path / 'w.db'}", tiny_model)
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "[shadow_labels_differ]" in err and "Traceback" not in err

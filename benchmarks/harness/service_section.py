@@ -198,6 +198,9 @@ def run_service(
 
     served = Settings()  # the defaults: the bench's service has no RETURNLENS_ overrides
     workers, threads = served.workers, served.threads_per_worker()
+    # The floor and the naive script are one process with every core: the most one
+    # request can get from this box, whatever the service's worker split.
+    floor_threads = usable_cores()
     svc = LiveService(model, cfg.tmp / "service").start()
     log(f"service up on {svc.url} (pid {svc.pid}); worker RSS {svc.memory()}")
     try:
@@ -228,9 +231,7 @@ def run_service(
             "malloc_arena_max": MALLOC_ARENAS,
             "minimal_service": "FastAPI + uvicorn, decode + ONNX only, the same workers "
             "and ORT threads per worker",
-            # The floor and the naive script are one process with every core: the most
-            # one request can get from this box, whatever the service's worker split.
-            "floor_ort_threads": usable_cores(),
+            "floor_ort_threads": floor_threads,
         },
         "cells": {},
         "minimal_service": {},
@@ -238,7 +239,6 @@ def run_service(
         "ratios": {},
         "targets": TARGETS,
     }
-    floor_threads = usable_cores()
     grader = Grader.load(model, intra_op_threads=floor_threads)
     grader.model.warmup()
     try:
