@@ -117,3 +117,40 @@ def test_a_shadow_with_other_labels_stops_the_start(tmp_path: Path, tiny_model: 
     assert proc.returncode == 2
     err = proc.stderr.decode()
     assert "[shadow_labels_differ]" in err and "Traceback" not in err
+
+
+def test_a_worker_that_cannot_start_makes_the_supervisor_exit_nonzero(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """What the start-up checks do not know of fails in a worker's own start; uvicorn
+    then stops every worker, and the supervisor must say so in its exit status (3, as
+    uvicorn's one-worker ``run``), not exit 0 as if it had been asked to stop. The
+    supervisor runs here without the checks' process, so the workers' start is what
+    fails: a challenger with other grades than the champion (``build_runtime``)."""
+    import dataclasses
+    import shutil
+
+    from vision.registry import card_of, write_card
+
+    shadow = tmp_path / "shadow.onnx"
+    shutil.copyfile(tiny_model, shadow)
+    card = card_of(shadow)
+    write_card(shadow, dataclasses.replace(card, grade_labels=tuple(reversed(card.grade_labels))))
+    env = live.clean_env(
+        tmp_path,
+        workers="2",
+        ort_threads="1",
+        shadow_model_path=str(shadow),
+        model_path=str(tiny_model),
+        database_url=f"sqlite:///{tmp_path / 'w.db'}",
+    )
+    port = live.free_port()
+    argv = [sys.executable, "-m", "serving.commands.supervise", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "2", "--log-level", "warning",
+            "--limit-concurrency", "100"]  # fmt: skip
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3, err[-2000:]
+    assert "shadow model" in err
+    with socket.socket() as s:  # every worker is gone: the port is free again
+        s.bind(("127.0.0.1", port))

@@ -218,8 +218,7 @@ def serve(args: argparse.Namespace) -> int:
         lines = prepared_banner(settings)
         export_env(settings, str(model_path.resolve()))
         print("\n".join(lines), flush=True)
-        run(options)
-        return 0
+        return run(options)
     # The checks run beside the workers' start (serving/commands/startcheck.py), which
     # wait at the start gate; the supervisor opens it once the checks have passed.
     checker = subprocess.Popen(

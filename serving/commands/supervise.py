@@ -16,6 +16,7 @@ Kept free of the service's imports: this module runs as that supervisor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -55,11 +56,31 @@ class UvicornOptions:
         return [sys.executable, "-m", __name__, *(part for flag in flags for part in flag)]
 
 
-def run(options: UvicornOptions) -> None:
-    """Serve the app with uvicorn (in this process for one worker, else as supervisor)."""
+def run(options: UvicornOptions) -> int:
+    """Serve the app with uvicorn (in this process for one worker, else as supervisor);
+    returns the exit status.
+
+    One worker: ``uvicorn.run``, which exits with its start-up failure status (3) when
+    the worker cannot start. Several: uvicorn's own supervisor, run here rather than
+    through ``uvicorn.run`` so a worker that failed to start is seen. uvicorn then stops
+    every worker (the next would fail the same way) but ``uvicorn.run`` returns as if
+    all went well, so ``returnlens serve`` exited 0 and a process manager's restart on
+    failure never fired. The start-up checks catch what they know of first; this covers
+    whatever fails in a worker's own start."""
     import uvicorn
 
-    uvicorn.run(APP, factory=True, http=HTTP_PROTOCOL, **asdict(options))
+    if options.workers == 1:
+        uvicorn.run(APP, factory=True, http=HTTP_PROTOCOL, **asdict(options))
+        return 0
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(APP, factory=True, http=HTTP_PROTOCOL, **asdict(options))
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: a second Ctrl-C
+        supervisor.run()
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
 
 
 def exec_supervisor(options: UvicornOptions, *, checker: int, gate: str) -> None:
@@ -113,15 +134,14 @@ def _parse(argv: list[str] | None) -> tuple[UvicornOptions, int | None, str | No
 
 def main(argv: list[str] | None = None) -> int:
     """Supervise the workers (and the start-up checks, when given); on the way out,
-    remove this run's folders."""
+    remove this run's folders. Exits 3 when a worker failed to start (``run``)."""
     options, checker, gate = _parse(argv)
     if checker is not None and gate is not None:
         threading.Thread(target=_await_checks, args=(checker, gate), daemon=True).start()
     try:
-        run(options)
+        return run(options)
     finally:
         _cleanup(gate)
-    return 0
 
 
 if __name__ == "__main__":
