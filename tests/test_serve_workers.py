@@ -46,6 +46,21 @@ def _loaded(supervisor: int) -> list[int]:
     return [c for c in _children(supervisor) if "onnxruntime" in _maps(c)]
 
 
+def _shadow_with_other_grades(tmp_path: Path, model: Path) -> Path:
+    """A copy of ``model`` whose card lists its grades in reverse: a challenger that
+    cannot run beside it."""
+    import dataclasses
+    import shutil
+
+    from vision.registry import card_of, write_card
+
+    shadow = tmp_path / "shadow.onnx"
+    shutil.copyfile(model, shadow)
+    card = card_of(shadow)
+    write_card(shadow, dataclasses.replace(card, grade_labels=tuple(reversed(card.grade_labels))))
+    return shadow
+
+
 def test_the_supervisor_holds_none_of_the_service(tmp_path: Path, tiny_model: Path) -> None:
     port = live.free_port()
     tmp = tmp_path / "tmp"  # where `serve` makes its start gate's folder
@@ -101,15 +116,7 @@ def test_a_failed_check_stops_every_worker_with_one_sentence(
 def test_a_shadow_with_other_labels_stops_the_start(tmp_path: Path, tiny_model: Path) -> None:
     """The checks read the challenger's card too: other grades than the champion's stop
     the start with one sentence, before any worker builds a runtime."""
-    import dataclasses
-    import shutil
-
-    from vision.registry import card_of, write_card
-
-    shadow = tmp_path / "shadow.onnx"
-    shutil.copyfile(tiny_model, shadow)
-    card = card_of(shadow)
-    write_card(shadow, dataclasses.replace(card, grade_labels=tuple(reversed(card.grade_labels))))
+    shadow = _shadow_with_other_grades(tmp_path, tiny_model)
     port = live.free_port()
     env = live.clean_env(tmp_path, workers="2", ort_threads="1", shadow_model_path=str(shadow))
     argv = live.serve_argv(port, f"sqlite:///{tmp_path / 'w.db'}", tiny_model)
@@ -127,15 +134,7 @@ def test_a_worker_that_cannot_start_makes_the_supervisor_exit_nonzero(
     uvicorn's one-worker ``run``), not exit 0 as if it had been asked to stop. The
     supervisor runs here without the checks' process, so the workers' start is what
     fails: a challenger with other grades than the champion (``build_runtime``)."""
-    import dataclasses
-    import shutil
-
-    from vision.registry import card_of, write_card
-
-    shadow = tmp_path / "shadow.onnx"
-    shutil.copyfile(tiny_model, shadow)
-    card = card_of(shadow)
-    write_card(shadow, dataclasses.replace(card, grade_labels=tuple(reversed(card.grade_labels))))
+    shadow = _shadow_with_other_grades(tmp_path, tiny_model)
     env = live.clean_env(
         tmp_path,
         workers="2",
