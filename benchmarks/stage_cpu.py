@@ -115,7 +115,7 @@ def instrument(clock: StageClock) -> None:
     clock.wrap(shopper, "check_shopper_token", "token check (SQL read)")
     clock.wrap(facts, "load_upload_context", "context read (SQL)")
     clock.wrap(copy_check, "check_photo", COPY)
-    clock.wrap(facts, "store_upload", "decision write (ORM)")
+    clock.wrap(facts, "store_upload", "decision write")
     clock.wrap(pipeline.Grader, "_decode", "decode")
     clock.wrap(pipeline.Grader, "_quality", GATE)
     clock.wrap(model.OnnxModel, "predict_images", ORT)

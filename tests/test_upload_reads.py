@@ -1,16 +1,18 @@
 """``serving.storage.upload_reads``: the upload's header in one prebuilt statement gives
 what the ORM rows say, on SQLite and PostgreSQL, and the upload refusals it feeds keep
-their codes."""
+their codes; ``upload_writes.locked_return``, the row and counts its write re-checks."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import inspect, update
 
 from serving.credentials import secret_hash
+from serving.domain_errors import NotFound
 from serving.services import limits
-from serving.storage import repo, upload_reads
+from serving.storage import repo, upload_reads, upload_writes
 from serving.storage.db import Database
 from serving.storage.tables import Order, Return
 from tests.service_data import blurry
@@ -42,8 +44,13 @@ def test_the_header_matches_the_rows(shop: Shop) -> None:
                 if limits.counts_as_return(r)
             )
             assert upload_reads.return_header(s, "ret_missing") is None
-            counts = upload_reads.photo_and_decision_counts(s, rid)
-            fresh = upload_reads.photo_and_decision_counts(s, others[0])
+            locked, *counts = upload_writes.locked_return(s, rid)
+            _, *fresh = upload_writes.locked_return(s, others[0])
+            columns = Return.__table__.columns.keys()
+            assert {c: getattr(locked, c) for c in columns} == {c: getattr(ret, c) for c in columns}
+            assert inspect(locked).transient  # the session never tracks it
+            with pytest.raises(NotFound):
+                upload_writes.locked_return(s, "ret_missing")
     finally:
         db.dispose()
     assert head is not None
@@ -60,7 +67,7 @@ def test_the_header_matches_the_rows(shop: Shop) -> None:
     assert head.photo_count == 2
     assert head.max_sequence == max(d.sequence for d in decisions) == 2
     assert head.retakes == sum(d.outcome == "retake" for d in decisions) == 2
-    assert counts == (2, 2) and fresh == (0, 0)  # what the write re-checks under its lock
+    assert counts == [2, 2] and fresh == [0, 0]  # what the write re-checks under its lock
     assert head.rejected_returns == 2  # the other customer's rejection is not counted
     assert sorted(times) == expected_history and len(times) == 2  # the expired one is left out
 

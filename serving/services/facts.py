@@ -28,7 +28,7 @@ from serving.services.scores import (
     rounded_list,
 )
 from serving.services.service import OPEN_STATUSES, ReturnLensService
-from serving.storage import repo, search_facts, upload_reads
+from serving.storage import repo, search_facts, upload_reads, upload_writes
 from serving.storage.photostore import MEDIA_TYPE
 from serving.storage.tables import CatalogItem, Decision, Grading, Photo, Return
 from vision import copydetect
@@ -264,15 +264,17 @@ def store_upload(
     decision: ShopperDecision,
     digests: list[str],
     now: datetime,
+    key: tuple[str, str] | None = None,
 ) -> tuple[list[Photo], Decision]:
-    """Re-check under the return's row lock, then insert everything of one upload."""
-    ret = repo.require_return(s, f.return_id, lock=True)
+    """Re-check under the return's row lock, then insert everything of one upload, in
+    Core statements (``serving/storage/upload_writes.py``): the photo and decision
+    objects returned are the rows written, never added to the session. ``key``: the
+    upload's (Idempotency-Key, request fingerprint), stored on the decision so a retry
+    with it finds this decision."""
+    ret, photo_count, max_sequence = upload_writes.locked_return(s, f.return_id)
     if ret.status not in OPEN_STATUSES:
         raise Conflict(f"Return {ret.id} is already {ret.status}.", code="already_decided")
-    if upload_reads.photo_and_decision_counts(s, f.return_id) != (
-        f.existing_count,
-        f.max_sequence,
-    ):
+    if (photo_count, max_sequence) != (f.existing_count, f.max_sequence):
         raise Conflict(
             "Another upload to this return was saved at the same moment; "
             "reload the return and try again.",
@@ -302,8 +304,6 @@ def store_upload(
         ],
         "created_at": now,
     }
-    # Inserted now, on the session's connection: the decision row below refers to it,
-    # and the rest of the upload's rows then go to the database in one flush at the end.
     s.connection().execute(_INSERT_GRADING, grading)
     photos = [
         photo_row(
@@ -322,7 +322,6 @@ def store_upload(
             zip(f.new_photo_ids, result.photos, digests, f.new_views, strict=True)
         )
     ]
-    s.add_all(photos)
     row = Decision(
         id=repo.new_id("dec"),
         return_id=f.return_id,
@@ -340,8 +339,9 @@ def store_upload(
         inputs=_decision_inputs(f),
         photo_ids=[*f.earlier_usable_ids, *f.new_photo_ids],
         created_at=now,
+        idempotency_key=key[0] if key else None,
+        request_fingerprint=key[1] if key else None,
     )
-    s.add(row)
     search_facts.refresh(s, ret, latest=row)  # the row is locked above
     policies.record_policy(s, svc.policy, now)  # its text, for replay
     repo.append_audit(
@@ -361,8 +361,11 @@ def store_upload(
             "policy_version": decision.policy_version,
         },
     )
-    _after_decision(s, svc, f, ret, row, decision, now)
-    s.flush()
+    _after_decision(s, svc, f, ret, row, decision, now)  # may reword the shopper message
+    upload_writes.insert_rows(s, photos)
+    upload_writes.insert_rows(s, [row])
+    upload_writes.update_return(s, ret)
+    s.flush()  # a resolution planned above (ORM): its errors surface here, not at commit
     return photos, row
 
 

@@ -344,9 +344,10 @@ def _upload(
     digests = stored.result()  # files first, then the rows
     try:
         with svc.db.write() as s:
-            photo_rows, decision_row = facts.store_upload(s, svc, f, result, decision, digests, now)
-            if key is not None:  # a retry with this key finds this decision
-                decision_row.idempotency_key, decision_row.request_fingerprint = key
+            # with the key, a retry finds this decision
+            photo_rows, decision_row = facts.store_upload(
+                s, svc, f, result, decision, digests, now, key
+            )
             out = UploadOut.model_validate(
                 {"return_id": return_id, "photos": photo_rows, "decision": decision_row}
             )

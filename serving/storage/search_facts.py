@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from serving.storage.tables import CatalogItem, Decision, Inspection, OrderLine, Return, ReturnFlag
@@ -60,17 +60,19 @@ def _facts_statements() -> tuple[Any, Any]:
 
 
 _FACTS, _SOURCE_FACTS = _facts_statements()
+_FLAGS: Table = ReturnFlag.__table__  # type: ignore[assignment]
+_DELETE_FLAGS = delete(_FLAGS).where(_FLAGS.c.return_id == bindparam("rid"))
+_INSERT_FLAG = insert(_FLAGS)
 
 
 def refresh(s: Session, ret: Return, latest: Decision | None = None) -> None:
     """Recompute ``ret``'s search facts from its order line, item, latest decision and
     latest inspection (the read flushes first, so rows added in this transaction count).
 
-    ``latest``: the decision the caller has just added, the return's newest (the shopper's
-    upload holds its row lock). Its outcome, grade and flags are taken from it, the rest
-    is read as always, and nothing is flushed early: the upload's rows then go to the
-    database in one flush at its end, not one before this read, one before the flags'
-    delete and one more before the resolution's read."""
+    ``latest``: the decision the caller is adding, the return's newest (the shopper's
+    upload holds its row lock; ``serving/storage/upload_writes.py``). Its outcome, grade
+    and flags are taken from it, the rest is read as always, and nothing is flushed: the
+    upload writes its rows itself. The flag rows are written here, on the connection."""
     params = {"rid": ret.id, "oid": ret.order_id, "sku": ret.sku}
     if latest is None:
         price, category, outcome, grade, flags, channel = s.execute(_FACTS, params).one()
@@ -82,9 +84,12 @@ def refresh(s: Session, ret: Return, latest: Decision | None = None) -> None:
     ret.price, ret.category, ret.latest_channel = price, category, channel
     ret.latest_outcome, ret.latest_grade = outcome, grade
     codes = sorted({str(f["code"]) for f in (flags or [])})
-    with s.no_autoflush:  # the delete reads nothing; pending flag rows are added below
-        s.execute(delete(ReturnFlag).where(ReturnFlag.return_id == ret.id))
-    s.add_all(ReturnFlag(return_id=ret.id, code=code) for code in codes)
+    # Written now, on the connection: the return's row exists by here (read above, or,
+    # for a return created in this transaction, flushed by the read of its facts).
+    conn = s.connection()
+    conn.execute(_DELETE_FLAGS, {"rid": ret.id})
+    if codes:
+        conn.execute(_INSERT_FLAG, [{"return_id": ret.id, "code": code} for code in codes])
 
 
 def refresh_id(s: Session, return_id: str | None) -> None:

@@ -49,7 +49,8 @@ class ReturnHeader:
     rejected_returns: int  # the customer's other returns that were rejected
 
 
-def _photo_count(rid: Any) -> Any:
+def photos_of(rid: Any) -> Any:
+    """The number of shopper photos of return ``rid`` (a scalar subquery)."""
     return (
         select(func.count())
         .select_from(Photo)
@@ -58,7 +59,8 @@ def _photo_count(rid: Any) -> Any:
     )
 
 
-def _max_sequence(rid: Any) -> Any:
+def max_sequence_of(rid: Any) -> Any:
+    """The highest decision sequence of return ``rid`` (a scalar subquery; NULL: none)."""
     return select(func.max(Decision.sequence)).where(Decision.return_id == rid).scalar_subquery()
 
 
@@ -80,8 +82,8 @@ def _header_statement() -> Any:
             CatalogItem.reference_digest,
             CatalogItem.reference_embedding,
             CatalogItem.reference_model_version,
-            _photo_count(rid),
-            _max_sequence(rid),
+            photos_of(rid),
+            max_sequence_of(rid),
             select(count)
             .select_from(Decision)
             .where(Decision.return_id == rid, Decision.outcome == "retake")
@@ -116,7 +118,6 @@ def _history_statement() -> Any:
 
 _HEADER = _header_statement()
 _HISTORY = _history_statement()
-_COUNTS = select(_photo_count(bindparam("rid")), _max_sequence(bindparam("rid")))
 _TOKEN_HASH = select(Return.shopper_token_hash).where(Return.id == bindparam("rid"))
 
 
@@ -155,13 +156,6 @@ def history_times(
     abandoned tries)."""
     params = {"cid": customer_id, "since": since, "rid": exclude}
     return tuple(s.connection().scalars(_HISTORY, {**params, "not_counted": list(not_counted)}))
-
-
-def photo_and_decision_counts(s: Session, return_id: str) -> tuple[int, int]:
-    """The return's shopper photos and its highest decision sequence (0: none): what the
-    write checks again under the row lock, without loading the photos' rows."""
-    photos, max_seq = s.connection().execute(_COUNTS, {"rid": return_id}).one()
-    return int(photos or 0), int(max_seq or 0)
 
 
 def shopper_token_hash(s: Session, return_id: str) -> str | None:
