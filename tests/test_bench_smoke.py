@@ -78,7 +78,10 @@ def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -
             "service_latency_over_minimal",
             "service_throughput_over_minimal",
             "service_cpu_over_minimal_c16",
+            "floor_p50_drift",
         }
+        # the floor measured before the kind's cells too: how far the VM moved meanwhile
+        assert svc["ratios"][kind]["floor_p50_drift"] > 0
         # The minimal FastAPI + ONNX Runtime reference answered every photo too.
         for cell in svc["minimal_service"][kind].values():
             assert cell["ok"] == cell["requests"] > 0, cell["errors"]
@@ -111,6 +114,8 @@ def test_summary_table(quick_run: Path) -> None:
         "Service p50 / floor p50, 1-photo, 12mp",
         "Naive / service latency",
         "Service p50 / minimal service p50",
+        "Floor p50 after / before the kind's service cells",
+        f"## Service (live uvicorn, {_load(quick_run, 'service')['workers']} worker(s))",
         "Dock watch-loop fps",
         "copy-heavy 1",  # the repeated-scene cell beside the distinct-scene ones
         "## Reproduce",

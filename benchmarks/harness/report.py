@@ -148,6 +148,8 @@ SERVICE_FIGURES = (
     ("service_latency_over_minimal", "Service p50 / minimal service p50, 1-photo"),
     ("service_throughput_over_minimal", "Service / minimal service photos/s, c16"),
     ("service_cpu_over_minimal_c16", "Service / minimal service CPU per photo, c16"),
+    # How far the VM's speed moved while the kind's cells ran: every ratio moves with it.
+    ("floor_p50_drift", "Floor p50 after / before the kind's service cells"),
 )
 
 
@@ -186,7 +188,7 @@ def _service(svc: Any) -> list[str]:
             ]
         )
     out = [
-        "## Service (live uvicorn, 1 worker)",
+        f"## Service (live uvicorn, {svc.get('workers', 1)} worker(s))",
         "",
         *table(
             [

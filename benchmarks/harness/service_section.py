@@ -118,6 +118,18 @@ def _floor_and_naive(
     return res
 
 
+def _floor_probe(grader: Any, factory: PhotoFactory, cells: list[Cell]) -> float | None:
+    """The floor's p50 on the photos of the kind's first cell (1 photo, c1), measured
+    before the kind's cells. The floor the ratios divide by is measured after them, on
+    the same photos; the two p50s' ratio (``floor_p50_drift``) is how far this VM's
+    speed moved meanwhile, which moves every ratio of the kind by as much."""
+    first = cells[0]
+    assert (first.photos, first.concurrency) == (1, 1), "the 1-photo c1 cell comes first"
+    groups = [factory.batch(i, 1) for i in range(first.requests)]
+    p50: float | None = floor_latency(grader, groups)["request_ms"].get("p50")
+    return p50
+
+
 def _minimal_cells(
     svc: LiveService, used: dict[str, list[list[bytes]]], kind: str
 ) -> dict[str, Any]:
@@ -246,8 +258,9 @@ def run_service(
         run_cell(svc.url, list(zip(shop.returns(2), [[w] for w in warm], strict=True)), 1)
         result["worker_memory_after_warmup"] = svc.memory()
         for kind, factory in factories.items():
-            log(f"service cells for {kind} photos")
             cells = [c for c in plan(cfg.quick) if c.kind == kind]
+            before = _floor_probe(grader, factory, cells)
+            log(f"service cells for {kind} photos (floor p50 before them: {before} ms)")
             res, used = _cells_for_kind(svc, shop, factory, cells, 0)
             result["cells"].update(res)
             log(f"minimal reference service for {kind} photos")
@@ -258,6 +271,9 @@ def run_service(
             )
             result["ratios"][kind] = {
                 **_ratios(result["cells"], result["floor"][kind], kind),
+                "floor_p50_drift": ratio(
+                    result["floor"][kind]["1photo"]["request_ms"].get("p50"), before
+                ),
                 **_minimal_ratios(
                     result["cells"], result["minimal_service"][kind], result["floor"][kind], kind
                 ),

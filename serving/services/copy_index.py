@@ -157,13 +157,15 @@ def verified_copies(
     if shop:
         ids = sorted({c.key for c in shop})
         q = select(Photo.id, Photo.copy_features).where(Photo.id.in_(ids))
-        features = {r[0]: r[1] for r in session.execute(q) if r[1]}
+        # on the connection: plain rows, the ORM's execution layer adds nothing here
+        features = {r[0]: r[1] for r in session.connection().execute(q) if r[1]}
     ref_rows: dict[str, tuple[bytes, str]] = {}
     if refs:
         q2 = select(
             CatalogItem.sku, CatalogItem.reference_copy_features, CatalogItem.reference_digest
         ).where(CatalogItem.sku.in_(sorted({c.key for c in refs})))
-        ref_rows = {r[0]: (r[1], r[2]) for r in session.execute(q2) if r[1] and r[2]}
+        rows = session.connection().execute(q2)
+        ref_rows = {r[0]: (r[1], r[2]) for r in rows if r[1] and r[2]}
     best: VerifiedCopy | None = None
     shop = [c for c in shop if c.key in features]
     found = _best(descriptor, [features[c.key] for c in shop])
