@@ -18,7 +18,7 @@ def _stages(**extra: float) -> dict[str, float]:
         "context read (SQL)": 2.0,
         "photo store (metadata stripped, written)": 1.0,
         "token check (SQL read)": 1.0,
-        "decision write (ORM)": 7.0,  # inside the request thread: not added again
+        "decision write": 7.0,  # inside the request thread: not added again
     }
     cpu.update(extra)
     return cpu
