@@ -15,9 +15,9 @@ def _stages(**extra: float) -> dict[str, float]:
         sc.ORT: 20.0,
         sc.COPY: 10.0,
         sc.GATE: 8.0,
-        "context read (SQL)": 2.0,
-        "photo store (metadata stripped, written)": 1.0,
-        "token check (SQL read)": 1.0,
+        sc.CONTEXT: 2.0,
+        sc.STORE: 1.0,
+        sc.TOKEN: 1.0,
         "decision write": 7.0,  # inside the request thread: not added again
     }
     cpu.update(extra)
