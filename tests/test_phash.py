@@ -14,7 +14,7 @@ import pytest
 
 from tests.photo_factory import encode
 from vision.decode import decode_image
-from vision.phash import hamming, phash, phash_from_hex, phash_hex
+from vision.phash import area_average, hamming, phash, phash_from_hex, phash_hex
 
 SAME_MAX = 8  # re-encoded + resized copies must stay within this many bits
 DIFFERENT_MIN = 20  # unrelated photos must be at least this far apart
@@ -144,3 +144,30 @@ def test_hamming() -> None:
 def test_rejects_empty_image() -> None:
     with pytest.raises(ValueError):
         phash(np.zeros((0, 0, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "shape", [(600, 800), (756, 1008), (288, 384), (97, 33), (32, 40), (20, 50)]
+)
+def test_area_average_is_opencvs_area_shrink(shape: tuple[int, int]) -> None:
+    """The hash's 32 px grey copy is OpenCV's ``INTER_AREA`` of a float copy, to float32
+    rounding, at integer and fractional scales (and OpenCV's own where it enlarges)."""
+    rng = np.random.default_rng(sum(shape))
+    # smooth structure plus noise: cells differ, as in a photo
+    base = cv2.resize(rng.integers(0, 256, (8, 8), dtype=np.uint8), shape[::-1])
+    grey = np.clip(base + rng.normal(0, 20, shape), 0, 255).astype(np.uint8)
+    expected = cv2.resize(grey.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+    got = area_average(grey, 32)
+    assert got.shape == (32, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-3)
+
+
+def test_hash_of_photos_matches_the_opencv_resize(photos: dict[str, np.ndarray]) -> None:
+    """Hashes are stored: the integral average must give every photo the hash the
+    ``INTER_AREA`` resize gave it, so earlier rows keep matching their re-uploads."""
+    for name, img in photos.items():
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        small = cv2.resize(grey.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+        low = cv2.dct(small)[:8, :8].flatten()[1:]
+        bits = "".join("1" if b else "0" for b in low > np.median(low))
+        assert phash(img) == int(bits + "0", 2), name
