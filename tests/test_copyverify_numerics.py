@@ -47,3 +47,21 @@ def test_row_nanmedian_is_numpys() -> None:
         got = orderstats.row_nanmedian(x)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+
+
+def test_line_fit_is_polyfits_line() -> None:
+    """The dense check's closed-form line (``copyverify._line``) is ``np.polyfit``'s
+    degree-1 fit, to float rounding: grey levels of the kept pixels, gains 0.5-2."""
+    from vision.copyverify import _line
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(17, 5000))
+        x = (rng.random(n) * rng.choice([30.0, 255.0])).astype(np.float32)
+        y = (x * rng.uniform(0.5, 2.0) + rng.uniform(-40, 40) + rng.normal(0, 3, n)).astype(
+            np.float32
+        )
+        want_gain, want_offset = np.polyfit(x, y, 1)
+        gain, offset = _line(x, y)
+        assert abs(gain - want_gain) <= 1e-5 * abs(want_gain)
+        assert abs(offset - want_offset) <= 1e-3
