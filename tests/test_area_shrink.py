@@ -1,7 +1,7 @@
 """``area_shrink``: OpenCV's INTER_AREA shrink, pixel for pixel, on a cheaper path.
 
-The gate's working copy and the model's input are made with it, so a changed pixel
-would change verdicts and grades; the comparison is with OpenCV itself."""
+The model's input is made with it, so a changed pixel would change grades; the
+comparison is with OpenCV itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from vision.preprocess import PreprocessSpec, area_shrink, preprocess
-from vision.quality_mask import working_copy
 
 
 def _image(rng: np.random.Generator, h: int, w: int, channels: int, noise: float) -> np.ndarray:
@@ -35,8 +34,8 @@ def test_same_pixels_as_opencv_at_random_sizes_and_scales() -> None:
 
 @pytest.mark.parametrize("shape", [(600, 800), (756, 1008), (3024, 4032)])
 def test_the_service_sizes(shape: tuple[int, int]) -> None:
-    """The bench's decodes to the gate's 512 px copy and the model's 224 px input, and an
-    integer scale (OpenCV's own fast path)."""
+    """The bench's decodes (1600 px and 12 MP photos) to the model's 224 px input and
+    other sides, and an integer scale (OpenCV's own fast path)."""
     img = _image(np.random.default_rng(shape[0]), *shape, 3, 12.0)
     for long_side in (512, 224, 128, shape[1] // 4):
         s = long_side / max(shape)
@@ -44,10 +43,6 @@ def test_the_service_sizes(shape: tuple[int, int]) -> None:
         assert np.array_equal(
             area_shrink(img, size), cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         )
-    assert np.array_equal(
-        working_copy(img, 512),
-        cv2.resize(img, (512, round(shape[0] * 512 / shape[1])), interpolation=cv2.INTER_AREA),
-    )
 
 
 def test_model_input_is_opencvs_area_resize() -> None:

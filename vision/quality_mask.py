@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 
 from vision import orderstats
-from vision.preprocess import area_shrink
 
 MASK_LONG_SIDE = 128
 # Border depth (pixels at 128 px) over which border contact is averaged.
@@ -60,9 +59,8 @@ def working_copy(rgb: np.ndarray, long_side: int) -> np.ndarray:
         return rgb
     s = long_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    if s < 1:
-        return area_shrink(rgb, size)
-    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(rgb, size, interpolation=interp)
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int = 8) -> tuple[np.ndarray, np.ndarray]:
