@@ -8,13 +8,14 @@ stamped far in the past (a clock that went backwards).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
-from serving.services.phash_index import WINDOW, PhashIndex
+from serving.services.phash_index import WINDOW, PhashIndex, Row
 from serving.storage.db import Database
 from serving.storage.tables import CatalogItem, Customer, Order, OrderLine, Photo, Return
 
@@ -168,3 +169,66 @@ def test_two_processes_each_see_the_others_uploads(db: Database) -> None:
     _store(db, [("pho_w2", "ret_b", 0b0111, T0 + timedelta(seconds=1))])
     assert _nearest(db, worker_1, [0b0111], "ret_a") == (0, "ret_b", "pho_w2")
     assert _nearest(db, worker_2, [0b0111], "ret_c") == (0, "ret_b", "pho_w2")
+
+
+class _ReadCounting(PhashIndex):
+    """The real index, recording how many rows each top-up read from the database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    def _rows_since(self, session: Session, since: datetime | None) -> Sequence[Row]:
+        rows = super()._rows_since(session, since)
+        self.reads.append(len(rows))
+        return rows
+
+
+def _spread(
+    prefix: str, n: int, start: datetime, step: timedelta
+) -> list[tuple[str, str, int, datetime]]:
+    return [(f"{prefix}_{i}", RETURNS[i % 3], 0xF0F0_0000 + i, start + i * step) for i in range(n)]
+
+
+def test_another_workers_newest_rows_are_read_without_the_whole_window(db: Database) -> None:
+    """Two workers: each upload finds the other's newest rows missing. Only the last
+    seconds are read, not the whole window (it used to read every row of the last
+    minute on nearly every upload)."""
+    index = _ReadCounting()
+    earlier = _spread("pho_w", 120, T0, timedelta(milliseconds=490))  # ~59 s of rows
+    _store(db, earlier)
+    assert _nearest(db, index, [0], "ret_a") is not None
+    assert index.reads == [120]  # the first top-up reads everything
+    newest = earlier[-1][3]
+    theirs = [
+        ("pho_x1", "ret_b", 0x1, newest + timedelta(milliseconds=300)),
+        ("pho_x2", "ret_c", 0x3, newest - timedelta(milliseconds=200)),  # committed late
+    ]
+    _store(db, theirs)
+    assert _nearest(db, index, [0], "ret_a") == (1, "ret_b", "pho_x1")
+    assert _nearest(db, index, [0], "ret_b") == (2, "ret_c", "pho_x2")
+    # one read, of the 2 new rows and the held rows of the newest second (3 of them)
+    assert index.reads[1:] == [5]
+    assert len(index) == 122
+    assert _nearest(db, index, [0], "ret_c") == (1, "ret_b", "pho_x1")
+    assert index.reads[1:] == [5]  # nothing missing: counted, not read
+
+
+def test_a_late_row_far_behind_the_newest_is_found_with_the_new_ones(db: Database) -> None:
+    """Missing rows of very different ages: the read starts early enough for all."""
+    index = _ReadCounting()
+    earlier = _spread("pho_w", 100, T0, timedelta(milliseconds=500))
+    _store(db, earlier)
+    assert _nearest(db, index, [0], "ret_a") is not None
+    newest = earlier[-1][3]
+    late = [
+        ("pho_new", "ret_b", 0x7, newest + timedelta(milliseconds=100)),
+        ("pho_old", "ret_c", 0x1, newest - timedelta(seconds=10)),  # a slow upload
+    ]
+    _store(db, late)
+    stored = earlier + late
+    for exclude in RETURNS:
+        hit = _nearest(db, index, [0], exclude)
+        assert hit is not None and hit[0] == _brute(stored, [0], exclude)
+    assert len(index) == 102
+    assert 2 < index.reads[-1] < 102  # from 16 s back: not the whole window
