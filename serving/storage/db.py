@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from serving.storage import deferred
 from vision.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -97,6 +98,7 @@ class Database:
             expire_on_commit=False,
             info=info,
         )
+        deferred.install((self._read, self._write))
 
     @contextmanager
     def read(self) -> Iterator[Session]:

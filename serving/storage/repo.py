@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from serving.domain_errors import NotFound
+from serving.storage import deferred
 from serving.storage.tables import (
     AuditLog,
     CatalogItem,
@@ -35,7 +36,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-_INSERT_AUDIT = insert(AuditLog)  # prebuilt; run now on the session's connection
+_INSERT_AUDIT = insert(AuditLog)  # prebuilt; written when the transaction commits
 
 
 def append_audit(
@@ -48,10 +49,12 @@ def append_audit(
     subject_id: str,
     payload: dict[str, Any],
 ) -> None:
-    """Insert one audit row now, in the session's transaction: through the ORM it was an
-    INSERT ... RETURNING id of its own at the next flush (the id had to come back to an
-    object nothing reads), on every decision."""
-    session.connection().execute(
+    """Add one audit row to the session's transaction, written with its other audit rows
+    in one statement just before it commits (``serving.storage.deferred``): through the
+    ORM it was an INSERT ... RETURNING id of its own at the next flush (the id had to
+    come back to an object nothing reads), on every decision."""
+    deferred.insert_later(
+        session,
         _INSERT_AUDIT,
         {"at": at, "actor": actor[:120], "action": action, "subject_type": subject_type,
          "subject_id": subject_id, "payload": payload},
