@@ -1,15 +1,17 @@
 """Light upload slots against throughput: 1600 px uploads from 16 clients at once.
 
-    python -m benchmarks.upload_slots [--slots 8 2] [--rounds 2] [--requests 96]
+    python -m benchmarks.upload_slots [--slots 8 2] [--rounds 2] [--requests 96] [--kind 12mp]
 
 For each ``RETURNLENS_UPLOAD_CONCURRENCY`` value (how many requests with light photos one
 worker grades at once; ``serving.api.admission.UploadSlots``) a fresh ``returnlens serve
 --seed-demo`` (the service bench's ``LiveService``: one worker, SQLite, the shipped
 model) takes 30 one-photo uploads at c1 (which also stores photos of the SKU for the copy
 check, as the bench does), then ``--requests`` one-photo uploads from 16 clients at once
-(the bench's 1600 px photos, ``benchmarks/harness/inputs.py``). The values alternate for
+(the bench's 1600 px photos, ``benchmarks/harness/inputs.py``; ``--kind 12mp``: its 12 MP
+ones). The values alternate for
 ``--rounds`` rounds, so a busy moment of the machine does not land on one value only.
-Writes ``benchmarks/results/upload_slots.json`` and prints one line per service.
+Writes ``benchmarks/results/upload_slots.json`` (``upload_slots_12mp.json``) and prints one
+line per service.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ MODEL = ROOT / "serving" / "models" / "returnlens-default.onnx"
 WARM = 30
 
 
-def one(slots: int, requests: int) -> dict[str, Any]:
-    factory = make_factories(False)["1600px"]
+def one(slots: int, requests: int, kind: str = "1600px") -> dict[str, Any]:
+    factory = make_factories(False)[kind]
     workdir = Path(tempfile.mkdtemp(prefix="upload-slots-"))
     settings = {"RETURNLENS_UPLOAD_CONCURRENCY": str(slots)}
     svc = LiveService(MODEL, workdir, settings=settings).start()
@@ -66,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, nargs="+", default=[8, 2])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--requests", type=int, default=96)
+    ap.add_argument("--kind", choices=("1600px", "12mp"), default="1600px")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
     start = {"date": datetime.now(UTC).isoformat(timespec="seconds"), **machine_info()}
     runs = []
     for _ in range(args.rounds):
         for slots in args.slots:
-            r = one(slots, args.requests)
+            r = one(slots, args.requests, args.kind)
             runs.append(r)
             print(
                 f"{slots} light slots: {r['photos_per_s']} photos/s, "
@@ -80,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak {r['worker_peak_rss_mib']} MiB, outcomes {r['outcomes']}",
                 flush=True,
             )
+    name = "upload_slots.json" if args.kind == "1600px" else f"upload_slots_{args.kind}.json"
     write_json(
-        args.out / "upload_slots.json",
-        {"machine": start, "kind": "1600px", "clients": 16, "warm_uploads": WARM, "runs": runs},
+        args.out / name,
+        {"machine": start, "kind": args.kind, "clients": 16, "warm_uploads": WARM, "runs": runs},
     )
     return 0
 
