@@ -14,6 +14,7 @@ through ``serving.asgi:create_app``, which orders their imports).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -237,6 +238,20 @@ def _rate_limiter(settings: Settings, app: FastAPI) -> RateLimiter:
     )
 
 
+def _freeze_heap() -> None:
+    """Take what start-up built out of the cyclic garbage collector's sight.
+
+    A worker holds about 250,000 objects from start-up (modules, the app and its routes,
+    SQLAlchemy's tables and caches, pydantic's validators) for its whole life, and every
+    full collection walked them all: about 130 ms of CPU in one stall of every request the
+    worker held, and at 16 clients about 1.9% of the workers' CPU (``perf``, 2026-12-04).
+    ``gc.freeze`` moves them to a generation no collection walks (CPython's advice for a
+    long-lived server); the garbage start-up left is collected first, so none of it is
+    kept. Objects made later are collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None, *, service: ReturnLensService | None = None
 ) -> FastAPI:
@@ -290,12 +305,14 @@ def create_app(
             outbox_worker = _start_outbox(runtime.service.db, settings)
         job_queue, nudger = (None, None) if runtime is None else _start_jobs(runtime, settings)
         app.state.jobs = job_queue
+        _freeze_heap()
         app.state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s, policy %s", app.state.model_version, app.state.policy_version)
         try:
             yield
         finally:
+            gc.unfreeze()  # another app in this process (tests) may be collected again
             app.state.ready = False
             metrics.ready.set(0)
             if outbox_worker is not None:  # waits for a send in flight: off the loop
