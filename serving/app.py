@@ -241,13 +241,14 @@ def _rate_limiter(settings: Settings, app: FastAPI) -> RateLimiter:
 def _freeze_heap() -> None:
     """Take what start-up built out of the cyclic garbage collector's sight.
 
-    A worker holds about 250,000 objects from start-up (modules, the app and its routes,
-    SQLAlchemy's tables and caches, pydantic's validators) for its whole life, and every
-    full collection walked them all: about 130 ms of CPU in one stall of every request the
-    worker held, and at 16 clients about 1.9% of the workers' CPU (``perf``, 2026-12-04).
-    ``gc.freeze`` moves them to a generation no collection walks (CPython's advice for a
-    long-lived server); the garbage start-up left is collected first, so none of it is
-    kept. Objects made later are collected as before."""
+    A worker holds about 234,000 objects from start-up (modules, the app and its routes,
+    SQLAlchemy's tables and caches, pydantic's validators) for its whole life. Every full
+    collection walked them all: 50-120 ms of CPU in one stall of every request the worker
+    held, and a young worker still met some while its first requests grew the heap (one
+    in a 16-client ``perf`` cell: 1.9% of that cell's CPU, ``benchmarks/perf_service.py``,
+    2026-12-04). ``gc.freeze`` moves them to a generation no collection walks (CPython's
+    advice for a long-lived server); the garbage start-up left is collected first, so
+    none of it is kept. Objects made later are collected as before."""
     gc.collect()
     gc.freeze()
 
