@@ -20,6 +20,7 @@ Fixtures:
 - ``db_url``: a fresh database migrated to head, parametrized over sqlite and postgresql;
 - ``empty_db_url``: the same, NOT migrated (for migration tests);
 - ``shop``: the API demo shop on ``db_url``; ``sqlite_shop``: the same on SQLite only;
+- ``order_db``: the ``Database`` on ``db_url`` with one customer, catalog item and order;
 - ``svc``: the service over ``db_url`` with a small catalog and orders.
 
 Live servers are started in module-scoped fixtures (``tests/browser.py``'s
@@ -30,6 +31,7 @@ helpers of ``tests/live.py``; tests that need Chromium call ``require_chromium()
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,7 @@ from tests.requires import require_postgres, require_seaweedfs
 
 if TYPE_CHECKING:  # imported inside the fixtures: a module that breaks fails only its users
     from serving.services.service import ReturnLensService
+    from serving.storage.db import Database
     from tests.s3 import S3Server
     from tests.shop import Shop
     from vision.model import OnnxModel
@@ -111,6 +114,32 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database migrated to head, on SQLite and on PostgreSQL."""
     return fresh_database_url(request.param, tmp_path, request, migrated=True)
+
+
+# An order's rows, stamped at this time (``order_db``).
+ORDER_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def order_db(db_url: str) -> Iterator[Database]:
+    """The ``Database`` on ``db_url`` holding what a return refers to: customer ``c1``,
+    catalog item ``s1`` (a mug, 10.0), and order ``o1`` of one ``s1``, delivered; every
+    row stamped ``ORDER_AT``. For tests of storage under the services."""
+    from serving.storage.db import Database
+    from serving.storage.tables import CatalogItem, Customer, Order, OrderLine
+
+    database = Database(db_url)
+    with database.write() as s:
+        s.add(Customer(id="c1", created_at=ORDER_AT))
+        s.add(CatalogItem(sku="s1", category="mug", name="Mug", price=10.0, updated_at=ORDER_AT))
+        s.flush()
+        s.add(Order(id="o1", customer_id="c1", delivered_at=ORDER_AT, created_at=ORDER_AT))
+        s.flush()
+        s.add(OrderLine(order_id="o1", sku="s1", price=10.0, quantity=1))
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 # --------------------------------------------------------------------------- demo shop

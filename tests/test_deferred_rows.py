@@ -9,8 +9,6 @@ row the same transaction added through the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,32 +19,16 @@ from serving.storage import repo
 from serving.storage.db import Database
 from serving.storage.tables import (
     AuditLog,
-    CatalogItem,
-    Customer,
-    Order,
-    OrderLine,
     OutboxDelivery,
     OutboxEvent,
     Return,
 )
-
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+from tests.conftest import ORDER_AT as T0
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    with database.write() as s:
-        s.add(Customer(id="c1", created_at=T0))
-        s.add(CatalogItem(sku="s1", category="mug", name="Mug", price=10.0, updated_at=T0))
-        s.flush()
-        s.add(Order(id="o1", customer_id="c1", delivered_at=T0, created_at=T0))
-        s.flush()
-        s.add(OrderLine(order_id="o1", sku="s1", price=10.0, quantity=1))
-    try:
-        yield database
-    finally:
-        database.dispose()
+def db(order_db: Database) -> Database:
+    return order_db
 
 
 def _return(rid: str) -> Return:

@@ -8,8 +8,8 @@ stamped far in the past (a clock that went backwards).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -17,23 +17,15 @@ from sqlalchemy.orm import Session
 
 from serving.services.phash_index import WINDOW, PhashIndex, Row
 from serving.storage.db import Database
-from serving.storage.tables import CatalogItem, Customer, Order, OrderLine, Photo, Return
+from serving.storage.tables import Photo, Return
+from tests.conftest import ORDER_AT as T0
 
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 RETURNS = ("ret_a", "ret_b", "ret_c")
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    with database.write() as s:
-        s.add(Customer(id="c1", created_at=T0))
-        s.add(CatalogItem(sku="s1", category="mug", name="Mug", price=10.0, updated_at=T0))
-        s.flush()
-        s.add(Order(id="o1", customer_id="c1", delivered_at=T0, created_at=T0))
-        s.flush()
-        s.add(OrderLine(order_id="o1", sku="s1", price=10.0, quantity=1))
-        s.flush()
+def db(order_db: Database) -> Database:
+    with order_db.write() as s:
         for rid in RETURNS:
             s.add(
                 Return(
@@ -48,10 +40,7 @@ def db(db_url: str) -> Iterator[Database]:
                     updated_at=T0,
                 )
             )
-    try:
-        yield database
-    finally:
-        database.dispose()
+    return order_db
 
 
 def _store(db: Database, rows: list[tuple[str, str, int, datetime]], role: str = "shopper") -> None:
