@@ -14,7 +14,8 @@ transaction tops the index up cheaply:
   When the counts differ, the rows are read only from where the missing ones start
   (``_read_from``): with two workers nearly every upload finds the other's newest rows
   missing, and reading the whole window each time cost O(uploads a minute) per upload
-  (2.4 ms of CPU per 1600 px upload at 16 clients, ``benchmarks/profile_service.py``);
+  (the context read took 2.4 ms of CPU per 1600 px upload at 16 clients, 1.2 since:
+  ``benchmarks/profile_service.py``, 2026-12-04);
 * a full reload every ``resync_s`` picks up anything stamped before the window: a
   clock that went backwards, or a restore.
 """
