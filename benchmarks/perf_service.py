@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.common import machine_info, write_json  # noqa: E402
+from benchmarks.harness.common import machine_info, process_tree, write_json  # noqa: E402
 from benchmarks.harness.inputs import make_factories  # noqa: E402
 from benchmarks.harness.service_load import LiveService, Shop, run_cell  # noqa: E402
 from benchmarks.harness.service_section import _reference_jpeg  # noqa: E402
@@ -43,21 +43,6 @@ WARM = 30
 # CPython's cyclic collector: its own functions and the traversals it drives.
 GC_SYMBOLS = ("gc_collect", "visit_reachable", "visit_decref", "move_unreachable",
               "subtract_refs", "update_refs", "deduce_unreachable")  # fmt: skip
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and every process below it (the supervisor and its workers)."""
-    found = [pid]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            found += _tree(int(entry.name))
-    return found
 
 
 def _attached(perf: subprocess.Popen[bytes], data: Path) -> None:
@@ -111,7 +96,7 @@ def run(requests: int, concurrency: int, out: Path) -> dict[str, Any]:
         run_cell(svc.url, list(zip(shop.returns(WARM), warm, strict=True)), 1, server_pid=svc.pid)
         photos = [[factory.make(WARM + i)] for i in range(requests)]
         jobs = list(zip(shop.returns(requests), photos, strict=True))
-        pids = ",".join(str(p) for p in _tree(svc.pid))
+        pids = ",".join(str(p) for p in process_tree(svc.pid))
         perf = subprocess.Popen(
             ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-o", str(data), "-p", pids],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
