@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from serving.storage import deferred
 from vision.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -98,7 +97,6 @@ class Database:
             expire_on_commit=False,
             info=info,
         )
-        deferred.install((self._read, self._write))
 
     @contextmanager
     def read(self) -> Iterator[Session]:

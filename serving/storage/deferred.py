@@ -9,7 +9,9 @@ as one executemany per statement, in the order they were added: events before th
 deliveries, each table's rows in order (the outbox delivers one return's events in
 delivery-id order). A rollback drops them with the rest of the transaction.
 
-``Database`` installs the two listeners on its sessions (``install``).
+The listeners are on every ``Session``, as the outbox's wake-up is
+(``serving/services/outbox/events.py``): a session holds rows here only once this module
+is imported.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Insert, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 _PENDING = "returnlens_deferred_rows"
 
@@ -28,6 +30,7 @@ def insert_later(s: Session, statement: Insert, row: dict[str, Any]) -> None:
     pending.setdefault(statement, []).append(row)
 
 
+@event.listens_for(Session, "before_commit")
 def _write(s: Session) -> None:
     pending: dict[Insert, list[dict[str, Any]]] | None = s.info.pop(_PENDING, None)
     if not pending:
@@ -38,13 +41,6 @@ def _write(s: Session) -> None:
         conn.execute(statement, rows)
 
 
-def _drop(s: Session, _previous: Any = None) -> None:
+@event.listens_for(Session, "after_soft_rollback")
+def _drop(s: Session, _previous: Any) -> None:
     s.info.pop(_PENDING, None)
-
-
-def install(makers: tuple[sessionmaker[Session], ...]) -> None:
-    """Write the deferred rows before every commit of these sessions; drop them on a
-    rollback."""
-    for maker in makers:
-        event.listen(maker, "before_commit", _write)
-        event.listen(maker, "after_soft_rollback", _drop)
