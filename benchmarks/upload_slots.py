@@ -4,7 +4,7 @@
 
 For each ``RETURNLENS_UPLOAD_CONCURRENCY`` value (how many requests with light photos one
 worker grades at once; ``serving.api.admission.UploadSlots``) a fresh ``returnlens serve
---seed-demo`` (the service bench's ``LiveService``: one worker, SQLite, the shipped
+--seed-demo`` (the service bench's ``LiveService``: one worker per core, SQLite, the shipped
 model) takes 30 one-photo uploads at c1 (which also stores photos of the SKU for the copy
 check, as the bench does), then ``--requests`` one-photo uploads from 16 clients at once
 (the bench's 1600 px photos, ``benchmarks/harness/inputs.py``; ``--kind 12mp``: its 12 MP
