@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import cv2
 import numpy as np
 
+from vision.area import area_shrink
 from vision.errors import ConfigError
 
 ResizeMode = Literal["letterbox", "center_crop", "stretch"]
@@ -68,35 +69,6 @@ class PreprocessSpec:
     @classmethod
     def from_json(cls, text: str) -> PreprocessSpec:
         return cls.from_dict(json.loads(text))
-
-
-# area_shrink's float32 copy, at most (bytes): an 800 x 600 RGB photo's is 5.5 MiB.
-FLOAT_COPY_MAX = 6 * 1024 * 1024
-
-
-def area_shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``cv2.resize(image, size, interpolation=cv2.INTER_AREA)``, pixel for pixel, for a
-    uint8 ``image`` at least ``size`` (width, height) on both sides.
-
-    At a fractional scale OpenCV's uint8 path costs more than resizing a float32 copy
-    and rounding it (an 800 px photo to the model's 224 px: 1.86 -> 1.33 ms): both sum
-    the same float32 terms in the same order and round half to even (``cvRound``,
-    ``np.rint``), so every pixel is the same (random sizes, scales and contents:
-    tests/test_area_shrink.py). An integer scale keeps OpenCV's fast uint8 path, and so
-    does an image whose float32 copy would be over ``FLOAT_COPY_MAX`` bytes (a 12 MP
-    photo's 1008 px decode: 9 MiB for 0.6 ms).
-
-    Only the model's input is made this way. The copy costs memory while it lives (5.5
-    MiB for an 800 px photo): with the gate's 512 px working copy made so too (another
-    0.64 ms a photo, up to four at once per worker in the gate pool), a worker's peak RSS
-    under the bench's c16 load rose from 470 to 498 MiB (a bound of 500: issue 20), and
-    from 470 to 548 with 12 MP copies too (2026-12-04)."""
-    h, w = image.shape[:2]
-    integer = w % size[0] == 0 and h % size[1] == 0
-    if image.dtype != np.uint8 or integer or 4 * image.size > FLOAT_COPY_MAX:
-        return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-    out = cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    return np.rint(out, out=out).astype(np.uint8)
 
 
 def _resize(rgb: np.ndarray, width: int, height: int, spec: PreprocessSpec) -> np.ndarray:

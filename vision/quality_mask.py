@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from vision import orderstats
+from vision.area import area_shrink
 
 MASK_LONG_SIDE = 128
 # Border depth (pixels at 128 px) over which border contact is averaged.
@@ -53,12 +54,15 @@ _HAND_MIN_REACH = 1.5
 
 
 def working_copy(rgb: np.ndarray, long_side: int) -> np.ndarray:
-    """``rgb`` resized so its long side is exactly ``long_side`` (area filter to shrink)."""
+    """``rgb`` resized so its long side is exactly ``long_side`` (OpenCV's area filter to
+    shrink, through ``vision.area.area_shrink``: the same pixels, cheaper)."""
     h, w = rgb.shape[:2]
     if max(h, w) == long_side:
         return rgb
     s = long_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
+    if s < 1 and rgb.dtype == np.uint8:
+        return area_shrink(rgb, size)
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
     return cv2.resize(rgb, size, interpolation=interp)
 
