@@ -26,6 +26,10 @@ from serving.metrics import Metrics
 from serving.services.service import ReturnLensService
 from serving.settings import Settings
 
+# The getters below are ``async def``: they only read the app's state or the headers, and
+# FastAPI runs a plain ``def`` dependency on a worker thread. Every upload resolved six of
+# them that way, six hand-offs to a thread and back (the event loop woken each time) for
+# nothing. The ones that read the database (the principals below) stay plain functions.
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
@@ -39,17 +43,17 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_service(request: Request) -> ReturnLensService:
+async def get_service(request: Request) -> ReturnLensService:
     service: ReturnLensService | None = getattr(request.app.state, "service", None)
     if service is None or not request.app.state.ready:
         raise ServiceUnavailable(
@@ -59,14 +63,14 @@ def get_service(request: Request) -> ReturnLensService:
     return service
 
 
-def get_authenticator(
+async def get_authenticator(
     request: Request, _svc: Annotated[ReturnLensService, Depends(get_service)]
 ) -> Authenticator:
     auth: Authenticator = request.app.state.authenticator
     return auth
 
 
-def get_upload_slots(request: Request) -> UploadSlots:
+async def get_upload_slots(request: Request) -> UploadSlots:
     slots: UploadSlots = request.app.state.upload_slots
     return slots
 
@@ -80,7 +84,7 @@ async def upload_admission(
         yield
 
 
-def get_credential(
+async def get_credential(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _api_key: Annotated[str | None, Depends(api_key_scheme)],
