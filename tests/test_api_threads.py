@@ -19,7 +19,6 @@ import pytest
 
 from tests.shop import Shop, jpeg, scene
 
-
 GETTERS = {
     "get_settings",
     "get_metrics",
