@@ -129,9 +129,9 @@ def test_six_copies_of_a_pixel_bomb_are_refused_before_any_decode(
     calls: list[int] = []
     decode = svc.grader._decode  # the decode itself, early (light) or not
 
-    def counted(data: bytes) -> Any:
+    def counted(data: bytes, sha256: str | None = None) -> Any:
         calls.append(len(data))
-        return decode(data)
+        return decode(data, sha256)
 
     monkeypatch.setattr(svc.grader, "_decode", counted)
     rid, token = shop.open_return()
@@ -162,9 +162,9 @@ def test_a_decided_return_refuses_before_a_heavy_photo_is_decoded_or_a_bad_file_
     calls: list[int] = []
     decode = svc.grader._decode
 
-    def counted(data: bytes) -> Any:
+    def counted(data: bytes, sha256: str | None = None) -> Any:
         calls.append(len(data))
-        return decode(data)
+        return decode(data, sha256)
 
     monkeypatch.setattr(svc.grader, "_decode", counted)
     rid, token = shop.open_return("ORD-2", email="bob@example.com")

@@ -62,6 +62,15 @@ def test_decodes_each_format(scene: np.ndarray, fmt: str, name: str) -> None:
     assert np.abs(photo.rgb.astype(int) - scene).mean() <= tolerance
 
 
+def test_a_digest_the_caller_has_is_not_computed_again(scene: np.ndarray) -> None:
+    """The service hashes each upload before decoding it and passes the digest on."""
+    data = encode(scene, "JPEG", quality=90)
+    given = hashlib.sha256(data).hexdigest()
+    assert decode_image(data, sha256=given).sha256 == given
+    marker = "0" * 64  # taken as given: proof that nothing was hashed
+    assert decode_image(data, sha256=marker).sha256 == marker
+
+
 def test_type_comes_from_bytes_not_names(tmp_path: Path, scene: np.ndarray) -> None:
     # A PNG saved as "photo.jpg" is still a PNG; only bytes are ever looked at.
     path = tmp_path / "photo.jpg"

@@ -140,8 +140,13 @@ def decode_image(
     *,
     limits: DecodeLimits = DecodeLimits(),  # frozen, so one shared default is safe
     target_long_side: int | None = 1600,
+    sha256: str | None = None,
 ) -> DecodedPhoto:
     """Decode upload bytes into a :class:`DecodedPhoto` or raise :class:`DecodeError`.
+
+    ``sha256``: the hex digest of ``data`` when the caller has it already (the service
+    hashes every upload before it decodes any, to refuse a repeated file undecoded); a
+    12 MP phone JPEG takes about 1.7 ms to hash, on the upload's critical path.
 
     ``target_long_side`` lets a JPEG be decoded at 1/2, 1/4 or 1/8 scale as long as the
     decoded long side stays >= the target; any format whose long side is still twice the
@@ -172,7 +177,7 @@ def decode_image(
         original_width=width,
         original_height=height,
         format=fmt,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 if sha256 is not None else hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
         orientation=orientation,
     )

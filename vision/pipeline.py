@@ -97,10 +97,15 @@ def decode_for_grading(
     input_size: int,
     limits: DecodeLimits | None = None,
     target_long_side: int = DECODE_LONG_SIDE,
+    sha256: str | None = None,
 ) -> DecodedPhoto:
-    """Decode an upload the way every grading path does (serving, dock, training, eval)."""
+    """Decode an upload the way every grading path does (serving, dock, training, eval);
+    ``sha256``: the upload's digest, when the caller has it (``decode_image``)."""
     return decode_image(
-        data, limits=limits or DecodeLimits(), target_long_side=max(target_long_side, input_size)
+        data,
+        limits=limits or DecodeLimits(),
+        target_long_side=max(target_long_side, input_size),
+        sha256=sha256,
     )
 
 
@@ -203,19 +208,20 @@ class Grader:
         """The long side grading decodes to (at least; ``decode_for_grading``)."""
         return max(self.target_long_side, self.model.card.preprocess.input_size)
 
-    def decode(self, data: bytes) -> DecodedPhoto:
+    def decode(self, data: bytes, sha256: str | None = None) -> DecodedPhoto:
         """``decode_for_grading``; a photo whose header says it is heavy is decoded on the
-        heavy lane (refusals the header allows come first, on this thread)."""
-        light = self.decode_if_light(data)
+        heavy lane (refusals the header allows come first, on this thread). ``sha256``:
+        the upload's digest, when the caller has it."""
+        light = self.decode_if_light(data, sha256)
         if light is not None:
             return light
-        return self.lanes.heavy.submit(self._decode, data).result()
+        return self.lanes.heavy.submit(self._decode, data, sha256).result()
 
-    def decode_if_light(self, data: bytes) -> DecodedPhoto | None:
+    def decode_if_light(self, data: bytes, sha256: str | None = None) -> DecodedPhoto | None:
         """``decode`` of a photo whose header says it is light (on this thread); None,
         and nothing decoded, for a heavy one."""
         header = check_header(data, limits=self.limits, target_long_side=self.decode_target)
-        return None if self._heavy(header) else self._decode(data)
+        return None if self._heavy(header) else self._decode(data, sha256)
 
     def is_heavy(self, data: bytes) -> bool:
         """Whether ``decode`` would wait for the heavy lane (False for a photo its header
@@ -229,9 +235,9 @@ class Grader:
     def _heavy(self, header: ImageHeader) -> bool:
         return header.decode_cost(self.decode_target) > self.lanes.heavy_bytes
 
-    def _decode(self, data: bytes) -> DecodedPhoto:
+    def _decode(self, data: bytes, sha256: str | None = None) -> DecodedPhoto:
         return decode_for_grading(
-            data, self.model.card.preprocess.input_size, self.limits, self.target_long_side
+            data, self.model.card.preprocess.input_size, self.limits, self.target_long_side, sha256
         )
 
     def grade(self, uploads: Sequence[bytes]) -> GradeResult:

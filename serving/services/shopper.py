@@ -228,10 +228,10 @@ def _check_duplicates(known: Sequence[str], new: Sequence[str]) -> None:
         seen.add(digest)
 
 
-def upload_fingerprint(uploads: Sequence[bytes]) -> str:
-    """sha256 over the sha256 of every uploaded file, in order (bytes as received)."""
-    text = "\n".join(hashlib.sha256(data).hexdigest() for data in uploads)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+def upload_fingerprint(sha256: Sequence[str]) -> str:
+    """sha256 over the sha256 of every uploaded file (``sha256``), in order (bytes as
+    received)."""
+    return hashlib.sha256("\n".join(sha256).encode("ascii")).hexdigest()
 
 
 def upload_photos(
@@ -251,14 +251,20 @@ def upload_photos(
 
     ``views``: the view each photo shows (guided capture), one per photo, '' for none;
     checked against the category's views (``capture.check_views``)."""
+    # Each file hashed once, first: the duplicates, the idempotency fingerprint, the
+    # photo rows and the decode read these. (Each hash gives the GIL back, and once the
+    # context read runs Python on a helper thread, taking it again can wait for that
+    # thread's turn to end.)
+    sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]
+    upload = _Upload(uploads, sha256, views)
     if idempotency_key is None:
-        return _upload(svc, return_id, uploads, None, views)
-    key = (idempotency_key, upload_fingerprint(uploads))
+        return _upload(svc, return_id, upload, None)
+    key = (idempotency_key, upload_fingerprint(sha256))
     stored = _replayed(svc, return_id, *key)
     if stored is not None:
         return stored
     try:
-        return _upload(svc, return_id, uploads, key, views)
+        return _upload(svc, return_id, upload, key)
     except Conflict:  # already decided or a concurrent upload: was it this key's attempt?
         stored = _replayed(svc, return_id, *key)
         if stored is None:
@@ -289,18 +295,21 @@ def _replayed(
     return out
 
 
+@dataclass(frozen=True)
+class _Upload:
+    """One request's files, each one's sha256 (hex, in order) and the views it names."""
+
+    files: list[bytes]
+    sha256: list[str]
+    views: Sequence[str] | None
+
+
 def _upload(
-    svc: ReturnLensService,
-    return_id: str,
-    uploads: list[bytes],
-    key: tuple[str, str] | None,
-    views: Sequence[str] | None,
+    svc: ReturnLensService, return_id: str, upload: _Upload, key: tuple[str, str] | None
 ) -> UploadOut:
+    uploads, sha256, views = upload.files, upload.sha256, upload.views
     _check_count(0, len(uploads))  # the request alone, before touching the database
     now = svc.now()
-    # The hashes first: each gives the GIL back, and once the context read below runs
-    # Python on a helper thread, taking it again can wait for that thread's turn to end.
-    sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]
     pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
     early = _decode_light(svc, uploads, sha256)  # while it loads
     ctx = pending.result()
@@ -310,8 +319,8 @@ def _upload(
     if early.error is not None:  # a bad file: refused after the checks above, as ever
         raise early.error
     decoded = [  # heavy ones: bounded lane
-        p if p is not None else svc.grader.decode(data)
-        for p, data in zip(early.photos, uploads, strict=True)
+        p if p is not None else svc.grader.decode(data, digest)
+        for p, data, digest in zip(early.photos, uploads, sha256, strict=True)
     ]
     # The copy check first: the longest task of the upload, it ends the parallel part.
     copies = copy_check.start(svc, decoded, return_id)  # beside the gate and the model
@@ -387,7 +396,7 @@ def _decode_light(svc: ReturnLensService, uploads: list[bytes], sha256: list[str
         return _EarlyDecode(photos)
     for i, data in enumerate(uploads):
         try:
-            photos[i] = svc.grader.decode_if_light(data)
+            photos[i] = svc.grader.decode_if_light(data, sha256[i])
         except Exception as exc:  # re-raised by the caller, after its checks
             return _EarlyDecode(photos, exc)
     return _EarlyDecode(photos)
