@@ -8,7 +8,12 @@ photo of a set, and the median over rounds of the mean per photo is reported: wa
 and CPU time of the whole process (OpenCV's worker threads, spinning while idle, count
 too, so CPU can exceed wall; ``--cv-threads 1`` gives the single-threaded cost).
 
-    python benchmarks/gate_speed.py [--scenes 12] [--rounds 7] [--cv-threads N]
+    python benchmarks/gate_speed.py [--scenes 12] [--rounds 7] [--cv-threads N] [--parts]
+
+``--parts`` also times each part of ``vision.quality.measure`` on its own (the working
+copy, the grey and brightest-channel images, the 128 px mask copy, the item mask,
+framing, sharpness), each from the images the part before made, in CPU ms per photo of
+the calling thread: where the gate's time goes.
 
 Prints the figures and writes benchmarks/results/gate_speed.json (with the date and the
 machine, ``benchmarks.harness.common.machine_info``).
@@ -20,6 +25,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.common import machine_info, write_json  # noqa: E402
 from benchmarks.harness.inputs import make_factories  # noqa: E402
+from vision import quality, quality_light, quality_mask  # noqa: E402
 from vision.pipeline import decode_for_grading  # noqa: E402
 from vision.quality import assess_quality  # noqa: E402
 from vision.types import DecodedPhoto  # noqa: E402
@@ -66,12 +73,49 @@ def time_set(photos: list[DecodedPhoto], rounds: int) -> dict[str, Any]:
     }
 
 
+def _median_cpu_ms(run: Callable[[int], object], n: int, rounds: int) -> float:
+    """Median over ``rounds`` of the mean thread CPU ms of ``run(i)`` for i < n."""
+    per_round = []
+    for _ in range(rounds):
+        c0 = time.thread_time()
+        for i in range(n):
+            run(i)
+        per_round.append((time.thread_time() - c0) * 1000 / n)
+    return round(statistics.median(per_round), 3)
+
+
+def time_parts(photos: list[DecodedPhoto], rounds: int) -> dict[str, float]:
+    """CPU ms per photo of each part of ``quality.measure``, from the images it reads."""
+    work = [quality.working_copy(p.rgb) for p in photos]
+    small = [quality_mask.working_copy(w, quality_mask.MASK_LONG_SIDE) for w in work]
+    grey = [cv2.cvtColor(w, cv2.COLOR_RGB2GRAY) for w in work]
+    masks = [quality_mask.item_mask(s) for s in small]
+    parts: dict[str, Callable[[int], object]] = {
+        "whole gate (assess_quality)": lambda i: assess_quality(photos[i]),
+        "512 px working copy": lambda i: quality.working_copy(photos[i].rgb),
+        "grey and brightest channel": lambda i: (
+            cv2.cvtColor(work[i], cv2.COLOR_RGB2GRAY),
+            quality_light.brightest_channel(work[i]),
+        ),
+        "128 px mask copy": lambda i: quality_mask.working_copy(
+            work[i], quality_mask.MASK_LONG_SIDE
+        ),
+        "item mask": lambda i: quality_mask.item_mask(small[i]),
+        "framing": lambda i: quality_mask.framing(masks[i], small[i]),
+        "sharpness": lambda i: quality._gray_sharpness(grey[i]),
+    }
+    for run in parts.values():  # warm-up
+        run(0)
+    return {name: _median_cpu_ms(run, len(photos), rounds) for name, run in parts.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=12, help="photos per kind")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--cv-threads", type=int, default=None, help="default: OpenCV's own")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gate_speed.json")
+    parser.add_argument("--parts", action="store_true", help="time each part of the gate too")
     args = parser.parse_args()
     if args.cv_threads is not None:
         cv2.setNumThreads(args.cv_threads)
@@ -85,6 +129,11 @@ def main() -> int:
             f"{r['wall_ms_per_photo']:6.2f} ms wall per photo ({r['photos']} photos, "
             f"median of {args.rounds} rounds)"
         )
+    if args.parts:
+        for kind, photos in sets.items():
+            results[kind]["parts_cpu_ms_per_photo"] = parts = time_parts(photos, args.rounds)
+            for name, ms in parts.items():
+                print(f"{kind:7s} {name:30s} {ms:6.2f} ms CPU per photo")
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "rounds": args.rounds,
