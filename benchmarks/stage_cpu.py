@@ -50,6 +50,7 @@ GATE = "quality gate + perceptual hash"
 CONTEXT = "context read (SQL)"
 STORE = "photo store (metadata stripped, written)"
 TOKEN = "token check (SQL read)"
+COMMITS = "  of the stages: SQL commits"
 # The floor of issue 20: decoding the upload plus one model run (its resize included).
 FLOOR_STAGES = ("decode", ORT)
 # Stages on threads other than the request's (the rest run inside WHOLE).
@@ -134,6 +135,11 @@ def instrument(clock: StageClock) -> None:
     import serving.storage.photostore as photostore
 
     clock.wrap(photostore.CleanPuts, "put_all", STORE)
+    # Every transaction's commit, in whichever stage it ends (py-spy charges SQLite's
+    # fsync inside it, a wait, to SQL; this is the commits' CPU alone).
+    from sqlalchemy.engine.default import DefaultDialect
+
+    clock.wrap(DefaultDialect, "do_commit", COMMITS)
 
 
 def budget(cpu: dict[str, float], cores: int) -> dict[str, float]:
