@@ -112,3 +112,25 @@ def test_gate_working_copy_is_opencvs_area_resize() -> None:
         size = (round(shape[1] * s), round(shape[0] * s))
         expected = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         assert np.array_equal(working_copy(img, 512), expected), shape
+
+
+def test_a_long_period_on_a_large_image_takes_no_large_float_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1023 rows to 512 is dyadic but one period is the whole image: over
+    ``FLOAT_COPY_MAX`` as float32, so neither the strips nor the whole copy are used."""
+    floats: list[int] = []
+    real_resize = cv2.resize
+
+    def resize(src: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        if src.dtype == np.float32:
+            floats.append(src.nbytes)
+        return real_resize(src, *args, **kwargs)  # type: ignore[arg-type]
+
+    img = _image(np.random.default_rng(1023), 1023, 1600, 3, 12.0)
+    assert row_period(1023, 512) == (1023, 512)
+    assert 4 * img.size > FLOAT_COPY_MAX
+    expected = cv2.resize(img, (801, 512), interpolation=cv2.INTER_AREA)
+    monkeypatch.setattr(area.cv2, "resize", resize)
+    assert np.array_equal(area_shrink(img, (801, 512)), expected)
+    assert floats == []

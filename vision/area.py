@@ -17,8 +17,10 @@ a dyadic number (``q`` a power of two: 800 x 600 to 512 x 384 is 25 / 16): OpenC
 computes each output row's first source row and weights as ``row * scale`` in double,
 exact for such a scale, so a strip starting at a multiple of ``p`` sees the same values.
 Every scale to the gate's 512 px long side is dyadic on that side, and so is the short
-side of the usual photo shapes (4:3, 3:2, 16:9). Other scales take the whole float copy
-when it is at most ``FLOAT_COPY_MAX`` bytes, else OpenCV's uint8 path.
+side of the usual photo shapes (4:3, 3:2, 16:9). Other scales, and a period whose rows
+alone would make a float copy over ``FLOAT_COPY_MAX`` bytes (an odd shape: 1023 rows to
+512 is one period of 1023), take the whole float copy when it is at most that, else
+OpenCV's uint8 path.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def area_shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.dtype != np.uint8 or integer:
         return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
     period = row_period(h, size[1])
-    if period is not None:
+    if period is not None and 4 * period[0] * image[0].size <= FLOAT_COPY_MAX:
         return _in_strips(image, size, period)
     if 4 * image.size > FLOAT_COPY_MAX:
         return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
