@@ -61,10 +61,9 @@ def working_copy(rgb: np.ndarray, long_side: int) -> np.ndarray:
         return rgb
     s = long_side / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    if s < 1 and rgb.dtype == np.uint8:
+    if s < 1:
         return area_shrink(rgb, size)
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.resize(rgb, size, interpolation=interp)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int = 8) -> tuple[np.ndarray, np.ndarray]:
