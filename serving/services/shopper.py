@@ -256,15 +256,14 @@ def upload_photos(
     # context read runs Python on a helper thread, taking it again can wait for that
     # thread's turn to end.)
     sha256 = [hashlib.sha256(data).hexdigest() for data in uploads]
-    upload = _Upload(uploads, sha256, views)
     if idempotency_key is None:
-        return _upload(svc, return_id, upload, None)
+        return _upload(svc, return_id, uploads, sha256, None, views)
     key = (idempotency_key, upload_fingerprint(sha256))
     stored = _replayed(svc, return_id, *key)
     if stored is not None:
         return stored
     try:
-        return _upload(svc, return_id, upload, key)
+        return _upload(svc, return_id, uploads, sha256, key, views)
     except Conflict:  # already decided or a concurrent upload: was it this key's attempt?
         stored = _replayed(svc, return_id, *key)
         if stored is None:
@@ -295,19 +294,14 @@ def _replayed(
     return out
 
 
-@dataclass(frozen=True)
-class _Upload:
-    """One request's files, each one's sha256 (hex, in order) and the views it names."""
-
-    files: list[bytes]
-    sha256: list[str]
-    views: Sequence[str] | None
-
-
 def _upload(
-    svc: ReturnLensService, return_id: str, upload: _Upload, key: tuple[str, str] | None
+    svc: ReturnLensService,
+    return_id: str,
+    uploads: list[bytes],
+    sha256: list[str],  # of each file, hex, in order (``upload_photos``)
+    key: tuple[str, str] | None,
+    views: Sequence[str] | None,
 ) -> UploadOut:
-    uploads, sha256, views = upload.files, upload.sha256, upload.views
     _check_count(0, len(uploads))  # the request alone, before touching the database
     now = svc.now()
     pending = svc.pool.submit(facts.load_upload_context, svc, return_id, now)
