@@ -148,3 +148,49 @@ def test_the_connection_cap_and_stalled_clients_freeing_it(server: str) -> None:
     for sock in stalled:
         _until_closed(sock)  # every one of them cut off at its deadline
     assert [_served(server) for _ in range(5)] == [200] * 5
+
+
+def _head_with(pad: int) -> bytes:
+    """A GET /healthz head carrying ``pad`` bytes of one header's value."""
+    return b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * pad + b"\r\n\r\n"
+
+
+def test_an_oversized_head_gets_a_431_and_a_large_one_is_served(server: str) -> None:
+    """llhttp has no limit of its own on a head; the protocol keeps h11's 16 KiB."""
+    sock = _connect(server)
+    sock.sendall(_head_with(12 * 1024) + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    first = sock.recv(65536)  # both answered on the kept-alive connection
+    while first.count(b"HTTP/1.1 200") < 2:
+        more = sock.recv(65536)
+        assert more, first[:300]
+        first += more
+    sock.close()
+    sock = _connect(server)
+    sock.sendall(_head_with(17 * 1024))
+    data = _until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), data[:200]
+    assert b"connection: close" in head.lower()
+    answer = json.loads(body)
+    assert answer["code"] == "request_head_too_large" and answer["message"]
+    assert _served(server) == 200
+
+
+def test_an_endless_header_line_is_cut_off_early(server: str) -> None:
+    """A head that never ends is not buffered for as long as its deadline lasts: the
+    connection is closed long before 8 MiB of it could be sent."""
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: ")
+    sent, cut_off = 0, False
+    try:
+        while sent < 8 * 1024 * 1024:
+            sock.sendall(b"p" * 16384)
+            sent += 16384
+    except (BrokenPipeError, ConnectionResetError):
+        cut_off = True
+    if not cut_off:  # every byte fit in the socket buffers: the close must follow
+        _until_closed(sock)
+        cut_off = True
+    sock.close()
+    assert cut_off and sent < 8 * 1024 * 1024, f"{sent} bytes of one header were accepted"
+    assert _served(server) == 200

@@ -27,7 +27,7 @@ from typing import Any
 
 APP = "serving.asgi:create_app"
 # Read deadlines for slow and stalled clients (serving/deadlines.py).
-HTTP_PROTOCOL = "serving.deadlines:DeadlineH11Protocol"
+HTTP_PROTOCOL = "serving.deadlines:DeadlineProtocol"
 
 
 @dataclass(frozen=True)
