@@ -33,7 +33,8 @@ grow a worker's memory for as long as its deadline lasts. A complete head is mea
 from its parts (request line and headers); one still incomplete after a chunk is read
 by the chunks read since it began, an upper bound (a chunk that ends one pipelined
 request's body and starts the next head counts whole), because httptools holds a
-header's unfinished name and value to itself.
+header's unfinished name and value to itself. A request the parser refuses gets ``400
+{"code": "invalid_http"}`` (uvicorn's own answer is a line of plain text).
 
 Why httptools and not h11: h11 parses in Python and copies the body through its receive
 buffer. ``benchmarks/http_protocol.py`` measures a worker's CPU per upload with both
@@ -70,6 +71,11 @@ TIMEOUT = _answer(
     b"408 Request Timeout",
     "request_timeout",
     "the request did not arrive in time; the connection is closed",
+)
+INVALID = _answer(
+    b"400 Bad Request",
+    "invalid_http",
+    "the request is not valid HTTP/1.1; the connection is closed",
 )
 TOO_LARGE = _answer(
     b"431 Request Header Fields Too Large",
@@ -138,11 +144,14 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._arm()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request the parser refused; 431 for a head too large."""
-        if not self._too_large:
-            super().send_400_response(msg)
-        elif not self.transport.is_closing():
+        """The answer to a request the parser refused, in the service's error shape
+        (uvicorn's own is a line of plain text): 431 for a head too large, else 400."""
+        if self.transport.is_closing():
+            return
+        if self._too_large:
             self._close_with(TOO_LARGE, f"its head is over {MAX_HEAD_BYTES} bytes")
+        else:
+            self._close_with(INVALID, f"its request is not valid HTTP ({msg})")
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -194,3 +194,13 @@ def test_an_endless_header_line_is_cut_off_early(server: str) -> None:
     sock.close()
     assert cut_off and sent < 8 * 1024 * 1024, f"{sent} bytes of one header were accepted"
     assert _served(server) == 200
+
+
+def test_a_request_that_is_not_http_gets_a_coded_400(server: str) -> None:
+    sock = _connect(server)
+    sock.sendall(b"HELLO THERE\r\n\r\n")
+    head, _, body = _until_closed(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    answer = json.loads(body)
+    assert answer["code"] == "invalid_http" and answer["message"]
+    assert _served(server) == 200
