@@ -22,9 +22,9 @@ gets ``408 {"code": "request_timeout", ...}`` when no answer was started, and an
 still reading the body sees the client disconnect. ``0`` turns a deadline off. The
 third limit, a cap on concurrent connections per worker, is uvicorn's own
 ``limit_concurrency`` (``Settings.max_connections``): over it, a request is answered
-503. ``returnlens serve`` uses all three (``serving/commands/service.py``); a plain
-``uvicorn serving.app:create_app --factory`` needs ``--http
-serving.deadlines:DeadlineProtocol --limit-concurrency N``.
+503 ``too_many_connections``. ``returnlens serve`` uses all three
+(``serving/commands/service.py``); a plain ``uvicorn serving.app:create_app --factory``
+needs ``--http serving.deadlines:DeadlineProtocol --limit-concurrency N``.
 
 llhttp itself has no limit on a request head's size (h11, which this protocol replaced,
 had 16 KiB): a head of more than ``MAX_HEAD_BYTES`` gets ``431 {"code":
@@ -51,7 +51,8 @@ import asyncio
 import json
 from typing import Any, ClassVar, Literal
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 Waiting = Literal["head", "body"]
 MAX_HEAD_BYTES = 16 * 1024  # the request line and headers, at most (h11's default)
@@ -82,6 +83,26 @@ TOO_LARGE = _answer(
     "request_head_too_large",
     f"the request line and headers are over {MAX_HEAD_BYTES} bytes; the connection is closed",
 )
+
+
+BUSY_BODY = json.dumps(
+    {
+        "code": "too_many_connections",
+        "message": "this worker is serving as many connections as it may; try again shortly",
+        "details": {},
+    }
+).encode()
+
+
+async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer over ``limit_concurrency``, in the service's error shape."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BUSY_BODY)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": BUSY_BODY, "more_body": False})
 
 
 def configure(header_timeout_s: float, body_timeout_s: float) -> None:
@@ -124,6 +145,11 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_body = False
         super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """uvicorn's app for a request over the connection cap answers plain text."""
+        busy = app is service_unavailable
+        super()._start_asgi_task(cycle, _too_many_connections if busy else app)
 
     # uvicorn's hooks: after each, put the deadline of the read state in place.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -145,6 +145,7 @@ def test_the_connection_cap_and_stalled_clients_freeing_it(server: str) -> None:
         sock.sendall(PARTIAL_HEAD)
     capped = httpx.get(f"{server}/healthz", timeout=CUT_OFF_WITHIN_S)
     assert capped.status_code == 503  # over the cap: refused, not queued for ever
+    assert capped.json()["code"] == "too_many_connections" and capped.json()["message"]
     for sock in stalled:
         _until_closed(sock)  # every one of them cut off at its deadline
     assert [_served(server) for _ in range(5)] == [200] * 5
