@@ -48,19 +48,25 @@ from an import string and passes it nothing of the app.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, ClassVar, Literal
 
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from serving.errors import ErrorBody
+
 Waiting = Literal["head", "body"]
 MAX_HEAD_BYTES = 16 * 1024  # the request line and headers, at most (h11's default)
 
 
+def _error_body(code: str, message: str) -> bytes:
+    """The service's error shape (``serving.errors.ErrorBody``) as JSON bytes."""
+    return ErrorBody(code=code, message=message).model_dump_json().encode()
+
+
 def _answer(status: bytes, code: str, message: str) -> bytes:
     """A whole JSON error response that closes the connection."""
-    body = json.dumps({"code": code, "message": message, "details": {}}).encode()
+    body = _error_body(code, message)
     head = (
         b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
         b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
@@ -83,15 +89,10 @@ TOO_LARGE = _answer(
     "request_head_too_large",
     f"the request line and headers are over {MAX_HEAD_BYTES} bytes; the connection is closed",
 )
-
-
-BUSY_BODY = json.dumps(
-    {
-        "code": "too_many_connections",
-        "message": "this worker is serving as many connections as it may; try again shortly",
-        "details": {},
-    }
-).encode()
+BUSY_BODY = _error_body(
+    "too_many_connections",
+    "this worker is serving as many connections as it may; try again shortly",
+)
 
 
 async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
