@@ -92,10 +92,7 @@ def run(requests: int, concurrency: int, out: Path) -> dict[str, Any]:
     data = out / "perf_service.data"
     try:
         shop = Shop(svc, *_reference_jpeg())
-        warm = [[factory.make(i)] for i in range(WARM)]
-        run_cell(svc.url, list(zip(shop.returns(WARM), warm, strict=True)), 1, server_pid=svc.pid)
-        photos = [[factory.make(WARM + i)] for i in range(requests)]
-        jobs = list(zip(shop.returns(requests), photos, strict=True))
+        jobs = shop.warmed_jobs(factory.make, WARM, requests)
         pids = ",".join(str(p) for p in process_tree(svc.pid))
         perf = subprocess.Popen(
             ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-o", str(data), "-p", pids],

@@ -41,12 +41,8 @@ def one(slots: int, requests: int, kind: str = "1600px") -> dict[str, Any]:
     settings = {"RETURNLENS_UPLOAD_CONCURRENCY": str(slots)}
     svc = LiveService(MODEL, workdir, settings=settings).start()
     try:
-        ref, category = _reference_jpeg()
-        shop = Shop(svc, ref, category)
-        warm = list(zip(shop.returns(WARM), [[factory.make(i)] for i in range(WARM)], strict=True))
-        run_cell(svc.url, warm, 1, server_pid=svc.pid)
-        photos = [[factory.make(WARM + i)] for i in range(requests)]
-        jobs = list(zip(shop.returns(requests), photos, strict=True))
+        shop = Shop(svc, *_reference_jpeg())
+        jobs = shop.warmed_jobs(factory.make, WARM, requests)
         svc.reset_peak()
         cell = run_cell(svc.url, jobs, 16, server_pid=svc.pid)
         shop.close()

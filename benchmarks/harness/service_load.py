@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,6 +266,18 @@ class Shop:
             body = r.json()
             out.append((str(body["return_id"]), str(body["token"])))
         return out
+
+    def warmed_jobs(
+        self, make: Callable[[int], bytes], warm: int, requests: int
+    ) -> list[tuple[tuple[str, str], list[bytes]]]:
+        """Store ``warm`` one-photo uploads of ``make(0)``, ``make(1)``, ... at one client
+        (untimed: the worker's caches, and earlier photos of the SKU for the copy check),
+        then return ``requests`` one-photo jobs of the photos after them, a new return
+        each, for ``run_cell``."""
+        done = list(zip(self.returns(warm), [[make(i)] for i in range(warm)], strict=True))
+        run_cell(self.svc.url, done, 1, server_pid=self.svc.pid)
+        photos = [[make(warm + i)] for i in range(requests)]
+        return list(zip(self.returns(requests), photos, strict=True))
 
     def close(self) -> None:
         self.client.close()
