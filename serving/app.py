@@ -347,7 +347,11 @@ def create_app(
     install_docs(app)  # /docs, /redoc, /docs/assets
 
     keep_photos_in_memory(settings.max_upload_bytes)
-    configure_deadlines(settings.header_timeout_s, settings.body_timeout_s)
+    configure_deadlines(
+        settings.header_timeout_s,
+        settings.body_timeout_s,
+        on_cut=lambda reason: metrics.connections_cut.labels(reason=reason).inc(),
+    )
     app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(

@@ -40,14 +40,19 @@ Why httptools and not h11: h11 parses in Python and copies the body through its 
 buffer. ``benchmarks/http_protocol.py`` measures a worker's CPU per upload with both
 protocols: about 2.2 ms less per 2.7 MB (12 MP) photo here, 0.3 ms per 1600 px photo.
 
-The deadlines are class attributes, set per process by :func:`configure` (called by
-``create_app`` from the settings), because uvicorn builds one protocol per connection
-from an import string and passes it nothing of the app.
+Every connection the protocol answers or closes itself is counted by reason
+(``Metrics.connections_cut``, ``returnlens_connections_cut_total``): the app's request
+metrics never see it.
+
+The deadlines and the counting hook are class attributes, set per process by
+:func:`configure` (called by ``create_app`` from the settings), because uvicorn builds
+one protocol per connection from an import string and passes it nothing of the app.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from uvicorn.protocols.http.flow_control import service_unavailable
@@ -106,10 +111,15 @@ async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BUSY_BODY, "more_body": False})
 
 
-def configure(header_timeout_s: float, body_timeout_s: float) -> None:
-    """Set this process's read deadlines (seconds; 0 = none) for new connections."""
+def configure(
+    header_timeout_s: float, body_timeout_s: float, on_cut: Callable[[str], None] | None = None
+) -> None:
+    """Set this process's read deadlines (seconds; 0 = none) for new connections, and
+    what to call with the reason each time the protocol answers or closes a connection
+    itself (``Metrics.connections_cut``: the app's request metrics never see these)."""
     DeadlineProtocol.header_timeout_s = header_timeout_s
     DeadlineProtocol.body_timeout_s = body_timeout_s
+    DeadlineProtocol.cut_hooks = () if on_cut is None else (on_cut,)
 
 
 class DeadlineProtocol(HttpToolsProtocol):
@@ -118,6 +128,9 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     header_timeout_s: ClassVar[float] = 10.0
     body_timeout_s: ClassVar[float] = 60.0
+    # called with the reason of every connection the protocol answers or closes itself
+    # (a tuple: a function stored as a class attribute would be bound as a method)
+    cut_hooks: ClassVar[tuple[Callable[[str], None], ...]] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -150,6 +163,8 @@ class DeadlineProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn's app for a request over the connection cap answers plain text."""
         busy = app is service_unavailable
+        if busy:
+            self._count("too_many_connections")
         super()._start_asgi_task(cycle, _too_many_connections if busy else app)
 
     # uvicorn's hooks: after each, put the deadline of the read state in place.
@@ -176,9 +191,10 @@ class DeadlineProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._too_large:
-            self._close_with(TOO_LARGE, f"its head is over {MAX_HEAD_BYTES} bytes")
+            why = f"its head is over {MAX_HEAD_BYTES} bytes"
+            self._close_with(TOO_LARGE, why, "head_too_large")
         else:
-            self._close_with(INVALID, f"its request is not valid HTTP ({msg})")
+            self._close_with(INVALID, f"its request is not valid HTTP ({msg})", "invalid_http")
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -226,20 +242,26 @@ class DeadlineProtocol(HttpToolsProtocol):
         why = f"the request {what} did not arrive within {seconds:.0f} s"
         cycle = self.cycle if what == "body" else None
         if what == "head" and not self._in_head:
-            self._close_with(None, why)  # nothing of a request arrived: nothing to say
+            self._close_with(None, why, "idle")  # nothing of a request arrived
         elif cycle is not None and cycle.response_started:
-            self._close_with(None, why)  # the app answered already (early, body unread)
+            self._close_with(None, why, "body_timeout")  # answered early, body unread
         else:
-            self._close_with(TIMEOUT, why)
+            self._close_with(TIMEOUT, why, f"{what}_timeout")
         if cycle is not None:  # the app's receive() now reports a disconnect
             cycle.disconnected = True
             cycle.message_event.set()
 
-    def _close_with(self, answer: bytes | None, why: str) -> None:
-        """Send ``answer`` (if any) and close the connection, saying why in the log."""
+    def _close_with(self, answer: bytes | None, why: str, reason: str) -> None:
+        """Send ``answer`` (if any) and close the connection, saying why in the log and
+        counting ``reason``."""
+        self._count(reason)
         self._cancel()
         if answer is not None:
             self.transport.write(answer)
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "client"
         self.logger.info("%s: closed because %s", client, why)
         self.transport.close()
+
+    def _count(self, reason: str) -> None:
+        for hook in self.cut_hooks:
+            hook(reason)

@@ -176,6 +176,14 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        self.connections_cut = Counter(
+            "returnlens_connections_cut_total",
+            "Connections the HTTP protocol answered or closed itself (serving/deadlines.py): "
+            "idle, head_timeout, body_timeout, head_too_large, invalid_http, "
+            "too_many_connections",
+            ["reason"],
+            registry=r,
+        )
         if multiprocess_dir is None:  # else render() adds it to the merged registry
             r.register(self.drift)
 

@@ -140,6 +140,7 @@ def test_a_dripping_head_does_not_extend_its_deadline(server: str) -> None:
 
 
 def test_the_connection_cap_and_stalled_clients_freeing_it(server: str) -> None:
+    refused_before = _cut(server, "too_many_connections")  # read below the cap
     stalled = [_connect(server) for _ in range(MAX_CONNECTIONS * 3)]
     for sock in stalled:
         sock.sendall(PARTIAL_HEAD)
@@ -149,6 +150,7 @@ def test_the_connection_cap_and_stalled_clients_freeing_it(server: str) -> None:
     for sock in stalled:
         _until_closed(sock)  # every one of them cut off at its deadline
     assert [_served(server) for _ in range(5)] == [200] * 5
+    assert _cut(server, "too_many_connections") == refused_before + 1
 
 
 def _head_with(pad: int) -> bytes:
@@ -205,3 +207,25 @@ def test_a_request_that_is_not_http_gets_a_coded_400(server: str) -> None:
     answer = json.loads(body)
     assert answer["code"] == "invalid_http" and answer["message"]
     assert _served(server) == 200
+
+
+def _cut(base: str, reason: str) -> float:
+    """``returnlens_connections_cut_total`` for ``reason`` on the server's /metrics."""
+    text = httpx.get(f"{base}/metrics", timeout=CUT_OFF_WITHIN_S).text
+    prefix = f'returnlens_connections_cut_total{{reason="{reason}"}} '
+    values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
+    return values[0] if values else 0.0
+
+
+def test_each_connection_the_protocol_cuts_is_counted_by_reason(server: str) -> None:
+    """The app's request metrics never see these answers: the protocol counts them."""
+    reasons = ("invalid_http", "head_too_large", "body_timeout")
+    before = {r: _cut(server, r) for r in reasons}
+    for data in (b"HELLO THERE\r\n\r\n", _head_with(17 * 1024)):
+        sock = _connect(server)
+        sock.sendall(data)
+        _until_closed(sock)
+    sock = _connect(server)
+    sock.sendall(PARTIAL_HEAD + b"Content-Length: 400\r\n\r\n" + b'{"order_id": "ORD-1"')
+    _timeout_answer(_until_closed(sock))
+    assert {r: _cut(server, r) - before[r] for r in reasons} == dict.fromkeys(reasons, 1.0)
