@@ -9,7 +9,7 @@ posts the service bench's photos to it as multipart uploads over one kept-alive
 connection: a 1600 px JPEG and a 12 MP JPEG (``benchmarks/harness/inputs.py``). The
 figure is the server process's CPU (user + system, ``/proc``) per request, over
 ``--requests`` requests after 20 warm ones; the protocols take turns, ``--rounds``
-times, and the median round is kept. Every answer must give the body's length, so a
+times (each round starting with the next protocol), and the median round is kept. Every answer must give the body's length, so a
 protocol that lost or cut a body fails the run. Writes
 ``benchmarks/results/http_protocol.json``.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+import serving.deadlines  # noqa: F401  every server process the same modules (see _serve)
 from benchmarks.harness.common import ROOT, machine_info, proc_cpu_seconds, write_json
 from serving.cluster.servers import free_port
 
@@ -101,8 +102,9 @@ def cpu_ms_per_request(protocol: str, photo: bytes, requests: int) -> float:
 def run(requests: int, rounds: int, photos: dict[str, bytes]) -> dict[str, Any]:
     per: dict[str, dict[str, list[float]]] = {k: {p: [] for p in PROTOCOLS} for k in photos}
     for r in range(rounds):
+        order = PROTOCOLS[r % len(PROTOCOLS) :] + PROTOCOLS[: r % len(PROTOCOLS)]
         for kind, photo in photos.items():
-            for protocol in PROTOCOLS:
+            for protocol in order:  # each round starts with the next one: no fixed order
                 per[kind][protocol].append(cpu_ms_per_request(protocol, photo, requests))
         print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     out: dict[str, Any] = {}
