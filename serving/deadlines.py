@@ -38,7 +38,7 @@ header's unfinished name and value to itself. A request the parser refuses gets 
 
 Why httptools and not h11: h11 parses in Python and copies the body through its receive
 buffer. ``benchmarks/http_protocol.py`` measures a worker's CPU per upload with both
-protocols: about 2.1 ms less per 2.7 MB (12 MP) photo here, 0.37 ms per 1600 px photo.
+protocols: about 2.5 ms less per 2.7 MB (12 MP) photo here, 0.5 ms per 1600 px photo.
 
 Every connection the protocol answers or closes itself is counted by reason
 (``Metrics.connections_cut``, ``returnlens_connections_cut_total``): the app's request
