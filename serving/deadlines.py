@@ -123,8 +123,9 @@ def configure(
 
 
 class DeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a head deadline, a body deadline and a cap on
-    the head's size."""
+    """uvicorn's httptools protocol plus a head deadline, a body deadline, a cap on the
+    head's size, its own refusals in the service's error shape, and a count of each
+    connection it answers or closes itself."""
 
     header_timeout_s: ClassVar[float] = 10.0
     body_timeout_s: ClassVar[float] = 60.0
@@ -161,7 +162,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        """uvicorn's app for a request over the connection cap answers plain text."""
+        """A request over the connection cap: uvicorn's app for it, which answers in plain
+        text, is swapped for one in the error shape, and the refusal is counted."""
         busy = app is service_unavailable
         if busy:
             self._count("too_many_connections")
