@@ -69,14 +69,20 @@ def _error_body(code: str, message: str) -> bytes:
     return ErrorBody(code=code, message=message).model_dump_json().encode()
 
 
+def _closing_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of a JSON error ``body`` after which the connection is closed."""
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+
+
 def _answer(status: bytes, code: str, message: str) -> bytes:
-    """A whole JSON error response that closes the connection."""
+    """A whole JSON error response that closes the connection, as raw bytes."""
     body = _error_body(code, message)
-    head = (
-        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
-    )
-    return head + body
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in _closing_headers(body))
+    return b"HTTP/1.1 " + status + b"\r\n" + head + b"\r\n" + body
 
 
 TIMEOUT = _answer(
@@ -102,11 +108,7 @@ BUSY_BODY = _error_body(
 
 async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
     """uvicorn's answer over ``limit_concurrency``, in the service's error shape."""
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(BUSY_BODY)).encode()),
-        (b"connection", b"close"),
-    ]
+    headers = _closing_headers(BUSY_BODY)
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": BUSY_BODY, "more_body": False})
 
