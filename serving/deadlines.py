@@ -34,7 +34,9 @@ from its parts (request line and headers); one still incomplete after a chunk is
 by the chunks read since it began, an upper bound (a chunk that ends one pipelined
 request's body and starts the next head counts whole), because httptools holds a
 header's unfinished name and value to itself. A request the parser refuses gets ``400
-{"code": "invalid_http"}`` (uvicorn's own answer is a line of plain text).
+{"code": "invalid_http"}`` (uvicorn's own answer is a line of plain text). The log line
+of each refusal says which it was (uvicorn's protocol warns "Invalid HTTP request
+received." for a head over the limit too).
 
 Why httptools and not h11: h11 parses in Python and copies the body through its receive
 buffer. ``benchmarks/http_protocol.py`` measures a worker's CPU per upload with both
@@ -55,6 +57,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
+import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -179,7 +182,9 @@ class DeadlineProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return  # cut off: nothing more is parsed
-        super().data_received(data)
+        self._feed(data)
+        if self.transport.is_closing():
+            return  # refused by the parser: answered and closed
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
@@ -188,6 +193,22 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.send_400_response("")
             return
         self._arm()
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, less its warning "Invalid HTTP request received."
+        for every error of the parser: a head over the limit is refused from a callback
+        by raising, and was logged as invalid HTTP before its 431. The refusal's own log
+        line (``_close_with``) says which it was, with the parser's reason."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.send_400_response(str(exc))
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
 
     def send_400_response(self, msg: str) -> None:
         """The answer to a request the parser refused, in the service's error shape

@@ -29,8 +29,14 @@ PARTIAL_HEAD = b"POST /v1/returns HTTP/1.1\r\nHost: t\r\nContent-Type: applicati
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("slow")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The live server's log (stdout and stderr of ``returnlens serve``)."""
+    return tmp_path_factory.mktemp("slow") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log: Path, tiny_model: Path) -> Iterator[str]:
+    root = server_log.parent
     port = live.free_port()
     env = live.clean_env(
         root,
@@ -42,7 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterat
     db_url = f"sqlite:///{root / 'slow.db'}"
     argv = live.serve_argv(port, db_url, tiny_model, "--log-level", "info")
     base = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
+    log = server_log
     with live.running(argv, base=base, env=env, cwd=root, log=log, timeout_s=120):
         yield base
     assert "Traceback" not in log.read_text(errors="replace"), live.log_tail(log)
@@ -177,6 +183,27 @@ def test_an_oversized_head_gets_a_431_and_a_large_one_is_served(server: str) -> 
     answer = json.loads(body)
     assert answer["code"] == "request_head_too_large" and answer["message"]
     assert _served(server) == 200
+
+
+def test_the_log_names_the_refusal_it_was(server: str, server_log: Path) -> None:
+    """An operator reading the log sees a head over the limit as that, not as invalid
+    HTTP (uvicorn warns "Invalid HTTP request received." for every error of its parser,
+    and the limit stops the parser from a callback), and bytes that are not HTTP with
+    the parser's reason. Each line is written before its connection is closed."""
+    size_before = server_log.stat().st_size
+    sock = _connect(server)
+    sock.sendall(_head_with(17 * 1024))
+    assert _until_closed(sock).startswith(b"HTTP/1.1 431")
+    sock = _connect(server)
+    sock.sendall(b"HELLO THERE\r\n\r\n")
+    assert _until_closed(sock).startswith(b"HTTP/1.1 400")
+    with server_log.open("rb") as f:
+        f.seek(size_before)
+        lines = f.read().decode(errors="replace").splitlines()
+    assert not [line for line in lines if "Invalid HTTP request received" in line], lines
+    assert [line for line in lines if f"its head is over {16 * 1024} bytes" in line], lines
+    invalid = [line for line in lines if "its request is not valid HTTP" in line]
+    assert len(invalid) == 1 and "()" not in invalid[0], lines
 
 
 def test_an_endless_header_line_is_cut_off_early(server: str) -> None:
