@@ -31,8 +31,11 @@ def test_the_budget_sets_the_two_checks_against_the_targets_allowance() -> None:
     assert b["gate_and_copy_check_ms"] == 18.0
     assert b["total_ms"] == 62.0  # request thread + copy + gate + context + store + token
     assert b["everything_else_ms"] == 62.0 - 26.0 - 18.0
+    # the allowance (10.4) less everything else (18): the rest alone is over the target
+    assert b["left_for_the_two_checks_ms"] == pytest.approx(0.4 * 26.0 - 18.0)
     assert b["cpu_ratio"] == pytest.approx(62.0 / 26.0, abs=1e-3)
     assert b["best_cpu_ratio_with_checks"] == pytest.approx(44.0 / 26.0, abs=1e-3)
+    assert b["ratio_over_floor_and_checks"] == pytest.approx(62.0 / 44.0, abs=1e-3)
     assert b["best_throughput_ratio_with_checks"] == pytest.approx(26.0 / 44.0, abs=1e-3)
     assert b["c1_latency_floor_ms"] == 31.0
 
