@@ -78,6 +78,10 @@ def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -
             "service_latency_over_minimal",
             "service_throughput_over_minimal",
             "service_cpu_over_minimal_c16",
+            "checked_floor_latency_over_floor",
+            "service_latency_over_checked_floor",
+            "service_throughput_over_checked_floor",
+            "service_cpu_over_checked_floor_c16",
             "floor_p50_drift",
         }
         # the floor measured before the kind's cells too: how far the VM moved meanwhile
@@ -88,6 +92,10 @@ def test_service_section_has_every_cell_and_no_refused_upload(quick_run: Path) -
         floor = svc["floor"][kind]
         assert floor["1photo"]["throughput"]["photos_per_s"] > 0
         assert floor["naive_1photo"]["per_photo_ms"]["n"] == 2
+        # the floor with the two checks timed every 1-photo c1 file, against stored photos
+        checked = floor["checked_1photo"]
+        assert checked["request_ms"]["n"] == svc["cells"][f"{kind}/1photo/c1"]["requests"]
+        assert checked["stored_photos"] > 0 and checked["throughput"]["photos_per_s"] > 0
 
 
 def test_inputs_runtime_dock_training_memory_sections(quick_run: Path) -> None:
@@ -115,6 +123,7 @@ def test_summary_table(quick_run: Path) -> None:
         "Naive / service latency",
         "Service p50 / minimal service p50",
         "Floor p50 after / before the kind's service cells",
+        "Service p50 / floor with the two checks p50, 1-photo",
         f"## Service (live uvicorn, {_load(quick_run, 'service')['workers']} worker(s))",
         "Dock watch-loop fps",
         "copy-heavy 1",  # the repeated-scene cell beside the distinct-scene ones

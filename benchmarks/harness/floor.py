@@ -10,7 +10,7 @@ storage or HTTP: everything the service adds on top is overhead against this.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,10 +27,7 @@ def floor_once(grader: Any, uploads: Sequence[bytes]) -> float:
 
 def floor_latency(grader: Any, groups: Sequence[Sequence[bytes]]) -> dict[str, Any]:
     """Sequential requests: per-request and per-photo latency percentiles."""
-    floor_once(grader, groups[0])  # warm the decoder and the session for this batch size
-    times = [floor_once(grader, g) for g in groups]
-    per_photo = [t / len(g) for t, g in zip(times, groups, strict=True)]
-    return {"request_ms": percentiles(times), "per_photo_ms": percentiles(per_photo)}
+    return latency(lambda g: floor_once(grader, g), groups)
 
 
 def floor_throughput(
@@ -40,13 +37,33 @@ def floor_throughput(
 
     The floor throughput is the best over ``threads``: the most this box can do.
     """
+    return throughput(lambda g: floor_once(grader, g), groups, threads)
+
+
+Once = Callable[[Sequence[bytes]], float]  # one request's uploads -> its milliseconds
+
+
+def latency(once: Once, groups: Sequence[Sequence[bytes]]) -> dict[str, Any]:
+    """``once`` over ``groups`` in turn (after one warm-up call): per-request and
+    per-photo latency percentiles."""
+    once(groups[0])  # warm the decoder and the session for this batch size
+    times = [once(g) for g in groups]
+    per_photo = [t / len(g) for t, g in zip(times, groups, strict=True)]
+    return {"request_ms": percentiles(times), "per_photo_ms": percentiles(per_photo)}
+
+
+def throughput(
+    once: Once, groups: Sequence[Sequence[bytes]], threads: Sequence[int]
+) -> dict[str, Any]:
+    """Photos/s and the process's CPU per photo with N calls of ``once`` in flight, for
+    each N of ``threads``; the best N's figures are the result's own."""
     by_threads: dict[str, float] = {}
     cpu: dict[str, float | None] = {}
     photos = sum(len(g) for g in groups)
     for n in threads:
         with ThreadPoolExecutor(max_workers=n) as pool:
             start, cpu0 = time.perf_counter(), proc_cpu_seconds()
-            list(pool.map(lambda g: floor_once(grader, g), groups))
+            list(pool.map(once, groups))
             wall, cpu1 = time.perf_counter() - start, proc_cpu_seconds()
         by_threads[str(n)] = round(photos / wall, 2)
         cpu[str(n)] = (

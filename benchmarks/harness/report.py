@@ -148,6 +148,17 @@ SERVICE_FIGURES = (
     ("service_latency_over_minimal", "Service p50 / minimal service p50, 1-photo"),
     ("service_throughput_over_minimal", "Service / minimal service photos/s, c16"),
     ("service_cpu_over_minimal_c16", "Service / minimal service CPU per photo, c16"),
+    # The floor with the quality gate and the copy check (benchmarks/harness/floor_checks.py).
+    ("checked_floor_latency_over_floor", "Floor with the two checks p50 / floor p50, 1-photo"),
+    ("service_latency_over_checked_floor", "Service p50 / floor with the two checks p50, 1-photo"),
+    (
+        "service_throughput_over_checked_floor",
+        "Service / floor with the two checks photos/s, 1-photo c16",
+    ),
+    (
+        "service_cpu_over_checked_floor_c16",
+        "Service / floor with the two checks CPU per photo, 1-photo c16",
+    ),
     # How far the VM's speed moved while the kind's cells ran: every ratio moves with it.
     ("floor_p50_drift", "Floor p50 after / before the kind's service cells"),
 )

@@ -2,8 +2,10 @@
 
 Order per photo kind (12 MP, then 1600 px): every cell of the plan against the live
 service; between cells the service is idle, and the floor and the naive baseline run
-in the harness process on the *same files* as the concurrency-1 and -16 cells. The peak
-RSS of the worker is reset before each concurrency-16 cell and read after it.
+in the harness process on the *same files* as the concurrency-1 and -16 cells, and so
+does the floor with the two checks (``floor_checks``: decode, model, quality gate, copy
+check) on the 1-photo cells' files. The peak RSS of the worker is reset before each
+concurrency-16 cell and read after it.
 
 Every timed photo shows its own scene (``inputs``: photo ``i`` of a kind is scene ``i``
 of that kind, and the kinds share none), so each kind's cells count from index 0. The
@@ -39,6 +41,9 @@ TARGETS = {
     },
     "worker_peak_rss_c16_mib": "< 500",
 }
+# Stored shopper photos the checked floor's copy check searches and verifies against:
+# more than its candidates per query (8 + 4 per content box), like a SKU with many returns.
+CHECKED_FLOOR_STORED = 96
 
 
 def _reference_jpeg() -> tuple[bytes, str]:
@@ -100,7 +105,12 @@ def _repeated_cell(
 
 
 def _floor_and_naive(
-    grader: Any, used: dict[str, list[list[bytes]]], kind: str, threads: int, with_naive: bool
+    grader: Any,
+    used: dict[str, list[list[bytes]]],
+    kind: str,
+    threads: int,
+    with_naive: bool,
+    reference: bytes,
 ) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for n in (1, 4):
@@ -109,6 +119,7 @@ def _floor_and_naive(
             **floor_latency(grader, c1),
             "throughput": floor_throughput(grader, c16, sorted({1, threads})),
         }
+    res["checked_1photo"] = _checked_floor(grader, used, kind, threads, reference)
     if with_naive:
         from benchmarks.harness.naive import naive_latency
 
@@ -116,6 +127,27 @@ def _floor_and_naive(
             grader.card, [g[0] for g in used[f"{kind}/1photo/c1"]], threads=threads
         )
     return res
+
+
+def _checked_floor(
+    grader: Any, used: dict[str, list[list[bytes]]], kind: str, threads: int, reference: bytes
+) -> dict[str, Any]:
+    """The floor with the quality gate and the copy check (``floor_checks.CheckedFloor``)
+    on the 1-photo cells' photos, against the 4-photo cells' photos as the stored shopper
+    photos (others of the same scenes' kind, none of them the photo checked) and the
+    shop's catalog reference photo."""
+    from benchmarks.harness.floor_checks import CheckedFloor
+
+    stored = [p for n in (1, 4, 16) for g in used[f"{kind}/4photo/c{n}"] for p in g]
+    floor = CheckedFloor(grader, stored[:CHECKED_FLOOR_STORED], reference)
+    try:
+        return {
+            "stored_photos": len(floor.shop.features),
+            **floor.latency(used[f"{kind}/1photo/c1"]),
+            "throughput": floor.throughput(used[f"{kind}/1photo/c16"], sorted({1, threads})),
+        }
+    finally:
+        floor.close()
 
 
 def _floor_probe(grader: Any, factory: PhotoFactory, cells: list[Cell]) -> float | None:
@@ -175,6 +207,24 @@ def _minimal_ratios(
         "service_throughput_over_minimal": ratio(c16["photos_per_s"], m16["photos_per_s"]),
         "service_cpu_over_minimal_c16": ratio(
             c16.get("server_cpu_ms_per_photo"), m16.get("server_cpu_ms_per_photo")
+        ),
+    }
+
+
+def _checked_ratios(cells: dict[str, Any], ref: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The floor with the two checks against the floor (what the checks cost), and the
+    service against it (what the service's plumbing costs over its decisive work)."""
+    checked = ref["checked_1photo"]
+    c1, c16 = cells[f"{kind}/1photo/c1"], cells[f"{kind}/1photo/c16"]
+    p50 = checked["request_ms"].get("p50")
+    return {
+        "checked_floor_latency_over_floor": ratio(p50, ref["1photo"]["request_ms"].get("p50")),
+        "service_latency_over_checked_floor": ratio(c1["request_ms"].get("p50"), p50),
+        "service_throughput_over_checked_floor": ratio(
+            c16["photos_per_s"], checked["throughput"]["photos_per_s"]
+        ),
+        "service_cpu_over_checked_floor_c16": ratio(
+            c16.get("server_cpu_ms_per_photo"), checked["throughput"].get("cpu_ms_per_photo")
         ),
     }
 
@@ -267,7 +317,7 @@ def run_service(
             result["minimal_service"][kind] = _minimal_cells(minimal, used, kind)
             log(f"floor and naive baseline for {kind} photos")
             result["floor"][kind] = _floor_and_naive(
-                grader, used, kind, floor_threads, with_naive=True
+                grader, used, kind, floor_threads, with_naive=True, reference=reference
             )
             result["ratios"][kind] = {
                 **_ratios(result["cells"], result["floor"][kind], kind),
@@ -277,6 +327,7 @@ def run_service(
                 **_minimal_ratios(
                     result["cells"], result["minimal_service"][kind], result["floor"][kind], kind
                 ),
+                **_checked_ratios(result["cells"], result["floor"][kind], kind),
             }
             log(f"  ratios {kind}: {result['ratios'][kind]}")
         result["copy_heavy"] = _repeated_cell(svc, shop, factories["1600px"], cfg.quick)
