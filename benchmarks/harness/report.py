@@ -242,14 +242,28 @@ def _service(svc: Any) -> list[str]:
                 get(m, "c16", "server_cpu_ms_per_photo"),
             ]
         )
+    for kind, f in (svc.get("floor") or {}).items():
+        checked = f.get("checked_1photo") or {}
+        if checked:
+            frows.append(
+                [
+                    kind,
+                    "floor with the two checks 1",
+                    get(checked, "request_ms", "p50"),
+                    get(checked, "throughput", "photos_per_s"),
+                    get(checked, "throughput", "cpu_ms_per_photo"),
+                ]
+            )
     for key, c in (svc.get("copy_heavy") or {}).items():  # every upload a near-copy
         frows.append([key, "copy-heavy 1", get(c, "request_ms", "p50"), c.get("photos_per_s"), ""])
     settings = svc.get("settings") or {}
     out += [
         "Floor (in-process decode + ONNX), naive baseline (PIL full decode + torchvision + "
-        "torch eager) and the minimal FastAPI + ONNX Runtime service (decode, infer, answer; "
-        "photos/s and CPU at c16); the copy-heavy row repeats one scene (the copy check's "
-        "early exit), the service cells upload one scene per photo:",
+        "torch eager), the minimal FastAPI + ONNX Runtime service (decode, infer, answer; "
+        "photos/s and CPU at c16) and the floor with the two checks (in-process decode, "
+        "ONNX, quality gate and copy check; photos/s and CPU at its best); the copy-heavy "
+        "row repeats one scene (the copy check's early exit), the service cells upload one "
+        "scene per photo:",
         "",
         *table(["Photos", "Per request", "p50 ms/request", "Photos/s", "CPU ms/photo"], frows),
         "",
@@ -411,6 +425,19 @@ def _bombs(b: Any) -> list[str]:
     ]
 
 
+def _earlier_sections(d: dict[str, Any], this_run: list[str]) -> list[str]:
+    """A line naming the sections whose files an earlier run wrote, with their dates:
+    the summary is built from every section file present, not only this run's."""
+    earlier = [
+        f"{name} ({d[name].get('generated_at', 'n/a')})"
+        for name in ("runtime", "dock", "accuracy", "training", "training_gpu", "memory", "bombs")
+        if d.get(name) and name not in this_run
+    ]
+    if not earlier:
+        return []
+    return [f"From earlier runs, with their dates: {', '.join(earlier)}.", ""]
+
+
 def write_summary(out_dir: Path) -> Path:
     names = (
         "run",
@@ -432,6 +459,7 @@ def write_summary(out_dir: Path) -> Path:
         f"Generated {run.get('finished_at', 'n/a')} by `{COMMAND}` "
         f"(sections this run: {', '.join(run.get('sections', []))}).",
         "",
+        *_earlier_sections(d, run.get("sections", [])),
     ]
     if run.get("quick"):
         lines += [
