@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.harness.floor_checks import CheckedFloor
 from benchmarks.harness.inputs import make_factories
+from benchmarks.harness.service_ratios import checked_ratios
 from vision.pipeline import Grader
 
 SCENES = 4
@@ -50,3 +51,22 @@ def test_an_upload_is_timed_and_counted(floor: CheckedFloor, photos: list[bytes]
     assert lat["request_ms"]["n"] == 2 and lat["request_ms"]["p50"] > 0
     thr = floor.throughput([[p] for p in photos], [1, 2])
     assert thr["photos"] == SCENES and set(thr["photos_per_s_by_threads"]) == {"1", "2"}
+
+
+def test_the_service_is_set_against_the_checked_floor_the_right_way_round() -> None:
+    cells = {
+        "1600px/1photo/c1": {"request_ms": {"p50": 40.0}},
+        "1600px/1photo/c16": {"photos_per_s": 30.0, "server_cpu_ms_per_photo": 60.0},
+    }
+    floors = {
+        "1photo": {"request_ms": {"p50": 16.0}},
+        "checked_1photo": {
+            "request_ms": {"p50": 25.0},
+            "throughput": {"photos_per_s": 40.0, "cpu_ms_per_photo": 48.0},
+        },
+    }
+    r = checked_ratios(cells, floors, "1600px")
+    assert r["checked_floor_latency_over_floor"] == pytest.approx(25.0 / 16.0, abs=1e-3)
+    assert r["service_latency_over_checked_floor"] == pytest.approx(40.0 / 25.0, abs=1e-3)
+    assert r["service_throughput_over_checked_floor"] == pytest.approx(30.0 / 40.0, abs=1e-3)
+    assert r["service_cpu_over_checked_floor_c16"] == pytest.approx(60.0 / 48.0, abs=1e-3)

@@ -24,6 +24,7 @@ from benchmarks.harness.floor import floor_latency, floor_throughput
 from benchmarks.harness.inputs import PhotoFactory
 from benchmarks.harness.minimal_service import MinimalService
 from benchmarks.harness.service_load import Cell, LiveService, Shop, plan, run_cell
+from benchmarks.harness.service_ratios import checked_ratios, minimal_ratios, ratios
 from serving.commands.service import MALLOC_ARENAS
 
 # Issue 20's targets, per photo kind (ratios of one run).
@@ -183,74 +184,6 @@ def _minimal_cells(
     return out
 
 
-def _minimal_ratios(
-    cells: dict[str, Any], minimal: dict[str, Any], ref: dict[str, Any], kind: str
-) -> dict[str, Any]:
-    """The minimal service against the floor (what bare HTTP costs) and the product
-    against the minimal service (what the product's features cost), 1 photo."""
-    floor = ref["1photo"]
-    c1, c16 = cells[f"{kind}/1photo/c1"], cells[f"{kind}/1photo/c16"]
-    m1, m16 = minimal["c1"], minimal["c16"]
-    return {
-        "minimal_latency_over_floor": ratio(
-            m1["request_ms"].get("p50"), floor["request_ms"].get("p50")
-        ),
-        "minimal_throughput_over_floor": ratio(
-            m16["photos_per_s"], floor["throughput"]["photos_per_s"]
-        ),
-        "minimal_cpu_over_floor_c16": ratio(
-            m16.get("server_cpu_ms_per_photo"), floor["throughput"].get("cpu_ms_per_photo")
-        ),
-        "service_latency_over_minimal": ratio(
-            c1["request_ms"].get("p50"), m1["request_ms"].get("p50")
-        ),
-        "service_throughput_over_minimal": ratio(c16["photos_per_s"], m16["photos_per_s"]),
-        "service_cpu_over_minimal_c16": ratio(
-            c16.get("server_cpu_ms_per_photo"), m16.get("server_cpu_ms_per_photo")
-        ),
-    }
-
-
-def _checked_ratios(cells: dict[str, Any], ref: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The floor with the two checks against the floor (what the checks cost), and the
-    service against it (what the service's plumbing costs over its decisive work)."""
-    checked = ref["checked_1photo"]
-    c1, c16 = cells[f"{kind}/1photo/c1"], cells[f"{kind}/1photo/c16"]
-    p50 = checked["request_ms"].get("p50")
-    return {
-        "checked_floor_latency_over_floor": ratio(p50, ref["1photo"]["request_ms"].get("p50")),
-        "service_latency_over_checked_floor": ratio(c1["request_ms"].get("p50"), p50),
-        "service_throughput_over_checked_floor": ratio(
-            c16["photos_per_s"], checked["throughput"]["photos_per_s"]
-        ),
-        "service_cpu_over_checked_floor_c16": ratio(
-            c16.get("server_cpu_ms_per_photo"), checked["throughput"].get("cpu_ms_per_photo")
-        ),
-    }
-
-
-def _ratios(cells: dict[str, Any], ref: dict[str, Any], kind: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for n in (1, 4):
-        svc_c1 = cells[f"{kind}/{n}photo/c1"]["request_ms"].get("p50")
-        svc_c16 = cells[f"{kind}/{n}photo/c16"]["photos_per_s"]
-        floor = ref[f"{n}photo"]
-        out[f"latency_ratio_{n}photo"] = ratio(svc_c1, floor["request_ms"].get("p50"))
-        out[f"throughput_ratio_{n}photo"] = ratio(svc_c16, floor["throughput"]["photos_per_s"])
-        out[f"cpu_per_photo_ratio_{n}photo_c16"] = ratio(
-            cells[f"{kind}/{n}photo/c16"].get("server_cpu_ms_per_photo"),
-            floor["throughput"].get("cpu_ms_per_photo"),
-        )
-    naive = ref.get("naive_1photo")
-    if naive:
-        svc = cells[f"{kind}/1photo/c1"]["request_ms"].get("p50")
-        out["naive_over_service"] = ratio(naive["per_photo_ms"].get("p50"), svc)
-        out["naive_over_floor"] = ratio(
-            naive["per_photo_ms"].get("p50"), ref["1photo"]["request_ms"].get("p50")
-        )
-    return out
-
-
 def run_service(
     cfg: BenchConfig, model: Path, factories: dict[str, PhotoFactory]
 ) -> dict[str, Any]:
@@ -320,14 +253,14 @@ def run_service(
                 grader, used, kind, floor_threads, with_naive=True, reference=reference
             )
             result["ratios"][kind] = {
-                **_ratios(result["cells"], result["floor"][kind], kind),
+                **ratios(result["cells"], result["floor"][kind], kind),
                 "floor_p50_drift": ratio(
                     result["floor"][kind]["1photo"]["request_ms"].get("p50"), before
                 ),
-                **_minimal_ratios(
+                **minimal_ratios(
                     result["cells"], result["minimal_service"][kind], result["floor"][kind], kind
                 ),
-                **_checked_ratios(result["cells"], result["floor"][kind], kind),
+                **checked_ratios(result["cells"], result["floor"][kind], kind),
             }
             log(f"  ratios {kind}: {result['ratios'][kind]}")
         result["copy_heavy"] = _repeated_cell(svc, shop, factories["1600px"], cfg.quick)
