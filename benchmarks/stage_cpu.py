@@ -12,10 +12,12 @@ is wrapped to add the CPU time of the thread that runs it (``time.thread_time``:
 only, not waits). ONNX Runtime's second intra-op thread is not on any stage's thread, so
 inference shows the caller's share. Each stage's wall-clock span is kept too: the
 timeline (median start and end of each stage, from the upload's start) shows the
-request's critical path. ``budget_ms`` sets the stages against issue 20's CPU target
-(``budget``): how much CPU the target leaves over the floor, and how much the quality
-gate and the copy check take on their own. Writes ``benchmarks/results/stage_cpu.json``
-(``stage_cpu_12mp.json``).
+request's critical path, and ``critical_path_ms`` cuts each request, from its ASGI call
+to its answer, into its serial segments (``benchmarks/harness/critical_path.py``): what
+the floor with the two checks does not have. ``budget_ms`` sets the stages against
+issue 20's CPU target (``budget``): how much CPU the target leaves over the floor, and
+how much the quality gate and the copy check take on their own. Writes
+``benchmarks/results/stage_cpu.json`` (``stage_cpu_12mp.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.common import machine_info, write_json  # noqa: E402
+from benchmarks.harness.critical_path import RequestClock, segments  # noqa: E402
 from benchmarks.harness.inputs import make_factories  # noqa: E402
 from benchmarks.harness.service_section import _reference_jpeg  # noqa: E402
 
@@ -44,6 +47,7 @@ SKU = "STAGE-1"
 
 
 WHOLE = "request thread, whole upload"
+REQUEST = "the request, from its ASGI call to its answer"  # a span only: no CPU counted
 ORT = "ONNX Runtime (caller's thread)"
 COPY = "copy check (describe, search, read, fits, dense)"
 GATE = "quality gate + perceptual hash"
@@ -223,7 +227,8 @@ def run(stored: int, timed: int, kind: str = "1600px") -> dict[str, Any]:
         photo_dir=root / "photos", models_dir=root / "models", admin_key=SecretStr(ADMIN),
         rate_limit_per_ip=0, rate_limit_per_key=0,
     )  # fmt: skip
-    with TestClient(create_app(settings)) as client:
+    app = RequestClock(create_app(settings), clock.spans, REQUEST, lambda: clock.on)
+    with TestClient(app) as client:
         returns = _shop(client, stored + timed)
         for k, (return_id, token) in enumerate(returns):
             if k == stored:
@@ -252,6 +257,14 @@ def run(stored: int, timed: int, kind: str = "1600px") -> dict[str, Any]:
         },
         "budget_ms": budget(cpu, usable_cores()),
         "timeline_ms": clock.timeline(),
+        "critical_path_ms": segments(
+            clock.spans,
+            request=REQUEST,
+            upload=WHOLE,
+            decode="decode",
+            parallel=(ORT, GATE, COPY),
+            write="decision write",
+        ),
     }
 
 
@@ -274,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     print("median start -> end, ms from the upload's start:")
     for stage, t in res["timeline_ms"].items():
         print(f"  {stage}: {t['start_ms_p50']} -> {t['end_ms_p50']}")
+    print("the critical path, median ms of each serial segment:")
+    for segment, ms in res["critical_path_ms"].items():
+        print(f"  {segment}: {ms}")
     return 0
 
 
