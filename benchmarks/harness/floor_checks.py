@@ -5,7 +5,7 @@ implementation can skip. The service also runs two checks that change the answer
 quality gate (retakes) and the copy check (reused and catalog photos). This floor adds
 them, with the service's own parts and the service's layout of one upload: the decode,
 then the copy check on a task of its own (``copydetect.describe``, the candidate search,
-every keypoint fit and the dense checks of ``copyverify.best_verified``, against stored
+every keypoint fit and the dense checks of ``copy_index.best_of_stored``, against stored
 shopper photos and the catalog reference photo), beside ``Grader.grade_decoded`` (the
 model on the calling thread, the gate and the perceptual hash on the gate pool).
 
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.harness.floor import latency, throughput
-from serving.services.copy_index import CANDIDATES, PART_CANDIDATES
-from vision import copydetect, copyverify
+from serving.services.copy_index import CANDIDATES, PART_CANDIDATES, best_of_stored
+from vision import copydetect
 from vision.types import DecodedPhoto
 
 
@@ -83,6 +83,5 @@ class _Stored:
         if not queries[0].any():
             return 0.0
         top = copydetect.search(self.vectors, queries, CANDIDATES, PART_CANDIDATES)
-        stored = [copydetect.LocalFeatures.from_bytes(self.features[int(i)]) for i in top]
-        found = copyverify.best_verified(d, stored) if stored else None
+        found = best_of_stored(d, [self.features[int(i)] for i in top])
         return found[1] if found is not None else 0.0

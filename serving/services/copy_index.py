@@ -168,23 +168,26 @@ def verified_copies(
         ref_rows = {r[0]: (r[1], r[2]) for r in rows if r[1] and r[2]}
     best: VerifiedCopy | None = None
     shop = [c for c in shop if c.key in features]
-    found = _best(descriptor, [features[c.key] for c in shop])
+    found = best_of_stored(descriptor, [features[c.key] for c in shop])
     if found is not None:
         c = shop[found[0]]
         best = VerifiedCopy(found[1], c.key, c.return_id, None)
     best_ref: VerifiedCopy | None = None
     refs = [c for c in refs if c.key in ref_rows]
-    found = _best(descriptor, [ref_rows[c.key][0] for c in refs])
+    found = best_of_stored(descriptor, [ref_rows[c.key][0] for c in refs])
     if found is not None:
         c = refs[found[0]]
         best_ref = VerifiedCopy(found[1], ref_rows[c.key][1], None, c.key)
     return best, best_ref
 
 
-def _best(d: copydetect.CopyDescriptor, blobs: Sequence[bytes]) -> tuple[int, float] | None:
+def best_of_stored(
+    d: copydetect.CopyDescriptor, blobs: Sequence[bytes]
+) -> tuple[int, float] | None:
     """The best verified of one new photo's candidates (their stored features, nearest
     first): every keypoint fit, then the dense check of the few with the most inliers
-    (``copyverify.best_verified``)."""
+    (``copyverify.best_verified``). The bench's floor with the two checks calls it too
+    (``benchmarks/harness/floor_checks.py``)."""
     if not blobs:
         return None
     stored = [copydetect.LocalFeatures.from_bytes(b) for b in blobs]
