@@ -9,6 +9,7 @@ on a GPU machine).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,16 @@ def _service(svc: Any) -> list[str]:
                 ]
             )
         frows.append([kind, "naive 1", get(f, "naive_1photo", "per_photo_ms", "p50"), "", ""])
+        if f.get("checked_1photo"):
+            frows.append(
+                [
+                    kind,
+                    "floor with the two checks 1",
+                    get(f, "checked_1photo", "request_ms", "p50"),
+                    get(f, "checked_1photo", "throughput", "photos_per_s"),
+                    get(f, "checked_1photo", "throughput", "cpu_ms_per_photo"),
+                ]
+            )
     for kind, m in (svc.get("minimal_service") or {}).items():
         frows.append(
             [
@@ -242,18 +253,6 @@ def _service(svc: Any) -> list[str]:
                 get(m, "c16", "server_cpu_ms_per_photo"),
             ]
         )
-    for kind, f in (svc.get("floor") or {}).items():
-        checked = f.get("checked_1photo") or {}
-        if checked:
-            frows.append(
-                [
-                    kind,
-                    "floor with the two checks 1",
-                    get(checked, "request_ms", "p50"),
-                    get(checked, "throughput", "photos_per_s"),
-                    get(checked, "throughput", "cpu_ms_per_photo"),
-                ]
-            )
     for key, c in (svc.get("copy_heavy") or {}).items():  # every upload a near-copy
         frows.append([key, "copy-heavy 1", get(c, "request_ms", "p50"), c.get("photos_per_s"), ""])
     settings = svc.get("settings") or {}
@@ -425,33 +424,49 @@ def _bombs(b: Any) -> list[str]:
     ]
 
 
-def _earlier_sections(d: dict[str, Any], this_run: list[str]) -> list[str]:
-    """A line naming the sections whose files an earlier run wrote, with their dates:
-    the summary is built from every section file present, not only this run's."""
-    earlier = [
-        f"{name} ({d[name].get('generated_at', 'n/a')})"
-        for name in ("runtime", "dock", "accuracy", "training", "training_gpu", "memory", "bombs")
-        if d.get(name) and name not in this_run
-    ]
+# The result files the summary reads (``<name>.json`` in the results folder).
+SECTION_FILES = (
+    "run",
+    "inputs",
+    "service",
+    "runtime",
+    "dock",
+    "accuracy",
+    "training",
+    "training_gpu",
+    "memory",
+    "bombs",
+)
+
+
+def _earlier_sections(d: dict[str, Any]) -> list[str]:
+    """A line naming the section files an earlier run wrote (generated before this run
+    started), with their dates: the summary is built from every section file present,
+    not only this run's. (A section's name does not say which file it wrote: the
+    training section writes ``training_gpu.json`` on a GPU.)"""
+    started = _when((d.get("run") or {}).get("started_at"))
+    earlier = []
+    for name in SECTION_FILES:
+        if name in ("run", "inputs") or not d.get(name):  # this run's record; inputs: service's
+            continue
+        when = _when(d[name].get("generated_at"))  # undated: not known to be this run's
+        if started is None or when is None or when < started:
+            earlier.append(f"{name} ({d[name].get('generated_at', 'n/a')})")
     if not earlier:
         return []
     return [f"From earlier runs, with their dates: {', '.join(earlier)}.", ""]
 
 
+def _when(stamp: Any) -> datetime | None:
+    """A result file's time stamp (``%Y-%m-%dT%H:%M:%S%z``), or None."""
+    try:
+        return datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
+
+
 def write_summary(out_dir: Path) -> Path:
-    names = (
-        "run",
-        "inputs",
-        "service",
-        "runtime",
-        "dock",
-        "accuracy",
-        "training",
-        "training_gpu",
-        "memory",
-        "bombs",
-    )
-    d: dict[str, Any] = {n: read_json(out_dir / f"{n}.json") for n in names}
+    d: dict[str, Any] = {n: read_json(out_dir / f"{n}.json") for n in SECTION_FILES}
     run = d["run"] or {}
     lines = [
         "# ReturnLens benchmark summary",
@@ -459,7 +474,7 @@ def write_summary(out_dir: Path) -> Path:
         f"Generated {run.get('finished_at', 'n/a')} by `{COMMAND}` "
         f"(sections this run: {', '.join(run.get('sections', []))}).",
         "",
-        *_earlier_sections(d, run.get("sections", [])),
+        *_earlier_sections(d),
     ]
     if run.get("quick"):
         lines += [
